@@ -1,0 +1,18 @@
+"""The one exception type for user errors.
+
+Everything a user can get wrong (a bad size, an impossible option, an unknown device, a missing
+or malformed file) raises :class:`ParamcalcError`. The CLI turns it into a one-line message and
+exit code 2. A cross-check that finds a mismatch is *not* an error: it is a result (exit code 1).
+"""
+
+from __future__ import annotations
+
+
+class ParamcalcError(ValueError):
+    """A user error: bad input, impossible option, unavailable device, unreadable file."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        # Keep messages on one line whatever the caller passed in.
+        super().__init__(" ".join(str(message).split()))

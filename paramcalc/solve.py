@@ -1,0 +1,197 @@
+"""Inverse questions: which hidden size fits a parameter budget, and which matches another cell.
+
+The parameter count of a stack is strictly increasing in ``hidden_size`` (every term is a
+non-negative polynomial in it with a positive leading coefficient), so both answers come from
+an exact integer binary search over :func:`paramcalc.count.total_params`; no floating point.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from .cells import FAMILIES, get_cell
+from .count import total_params
+from .errors import ParamcalcError
+from .spec import MAX_SIZE, RecurrentSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
+_BUDGET_RE = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?)\s*([kmgbt]?)\s*$", re.I)
+
+
+def parse_count(text: str | int, what: str = "budget") -> int:
+    """Parse ``1.5M``, ``250k``, ``2e6``, ``1,000,000`` or an int into an exact positive int."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = Decimal(text)
+    else:
+        m = _BUDGET_RE.match(str(text))
+        if not m:
+            raise ParamcalcError(
+                f"cannot parse {what} {text!r}: use a number like 250k, 1.5M, 2e6 or 1000000"
+            )
+        try:
+            value = Decimal(m.group(1).replace(",", "").replace("_", "")) * _SUFFIX[m.group(2).lower()]
+        except InvalidOperation:
+            raise ParamcalcError(f"cannot parse {what} {text!r}") from None
+    if value != value.to_integral_value():
+        raise ParamcalcError(f"{what} must be a whole number of parameters, got {text!r}")
+    if value <= 0:
+        raise ParamcalcError(f"{what} must be positive, got {text!r}")
+    return int(value)
+
+
+def _min_hidden(spec: RecurrentSpec, multiple_of: int) -> int:
+    low = spec.proj_size + 1  # PyTorch: proj_size < hidden_size
+    return -(-low // multiple_of) * multiple_of
+
+
+def largest_hidden(spec: RecurrentSpec, budget: int, multiple_of: int = 1) -> int | None:
+    """Largest ``hidden_size`` (a multiple of ``multiple_of``) whose total is ``<= budget``.
+
+    ``spec.hidden_size`` is ignored. Returns ``None`` when even the smallest size is too big.
+    """
+
+    def fits(h: int) -> bool:
+        return total_params(spec.replace(hidden_size=h)) <= budget
+
+    lo = _min_hidden(spec, multiple_of)
+    if lo > MAX_SIZE or not fits(lo):
+        return None
+    # Exponential search for an upper bound, then bisection on k where h = k * multiple_of.
+    k_lo, k_hi = lo // multiple_of, lo // multiple_of
+    k_max = MAX_SIZE // multiple_of
+    while k_hi < k_max and fits(k_hi * multiple_of):
+        k_lo, k_hi = k_hi, min(k_hi * 2, k_max)
+    if fits(k_hi * multiple_of):
+        return k_hi * multiple_of
+    while k_hi - k_lo > 1:  # invariant: fits(k_lo) and not fits(k_hi)
+        mid = (k_lo + k_hi) // 2
+        if fits(mid * multiple_of):
+            k_lo = mid
+        else:
+            k_hi = mid
+    return k_lo * multiple_of
+
+
+@dataclass(frozen=True)
+class SolveRow:
+    """One answer: a spec, its parameter count and how it relates to the target."""
+
+    spec: RecurrentSpec
+    params: int
+    target: int
+
+    @property
+    def difference(self) -> int:
+        return self.params - self.target
+
+    @property
+    def relative(self) -> float:
+        return self.difference / self.target
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "cell": self.spec.cell,
+            "hidden_size": self.spec.hidden_size,
+            "params": self.params,
+            "target": self.target,
+            "difference": self.difference,
+            "diff_%": round(100 * self.relative, 3),
+        }
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """Rows of a budget or match query; ``mode`` is ``budget`` or ``match``."""
+
+    mode: str
+    target: int
+    rows: tuple[SolveRow, ...]
+    reference: RecurrentSpec | None = None
+
+    @property
+    def total(self) -> int:
+        """The target parameter count (budget, or the reference spec's count)."""
+        return self.target
+
+    def records(self) -> list[dict[str, Any]]:
+        return [r.record() for r in self.rows]
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.records())
+
+
+def solve_budget(
+    spec: RecurrentSpec, budget: int | str, *, cells: list[str] | None = None, multiple_of: int = 1
+) -> SolveResult:
+    """For each cell (default: ``spec.cell``), the largest hidden size whose total fits ``budget``."""
+    budget = parse_count(budget)
+    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
+        raise ParamcalcError(f"multiple_of must be a positive integer, got {multiple_of!r}")
+    rows = []
+    for name in cells or [spec.cell]:
+        s = _retarget(spec, name)
+        h = largest_hidden(s, budget, multiple_of)
+        if h is None:
+            smallest = _min_hidden(s, multiple_of)
+            need = total_params(s.replace(hidden_size=smallest)) if smallest <= MAX_SIZE else None
+            what = f"needs {need:,}" if need is not None else "is out of range"
+            raise ParamcalcError(
+                f"budget {budget:,} is too small for {s.cell}: the smallest hidden size ({smallest}) {what}"
+            )
+        s = s.replace(hidden_size=h)
+        rows.append(SolveRow(s, total_params(s), budget))
+    return SolveResult("budget", budget, tuple(rows))
+
+
+def closest_hidden(spec: RecurrentSpec, target: int, multiple_of: int = 1) -> int:
+    """The hidden size whose total is closest to ``target`` (ties go to the smaller size)."""
+    below = largest_hidden(spec, target, multiple_of)
+    low = _min_hidden(spec, multiple_of)
+    if below is None:
+        return low
+    above = below + multiple_of
+    if above > MAX_SIZE:
+        return below
+    d_below = target - total_params(spec.replace(hidden_size=below))
+    d_above = total_params(spec.replace(hidden_size=above)) - target
+    return above if d_above < d_below else below
+
+
+def match(reference: RecurrentSpec, cells: list[str] | None = None, *, multiple_of: int = 1) -> SolveResult:
+    """For each other cell type, the hidden size whose count comes closest to ``reference``'s.
+
+    The first row is the reference itself. Input size, layers, directions, bias and convention
+    are kept; a projection is kept only for LSTM targets.
+    """
+    target = total_params(reference)
+    if cells is None:
+        cells = [c for c in FAMILIES if c != reference.cell_type.stack_name]
+    rows = [SolveRow(reference, target, target)]
+    for name in cells:
+        s = _retarget(reference, name)
+        s = s.replace(hidden_size=closest_hidden(s, target, multiple_of))
+        rows.append(SolveRow(s, total_params(s), target))
+    return SolveResult("match", target, tuple(rows), reference)
+
+
+def _retarget(spec: RecurrentSpec, cell: str) -> RecurrentSpec:
+    """``spec`` with another cell type, dropping what the new cell cannot have."""
+    ct = get_cell(cell)
+    changes: dict[str, Any] = {"cell": ct.name}
+    if not ct.supports_proj:
+        changes["proj_size"] = 0
+    if ct.family != "gru":
+        changes["reset_after"] = True
+    if ct.single_step:
+        changes.update(num_layers=1, bidirectional=False)
+    # hidden_size is a placeholder until solved; keep it valid for the new cell.
+    changes["hidden_size"] = max(spec.hidden_size, spec.proj_size + 1)
+    return spec.replace(**changes)
