@@ -158,9 +158,9 @@ def emit(
     footer: Sequence[str] = (),
 ) -> None:
     """Print a table (header/footer lines only in text formats) and export it if asked."""
-    from .report import render
+    from .report import MACHINE_FORMATS, render
 
-    text_fmt = fmt not in ("csv", "json")
+    text_fmt = fmt not in MACHINE_FORMATS
     body = render(records, fmt, meta=meta, footer=footer if text_fmt else ())
     if text_fmt and header:
         body = "\n".join([*header, body])

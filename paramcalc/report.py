@@ -33,6 +33,28 @@ def table_formats() -> list[str]:
     return [*tabulate_formats, "csv", "json"]
 
 
+#: Formats whose output is markup or data for another program: no header or footer lines.
+MACHINE_FORMATS = frozenset(
+    {
+        "csv",
+        "json",
+        "tsv",
+        "html",
+        "unsafehtml",
+        "latex",
+        "latex_raw",
+        "latex_booktabs",
+        "latex_longtable",
+        "mediawiki",
+        "moinmoin",
+        "jira",
+        "textile",
+        "asciidoc",
+        "youtrack",
+    }
+)
+
+
 def render(
     records: Records,
     fmt: str = "simple",
