@@ -36,6 +36,26 @@ class CellType:
     gate_names: tuple[str, ...]  # PyTorch's order of the gate blocks
     supports_proj: bool
     equations: tuple[str, ...]
+    # --- cost-model facts (read by paramcalc.cost), counted from ``equations`` ---------------
+    #: Elementwise ops per hidden unit and time step as (op, count) pairs: one op per element
+    #: for each sum, difference, Hadamard product (⊙) and activation (σ, tanh, ReLU). The sum
+    #: that joins the input and recurrent matmuls counts; bias additions are counted apart.
+    elementwise_ops: tuple[tuple[str, int], ...] = ()
+    #: Dh-wide vectors autograd keeps per step for backward besides the step's input and
+    #: h_{t-1} (gate activations and intermediates such as c_t and tanh(c_t)).
+    saved_per_unit: int = 0
+    #: Recurrent state vectors carried from step to step (h is P or Dh wide, c is Dh wide).
+    state_names: tuple[str, ...] = ("h",)
+    #: Gate blocks whose recurrent matmul must wait for the reset gate when the reset is applied
+    #: before the matmul (Keras GRU ``reset_after=False``): a second sequential GEMM per step.
+    reset_before_blocks: int = 0
+    #: The update equations of that reset-before form (empty if the cell has none).
+    reset_before_equations: tuple[str, ...] = ()
+
+    @property
+    def elementwise_per_unit(self) -> int:
+        """Elementwise ops per hidden unit and step (the sum of :attr:`elementwise_ops`)."""
+        return sum(n for _, n in self.elementwise_ops)
 
     @property
     def stack_name(self) -> str:
@@ -58,6 +78,21 @@ _GRU_EQ = (
     "n_t = tanh(x_t·W_inᵀ + b_in + r_t ⊙ (h_{t-1}·W_hnᵀ + b_hn))   (reset after the matmul)",
     "h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}",
 )
+#: Keras' GRU with ``reset_after=False`` (one bias vector per gate block): the reset gate
+#: multiplies h_{t-1} *before* the recurrent matmul of n, so that matmul waits for r_t.
+_GRU_RESET_BEFORE_EQ = (
+    "r_t = σ(x_t·W_irᵀ + h_{t-1}·W_hrᵀ + b_r)",
+    "z_t = σ(x_t·W_izᵀ + h_{t-1}·W_hzᵀ + b_z)",
+    "n_t = tanh(x_t·W_inᵀ + b_n + (r_t ⊙ h_{t-1})·W_hnᵀ)   (reset before the matmul)",
+    "h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}",
+)
+
+# Elementwise ops per hidden unit and step, counted from the equations above (bias additions
+# apart). RNN: 1 sum (x·W + h·W) + 1 activation. LSTM: 4 sums joining the matmuls, 3 σ,
+# tanh(g), c_t = f⊙c + i⊙g (2 ⊙, 1 +), h_t = o⊙tanh(c_t) (1 tanh, 1 ⊙). GRU (either form):
+# 3 sums joining the matmuls, 2 σ, 1 tanh, r⊙(...) (1 ⊙), (1 - z)⊙n + z⊙h (1 -, 2 ⊙, 1 +).
+_LSTM_OPS = (("add", 5), ("mul", 3), ("sigmoid", 3), ("tanh", 2))
+_GRU_OPS = (("add", 4), ("sub", 1), ("mul", 3), ("sigmoid", 2), ("tanh", 1))
 
 
 def _rnn(name: str, act: str, single: bool) -> CellType:
@@ -72,6 +107,8 @@ def _rnn(name: str, act: str, single: bool) -> CellType:
         gate_names=("h",),
         supports_proj=False,
         equations=tuple(e.format(act=act) for e in _RNN_EQ),
+        elementwise_ops=(("add", 1), (act, 1)),
+        saved_per_unit=1,  # the activation's output, for its derivative
     )
 
 
@@ -87,6 +124,9 @@ def _lstm(name: str, single: bool) -> CellType:
         gate_names=("i", "f", "g", "o"),
         supports_proj=not single,
         equations=_LSTM_EQ,
+        elementwise_ops=_LSTM_OPS,
+        saved_per_unit=6,  # i, f, g, o, c_t, tanh(c_t)
+        state_names=("h", "c"),
     )
 
 
@@ -102,6 +142,10 @@ def _gru(name: str, single: bool) -> CellType:
         gate_names=("r", "z", "n"),
         supports_proj=False,
         equations=_GRU_EQ,
+        elementwise_ops=_GRU_OPS,
+        saved_per_unit=4,  # r, z, n and h_{t-1}·W_hnᵀ + b_hn (or r ⊙ h_{t-1})
+        reset_before_blocks=1,  # n
+        reset_before_equations=_GRU_RESET_BEFORE_EQ,
     )
 
 
