@@ -1,0 +1,874 @@
+"""Whole architectures: recurrent stacks plus the layers around them, with tied weights.
+
+An :class:`Architecture` is an ordered tuple of components (recurrent stacks, ``embedding``,
+``linear``, ``layernorm``, ``dropout``, ``conv1d``, ``batchnorm1d``). Every component knows its
+parameter tensors, named and shaped as the matching ``torch.nn`` module stores them, with a
+formula per tensor. Pure Python: no torch, no pandas (``to_frame`` imports pandas lazily).
+
+Counting conventions:
+
+* recurrent stacks use PyTorch's convention (two bias vectors per gate block), see ``count.py``;
+* a **tied** weight (``tie = "encoder"`` on a decoder ``linear``) is one tensor held by two
+  modules: it is listed under both, counted once, at its first appearance in component order,
+  exactly as ``nn.Module.parameters()`` deduplicates it;
+* only parameters count: ``batchnorm1d``'s running statistics are buffers, not parameters.
+
+Architectures are written as TOML files, see :func:`load_architecture` and the README.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .cells import ALIASES, CELLS
+from .count import count as count_spec
+from .errors import ParamcalcError
+from .spec import RecurrentSpec, check_size
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _prod(shape: Iterable[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+@dataclass(frozen=True)
+class TensorFormula:
+    """One analytic parameter tensor of a component: local name, shape, count and formula."""
+
+    name: str
+    shape: tuple[int, ...]
+    numel: int
+    formula: str  # symbolic = substituted, e.g. "V·E = 10000·400"
+
+
+def _tensor(name: str, shape: tuple[int, ...], symbolic: str, substituted: str) -> TensorFormula:
+    return TensorFormula(name, shape, _prod(shape), f"{symbolic} = {substituted}")
+
+
+# --- components ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Component:
+    """Base class: a named layer with analytic parameter tensors."""
+
+    name: str
+
+    kind: ClassVar[str] = "component"
+    #: The torch.nn class this component is built as.
+    torch_class: ClassVar[str] = ""
+
+    @property
+    def tie(self) -> str | None:
+        """Name of the component whose ``weight`` this one shares, if any."""
+        return None
+
+    @property
+    def in_features(self) -> int | None:
+        """Features this component expects from the previous one (None: it takes indices)."""
+        return None
+
+    def out_features(self, incoming: int | None) -> int | None:
+        """Features this component hands on, given what it received."""
+        return incoming
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        return ()
+
+    def formula(self) -> str:
+        """The component's parameter count as a formula with numbers substituted."""
+        return "no parameters"
+
+    def describe(self) -> str:
+        return f"{self.torch_class}()"
+
+    def remark(self) -> str:
+        """A counting remark shown with the component (e.g. which tensors are buffers)."""
+        return ""
+
+    @property
+    def params(self) -> int:
+        """Parameters of this component, a tied weight included."""
+        return sum(t.numel for t in self.tensors())
+
+
+@dataclass(frozen=True)
+class Recurrent(Component):
+    """An ``nn.RNN``/``nn.LSTM``/``nn.GRU`` stack (or cell), described by a ``RecurrentSpec``."""
+
+    spec: RecurrentSpec = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spec, RecurrentSpec):
+            raise ParamcalcError(f"component {self.name!r}: a recurrent component needs a RecurrentSpec")
+        if self.spec.convention != "torch":
+            raise ParamcalcError(
+                f"component {self.name!r}: architectures use the torch convention, got {self.spec.convention}"
+            )
+
+    @property  # type: ignore[override]
+    def kind(self) -> str:  # the cell name: lstm, gru, rnn, ...
+        return self.spec.cell
+
+    @property
+    def torch_class(self) -> str:  # type: ignore[override]
+        return self.spec.cell_type.torch_class
+
+    @property
+    def in_features(self) -> int | None:
+        return self.spec.input_size
+
+    def out_features(self, incoming: int | None) -> int | None:
+        s = self.spec
+        return s.output_size if s.cell_type.single_step else s.num_directions * s.output_size
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        s = self.spec
+        g, h, p, nd = s.gates, s.hidden_size, s.proj_size, s.num_directions
+        gs, gn = (f"{g}Dh", f"{g}·{h}") if g > 1 else ("Dh", f"{h}")
+        out: list[TensorFormula] = []
+        for row in count_spec(s).rows:
+            d = s.layer_input_size(row.layer)
+            d_sym = "d" if row.layer == 0 else f"{nd if nd > 1 else ''}{'P' if p else 'Dh'}"
+            sym, num = {
+                "weight_ih": (f"{gs}·{d_sym}", f"{gn}·{d}"),
+                "weight_hh": (f"{gs}·{'P' if p else 'Dh'}", f"{gn}·{p or h}"),
+                "bias_ih": (gs, gn),
+                "bias_hh": (gs, gn),
+                "weight_hr": ("P·Dh", f"{p}·{h}"),
+            }[row.role]
+            out.append(TensorFormula(row.name, row.shape, row.numel, f"{sym} = {num}"))
+        return tuple(out)
+
+    def formula(self) -> str:
+        res = count_spec(self.spec)
+        seen: dict[tuple[str, str], int] = {}
+        for f in res.formulas:  # identical layers (k > 0) and directions collapse into "n × ..."
+            seen[(f.symbolic, f.substituted)] = seen.get((f.symbolic, f.substituted), 0) + 1
+        if len(seen) == 1 and next(iter(seen.values())) == 1:
+            (sym, num), _ = next(iter(seen.items()))
+            return f"{sym} = {num}"
+        parts = []
+        for (sym, num), n in seen.items():
+            parts.append(f"{n} × [{sym} = {num}]" if n > 1 else f"[{sym} = {num}]")
+        return " + ".join(parts)
+
+    def describe(self) -> str:
+        return self.spec.describe()
+
+    @property
+    def params(self) -> int:
+        from .count import total_params
+
+        return total_params(self.spec)
+
+
+@dataclass(frozen=True)
+class Embedding(Component):
+    """``nn.Embedding(V, E)``: one ``weight`` of shape ``(V, E)``."""
+
+    num_embeddings: int = 0
+    embedding_dim: int = 0
+    tie_to: str | None = None
+
+    kind: ClassVar[str] = "embedding"
+    torch_class: ClassVar[str] = "Embedding"
+
+    def __post_init__(self) -> None:
+        _sizes(self, "num_embeddings", "embedding_dim")
+
+    @property
+    def tie(self) -> str | None:
+        return self.tie_to
+
+    def out_features(self, incoming: int | None) -> int | None:
+        return self.embedding_dim
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        v, e = self.num_embeddings, self.embedding_dim
+        return (_tensor("weight", (v, e), "V·E", f"{v}·{e}"),)
+
+    def formula(self) -> str:
+        return f"V·E = {self.num_embeddings}·{self.embedding_dim}"
+
+    def describe(self) -> str:
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+
+@dataclass(frozen=True)
+class Linear(Component):
+    """``nn.Linear(in, out)``: ``weight (out, in)`` and ``bias (out,)``."""
+
+    in_size: int = 0
+    out_size: int = 0
+    bias: bool = True
+    tie_to: str | None = None
+
+    kind: ClassVar[str] = "linear"
+    torch_class: ClassVar[str] = "Linear"
+
+    def __post_init__(self) -> None:
+        _sizes(self, "in_size", "out_size")
+        _flags(self, "bias")
+
+    @property
+    def tie(self) -> str | None:
+        return self.tie_to
+
+    @property
+    def in_features(self) -> int | None:
+        return self.in_size
+
+    def out_features(self, incoming: int | None) -> int | None:
+        return self.out_size
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        i, o = self.in_size, self.out_size
+        ts = [_tensor("weight", (o, i), "out·in", f"{o}·{i}")]
+        if self.bias:
+            ts.append(_tensor("bias", (o,), "out", f"{o}"))
+        return tuple(ts)
+
+    def formula(self) -> str:
+        i, o = self.in_size, self.out_size
+        return f"out·in + out = {o}·{i} + {o}" if self.bias else f"out·in = {o}·{i}"
+
+    def describe(self) -> str:
+        return f"Linear({self.in_size}, {self.out_size}{'' if self.bias else ', bias=False'})"
+
+
+@dataclass(frozen=True)
+class LayerNorm(Component):
+    """``nn.LayerNorm(shape)``: ``weight`` and ``bias`` of ``shape`` (when affine)."""
+
+    normalized_shape: tuple[int, ...] = ()
+    elementwise_affine: bool = True
+    bias: bool = True
+
+    kind: ClassVar[str] = "layernorm"
+    torch_class: ClassVar[str] = "LayerNorm"
+
+    def __post_init__(self) -> None:
+        shape = self.normalized_shape
+        if isinstance(shape, int) and not isinstance(shape, bool):
+            shape = (shape,)
+        if not isinstance(shape, (tuple, list)) or not shape:
+            raise ParamcalcError(f"normalized_shape must be an integer or a list of integers, got {shape!r}")
+        object.__setattr__(self, "normalized_shape", tuple(check_size("normalized_shape", s) for s in shape))
+        _flags(self, "elementwise_affine", "bias")
+
+    @property
+    def in_features(self) -> int | None:
+        return self.normalized_shape[-1]
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        if not self.elementwise_affine:
+            return ()
+        shape = self.normalized_shape
+        num = "·".join(map(str, shape))
+        ts = [_tensor("weight", shape, "n", num)]
+        if self.bias:
+            ts.append(_tensor("bias", shape, "n", num))
+        return tuple(ts)
+
+    def formula(self) -> str:
+        if not self.elementwise_affine:
+            return "no parameters (elementwise_affine=False)"
+        num = "·".join(map(str, self.normalized_shape))
+        return f"2n = 2·{num}" if self.bias else f"n = {num}"
+
+    def describe(self) -> str:
+        shape = self.normalized_shape
+        arg = str(shape[0]) if len(shape) == 1 else str(list(shape))
+        extra = "" if self.elementwise_affine else ", elementwise_affine=False"
+        extra += "" if self.bias or not self.elementwise_affine else ", bias=False"
+        return f"LayerNorm({arg}{extra})"
+
+
+@dataclass(frozen=True)
+class Dropout(Component):
+    """``nn.Dropout(p)``: no parameters; passes its input size on."""
+
+    p: float = 0.5
+
+    kind: ClassVar[str] = "dropout"
+    torch_class: ClassVar[str] = "Dropout"
+
+    def __post_init__(self) -> None:
+        p = self.p
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ParamcalcError(f"p must be a probability between 0 and 1, got {p!r}")
+
+    def describe(self) -> str:
+        return f"Dropout(p={self.p})"
+
+
+@dataclass(frozen=True)
+class Conv1d(Component):
+    """``nn.Conv1d(in, out, k, groups=g)``: ``weight (out, in/g, k)`` and ``bias (out,)``."""
+
+    in_channels: int = 0
+    out_channels: int = 0
+    kernel_size: int = 0
+    groups: int = 1
+    bias: bool = True
+
+    kind: ClassVar[str] = "conv1d"
+    torch_class: ClassVar[str] = "Conv1d"
+
+    def __post_init__(self) -> None:
+        _sizes(self, "in_channels", "out_channels", "kernel_size", "groups")
+        _flags(self, "bias")
+        for what in ("in_channels", "out_channels"):
+            if getattr(self, what) % self.groups:
+                raise ParamcalcError(
+                    f"{what} ({getattr(self, what)}) must be divisible by groups ({self.groups})"
+                )
+
+    @property
+    def in_features(self) -> int | None:
+        return self.in_channels
+
+    def out_features(self, incoming: int | None) -> int | None:
+        return self.out_channels
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        o, i, k, g = self.out_channels, self.in_channels, self.kernel_size, self.groups
+        ig = i // g
+        sym, num = ("out·(in/g)·k", f"{o}·{ig}·{k}") if g > 1 else ("out·in·k", f"{o}·{i}·{k}")
+        ts = [_tensor("weight", (o, ig, k), sym, num)]
+        if self.bias:
+            ts.append(_tensor("bias", (o,), "out", f"{o}"))
+        return tuple(ts)
+
+    def formula(self) -> str:
+        return (
+            " + ".join(t.formula.split(" = ")[0] for t in self.tensors())
+            + " = "
+            + " + ".join(t.formula.split(" = ")[1] for t in self.tensors())
+        )
+
+    def describe(self) -> str:
+        extra = f", groups={self.groups}" if self.groups > 1 else ""
+        extra += "" if self.bias else ", bias=False"
+        return f"Conv1d({self.in_channels}, {self.out_channels}, {self.kernel_size}{extra})"
+
+
+@dataclass(frozen=True)
+class BatchNorm1d(Component):
+    """``nn.BatchNorm1d(C)``: ``weight`` and ``bias`` of ``(C,)``; running stats are buffers."""
+
+    num_features: int = 0
+    affine: bool = True
+
+    kind: ClassVar[str] = "batchnorm1d"
+    torch_class: ClassVar[str] = "BatchNorm1d"
+
+    def __post_init__(self) -> None:
+        _sizes(self, "num_features")
+        _flags(self, "affine")
+
+    @property
+    def in_features(self) -> int | None:
+        return self.num_features
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        c = self.num_features
+        if not self.affine:
+            return ()
+        return (_tensor("weight", (c,), "C", f"{c}"), _tensor("bias", (c,), "C", f"{c}"))
+
+    def formula(self) -> str:
+        if not self.affine:
+            return "no parameters (affine=False)"
+        return f"2C = 2·{self.num_features}"
+
+    def remark(self) -> str:
+        return "running_mean, running_var, num_batches_tracked are buffers, not parameters"
+
+    def describe(self) -> str:
+        return f"BatchNorm1d({self.num_features}{'' if self.affine else ', affine=False'})"
+
+
+def _sizes(obj: Any, *names: str) -> None:
+    for n in names:
+        object.__setattr__(obj, n, check_size(n, getattr(obj, n)))
+
+
+def _flags(obj: Any, *names: str) -> None:
+    for n in names:
+        if not isinstance(getattr(obj, n), bool):
+            raise ParamcalcError(f"{n} must be true or false, got {getattr(obj, n)!r}")
+
+
+# --- the architecture ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """An ordered, validated tuple of components with tied weights and matching sizes."""
+
+    name: str
+    components: tuple[Component, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "components", tuple(self.components))
+        if not self.components:
+            raise ParamcalcError("an architecture needs at least one component")
+        by_name: dict[str, Component] = {}
+        for c in self.components:
+            if not isinstance(c, Component):
+                raise ParamcalcError(f"not a component: {c!r}")
+            if not _NAME_RE.match(c.name):
+                raise ParamcalcError(
+                    f"component {c.name!r} ({c.kind}): a name must be a Python identifier "
+                    "(letters, digits, underscores), as torch module names are"
+                )
+            if c.name in by_name:
+                raise ParamcalcError(f"component {c.name!r} ({c.kind}): the name is used twice")
+            by_name[c.name] = c
+        for c in self.components:
+            self._check_tie(c, by_name)
+        incoming: int | None = None
+        previous: Component | None = None
+        for c in self.components:
+            want = c.in_features
+            if want is not None and incoming is not None and previous is not None and want != incoming:
+                raise ParamcalcError(
+                    f"component {c.name!r} ({c.kind}): expects {want} input features but "
+                    f"{previous.name!r} ({previous.kind}) outputs {incoming}"
+                )
+            out = c.out_features(incoming)
+            if out is not None:
+                incoming, previous = out, c
+
+    @staticmethod
+    def _check_tie(c: Component, by_name: Mapping[str, Component]) -> None:
+        tie = c.tie
+        if tie is None:
+            return
+        where = f"component {c.name!r} ({c.kind})"
+        if tie == c.name:
+            raise ParamcalcError(f"{where}: tie = {tie!r} names the component itself")
+        target = by_name.get(tie)
+        if target is None:
+            raise ParamcalcError(
+                f"{where}: tie = {tie!r}, but there is no component {tie!r} "
+                f"(components: {', '.join(by_name)})"
+            )
+        if not isinstance(target, (Embedding, Linear)):
+            raise ParamcalcError(
+                f"{where}: tie = {tie!r} is a {target.kind}; only embedding or linear weights tie"
+            )
+        if target.tie is not None:
+            raise ParamcalcError(
+                f"{where}: tie = {tie!r}, which is itself tied to {target.tie!r}; tie both to one"
+            )
+        mine = next(t for t in c.tensors() if t.name == "weight").shape
+        theirs = next(t for t in target.tensors() if t.name == "weight").shape
+        if mine != theirs:
+            raise ParamcalcError(
+                f"{where}: tie = {tie!r} needs equal weight shapes, but {c.name}.weight is "
+                f"{mine} and {tie}.weight is {theirs}"
+            )
+
+    def component(self, name: str) -> Component:
+        for c in self.components:
+            if c.name == name:
+                return c
+        raise ParamcalcError(f"no component {name!r} in architecture {self.name!r}")
+
+    @property
+    def specs(self) -> dict[str, RecurrentSpec]:
+        """The recurrent stacks, by component name."""
+        return {c.name: c.spec for c in self.components if isinstance(c, Recurrent)}
+
+
+# --- counting --------------------------------------------------------------------------------
+
+ARCH_TENSOR_COLUMNS = ("component", "name", "shape", "numel", "counted", "formula", "note")
+ARCH_COMPONENT_COLUMNS = ("component", "kind", "module", "tensors", "params", "formula", "note")
+
+
+@dataclass(frozen=True)
+class ArchTensorRow:
+    """One tensor of an architecture; ``counted`` is 0 for the second holder of a tied weight."""
+
+    component: str
+    name: str  # full name, as named_parameters() gives it: "<component>.<tensor>"
+    shape: tuple[int, ...]
+    numel: int
+    counted: int
+    formula: str
+    tied_to: str | None = None  # full name of the tensor this one is (when counted elsewhere)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "name": self.name,
+            "shape": str(self.shape),
+            "numel": self.numel,
+            "counted": self.counted,
+            "formula": self.formula,
+            "note": f"tied to {self.tied_to} (counted once)" if self.tied_to else "",
+        }
+
+
+@dataclass(frozen=True)
+class ArchComponentRow:
+    component: str
+    kind: str
+    module: str
+    tensors: int
+    params: int  # counted (tied weights once)
+    formula: str
+    note: str
+    all_params: int = 0  # every tensor of the component, a tied weight included
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "kind": self.kind,
+            "module": self.module,
+            "tensors": self.tensors,
+            "params": self.params,
+            "formula": self.formula,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class ArchitectureCount:
+    """The analytic count of an architecture: per tensor, per component, and the total."""
+
+    arch: Architecture
+    rows: tuple[ArchTensorRow, ...]
+    components: tuple[ArchComponentRow, ...]
+    total: int
+
+    @property
+    def tied(self) -> tuple[ArchTensorRow, ...]:
+        return tuple(r for r in self.rows if r.tied_to)
+
+    @property
+    def unique_rows(self) -> tuple[ArchTensorRow, ...]:
+        """The tensors ``named_parameters()`` yields: tied weights once, at first appearance."""
+        return tuple(r for r in self.rows if not r.tied_to)
+
+    def records(self, by: str = "tensor") -> list[dict[str, Any]]:
+        if by == "tensor":
+            return [r.record() for r in self.rows]
+        if by == "component":
+            return [c.record() for c in self.components]
+        if by == "total":
+            return [
+                {"architecture": self.arch.name, "components": len(self.components), "params": self.total}
+            ]
+        raise ValueError(f"by must be tensor, component or total, got {by!r}")
+
+    def to_frame(self, by: str = "tensor") -> pd.DataFrame:
+        import pandas as pd
+
+        cols = {"tensor": ARCH_TENSOR_COLUMNS, "component": ARCH_COMPONENT_COLUMNS}.get(by)
+        return pd.DataFrame(self.records(by), columns=list(cols) if cols else None)
+
+
+def count_architecture(arch: Architecture) -> ArchitectureCount:
+    """Every tensor of ``arch`` with its formula; tied weights counted once (first appearance)."""
+    # A tie makes two (component, "weight") names one tensor; its key is the target's name.
+    key_of: dict[str, str] = {}
+    for c in arch.components:
+        if c.tie:
+            key_of[f"{c.name}.weight"] = f"{c.tie}.weight"
+    first: dict[str, str] = {}
+    rows: list[ArchTensorRow] = []
+    comps: list[ArchComponentRow] = []
+    for c in arch.components:
+        counted_here = 0
+        notes = []
+        ts = c.tensors()
+        for t in ts:
+            full = f"{c.name}.{t.name}"
+            key = key_of.get(full, full)
+            if key in first:
+                rows.append(ArchTensorRow(c.name, full, t.shape, t.numel, 0, t.formula, first[key]))
+                notes.append(f"{t.name} tied to {first[key]} (counted once)")
+                continue
+            first[key] = full
+            rows.append(ArchTensorRow(c.name, full, t.shape, t.numel, t.numel, t.formula))
+            counted_here += t.numel
+        if c.tie and not notes:
+            notes.append(f"weight shared with {c.tie}.weight (counted here, first appearance)")
+        if c.remark():
+            notes.append(c.remark())
+        comps.append(
+            ArchComponentRow(
+                c.name,
+                c.kind,
+                c.describe(),
+                len(ts),
+                counted_here,
+                c.formula(),
+                "; ".join(notes),
+                sum(t.numel for t in ts),
+            )
+        )
+    total = sum(r.counted for r in rows)
+    return ArchitectureCount(arch, tuple(rows), tuple(comps), total)
+
+
+# --- TOML ------------------------------------------------------------------------------------
+
+_RECURRENT_KEYS = {
+    "input_size",
+    "hidden_size",
+    "num_layers",
+    "bidirectional",
+    "bias",
+    "proj_size",
+    "nonlinearity",
+    "dropout",
+    "batch_first",
+}
+#: Keys each kind accepts besides ``name`` and ``kind`` (some are accepted and ignored: they
+#: change behaviour, not parameter counts).
+KIND_KEYS: dict[str, set[str]] = {
+    "embedding": {"num_embeddings", "embedding_dim", "padding_idx", "max_norm", "tie"},
+    "linear": {"in_features", "out_features", "bias", "tie"},
+    "layernorm": {"normalized_shape", "eps", "elementwise_affine", "bias"},
+    "dropout": {"p"},
+    "conv1d": {
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "groups",
+        "bias",
+        "stride",
+        "padding",
+        "dilation",
+    },
+    "batchnorm1d": {"num_features", "affine", "eps", "momentum", "track_running_stats"},
+}
+TOP_KEYS = {"name", "description", "component"}
+
+
+def recurrent_kinds() -> list[str]:
+    return [*CELLS, *ALIASES]
+
+
+def _required(table: Mapping[str, Any], key: str, why: str = "") -> Any:
+    if key not in table:
+        raise ParamcalcError(f"missing {key}{why}")
+    return table[key]
+
+
+def _inferred(table: Mapping[str, Any], key: str, incoming: int | None) -> Any:
+    if key in table:
+        return table[key]
+    if incoming is None:
+        raise ParamcalcError(
+            f"missing {key} (it may be left out only after a component whose output size is known)"
+        )
+    return incoming
+
+
+def _str(table: Mapping[str, Any], key: str) -> str | None:
+    v = table.get(key)
+    if v is not None and not isinstance(v, str):
+        raise ParamcalcError(f"{key} must be a string, got {v!r}")
+    return v
+
+
+def _component_from_table(table: Mapping[str, Any], name: str, kind: str, incoming: int | None) -> Component:
+    if kind in CELLS or kind in ALIASES:
+        unknown = set(table) - _RECURRENT_KEYS - {"name", "kind"}
+        _no_unknown(unknown, _RECURRENT_KEYS)
+        cell = kind
+        nonlin = table.get("nonlinearity")
+        if nonlin is not None:
+            if not kind.startswith("rnn"):
+                raise ParamcalcError(f"nonlinearity applies only to rnn, not {kind}")
+            if nonlin not in ("tanh", "relu"):
+                raise ParamcalcError(f"nonlinearity must be 'tanh' or 'relu', got {nonlin!r}")
+            base = "rnn_cell" if kind == "rnn_cell" else "rnn"
+            cell = base if nonlin == "tanh" else ("rnn_relu" if base == "rnn" else base)
+            if kind == "rnn_cell" and nonlin == "relu":
+                raise ParamcalcError("rnn_cell with nonlinearity='relu' is not modelled; use rnn_relu stacks")
+        spec = RecurrentSpec(
+            cell=cell,
+            input_size=_inferred(table, "input_size", incoming),
+            hidden_size=_required(table, "hidden_size"),
+            num_layers=table.get("num_layers", 1),
+            bidirectional=table.get("bidirectional", False),
+            bias=table.get("bias", True),
+            proj_size=table.get("proj_size", 0),
+        )
+        return Recurrent(name, spec)
+    keys = KIND_KEYS.get(kind)
+    if keys is None:
+        raise ParamcalcError(
+            f"unknown kind {kind!r}: expected one of {', '.join([*recurrent_kinds(), *KIND_KEYS])}"
+        )
+    _no_unknown(set(table) - keys - {"name", "kind"}, keys)
+    builders: dict[str, Callable[[], Component]] = {
+        "embedding": lambda: Embedding(
+            name,
+            _required(table, "num_embeddings"),
+            _required(table, "embedding_dim"),
+            _str(table, "tie"),
+        ),
+        "linear": lambda: Linear(
+            name,
+            _inferred(table, "in_features", incoming),
+            _required(table, "out_features"),
+            table.get("bias", True),
+            _str(table, "tie"),
+        ),
+        "layernorm": lambda: LayerNorm(
+            name,
+            _inferred(table, "normalized_shape", incoming),
+            table.get("elementwise_affine", True),
+            table.get("bias", True),
+        ),
+        "dropout": lambda: Dropout(name, table.get("p", 0.5)),
+        "conv1d": lambda: Conv1d(
+            name,
+            _inferred(table, "in_channels", incoming),
+            _required(table, "out_channels"),
+            _required(table, "kernel_size"),
+            table.get("groups", 1),
+            table.get("bias", True),
+        ),
+        "batchnorm1d": lambda: BatchNorm1d(
+            name, _inferred(table, "num_features", incoming), table.get("affine", True)
+        ),
+    }
+    return builders[kind]()
+
+
+def _no_unknown(unknown: set[str], known: set[str]) -> None:
+    if unknown:
+        raise ParamcalcError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))} "
+            f"(known: name, kind, {', '.join(sorted(known))})"
+        )
+
+
+def architecture_from_dict(data: Mapping[str, Any], default_name: str = "architecture") -> Architecture:
+    """Build an :class:`Architecture` from parsed TOML (or any mapping of the same shape)."""
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise ParamcalcError(
+            f"unknown top-level key{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(TOP_KEYS))}; components go in [[component]] tables)"
+        )
+    name = _str(data, "name") or default_name
+    description = _str(data, "description") or ""
+    tables = data.get("component")
+    if not tables:
+        raise ParamcalcError("no components: add at least one [[component]] table")
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ParamcalcError("component must be an array of tables: write each as [[component]]")
+    components: list[Component] = []
+    incoming: int | None = None
+    for i, table in enumerate(tables):
+        kind_raw = table.get("kind")
+        cname = table.get("name", f"{kind_raw or 'component'}_{i}")
+        where = f"component {cname!r}" + (f" ({kind_raw})" if isinstance(kind_raw, str) else f" (#{i + 1})")
+        try:
+            if not isinstance(cname, str):
+                raise ParamcalcError(f"name must be a string, got {cname!r}")
+            if not isinstance(kind_raw, str):
+                raise ParamcalcError(
+                    "missing kind" if kind_raw is None else f"kind must be a string, got {kind_raw!r}"
+                )
+            kind = kind_raw.strip().lower().replace("-", "_")
+            comp = _component_from_table(table, cname, kind, incoming)
+        except ParamcalcError as exc:
+            raise ParamcalcError(f"{where}: {exc}") from None
+        components.append(comp)
+        out = comp.out_features(incoming)
+        if out is not None:
+            incoming = out
+    return Architecture(name, tuple(components), description)
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParamcalcError(f"invalid TOML: {exc}") from None
+
+
+def load_architecture(path: str | Path) -> Architecture:
+    """Read an architecture TOML file. Every error names the file (and the component)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamcalcError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise ParamcalcError(f"{p}: is a folder, not a TOML file") from None
+    except UnicodeDecodeError:
+        raise ParamcalcError(f"{p}: invalid TOML: the file is not UTF-8 text") from None
+    except OSError as exc:
+        raise ParamcalcError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        return architecture_from_dict(_toml_loads(text), default_name=p.stem)
+    except ParamcalcError as exc:
+        raise ParamcalcError(f"{p}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Custom(Component):
+    """Any layer described by its tensors: what a user's adapter returns for its own module.
+
+    >>> Custom("gate", "Gate(16)", (tensor_formula("scale", (16,), "n", "16"),))  # doctest: +SKIP
+    """
+
+    label: str = ""
+    items: tuple[TensorFormula, ...] = ()
+    total_formula: str = ""
+
+    kind: ClassVar[str] = "custom"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "items", tuple(self.items))
+        for t in self.items:
+            if not isinstance(t, TensorFormula):
+                raise ParamcalcError(f"component {self.name!r}: items must be TensorFormula, got {t!r}")
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        return self.items
+
+    def formula(self) -> str:
+        if self.total_formula:
+            return self.total_formula
+        if not self.items:
+            return "no parameters"
+        return " + ".join(t.formula.split(" = ")[-1] for t in self.items)
+
+    def describe(self) -> str:
+        return self.label or "custom"
+
+
+def tensor_formula(name: str, shape: tuple[int, ...], symbolic: str, substituted: str) -> TensorFormula:
+    """An analytic tensor for :class:`Custom`: ``tensor_formula("w", (4, 8), "4n·m", "4·1·8")``."""
+    return _tensor(name, tuple(shape), symbolic, substituted)

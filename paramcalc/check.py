@@ -1,0 +1,378 @@
+"""Cross-checks: the analytic rows against real torch modules, tensor by tensor, and torchinfo.
+
+:func:`check` builds the real ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (or cell, or a whole
+:class:`~paramcalc.arch.Architecture`) on a device, default ``meta`` (shapes only, no memory
+allocated), and compares every tensor of ``named_parameters()`` with the analytic row of the
+same name: position, shape and element count, then the totals. It also asks torchinfo's
+``summary(model, verbose=0)`` for its total: with no input data torchinfo runs no forward pass
+and only adds up parameters, so it is cheap on any device. torchinfo counts a tied weight once
+per module that holds it; the expected torchinfo total adds those duplicates back.
+
+A disagreement is a result (``CheckResult.ok`` is False; the CLI exits 1), not an exception.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import torch_bridge
+from .arch import Architecture, count_architecture
+from .count import count as count_spec
+from .errors import ParamcalcError
+from .spec import RecurrentSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import torch
+    from torch import nn
+
+CHECK_COLUMNS = ("#", "name", "shape", "torch_shape", "numel", "torch_numel", "status")
+
+
+@dataclass(frozen=True)
+class TensorCheck:
+    """One tensor, analytic vs torch. ``None`` on a side means the tensor is absent there."""
+
+    index: int | None  # position in the analytic order
+    name: str
+    shape: tuple[int, ...] | None
+    torch_shape: tuple[int, ...] | None
+    numel: int | None
+    torch_numel: int | None
+    problems: tuple[str, ...] = ()
+    note: str = ""  # e.g. "tied to encoder.weight (counted once)"
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def status(self) -> str:
+        if self.problems:
+            return "MISMATCH: " + "; ".join(self.problems)
+        return f"ok ({self.note})" if self.note else "ok"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "#": "" if self.index is None else self.index,
+            "name": self.name,
+            "shape": "-" if self.shape is None else str(self.shape),
+            "torch_shape": "-" if self.torch_shape is None else str(self.torch_shape),
+            "numel": "" if self.numel is None else self.numel,
+            "torch_numel": "" if self.torch_numel is None else self.torch_numel,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class TorchinfoCheck:
+    """torchinfo's total, what it should be, or why it was skipped."""
+
+    total: int | None
+    expected: int | None
+    note: str
+
+    @property
+    def status(self) -> str:
+        if self.total is None:
+            return "skipped"
+        return "ok" if self.total == self.expected else "differs"
+
+    def line(self) -> str:
+        if self.total is None:
+            return f"torchinfo: skipped: {self.note}"
+        verdict = "agrees" if self.status == "ok" else f"DIFFERS from the expected {self.expected:,}"
+        return f"torchinfo summary(model, verbose=0): total_params {self.total:,} ({self.note}): {verdict}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Analytic vs torch for one spec or architecture on one device."""
+
+    subject: str  # what was built, e.g. "LSTM(28, 256, num_layers=2)"
+    requested: RecurrentSpec | Architecture  # what the caller asked to check
+    checked: RecurrentSpec | Architecture  # what was built (a keras spec's torch equivalent)
+    device: str
+    tensors: tuple[TensorCheck, ...]
+    analytic_total: int
+    torch_total: int
+    torchinfo: TorchinfoCheck
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def spec(self) -> RecurrentSpec | None:
+        """The spec that was checked (``None`` for an architecture)."""
+        return self.checked if isinstance(self.checked, RecurrentSpec) else None
+
+    @property
+    def ok(self) -> bool:
+        return (
+            all(t.ok for t in self.tensors)
+            and self.analytic_total == self.torch_total
+            and self.torchinfo.status != "differs"
+        )
+
+    def problems(self) -> list[str]:
+        """One line per disagreement (empty when everything agrees)."""
+        out = [f"{t.name}: {'; '.join(t.problems)}" for t in self.tensors if t.problems]
+        if self.analytic_total != self.torch_total:
+            out.append(f"total: analytic {self.analytic_total:,} vs torch {self.torch_total:,}")
+        if self.torchinfo.status == "differs":
+            out.append(f"torchinfo: {self.torchinfo.total:,} vs expected {self.torchinfo.expected:,}")
+        return out
+
+    def summary_lines(self) -> list[str]:
+        n = len(self.tensors)
+        verdict = (
+            f"OK: all {n} tensors (name, order, shape, numel) and the totals agree"
+            if self.ok
+            else f"MISMATCH ({len(self.problems())}): " + " | ".join(self.problems())
+        )
+        agree = "agree" if self.analytic_total == self.torch_total else "DIFFER"
+        return [
+            f"analytic total: {self.analytic_total:,}; torch total (sum of numel over "
+            f"named_parameters()): {self.torch_total:,}: {agree}",
+            self.torchinfo.line(),
+            verdict,
+        ]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [t.record() for t in self.tensors]
+
+    def meta(self) -> dict[str, Any]:
+        checked = self.checked
+        return {
+            "subject": self.subject,
+            "device": self.device,
+            "spec": checked.to_dict() if isinstance(checked, RecurrentSpec) else None,
+            "analytic_total": self.analytic_total,
+            "torch_total": self.torch_total,
+            "torchinfo_total": self.torchinfo.total,
+            "torchinfo_note": self.torchinfo.note,
+            "ok": self.ok,
+            "problems": self.problems(),
+            "notes": list(self.notes),
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.records(), columns=list(CHECK_COLUMNS))
+
+
+# --- comparison (pure) -------------------------------------------------------------------------
+
+
+def compare_tensors(
+    expected: Sequence[tuple[str, tuple[int, ...]]], actual: Sequence[tuple[str, tuple[int, ...]]]
+) -> list[TensorCheck]:
+    """Compare analytic ``(name, shape)`` rows with torch's, by name; flag order, shape, numel.
+
+    Order is compared among the names both sides have, so one missing tensor does not make
+    every later one "out of order". Tensors torch has that the formula lacks come last.
+    """
+    where = {name: (i, tuple(shape)) for i, (name, shape) in enumerate(actual)}
+    common_actual = sorted(where[n][0] for n, _ in expected if n in where)
+    rank_actual = {pos: r for r, pos in enumerate(common_actual)}
+    out: list[TensorCheck] = []
+    rank = 0
+    for i, (name, shape) in enumerate(expected):
+        shape = tuple(shape)
+        numel = _prod(shape)
+        if name not in where:
+            out.append(TensorCheck(i, name, shape, None, numel, None, ("missing in torch",)))
+            continue
+        j, tshape = where[name]
+        problems = []
+        if rank_actual[j] != rank:
+            problems.append(f"out of order: torch has it at position {j}")
+        if tshape != shape:
+            problems.append(f"shape differs: torch {tshape}")
+        if _prod(tshape) != numel:
+            problems.append(f"numel differs: torch {_prod(tshape):,}")
+        out.append(TensorCheck(i, name, shape, tshape, numel, _prod(tshape), tuple(problems)))
+        rank += 1
+    known = {n for n, _ in expected}
+    for j, (name, tshape) in enumerate(actual):
+        if name not in known:
+            t = tuple(tshape)
+            out.append(
+                TensorCheck(
+                    None, name, None, t, None, _prod(t), (f"not in the formula (torch position {j})",)
+                )
+            )
+    return out
+
+
+def _prod(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+# --- torchinfo --------------------------------------------------------------------------------
+
+
+def torchinfo_total(module: nn.Module) -> tuple[int | None, str]:
+    """torchinfo's parameter total with no input data (no forward pass), or why it was skipped."""
+    try:
+        import torchinfo
+    except ImportError:
+        return None, "torchinfo is not installed (pip install torchinfo)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stats = torchinfo.summary(module, verbose=0)
+    except Exception as exc:  # torchinfo is a third party: any failure is a skip, with its reason
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, f"torchinfo failed: {type(exc).__name__}: {first}"
+    return int(stats.total_params), "no input data, so no forward pass: parameters only"
+
+
+# --- the checks --------------------------------------------------------------------------------
+
+
+def _named(module: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(n, tuple(p.shape)) for n, p in module.named_parameters()]
+
+
+def _device_label(dev: torch.device) -> str:
+    return "meta (shapes only: no memory allocated)" if dev.type == "meta" else str(dev)
+
+
+def check_spec(
+    spec: RecurrentSpec,
+    device: str | torch.device = "meta",
+    *,
+    dtype: torch.dtype | None = None,
+    use_torchinfo: bool = True,
+) -> CheckResult:
+    """Build ``spec`` in torch on ``device`` and compare it with ``count(spec)``, tensor by tensor.
+
+    A Keras-convention spec cannot be built in torch: its torch equivalent is checked instead
+    (and a note says so).
+    """
+    dev = torch_bridge.resolve_device(device) if isinstance(device, str) else device
+    target = torch_bridge.torch_equivalent(spec)
+    notes: list[str] = []
+    if target is not spec:
+        notes.append(
+            f"{spec.describe()} uses the Keras convention ({count_spec(spec).total:,} parameters); "
+            f"torch uses another convention (two bias vectors per gate block), so its torch "
+            f"equivalent {target.describe()} is checked instead"
+        )
+    module = torch_bridge.build_module(target, dev, dtype)
+    rows = count_spec(target).rows
+    checks = compare_tensors([(r.name, r.shape) for r in rows], _named(module))
+    torch_total = sum(p.numel() for p in module.parameters())
+    analytic = sum(r.numel for r in rows)
+    info = _torchinfo_check(module, analytic, 0, use_torchinfo)
+    return CheckResult(
+        target.describe(),
+        spec,
+        target,
+        _device_label(dev),
+        tuple(checks),
+        analytic,
+        torch_total,
+        info,
+        tuple(notes),
+    )
+
+
+def check_architecture(
+    arch: Architecture,
+    device: str | torch.device = "meta",
+    *,
+    dtype: torch.dtype | None = None,
+    use_torchinfo: bool = True,
+) -> CheckResult:
+    """Build ``arch`` in torch and compare every tensor; tied weights must be one Parameter."""
+    dev = torch_bridge.resolve_device(device) if isinstance(device, str) else device
+    counted = count_architecture(arch)
+    module = torch_bridge.build_architecture(arch, dev, dtype)
+    unique = counted.unique_rows
+    base = compare_tensors([(r.name, r.shape) for r in unique], _named(module))
+    by_name = {c.name: c for c in base if c.index is not None}
+    extra = [c for c in base if c.index is None]
+    merged: list[TensorCheck] = []
+    tied_numel = 0
+    for i, row in enumerate(counted.rows):
+        if row.tied_to is None:
+            c = by_name[row.name]
+            merged.append(TensorCheck(i, c.name, c.shape, c.torch_shape, c.numel, c.torch_numel, c.problems))
+            continue
+        tied_numel += row.numel
+        mine = _get_param(module, row.name)
+        theirs = _get_param(module, row.tied_to)
+        problems: tuple[str, ...] = ()
+        if mine is None or theirs is None or mine is not theirs:
+            problems = (f"not tied in torch: {row.name} is not the same Parameter as {row.tied_to}",)
+        tshape = None if mine is None else tuple(mine.shape)
+        merged.append(
+            TensorCheck(
+                i,
+                row.name,
+                row.shape,
+                tshape,
+                row.numel,
+                None if mine is None else mine.numel(),
+                problems,
+                f"tied to {row.tied_to}, counted once",
+            )
+        )
+    merged.extend(extra)
+    torch_total = sum(p.numel() for p in module.parameters())
+    info = _torchinfo_check(module, counted.total, tied_numel, use_torchinfo)
+    notes = []
+    if counted.tied:
+        notes.append(
+            f"{len(counted.tied)} tied tensor(s): each is one Parameter held by two modules, counted once"
+        )
+    subject = f"architecture {arch.name!r}"
+    label = _device_label(dev)
+    return CheckResult(
+        subject, arch, arch, label, tuple(merged), counted.total, torch_total, info, tuple(notes)
+    )
+
+
+def _get_param(module: nn.Module, name: str) -> Any:
+    try:
+        return module.get_parameter(name)
+    except AttributeError:
+        return None
+
+
+def _torchinfo_check(module: nn.Module, analytic: int, tied_numel: int, enabled: bool) -> TorchinfoCheck:
+    if not enabled:
+        return TorchinfoCheck(None, None, "turned off (--no-torchinfo)")
+    total, note = torchinfo_total(module)
+    if total is None:
+        return TorchinfoCheck(None, None, note)
+    if tied_numel:
+        note += f"; it counts a tied weight once per holder: expect {analytic:,} + {tied_numel:,} tied"
+    return TorchinfoCheck(total, analytic + tied_numel, note)
+
+
+def check(
+    target: RecurrentSpec | Architecture,
+    device: str | torch.device = "meta",
+    *,
+    dtype: torch.dtype | None = None,
+    use_torchinfo: bool = True,
+) -> CheckResult:
+    """Cross-check a :class:`RecurrentSpec` or an :class:`Architecture` against torch.
+
+    >>> import paramcalc as pc
+    >>> pc.check(pc.RecurrentSpec("lstm", 28, 256, num_layers=2)).ok  # doctest: +SKIP
+    True
+    """
+    if isinstance(target, RecurrentSpec):
+        return check_spec(target, device, dtype=dtype, use_torchinfo=use_torchinfo)
+    if isinstance(target, Architecture):
+        return check_architecture(target, device, dtype=dtype, use_torchinfo=use_torchinfo)
+    raise ParamcalcError(f"check needs a RecurrentSpec or an Architecture, got {type(target).__name__}")

@@ -1,0 +1,465 @@
+"""`pc.analyze(module)`, checkpoints and `paramcalc inspect`.
+
+Expected counts come from the torch modules themselves (`parameters()`, `state_dict()`), and the
+specs that checkpoints are read back into are compared with the constructor arguments used here.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import textwrap
+import zipfile
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+import paramcalc as pc
+from paramcalc.arch import Custom, tensor_formula
+from paramcalc.cli import cli
+from paramcalc.inspect_ import NO_FORMULA, analyze, inspect_checkpoint
+from paramcalc.torch_bridge import canonical_name, register_adapter
+from tests.conftest import one_line_error
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+class Gate(nn.Module):
+    """A module paramcalc has no adapter for."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(n))
+
+
+class FastaiWeightDropout(nn.Module):
+    """fastai-style weight drop: the raw weight lives on the wrapper, renamed ``*_raw``."""
+
+    def __init__(self, module: nn.Module, names: tuple[str, ...] = ("weight_hh_l0",)) -> None:
+        super().__init__()
+        self.module = module
+        for n in names:
+            w = getattr(module, n)
+            delattr(module, n)
+            self.register_parameter(f"{n}_raw", nn.Parameter(w.data))
+            setattr(module, n, w.detach().clone())
+
+
+class SalesforceWeightDrop(nn.Module):
+    """AWD-LSTM-style weight drop: the inner module's parameter is renamed ``*_raw`` in place."""
+
+    def __init__(self, module: nn.Module, names: tuple[str, ...] = ("weight_hh_l0",)) -> None:
+        super().__init__()
+        self.module = module
+        for n in names:
+            w = getattr(module, n)
+            del module._parameters[n]
+            module.register_parameter(f"{n}_raw", nn.Parameter(w.data))
+
+
+class LM(nn.Module):
+    def __init__(self, v: int = 50, e: int = 8, h: int = 12) -> None:
+        super().__init__()
+        self.encoder = nn.Embedding(v, e)
+        self.rnn = FastaiWeightDropout(nn.LSTM(e, h, 2, proj_size=e))
+        self.norm = nn.LayerNorm(e)
+        self.gate = Gate(7)
+        self.decoder = nn.Linear(e, v)
+        self.decoder.weight = self.encoder.weight
+
+
+# --- analyze(module) ----------------------------------------------------------------------------
+
+
+def test_analyze_language_model():
+    m = LM()
+    a = analyze(m)
+    assert a.ok
+    assert a.actual_total == n_params(m)  # tied weight once
+    mods = {r.path: r for r in a.modules}
+    assert mods["rnn.module"].spec == pc.RecurrentSpec("lstm", 8, 12, num_layers=2, proj_size=8)
+    assert (
+        mods["rnn.module"].analytic == mods["rnn.module"].actual == n_params(nn.LSTM(8, 12, 2, proj_size=8))
+    )
+    assert mods["gate"].analytic is None and mods["gate"].actual == 7 and mods["gate"].status == NO_FORMULA
+    assert mods["decoder"].analytic == mods["decoder"].actual == 50  # the bias; the weight is tied
+    tensors = {t.name: t for t in a.tensors}
+    assert tensors["decoder.weight"].status == "tied to encoder.weight (counted once)"
+    assert tensors["decoder.weight"].counted == 0
+    assert tensors["rnn.weight_hh_l0_raw"].status == "formula (renamed: matched to rnn.module.weight_hh_l0)"
+    assert tensors["gate.scale"].status == NO_FORMULA
+    assert a.no_formula_total == 7
+    assert a.analytic_total + a.no_formula_total == n_params(m)
+
+
+def test_analyze_salesforce_weight_drop_and_parametrize():
+    from torch.nn.utils import parametrize
+
+    class Double(nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+    lstm = nn.LSTM(4, 6)
+    parametrize.register_parametrization(lstm, "weight_ih_l0", Double())
+    m = nn.Sequential(SalesforceWeightDrop(lstm))
+    names = [n for n, _ in m.named_parameters()]
+    assert "0.module.weight_hh_l0_raw" in names and "0.module.parametrizations.weight_ih_l0.original" in names
+    a = analyze(m)
+    assert a.ok, a.records()
+    assert a.specs == {"0.module": pc.RecurrentSpec("lstm", 4, 6)}
+    assert a.analytic_total == n_params(m) == n_params(nn.LSTM(4, 6))
+    renamed = [t for t in a.tensors if t.status.startswith("formula (renamed")]
+    assert len(renamed) == 2
+
+
+def test_canonical_names():
+    assert canonical_name("rnn.weight_hh_l0_raw") == "rnn.weight_hh_l0"
+    assert canonical_name("conv.weight_orig") == "conv.weight"
+    assert canonical_name("a.parametrizations.weight.original") == "a.weight"
+    assert canonical_name("parametrizations.weight.original0") == "weight"
+    assert canonical_name("rnn.weight_hh_l0") == "rnn.weight_hh_l0"
+
+
+def test_analyze_common_layers_and_subclass():
+    class MyLSTM(nn.LSTM):
+        pass
+
+    m = nn.Sequential(
+        nn.Conv1d(8, 16, 3, groups=2),
+        nn.BatchNorm1d(16),
+        MyLSTM(16, 32, bidirectional=True),
+        nn.GRUCell(64, 5),
+        nn.RNN(5, 3, nonlinearity="relu"),
+        nn.Dropout(0.1),
+    )
+    a = analyze(m)
+    assert a.ok and a.no_formula_total == 0
+    assert a.analytic_total == n_params(m)
+    assert a.specs["2"] == pc.RecurrentSpec("lstm", 16, 32, bidirectional=True)
+    assert a.specs["3"] == pc.RecurrentSpec("gru_cell", 64, 5)
+    assert a.specs["4"] == pc.RecurrentSpec("rnn_relu", 5, 3)
+    assert {r.path for r in a.modules} == {"0", "1", "2", "3", "4"}  # dropout has no parameters
+
+
+def test_register_adapter_for_own_module():
+    class Scaler(nn.Module):
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.n = n
+            self.alpha = nn.Parameter(torch.zeros(n, 2))
+
+    @register_adapter(Scaler)
+    def _(m: Scaler, name: str):
+        return Custom(name, f"Scaler({m.n})", (tensor_formula("alpha", (m.n, 2), "2n", f"2·{m.n}"),))
+
+    m = nn.Sequential(nn.Linear(3, 4), Scaler(4))
+    a = analyze(m)
+    assert a.ok and a.no_formula_total == 0
+    row = next(r for r in a.modules if r.path == "1")
+    assert row.layer == "Scaler(4)" and row.analytic == row.actual == 8
+
+
+def test_adapter_disagreement_is_reported():
+    class Lying(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(3, 3))
+
+    @register_adapter(Lying)
+    def _(m: Lying, name: str):
+        return Custom(
+            name, "Lying", (tensor_formula("w", (3, 4), "n·m", "3·4"), tensor_formula("v", (2,), "2", "2"))
+        )
+
+    a = analyze(nn.Sequential(Lying()))
+    assert not a.ok
+    (row,) = a.modules
+    assert (
+        row.status.startswith("DIFFERS")
+        and "missing 0.v" in row.status
+        and "shape differs: 0.w" in row.status
+    )
+
+
+def test_failing_adapter_is_one_line_naming_the_module():
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(2))
+
+    @register_adapter(Odd)
+    def odd_adapter(m: Odd, name: str):
+        raise KeyError("boom")
+
+    with pytest.raises(
+        pc.ParamcalcError, match=r"module '1' \(Odd\): adapter 'odd_adapter' failed: KeyError"
+    ):
+        analyze(nn.Sequential(nn.Linear(2, 2), Odd()))
+
+
+def test_analyze_rejects_non_modules():
+    with pytest.raises(pc.ParamcalcError, match=r"needs a torch\.nn\.Module"):
+        analyze("not a module")  # type: ignore[arg-type]
+
+
+def test_to_frame():
+    a = analyze(LM())
+    df = a.to_frame()
+    assert list(df.columns) == ["module", "type", "layer", "formula", "analytic", "actual", "status"]
+    assert int(df["actual"].sum()) == n_params(LM())
+
+
+# --- inspect a factory ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def factory_module(tmp_path, monkeypatch):
+    name = "pc_test_models_factory"
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            def build():
+                return nn.Sequential(nn.Embedding(100, 16), nn.GRU(16, 32, 2, bidirectional=True))
+
+            def broken():
+                raise ValueError("bad config\\nmore")
+
+            def not_a_module():
+                return 42
+
+            MODEL = nn.Linear(3, 2)
+            """
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_cli_inspect_factory(factory_module):
+    r = run("inspect", f"{factory_module}:build")
+    assert r.exit_code == 0, r.output
+    expected = n_params(nn.Sequential(nn.Embedding(100, 16), nn.GRU(16, 32, 2, bidirectional=True)))
+    assert f"actual: {expected:,} parameters" in r.output
+    assert "GRU(16, 32, num_layers=2, bidirectional=True)" in r.output
+    assert "paramcalc count gru -d 16 -H 32 -L 2 --bidirectional" in r.output
+
+
+def test_cli_inspect_factory_on_meta(factory_module):
+    r = run("inspect", f"{factory_module}:build", "--device", "meta", "--by", "tensor")
+    assert r.exit_code == 0, r.output
+    assert "1.weight_hh_l1_reverse" in r.output
+
+
+def test_cli_inspect_module_instance(factory_module):
+    r = run("inspect", f"{factory_module}:MODEL")
+    assert r.exit_code == 0 and "Linear(3, 2)" in r.output
+
+
+@pytest.mark.parametrize(
+    "attr, problem",
+    [
+        ("broken", "calling broken() failed: ValueError: bad config"),
+        ("not_a_module", "not_a_module() returned int, not an nn.Module"),
+        ("missing", "has no attribute 'missing'"),
+    ],
+)
+def test_cli_inspect_factory_errors(factory_module, attr, problem):
+    assert problem in one_line_error(run("inspect", f"{factory_module}:{attr}"))
+
+
+def test_cli_inspect_import_error():
+    assert "cannot import 'no_such_pkg_xyz'" in one_line_error(run("inspect", "no_such_pkg_xyz:f"))
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+SPECS = [
+    # (module, the spec it must be read back as)
+    (lambda: nn.LSTM(10, 20, 3, bidirectional=True), pc.RecurrentSpec("lstm", 10, 20, 3, bidirectional=True)),
+    (
+        lambda: nn.LSTM(10, 20, 2, proj_size=7, bias=False),
+        pc.RecurrentSpec("lstm", 10, 20, 2, bias=False, proj_size=7),
+    ),
+    (lambda: nn.GRU(5, 9), pc.RecurrentSpec("gru", 5, 9)),
+    (lambda: nn.RNN(5, 9, 2), pc.RecurrentSpec("rnn", 5, 9, 2)),
+    (lambda: nn.RNN(5, 9, nonlinearity="relu"), pc.RecurrentSpec("rnn", 5, 9)),  # same tensors as tanh
+    (lambda: nn.LSTMCell(4, 1), pc.RecurrentSpec("lstm_cell", 4, 1)),
+    (lambda: nn.GRUCell(4, 6, bias=False), pc.RecurrentSpec("gru_cell", 4, 6, bias=False)),
+    (lambda: nn.RNNCell(4, 6), pc.RecurrentSpec("rnn_cell", 4, 6)),
+    (lambda: nn.GRU(1, 1), pc.RecurrentSpec("gru", 1, 1)),
+]
+
+
+@pytest.mark.parametrize("make, spec", SPECS, ids=[s.describe() for _, s in SPECS])
+def test_checkpoint_reads_specs_back(tmp_path, make, spec):
+    m = nn.Sequential(make())
+    path = tmp_path / "m.pt"
+    torch.save(m.state_dict(), path)
+    a = inspect_checkpoint(path)
+    assert a.ok
+    assert a.specs == {"0": spec}
+    assert a.actual_total == a.analytic_total == n_params(m)
+
+
+def test_checkpoint_nested_language_model_with_tie_and_buffers(tmp_path):
+    m = nn.ModuleDict(
+        {"emb": nn.Embedding(30, 6), "rnn": nn.GRU(6, 6), "bn": nn.BatchNorm1d(6), "out": nn.Linear(6, 30)}
+    )
+    m["out"].weight = m["emb"].weight
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "state_dict": m.state_dict(), "optimizer": {"lr": 0.1}}, path)
+    a = inspect_checkpoint(path)
+    assert a.ok
+    assert "nested under 'state_dict'" in a.notes[0]
+    assert a.actual_total == n_params(m)  # tied once; running stats are buffers
+    tensors = {t.name: t for t in a.tensors}
+    assert tensors["out.weight"].status == "tied to emb.weight (counted once)"
+    assert tensors["bn.running_mean"].status == "buffer, not a parameter"
+    kinds = {r.path: r.type_name for r in a.modules}
+    assert kinds == {"emb": "Embedding", "rnn": "GRU", "bn": "BatchNorm1d", "out": "Linear"}
+
+
+def test_checkpoint_under_model_key_and_unknown_tensors(tmp_path):
+    m = nn.Sequential(nn.LSTM(3, 4), Gate(5))
+    sd = m.state_dict()
+    sd["pos"] = torch.zeros(2, 3, 4)  # nothing paramcalc can name
+    path = tmp_path / "c.pt"
+    torch.save({"model": sd}, path)
+    a = inspect_checkpoint(path)
+    assert a.ok
+    assert a.no_formula_total == 5 + 24
+    assert a.analytic_total == n_params(nn.LSTM(3, 4))
+
+
+def test_checkpoint_weight_drop_renamed(tmp_path):
+    m = nn.Sequential(FastaiWeightDropout(nn.LSTM(4, 5, 2)))
+    path = tmp_path / "wd.pt"
+    torch.save(m.state_dict(), path)
+    a = inspect_checkpoint(path)
+    assert a.ok, a.records("tensor")
+    assert a.specs == {"0.module": pc.RecurrentSpec("lstm", 4, 5, 2)}
+    assert a.analytic_total == n_params(m)
+
+
+def test_legacy_format_checkpoint(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save(nn.GRU(3, 4).state_dict(), path, _use_new_zipfile_serialization=False)
+    a = inspect_checkpoint(path)
+    assert a.specs == {"": pc.RecurrentSpec("gru", 3, 4)}
+
+
+def test_cli_inspect_checkpoint(tmp_path):
+    m = nn.Sequential(nn.Embedding(30, 6), nn.LSTM(6, 8, 2))
+    path = tmp_path / "m.pt"
+    torch.save(m.state_dict(), path)
+    r = run("inspect", str(path))
+    assert r.exit_code == 0, r.output
+    assert f"stored: {n_params(m):,} parameters" in r.output
+    assert "1: LSTM(6, 8, num_layers=2)  ->  paramcalc count lstm -d 6 -H 8 -L 2" in r.output
+    r = run("inspect", str(path), "--by", "tensor", "--format", "csv")
+    assert r.exit_code == 0 and r.output.startswith("name,module,shape,numel,counted,formula,status")
+
+
+# --- refusals: one line, exit 2, nothing executed --------------------------------------------------
+
+
+class MakesMarker:
+    """A pickle payload whose loading would create a file."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_malicious_pickle_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "PWNED"
+    # Control: unpickling this payload with plain pickle really does create the file.
+    control = tmp_path / "control"
+    pickle.loads(pickle.dumps(MakesMarker(str(control)))).close()
+    assert control.exists()
+
+    for i, payload in enumerate(
+        [
+            {"state_dict": nn.Linear(2, 2).state_dict(), "x": MakesMarker(str(marker))},
+            MakesMarker(str(marker)),
+        ]
+    ):
+        path = tmp_path / f"evil{i}.pt"
+        torch.save(payload, path)
+        line = one_line_error(run("inspect", str(path)))
+        assert "refused" in line and "nothing in the file was executed" in line
+        assert not marker.exists()
+    raw = tmp_path / "evil.pkl"  # a bare pickle, not a torch zip
+    raw.write_bytes(pickle.dumps(MakesMarker(str(marker))))
+    assert "refused" in one_line_error(run("inspect", str(raw)))
+    assert not marker.exists()
+
+
+def test_whole_module_pickle_is_refused_with_hint(tmp_path):
+    path = tmp_path / "module.pt"
+    torch.save(nn.Linear(2, 2), path)
+    line = one_line_error(run("inspect", str(path)))
+    assert "refused: its pickle names torch.nn.modules.linear.Linear" in line
+    assert "save model.state_dict() instead" in line
+
+
+def test_truncated_checkpoint(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save(nn.LSTM(3, 4).state_dict(), good)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    assert "damaged or truncated" in one_line_error(run("inspect", str(bad)))
+
+
+@pytest.mark.parametrize(
+    "payload, problem",
+    [
+        ([1, 2, 3], "not a state dict: it holds a list"),
+        (torch.zeros(3), "not a state dict: it holds a Tensor"),
+        ({"epoch": 1, "lr": 0.1}, "not a state dict: a dict with keys 'epoch', 'lr'"),
+        ({}, "not a state dict"),
+    ],
+)
+def test_not_a_state_dict(tmp_path, payload, problem):
+    path = tmp_path / "x.pt"
+    torch.save(payload, path)
+    assert problem in one_line_error(run("inspect", str(path)))
+
+
+def test_not_a_checkpoint_at_all(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("hello world")
+    assert "not a readable torch checkpoint" in one_line_error(run("inspect", str(text)))
+    z = tmp_path / "other.pt"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("readme.txt", "not torch")
+    assert "not a readable torch checkpoint" in one_line_error(run("inspect", str(z)))
+
+
+def test_missing_target_and_toml(tmp_path):
+    assert "no such file" in one_line_error(run("inspect", str(tmp_path / "nope.pt")))
+    toml = tmp_path / "a.toml"
+    toml.write_text("")
+    assert "use paramcalc report" in one_line_error(run("inspect", str(toml)))
+
+
+def test_cli_inspect_help_has_examples():
+    r = run("inspect", "--help")
+    assert r.exit_code == 0 and "paramcalc inspect checkpoint.pt" in r.output
