@@ -49,7 +49,8 @@ def main() -> int:
     print(f"python -c 'import torch': median {t:7.1f} ms  (min {min(t_ms):.1f}, max {max(t_ms):.1f})")
     print(f"ratio import-torch / count: {ratio:.1f}x")
     ok = q <= TARGET_MS and ratio >= TARGET_RATIO
-    print(f"targets: median <= {TARGET_MS:.0f} ms and ratio >= {TARGET_RATIO:.0f}x -> {'MET' if ok else 'MISSED'}")
+    verdict = "MET" if ok else "MISSED"
+    print(f"targets: median <= {TARGET_MS:.0f} ms and ratio >= {TARGET_RATIO:.0f}x -> {verdict}")
     return 0 if ok else 1
 
 

@@ -101,9 +101,16 @@ def _write_text(text_fn: Callable[[pd.DataFrame], str]) -> Callable[[pd.DataFram
 def _write_json(meta: dict[str, Any]) -> Callable[[pd.DataFrame, str], None]:
     def write(df: pd.DataFrame, tmp: str) -> None:
         rows = json.loads(df.to_json(orient="records"))
-        Path(tmp).write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps({**meta, "rows": rows}, indent=2, default=str)
+        Path(tmp).write_text(text + "\n", encoding="utf-8")
 
     return write
+
+
+def _write_xlsx(df: pd.DataFrame, tmp: str) -> None:
+    # openpyxl refuses a file name not ending in .xlsx (ours ends in .tmp): hand it a file object.
+    with open(tmp, "wb") as fh:
+        df.to_excel(fh, index=False, engine="openpyxl")
 
 
 def _needs(module: str, suffix: str) -> None:
@@ -122,18 +129,29 @@ def export(frame: pd.DataFrame, path: str | os.PathLike[str], meta: dict[str, An
     ``.csv``, ``.json`` (``{**meta, "rows": [...]}``), ``.md``, ``.html``, ``.tex``,
     ``.parquet`` (needs pyarrow), ``.xlsx`` (needs openpyxl).
     """
-    target = Path(path)
-    suffix = target.suffix.lower()
+    target, suffix = check_export_target(path)
     writers: dict[str, Callable[[pd.DataFrame, str], None]] = {
         ".csv": lambda df, tmp: df.to_csv(tmp, index=False),
         ".json": _write_json(meta or {}),
         ".md": _write_text(lambda df: df.to_markdown(index=False) + "\n"),
         ".html": _write_text(lambda df: df.to_html(index=False) + "\n"),
         ".tex": _write_text(lambda df: _to_latex(df)),
-        ".parquet": lambda df, tmp: df.to_parquet(tmp, index=False),
-        ".xlsx": lambda df, tmp: df.to_excel(tmp, index=False),
+        # The temporary file's name ends in .tmp: name the engines, pandas cannot infer them.
+        ".parquet": lambda df, tmp: df.to_parquet(tmp, index=False, engine="pyarrow"),
+        ".xlsx": _write_xlsx,
     }
-    if suffix not in writers:
+    atomic_write(target, lambda tmp: writers[suffix](frame, tmp))
+    return target
+
+
+def check_export_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
+    """Check an export path before any work is done: known suffix, its package, existing folder.
+
+    Returns the path and its lower-case suffix; raises a one-line :class:`ParamcalcError`.
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in SUFFIXES:
         raise ParamcalcError(
             f"cannot export to {str(target)!r}: unknown suffix {suffix or '(none)'!r}, "
             f"expected one of {', '.join(SUFFIXES)}"
@@ -147,8 +165,7 @@ def export(frame: pd.DataFrame, path: str | os.PathLike[str], meta: dict[str, An
         raise ParamcalcError(f"cannot export to {str(target)!r}: folder {str(folder)!r} does not exist")
     if target.is_dir():
         raise ParamcalcError(f"cannot export to {str(target)!r}: it is a folder")
-    atomic_write(target, lambda tmp: writers[suffix](frame, tmp))
-    return target
+    return target, suffix
 
 
 def _to_latex(df: pd.DataFrame) -> str:
@@ -177,9 +194,9 @@ def atomic_write(target: Path, write: Callable[[str], None]) -> None:
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
-    except (PermissionError, IsADirectoryError) as exc:
+    except OSError as exc:  # permission, a folder in the way, disk full, ...: one line
         _unlink(tmp)
-        raise ParamcalcError(f"cannot write {str(target)!r}: {exc.strerror}") from None
+        raise ParamcalcError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
     except BaseException:
         _unlink(tmp)
         raise

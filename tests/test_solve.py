@@ -79,7 +79,7 @@ def test_budget_too_small():
 def test_budget_several_cells():
     res = pc.solve_budget(pc.RecurrentSpec("lstm", 28, 1), "100k", cells=["rnn", "lstm", "gru"])
     assert [r.spec.cell for r in res.rows] == ["rnn", "lstm", "gru"]
-    for r, cls in zip(res.rows, (nn.RNN, nn.LSTM, nn.GRU)):
+    for r, cls in zip(res.rows, (nn.RNN, nn.LSTM, nn.GRU), strict=True):
         assert (
             torch_count(cls, 28, r.spec.hidden_size) <= 100_000 < torch_count(cls, 28, r.spec.hidden_size + 1)
         )
@@ -90,7 +90,7 @@ def test_match_closest_against_torch():
     res = pc.match(ref)
     assert res.target == 819_200
     assert [r.spec.cell for r in res.rows] == ["lstm", "rnn", "gru"]
-    for row, cls in zip(res.rows[1:], (nn.RNN, nn.GRU)):
+    for row, cls in zip(res.rows[1:], (nn.RNN, nn.GRU), strict=True):
         h = row.spec.hidden_size
         mine = abs(torch_count(cls, 28, h, 2) - 819_200)
         assert mine <= abs(torch_count(cls, 28, h - 1, 2) - 819_200)
