@@ -15,7 +15,7 @@ from paramcalc.cli import cli
 from tests.conftest import ROOT
 
 #: Sub-commands whose output does not depend on timing or on the machine.
-DETERMINISTIC = {"count", "solve", "cost", "report", "check"}
+DETERMINISTIC = {"count", "solve", "cost", "report", "check", "compare", "sweep"}
 
 BLOCK = re.compile(r"```console\n(.*?)```", re.S)
 
@@ -30,7 +30,13 @@ def examples() -> list[tuple[str, str]]:
                 continue
             cmd, _, out = chunk.partition("\n")
             args = shlex.split(cmd[2:])[1:]
-            if args and args[0] in DETERMINISTIC and "--device" not in args and "--output" not in args:
+            if (
+                args
+                and args[0] in DETERMINISTIC
+                and "--device" not in args
+                and "--output" not in args
+                and "--bench" not in args
+            ):
                 found.append((cmd[2:], out.rstrip("\n")))
     return found
 
