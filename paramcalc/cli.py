@@ -50,16 +50,39 @@ def _fail(message: str, standalone: bool) -> None:
 # --- shared options -------------------------------------------------------------------------
 
 
-def spec_options(*, hidden_required: bool = True, cell_argument: bool = True) -> Callable[[F], F]:
-    """The flags that describe a ``RecurrentSpec``: ``CELL -d -H -L --bidirectional ...``."""
+def spec_options(
+    *, hidden_required: bool = True, cell_argument: bool = True, ranges: bool = False
+) -> Callable[[F], F]:
+    """The flags that describe a ``RecurrentSpec``: ``CELL -d -H -L --bidirectional ...``.
+
+    With ``ranges=True`` (``sweep``), ``-H`` and ``-L`` are range texts such as ``64:1024:64``.
+    """
 
     def deco(f: F) -> F:
+        if ranges:
+            sizes = [
+                click.option(
+                    "-H",
+                    "--hidden-size",
+                    required=True,
+                    help="Hidden sizes: start:stop:step (inclusive) or a,b,c.",
+                ),
+                click.option(
+                    "-L", "--num-layers", default="1", show_default=True, help="Layers: 1:4 or 1,2."
+                ),
+            ]
+        else:
+            sizes = [
+                click.option(
+                    "-H", "--hidden-size", type=int, required=hidden_required, help="Hidden size Dh."
+                ),
+                click.option(
+                    "-L", "--num-layers", type=int, default=1, show_default=True, help="Stacked layers."
+                ),
+            ]
         opts = [
             click.option("-d", "--input-size", type=int, required=True, help="Input features d."),
-            click.option("-H", "--hidden-size", type=int, required=hidden_required, help="Hidden size Dh."),
-            click.option(
-                "-L", "--num-layers", type=int, default=1, show_default=True, help="Stacked layers."
-            ),
+            *sizes,
             click.option("--bidirectional", is_flag=True, help="Two directions per layer."),
             click.option(
                 "--proj-size",
@@ -963,11 +986,7 @@ def compare(
 
 
 @cli.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-d", "--input-size", type=int, required=True, help="Input features d.")
-@click.option(
-    "-H", "--hidden-size", "hidden", required=True, help="Hidden sizes: start:stop:step (inclusive) or a,b,c."
-)
-@click.option("-L", "--num-layers", "layers", default="1", show_default=True, help="Layers: 1:4 or 1,2.")
+@spec_options(cell_argument=False, ranges=True)
 @click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes: 32,64 or 16:128:16.")
 @click.option(
@@ -975,19 +994,6 @@ def compare(
 )
 @click.option("--dtype", default="fp32", show_default=True, help="fp32, fp16, bf16 or int8.")
 @click.option("--train", is_flag=True, help="Training: backward in FLOPs (and timed with --bench).")
-@click.option("--bidirectional", is_flag=True, help="Two directions per layer.")
-@click.option(
-    "--proj-size", type=int, default=0, show_default=True, help="LSTM projection size P (LSTM rows)."
-)
-@click.option("--no-bias", "no_bias", is_flag=True, help="Layers without bias vectors.")
-@click.option(
-    "--convention",
-    type=click.Choice(["torch", "keras"]),
-    default="torch",
-    show_default=True,
-    help="torch: 2 bias vectors per gate block; keras: 1.",
-)
-@click.option("--reset-after/--no-reset-after", default=None, help="Keras GRU bias layout (GRU rows).")
 @timing_options(bench_flag=True)
 @click.option(
     "--plot", type=click.Path(dir_okay=False), default=None, help="Also draw FILE (.png .svg .pdf)."
@@ -995,8 +1001,6 @@ def compare(
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @output_options
 def sweep(
-    hidden: str,
-    layers: str,
     cells: str,
     batches: str,
     seq_lens: str,
@@ -1030,7 +1034,8 @@ def sweep(
 
     check_targets(output, plot)
     cell_list = parse_cells(cells) or []
-    hs = parse_range(hidden, "hidden sizes")
+    hs = parse_range(kw.pop("hidden_size"), "hidden sizes")
+    layers = kw.pop("num_layers")
     timing = timing_from_flags(kw, timed=do_bench, default_min_time=0.2)
     kw.update(hidden_size=max(hs), num_layers=1)
     spec = template_spec(cell_list, kw)
