@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ParamcalcError
+from .report import check_target
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -35,18 +36,7 @@ def _need_matplotlib() -> None:
 
 def check_plot_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
     """Check a plot path and that matplotlib is installed; return the path and its format."""
-    target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix not in PLOT_SUFFIXES:
-        raise ParamcalcError(
-            f"cannot plot to {str(target)!r}: unknown suffix {suffix or '(none)'!r}, "
-            f"expected one of {', '.join(PLOT_SUFFIXES)}"
-        )
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise ParamcalcError(f"cannot plot to {str(target)!r}: folder {str(folder)!r} does not exist")
-    if target.is_dir():
-        raise ParamcalcError(f"cannot plot to {str(target)!r}: it is a folder")
+    target, suffix = check_target(path, PLOT_SUFFIXES, "plot to")
     _need_matplotlib()
     return target, suffix[1:]
 

@@ -144,27 +144,37 @@ def export(frame: pd.DataFrame, path: str | os.PathLike[str], meta: dict[str, An
     return target
 
 
+def check_target(path: str | os.PathLike[str], suffixes: Sequence[str], verb: str) -> tuple[Path, str]:
+    """Check an output path: a known suffix, an existing folder, not a folder itself.
+
+    Returns the path and its lower-case suffix; raises a one-line :class:`ParamcalcError` that
+    starts with ``cannot {verb} 'PATH'``.
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in suffixes:
+        raise ParamcalcError(
+            f"cannot {verb} {str(target)!r}: unknown suffix {suffix or '(none)'!r}, "
+            f"expected one of {', '.join(suffixes)}"
+        )
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise ParamcalcError(f"cannot {verb} {str(target)!r}: folder {str(folder)!r} does not exist")
+    if target.is_dir():
+        raise ParamcalcError(f"cannot {verb} {str(target)!r}: it is a folder")
+    return target, suffix
+
+
 def check_export_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
     """Check an export path before any work is done: known suffix, its package, existing folder.
 
     Returns the path and its lower-case suffix; raises a one-line :class:`ParamcalcError`.
     """
-    target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise ParamcalcError(
-            f"cannot export to {str(target)!r}: unknown suffix {suffix or '(none)'!r}, "
-            f"expected one of {', '.join(SUFFIXES)}"
-        )
+    target, suffix = check_target(path, SUFFIXES, "export to")
     if suffix == ".parquet":
         _needs("pyarrow", suffix)
     if suffix == ".xlsx":
         _needs("openpyxl", suffix)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise ParamcalcError(f"cannot export to {str(target)!r}: folder {str(folder)!r} does not exist")
-    if target.is_dir():
-        raise ParamcalcError(f"cannot export to {str(target)!r}: it is a folder")
     return target, suffix
 
 
