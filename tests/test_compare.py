@@ -383,6 +383,7 @@ def test_sweep_bench_progress_bar(run, monkeypatch):
 
 
 def test_compare_plot_png(run, tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the plot extra (matplotlib)")
     png = tmp_path / "compare.png"
     r = run("compare", "-d", "4", "-H", "8", "--bench", "--min-time", FAST, "--plot", str(png), "-q")
     assert r.exit_code == 0, r.output
@@ -391,6 +392,7 @@ def test_compare_plot_png(run, tmp_path):
 
 
 def test_sweep_plot_svg_has_labelled_axes(tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the plot extra (matplotlib)")
     svg = tmp_path / "sweep.svg"
     r = pc.sweep(
         RecurrentSpec("lstm", 28, 64), cells="rnn,lstm,gru", hidden_sizes="64:256:64", num_layers="1,2"
@@ -408,6 +410,7 @@ def test_sweep_plot_svg_has_labelled_axes(tmp_path):
 
 
 def test_plot_errors(run, monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the plot extra (matplotlib)")
     P = importlib.import_module("paramcalc.plot")
     with pytest.raises(ParamcalcError, match="folder"):
         P.plot_records([{"cell": "rnn", "hidden_size": 8, "params": 1}], tmp_path / "no" / "x.png")
@@ -418,3 +421,10 @@ def test_plot_errors(run, monkeypatch, tmp_path):
     line = one_line_error(run("sweep", "-d", "4", "-H", "8", "--plot", str(tmp_path / "x.png")))
     assert line == "Error: plotting needs matplotlib: pip install 'paramcalc[plot]'"
     assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_without_matplotlib_is_one_line(run, monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "matplotlib" else real(n, *a))
+    line = one_line_error(run("compare", "-d", "4", "-H", "8", "--plot", str(tmp_path / "x.svg")))
+    assert line == "Error: plotting needs matplotlib: pip install 'paramcalc[plot]'"
