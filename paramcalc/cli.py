@@ -296,7 +296,7 @@ def cli() -> None:
     """
 
 
-@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@cli.command()
 @spec_options()
 @click.option(
     "--by",
@@ -344,7 +344,7 @@ def count(cell: str, by: str, fmt: str, output: str | None, **kw: Any) -> None:
     )
 
 
-@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@cli.command()
 @spec_options(hidden_required=False)
 @click.option("--budget", default=None, help="Parameter budget: 250k, 1.5M, 2e6, 1000000.")
 @click.option("--cells", default=None, help="Comma-separated cells to solve for (e.g. rnn,lstm,gru).")
@@ -399,7 +399,7 @@ def solve(
     emit(result.records(), fmt, output, meta={"mode": result.mode, "total": result.target}, header=header)
 
 
-@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@cli.command()
 @spec_options()
 @workload_options()
 @click.option(
@@ -512,9 +512,6 @@ def cost(
             click.get_current_context().exit(1)
 
 
-_CMD = {"help_option_names": ["-h", "--help"]}
-
-
 def _device_option(default: str) -> Callable[[F], F]:
     return click.option(
         "--device",
@@ -539,7 +536,7 @@ def _emit_check(result: Any, fmt: str, output: str | None) -> None:
     emit(result.records(), fmt, output, meta=result.meta(), header=header, footer=result.summary_lines())
 
 
-@cli.command("check", context_settings=_CMD)
+@cli.command("check")
 @spec_options()
 @_device_option("meta")
 @_torchinfo_option
@@ -578,7 +575,7 @@ def check_cmd(
         ctx.exit(1)
 
 
-@cli.command("report", context_settings=_CMD)
+@cli.command("report")
 @click.argument("file")
 @click.option(
     "--by",
@@ -652,7 +649,7 @@ def report_cmd(
             ctx.exit(1)
 
 
-@cli.command("inspect", context_settings=_CMD)
+@cli.command("inspect")
 @click.argument("target")
 @click.option(
     "--by",
@@ -815,7 +812,7 @@ def template_spec(cells: list[str], kw: dict[str, Any], hidden_size: int | None 
     return build_spec(cell, kw, hidden_size=hidden_size)
 
 
-@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@cli.command()
 @spec_options()
 @workload_options()
 @timing_options(bench_flag=False)
@@ -883,6 +880,14 @@ def warn_noisy(results: Sequence[Any]) -> None:
         )
 
 
+def plot_options(f: F) -> F:
+    """``--plot FILE`` and ``--quiet`` (no progress bar) of ``compare`` and ``sweep``."""
+    f = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(f)
+    return click.option(
+        "--plot", type=click.Path(dir_okay=False), default=None, help="Also draw FILE (.png .svg .pdf)."
+    )(f)
+
+
 def emit_file(records: list[dict[str, Any]], output: str, meta: dict[str, Any]) -> None:
     """Export ``records`` to ``output`` (by suffix, atomically) without printing them."""
     import pandas as pd
@@ -893,7 +898,7 @@ def emit_file(records: list[dict[str, Any]], output: str, meta: dict[str, Any]) 
     click.echo(f"wrote {output}", err=True)
 
 
-@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@cli.command()
 @spec_options(cell_argument=False)
 @click.option(
     "--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells, one row each."
@@ -911,10 +916,7 @@ def emit_file(records: list[dict[str, Any]], output: str, meta: dict[str, Any]) 
 )
 @workload_options()
 @timing_options(bench_flag=True)
-@click.option(
-    "--plot", type=click.Path(dir_okay=False), default=None, help="Also draw FILE (.png .svg .pdf)."
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@plot_options
 @output_options
 def compare(
     cells: str,
@@ -985,7 +987,7 @@ def compare(
         click.echo(f"wrote {plot}", err=True)
 
 
-@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@cli.command()
 @spec_options(cell_argument=False, ranges=True)
 @click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes: 32,64 or 16:128:16.")
@@ -995,10 +997,7 @@ def compare(
 @click.option("--dtype", default="fp32", show_default=True, help="fp32, fp16, bf16 or int8.")
 @click.option("--train", is_flag=True, help="Training: backward in FLOPs (and timed with --bench).")
 @timing_options(bench_flag=True)
-@click.option(
-    "--plot", type=click.Path(dir_okay=False), default=None, help="Also draw FILE (.png .svg .pdf)."
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@plot_options
 @output_options
 def sweep(
     cells: str,
