@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from math import prod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,13 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _prod(shape: Iterable[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
 @dataclass(frozen=True)
 class TensorFormula:
     """One analytic parameter tensor of a component: local name, shape, count and formula."""
@@ -54,7 +48,7 @@ class TensorFormula:
 
 
 def _tensor(name: str, shape: tuple[int, ...], symbolic: str, substituted: str) -> TensorFormula:
-    return TensorFormula(name, shape, _prod(shape), f"{symbolic} = {substituted}")
+    return TensorFormula(name, shape, prod(shape), f"{symbolic} = {substituted}")
 
 
 # --- components ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import prod
 from typing import TYPE_CHECKING, Any
 
 from . import torch_bridge
@@ -181,7 +182,7 @@ def compare_tensors(
     rank = 0
     for i, (name, shape) in enumerate(expected):
         shape = tuple(shape)
-        numel = _prod(shape)
+        numel = prod(shape)
         if name not in where:
             out.append(TensorCheck(i, name, shape, None, numel, None, ("missing in torch",)))
             continue
@@ -191,27 +192,18 @@ def compare_tensors(
             problems.append(f"out of order: torch has it at position {j}")
         if tshape != shape:
             problems.append(f"shape differs: torch {tshape}")
-        if _prod(tshape) != numel:
-            problems.append(f"numel differs: torch {_prod(tshape):,}")
-        out.append(TensorCheck(i, name, shape, tshape, numel, _prod(tshape), tuple(problems)))
+        if prod(tshape) != numel:
+            problems.append(f"numel differs: torch {prod(tshape):,}")
+        out.append(TensorCheck(i, name, shape, tshape, numel, prod(tshape), tuple(problems)))
         rank += 1
     known = {n for n, _ in expected}
     for j, (name, tshape) in enumerate(actual):
         if name not in known:
             t = tuple(tshape)
             out.append(
-                TensorCheck(
-                    None, name, None, t, None, _prod(t), (f"not in the formula (torch position {j})",)
-                )
+                TensorCheck(None, name, None, t, None, prod(t), (f"not in the formula (torch position {j})",))
             )
     return out
-
-
-def _prod(shape: Sequence[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
 
 
 # --- torchinfo --------------------------------------------------------------------------------

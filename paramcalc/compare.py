@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from math import prod
 from typing import TYPE_CHECKING, Any
 
 from .cells import FAMILIES, get_cell
@@ -408,13 +409,6 @@ class SweepResult:
         return ", ".join(parts)
 
 
-def count_configs(*sizes: int) -> int:
-    n = 1
-    for s in sizes:
-        n *= s
-    return n
-
-
 def sweep_configs(
     spec: RecurrentSpec,
     *,
@@ -437,7 +431,7 @@ def sweep_configs(
     ls = parse_range(num_layers if num_layers is not None else spec.num_layers, "layers", maximum=MAX_LAYERS)
     bs = parse_range(batches, "batch sizes")
     ts = parse_range(seq_lens, "sequence lengths")
-    n = count_configs(len(cell_list), len(hs), len(ls), len(bs), len(ts))
+    n = prod((len(cell_list), len(hs), len(ls), len(bs), len(ts)))
     cap = MAX_TIMED_CONFIGS if timed else MAX_CONFIGS
     if n > cap:
         raise ParamcalcError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from math import prod
 from typing import TYPE_CHECKING, Any
 
 from .spec import RecurrentSpec
@@ -125,7 +126,7 @@ def _torch_tensors(spec: RecurrentSpec, layer: int, direction: int) -> Iterator[
     if p:
         shapes.append(("weight_hr", (p, h)))
     for role, shape in shapes:
-        yield TensorRow(role + suffix, shape, _prod(shape), layer, DIRECTIONS[direction], role)
+        yield TensorRow(role + suffix, shape, prod(shape), layer, DIRECTIONS[direction], role)
 
 
 def _keras_tensors(spec: RecurrentSpec, layer: int, direction: int) -> Iterator[TensorRow]:
@@ -138,14 +139,7 @@ def _keras_tensors(spec: RecurrentSpec, layer: int, direction: int) -> Iterator[
     if spec.bias:
         shapes.append(("bias", (2, g * h) if spec.bias_vectors == 2 else (g * h,)))
     for role, shape in shapes:
-        yield TensorRow(role, shape, _prod(shape), layer, DIRECTIONS[direction], role)
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
+        yield TensorRow(role, shape, prod(shape), layer, DIRECTIONS[direction], role)
 
 
 @dataclass(frozen=True)
