@@ -85,8 +85,29 @@ class CompareRow:
     bench: BenchResult | None = None
 
 
+class _Table:
+    """What compare and sweep results share: a frame and a plot of their ``records()``."""
+
+    def records(self) -> list[dict[str, Any]]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def title(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.records())
+
+    def plot(self, path: str | Path, *, title: str | None = None) -> Path:
+        """Draw parameters, FLOPs and (if timed) throughput against hidden size per cell."""
+        from .plot import plot_records
+
+        return plot_records(self.records(), path, title=title or self.title())
+
+
 @dataclass(frozen=True)
-class CompareResult:
+class CompareResult(_Table):
     """A row per cell type for one workload. ``reference`` is the first row's spec."""
 
     rows: tuple[CompareRow, ...]
@@ -124,11 +145,6 @@ class CompareResult:
             out.append(rec)
         return out
 
-    def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.records())
-
     def meta(self) -> dict[str, Any]:
         """What the table was computed for (the JSON export's header)."""
         w = self.workload
@@ -142,12 +158,6 @@ class CompareResult:
         if b is not None:
             meta.update(b.environment())
         return meta
-
-    def plot(self, path: str | Path, *, title: str | None = None) -> Path:
-        """Draw parameters, FLOPs and (if timed) throughput against hidden size per cell."""
-        from .plot import plot_records
-
-        return plot_records(self.records(), path, title=title or self.title())
 
     def title(self) -> str:
         """What the rows share: input size, layers, workload, and where they were timed."""
@@ -352,7 +362,7 @@ class SweepRow:
 
 
 @dataclass(frozen=True)
-class SweepResult:
+class SweepResult(_Table):
     """A tidy table: one row per configuration (cell x hidden x layers x batch x seq_len)."""
 
     rows: tuple[SweepRow, ...]
@@ -370,11 +380,6 @@ class SweepResult:
     def records(self) -> list[dict[str, Any]]:
         return [r.record() for r in self.rows]
 
-    def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.records())
-
     def meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"template": self.template.to_dict(), "configurations": len(self.rows)}
         if self.rows:
@@ -385,12 +390,6 @@ class SweepResult:
             if b is not None:
                 meta.update(b.environment())
         return meta
-
-    def plot(self, path: str | Path, *, title: str | None = None) -> Path:
-        """Draw parameters, FLOPs and (if timed) throughput against hidden size per cell."""
-        from .plot import plot_records
-
-        return plot_records(self.records(), path, title=title or self.title())
 
     def title(self) -> str:
         """What the rows share: input size, and layers, batch, seq_len when they do not vary."""
