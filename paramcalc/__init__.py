@@ -1,7 +1,8 @@
-"""paramcalc: parameter counts, cost and speed of recurrent networks (RNN, LSTM, GRU).
+"""paramcalc: parameter counts, cost and speed of recurrent networks (RNN, LSTM, GRU and more).
 
-The analytic core (``RecurrentSpec``, ``count``, ``solve_budget``, ``match``) is pure Python and
-imports neither torch nor pandas; those are imported lazily by the features that need them.
+The analytic core (``RecurrentSpec``, ``count``, ``cost``, ``solve_budget``, ``match_hidden``,
+the cell registry) is pure Python and imports neither torch nor pandas; the functions that need
+them (``check``, ``bench``, ``inspect``, ...) are loaded on first use.
 
 >>> import paramcalc as pc
 >>> pc.count(pc.RecurrentSpec("lstm", 28, 256, num_layers=2)).total
@@ -10,14 +11,53 @@ imports neither torch nor pandas; those are imported lazily by the features that
 
 from __future__ import annotations
 
-from .cells import CELLS, CellType, get_cell
-from .cost import CostResult, Workload, cost
-from .count import CountResult, LayerFormula, TensorRow, count, total_params
-from .errors import ParamcalcError
-from .solve import SolveResult, largest_hidden, match, parse_count, solve_budget
-from .spec import RecurrentSpec
+import importlib as _importlib
 
-__version__ = "0.1.0"
+from .core.cells import (
+    CELLS,
+    CellType,
+    TensorTemplate,
+    TorchBinding,
+    gated_templates,
+    get_cell,
+    register_cell,
+    unregister_cell,
+)
+from .core.costmodel import CostResult, cost
+from .core.params import CountResult, LayerFormula, TensorRow, count, total_params
+from .core.solver import SolveResult, largest_hidden, match, match_hidden, parse_count, solve_budget
+from .core.spec import RecurrentSpec
+from .core.workload import Workload
+from .errors import ParamcalcError
+from .results.base import Result, Status
+
+__version__ = "0.2.0"
+
+#: public name -> (module, attribute), loaded on first access so ``import paramcalc`` stays light.
+_LAZY: dict[str, tuple[str, str]] = {
+    "explain": ("paramcalc.core.explain", "explain"),
+    "compare": ("paramcalc.core.comparison", "compare"),
+    "sweep": ("paramcalc.core.comparison", "sweep"),
+    "CompareResult": ("paramcalc.core.comparison", "CompareResult"),
+    "SweepResult": ("paramcalc.core.comparison", "SweepResult"),
+    "Architecture": ("paramcalc.core.architecture", "Architecture"),
+    "ArchitectureCount": ("paramcalc.core.architecture", "ArchitectureCount"),
+    "load_architecture": ("paramcalc.core.architecture", "load_architecture"),
+    "count_architecture": ("paramcalc.core.architecture", "count_architecture"),
+    "bench": ("paramcalc.timing.benchmark", "bench"),
+    "BenchResult": ("paramcalc.timing.benchmark", "BenchResult"),
+    "check": ("paramcalc.checks.tensorcheck", "check"),
+    "CheckResult": ("paramcalc.checks.tensorcheck", "CheckResult"),
+    "flop_check": ("paramcalc.checks.flopcount", "flop_check"),
+    "FlopCheck": ("paramcalc.checks.flopcount", "FlopCheck"),
+    "analyze": ("paramcalc.checks.inspection", "analyze"),
+    "Analysis": ("paramcalc.checks.inspection", "Analysis"),
+    "inspect": ("paramcalc.checks.inspection", "inspect"),
+    "inspect_checkpoint": ("paramcalc.checks.inspection", "inspect_checkpoint"),
+    "spec_from_module": ("paramcalc.bridge.adapters", "spec_from_module"),
+    "register_adapter": ("paramcalc.bridge.adapters", "register_adapter"),
+    "build_module": ("paramcalc.bridge.build", "build_module"),
+}
 
 __all__ = [
     "CELLS",
@@ -27,40 +67,28 @@ __all__ = [
     "LayerFormula",
     "ParamcalcError",
     "RecurrentSpec",
+    "Result",
     "SolveResult",
+    "Status",
     "TensorRow",
+    "TensorTemplate",
+    "TorchBinding",
     "Workload",
     "__version__",
     "cost",
     "count",
+    "gated_templates",
     "get_cell",
     "largest_hidden",
     "match",
+    "match_hidden",
     "parse_count",
+    "register_cell",
     "solve_budget",
     "total_params",
+    "unregister_cell",
+    *_LAZY,
 ]
-
-# --- the lazily loaded API (torch and pandas stay at the edge) ------------------------------
-import importlib as _importlib
-import sys as _sys
-import types as _types
-
-#: public name -> (module, attribute), loaded on first access so ``import paramcalc`` stays light.
-_LAZY: dict[str, tuple[str, str]] = {
-    "bench": ("paramcalc.bench", "bench"),
-    "compare": ("paramcalc.compare", "compare"),
-    "sweep": ("paramcalc.compare", "sweep"),
-    # issue 3: cross-checks, architectures, inspect
-    "check": ("paramcalc.check", "check"),
-    "CheckResult": ("paramcalc.check", "CheckResult"),
-    "Architecture": ("paramcalc.arch", "Architecture"),
-    "load_architecture": ("paramcalc.arch", "load_architecture"),
-    "count_architecture": ("paramcalc.arch", "count_architecture"),
-    "analyze": ("paramcalc.inspect_", "analyze"),
-    "inspect_checkpoint": ("paramcalc.inspect_", "inspect_checkpoint"),
-    "register_adapter": ("paramcalc.torch_bridge", "register_adapter"),
-}
 
 
 def __getattr__(name: str) -> object:
@@ -72,19 +100,5 @@ def __getattr__(name: str) -> object:
     return value
 
 
-class _Package(_types.ModuleType):
-    """Keeps a lazy function from being shadowed by the submodule of the same name.
-
-    Importing the module ``paramcalc.bench`` makes Python set the package attribute ``bench`` to
-    it; this binds the function ``paramcalc.bench.bench`` instead, so ``pc.bench(...)`` works
-    whatever was imported first (use ``from paramcalc.bench import ...`` for the module's names).
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        target = _LAZY.get(name)
-        if target is not None and isinstance(value, _types.ModuleType) and value.__name__ == target[0]:
-            value = getattr(value, target[1])
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

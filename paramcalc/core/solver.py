@@ -9,35 +9,58 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import Any
 
+from ..errors import ParamcalcError
+from ..results.base import Result
+from ..results.table import Column, Table
 from .cells import FAMILIES, get_cell
-from .count import total_params
-from .errors import ParamcalcError
+from .coerce import as_spec
+from .params import total_params
 from .spec import MAX_SIZE, RecurrentSpec
 
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
-_BUDGET_RE = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?)\s*([kmgbt]?)\s*$", re.I)
+_BUDGET_RE = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]*)?)(?:e([+-]?[0-9]+))?\s*([kmgbt]?)\s*$", re.I)
+#: Largest budget accepted: far above any model (a 2**31-wide, 10,000-layer stack has ~10**23).
+MAX_COUNT = 10**30
+#: Longest text a count is parsed from (a typo of 5,000 digits is refused before conversion).
+MAX_COUNT_TEXT = 64
 
 
 def parse_count(text: str | int, what: str = "budget") -> int:
-    """Parse ``1.5M``, ``250k``, ``2e6``, ``1,000,000`` or an int into an exact positive int."""
-    if isinstance(text, int) and not isinstance(text, bool):
+    """Parse ``1.5M``, ``250k``, ``2e6``, ``1,000,000`` or an int into an exact positive int.
+
+    The text and the exponent are bounded before anything is converted, so ``1e1000000`` or a
+    5,000-digit number is a one-line error, not a long computation.
+    """
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise ParamcalcError(f"{what} must be a number or a text like 1.5M, got {type(text).__name__}")
+    if isinstance(text, int):
+        if text > MAX_COUNT:
+            raise ParamcalcError(f"{what} must be at most 1e30, got a {len(str(text))}-digit number")
         value = Decimal(text)
     else:
-        m = _BUDGET_RE.match(str(text))
+        if len(text) > MAX_COUNT_TEXT:
+            raise ParamcalcError(f"cannot parse {what}: {len(text):,} characters is not a count (at most 1e30)")
+        m = _BUDGET_RE.match(text)
         if not m:
             raise ParamcalcError(
                 f"cannot parse {what} {text!r}: use a number like 250k, 1.5M, 2e6 or 1000000"
             )
+        mantissa, exp_text, suffix = m.group(1), m.group(2), m.group(3)
+        exponent = int(exp_text) if exp_text else 0
+        if abs(exponent) > 40:
+            raise ParamcalcError(f"{what} {text!r} is out of range: at most 1e30")
         try:
-            value = Decimal(m.group(1).replace(",", "").replace("_", "")) * _SUFFIX[m.group(2).lower()]
+            with localcontext() as ctx:
+                ctx.prec = 120  # exact for every text of MAX_COUNT_TEXT characters
+                value = Decimal(mantissa.replace(",", "").replace("_", "")).scaleb(exponent)
+                value *= _SUFFIX[suffix.lower()]
         except InvalidOperation:
             raise ParamcalcError(f"cannot parse {what} {text!r}") from None
+        if value > MAX_COUNT:
+            raise ParamcalcError(f"{what} {text!r} is out of range: at most 1e30")
     if value != value.to_integral_value():
         raise ParamcalcError(f"{what} must be a whole number of parameters, got {text!r}")
     if value <= 0:
@@ -94,20 +117,22 @@ class SolveRow:
     def relative(self) -> float:
         return self.difference / self.target
 
-    def record(self) -> dict[str, Any]:
-        return {
-            "cell": self.spec.cell,
-            "hidden_size": self.spec.hidden_size,
-            "params": self.params,
-            "target": self.target,
-            "difference": self.difference,
-            "diff_%": round(100 * self.relative, 3),
-        }
+
+SOLVE_COLUMNS = (
+    Column("cell", "str"),
+    Column("hidden_size"),
+    Column("params"),
+    Column("target"),
+    Column("difference"),
+    Column("diff_pct", "float", unit="%", digits=4),
+)
 
 
-@dataclass(frozen=True)
-class SolveResult:
+@dataclass(frozen=True, repr=False)
+class SolveResult(Result):
     """Rows of a budget or match query; ``mode`` is ``budget`` or ``match``."""
+
+    VIEWS = ("rows",)
 
     mode: str
     target: int
@@ -119,25 +144,39 @@ class SolveResult:
         """The target parameter count (budget, or the reference spec's count)."""
         return self.target
 
-    def records(self) -> list[dict[str, Any]]:
-        return [r.record() for r in self.rows]
+    def _table(self, view: str) -> Table:
+        return Table(
+            SOLVE_COLUMNS,
+            tuple(
+                (r.spec.cell, r.spec.hidden_size, r.params, r.target, r.difference, 100 * r.relative)
+                for r in self.rows
+            ),
+        )
 
-    def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
+    def title(self) -> str:
+        if self.mode == "budget":
+            return f"largest hidden size within a budget of {self.target:,} parameters"
+        assert self.reference is not None
+        return f"hidden sizes matching {self.reference.describe()} = {self.target:,} parameters"
 
-        return pd.DataFrame(self.records())
+    def headline(self) -> str:
+        return ", ".join(f"{r.spec.cell} {r.spec.hidden_size}" for r in self.rows) + f" (target {self.target:,})"
+
+    def meta(self) -> dict[str, Any]:
+        return {"mode": self.mode, "total": self.target}
 
 
 def solve_budget(
     spec: RecurrentSpec, budget: int | str, *, cells: list[str] | None = None, multiple_of: int = 1
 ) -> SolveResult:
     """For each cell (default: ``spec.cell``), the largest hidden size whose total fits ``budget``."""
+    spec = as_spec(spec, "solve_budget")
     budget = parse_count(budget)
     if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
         raise ParamcalcError(f"multiple_of must be a positive integer, got {multiple_of!r}")
     rows = []
     for name in cells or [spec.cell]:
-        s = _retarget(spec, name)
+        s = retarget(spec, name)
         h = largest_hidden(s, budget, multiple_of)
         if h is None:
             smallest = _min_hidden(s, multiple_of)
@@ -165,33 +204,57 @@ def closest_hidden(spec: RecurrentSpec, target: int, multiple_of: int = 1) -> in
     return above if d_above < d_below else below
 
 
-def match(reference: RecurrentSpec, cells: list[str] | None = None, *, multiple_of: int = 1) -> SolveResult:
+def match_hidden(
+    reference: RecurrentSpec, cells: list[str] | None = None, *, multiple_of: int = 1
+) -> SolveResult:
     """For each other cell type, the hidden size whose count comes closest to ``reference``'s.
 
     The first row is the reference itself. Input size, layers, directions, bias and convention
     are kept; a projection is kept only for LSTM targets.
     """
+    reference = as_spec(reference, "match_hidden")
     target = total_params(reference)
     if cells is None:
         cells = [c for c in FAMILIES if c != reference.cell_type.stack_name]
     rows = [SolveRow(reference, target, target)]
     for name in cells:
-        s = _retarget(reference, name)
+        s = retarget(reference, name)
         s = s.replace(hidden_size=closest_hidden(s, target, multiple_of))
         rows.append(SolveRow(s, total_params(s), target))
     return SolveResult("match", target, tuple(rows), reference)
 
 
-def _retarget(spec: RecurrentSpec, cell: str) -> RecurrentSpec:
-    """``spec`` with another cell type, dropping what the new cell cannot have."""
+def retarget(spec: RecurrentSpec, cell: str) -> RecurrentSpec:
+    """``spec`` with another cell type, dropping what the new cell cannot have.
+
+    Input size, layers, directions, convention and merge mode are kept; a bias layout other
+    than the old cell's default is kept where the new cell allows it; a projection only where
+    the new cell has one.
+    """
     ct = get_cell(cell)
+    if ct.name == spec.cell:
+        return spec
+    old = spec.cell_type
     changes: dict[str, Any] = {"cell": ct.name}
-    if not ct.supports_proj:
+    if not ct.projection:
         changes["proj_size"] = 0
-    if ct.family != "gru":
+    if not ct.reset_after_option:
         changes["reset_after"] = True
+    default_b = spec.replace(bias_vectors=None).bias_vectors if spec.bias else 0
+    if spec.bias_vectors != default_b and spec.bias_vectors in ct.bias_vectors_allowed:
+        changes["bias_vectors"] = spec.bias_vectors
+    if spec.peephole != old.default_peephole and ct.peephole_gates:
+        changes["peephole"] = spec.peephole
     if ct.single_step:
-        changes.update(num_layers=1, bidirectional=False)
+        changes.update(num_layers=1, bidirectional=False, merge_mode="concat")
     # hidden_size is a placeholder until solved; keep it valid for the new cell.
-    changes["hidden_size"] = max(spec.hidden_size, spec.proj_size + 1)
+    changes["hidden_size"] = max(spec.hidden_size, (changes.get("proj_size", spec.proj_size)) + 1)
     return spec.replace(**changes)
+
+
+def match(reference: RecurrentSpec, cells: list[str] | None = None, *, multiple_of: int = 1) -> SolveResult:
+    """Deprecated alias of :func:`match_hidden` (renamed in 0.2.0)."""
+    import warnings
+
+    warnings.warn("paramcalc.match is deprecated: use paramcalc.match_hidden", DeprecationWarning, stacklevel=2)
+    return match_hidden(reference, cells, multiple_of=multiple_of)

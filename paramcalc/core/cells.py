@@ -1,0 +1,624 @@
+"""The registry of recurrent cell types: one entry owns everything paramcalc knows about a cell.
+
+A :class:`CellType` holds the cell's gate blocks, its tensor templates (role, shape rule,
+symbol, PyTorch and Keras names, whether the tensor is a GEMM operand), its capability flags
+(projection, peepholes, reset-before form, bias vectors allowed, nonlinearity), its equations,
+its cost rules (elementwise ops per unit, vectors kept for backward, sequential or parallel-scan
+recurrence) and its torch binding (which ``torch.nn`` class and mode it is, or which reference
+module the bridge builds). ``count``, ``cost``, ``solve``, the architectures, the torch bridge,
+``bench``, the flop check and the CLI read the entry; no code outside this module asks which
+cell it is looking at. A new cell is one :func:`register_cell` call.
+
+Counting conventions (stated here, where they are decided):
+
+* **bias vectors per gate block**: 0, 1 or 2 (``RecurrentSpec.bias_vectors``). The presets:
+  ``torch`` names and PyTorch's layout for the ``torch.nn`` cells (two: ``b_ih`` and ``b_hh``);
+  ``keras`` names and Keras' layout (one, except ``GRU(reset_after=True)``: two, stored as one
+  ``(2, 3u)`` tensor). Cells outside ``torch.nn`` default to their paper's layout.
+* **peepholes** (Gers & Schmidhuber 2000): one diagonal vector of ``Dh`` per peephole gate,
+  layer and direction; ``p ⊙ c`` costs one multiply and one add per unit and step.
+* **GEMM operands**: ``weight_ih``, ``weight_hh`` and ``weight_hr`` are multiplied as matrices;
+  a diagonal recurrent weight (IndRNN's ``u``), peepholes and biases are elementwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..errors import ParamcalcError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .spec import RecurrentSpec
+
+#: Naming presets: whose tensor names (and default bias layout) a spec uses.
+CONVENTIONS = ("torch", "keras")
+#: How a bidirectional layer hands its two directions on (Keras' ``Bidirectional(merge_mode=)``).
+MERGE_MODES = ("concat", "sum", "ave", "mul")
+
+TensorKind = Literal["input", "recurrent", "recurrent_diag", "bias", "peephole", "projection"]
+Recurrence = Literal["sequential", "scan"]
+Runner = Literal["stack", "cell"]
+
+#: Tensor kinds whose elements are multiplied as a matrix by every token (they make the MACs).
+GEMM_KINDS = frozenset({"input", "recurrent", "projection"})
+#: Kinds stacked over the gate blocks (first dimension G·Dh in PyTorch's storage).
+BLOCK_KINDS = frozenset({"input", "recurrent", "bias"})
+
+
+@dataclass(frozen=True)
+class Dims:
+    """The sizes a tensor's shape depends on: gate blocks, hidden, layer input, projection."""
+
+    g: int
+    h: int
+    d: int
+    p: int
+
+    @property
+    def r(self) -> int:
+        """Width of the recurrent input: ``P`` with a projection, else ``Dh``."""
+        return self.p or self.h
+
+
+@dataclass(frozen=True)
+class TensorTemplate:
+    """One parameter tensor of a layer and direction, as a rule over :class:`Dims`.
+
+    ``kind`` fixes the shape rule (PyTorch storage; Keras stores weight matrices transposed):
+    ``input (G·Dh, d)``, ``recurrent (G·Dh, R)``, ``recurrent_diag (Dh,)``, ``bias (G·Dh,)``,
+    ``peephole (Dh,)``, ``projection (P, Dh)``. ``index`` numbers repeated kinds: the second
+    bias vector (``b_hh``) is present only with two bias vectors per block; a peephole template
+    names its ``gate``. ``term`` is the product it enters, for :func:`explain`.
+    """
+
+    role: str
+    kind: TensorKind
+    torch_name: str
+    keras_name: str
+    term: str
+    index: int = 0
+    gate: str = ""
+
+    @property
+    def gemm(self) -> bool:
+        """Whether the tensor is a GEMM operand (its elements are multiply-adds per token)."""
+        return self.kind in GEMM_KINDS
+
+    @property
+    def block(self) -> bool:
+        return self.kind in BLOCK_KINDS
+
+    def present(self, spec: RecurrentSpec) -> bool:
+        if self.kind == "bias":
+            return spec.bias_vectors > self.index
+        if self.kind == "peephole":
+            return spec.peephole
+        if self.kind == "projection":
+            return spec.proj_size > 0
+        return True
+
+    def shape(self, dims: Dims, keras: bool = False) -> tuple[int, ...]:
+        g, h, d, p = dims.g, dims.h, dims.d, dims.p
+        gh = g * h
+        torch_shapes: dict[str, tuple[int, ...]] = {
+            "input": (gh, d),
+            "recurrent": (gh, dims.r),
+            "recurrent_diag": (h,),
+            "bias": (gh,),
+            "peephole": (h,),
+            "projection": (p, h),
+        }
+        shape = torch_shapes[self.kind]
+        if keras and len(shape) == 2:
+            return (shape[1], shape[0])
+        return shape
+
+    def per_block(self, dims: Dims) -> tuple[str, str, int]:
+        """``(symbol, substituted, elements)`` of one gate block (block kinds) or of the tensor."""
+        h, d, r, p = dims.h, dims.d, dims.r, dims.p
+        return {
+            "input": ("Dh·{d}", f"{h}·{d}", h * d),
+            "recurrent": ("Dh·{R}", f"{h}·{r}", h * r),
+            "recurrent_diag": ("Dh", f"{h}", h),
+            "bias": ("Dh", f"{h}", h),
+            "peephole": ("Dh", f"{h}", h),
+            "projection": ("P·Dh", f"{p}·{h}", p * h),
+        }[self.kind]
+
+
+# --- template sets (helpers for the built-in entries and for extensions) ----------------------
+
+
+def gated_templates(
+    *,
+    recurrent: Literal["gemm", "diagonal", "none"] = "gemm",
+    bias_vectors: int = 2,
+    peephole_gates: tuple[str, ...] = (),
+    projection: bool = False,
+) -> tuple[TensorTemplate, ...]:
+    """The usual tensors of a gated cell: ``weight_ih``, ``weight_hh``, biases, peepholes, ``weight_hr``.
+
+    ``recurrent`` is ``gemm`` (a ``(G·Dh, R)`` matrix), ``diagonal`` (IndRNN's ``u``, a
+    ``(Dh,)`` vector) or ``none`` (gates from the input only, as in minGRU).
+    """
+    ts = [TensorTemplate("weight_ih", "input", "weight_ih", "kernel", "x_t·W_ihᵀ")]
+    if recurrent == "gemm":
+        ts.append(TensorTemplate("weight_hh", "recurrent", "weight_hh", "recurrent_kernel", "h_{t-1}·W_hhᵀ"))
+    elif recurrent == "diagonal":
+        ts.append(TensorTemplate("weight_hh", "recurrent_diag", "weight_hh", "recurrent_kernel", "u ⊙ h_{t-1}"))
+    names = (("bias_ih", "+ b_ih"), ("bias_hh", "+ b_hh"))
+    for i in range(bias_vectors):
+        role, term = names[i]
+        ts.append(TensorTemplate(role, "bias", role, "bias", term, index=i))
+    for gate in peephole_gates:
+        ts.append(
+            TensorTemplate(
+                f"weight_c{gate}", "peephole", f"weight_c{gate}", f"w_{gate}_diag", f"p_{gate} ⊙ c", gate=gate
+            )
+        )
+    if projection:
+        ts.append(TensorTemplate("weight_hr", "projection", "weight_hr", "projection_kernel", "h_t·W_hrᵀ"))
+    return tuple(ts)
+
+
+# --- the torch binding (pure data; the bridge acts on it) --------------------------------------
+
+
+@dataclass(frozen=True)
+class TorchBinding:
+    """How the torch edge builds and recognises a cell.
+
+    ``nn_class`` and ``mode`` name the ``torch.nn`` module of the cell's PyTorch layout (two bias
+    vectors or none, no peepholes, concatenated directions, reset after the matmul), recognised by
+    class name (cells) or ``nn.RNNBase.mode`` (stacks); ``nonlinearity`` is its constructor
+    argument. Every other layout is built as ``reference``: a callable ``(spec, device, dtype) ->
+    nn.Module`` or ``"package.module:attr"``; ``None`` means paramcalc's own reference module
+    (``paramcalc.bridge.modules``), which runs the cell's equations step by step. ``runner``
+    says how the driver runs the module: ``stack`` (``module(x)[0]``, packed input allowed) or
+    ``cell`` (one call per step, state carried by the driver).
+    """
+
+    nn_class: str | None = None
+    mode: str | None = None
+    nonlinearity: str | None = None
+    reference: str | Callable[..., Any] | None = None
+    runner: Runner = "stack"
+
+
+@dataclass(frozen=True)
+class CellType:
+    """Everything about one recurrent cell type (see the module docstring)."""
+
+    name: str
+    #: The reference implementation this cell shares (the key of the bridge's step functions).
+    family: str
+    gate_names: tuple[str, ...]
+    templates: tuple[TensorTemplate, ...]
+    equations: tuple[str, ...]
+    display_name: str
+    single_step: bool = False
+    keras_class: str | None = None
+    torch: TorchBinding = field(default_factory=TorchBinding)
+    # --- capabilities -------------------------------------------------------------------
+    nonlinearity: str = ""
+    projection: bool = False
+    peephole_gates: tuple[str, ...] = ()
+    default_peephole: bool = False
+    bias_vectors_allowed: tuple[int, ...] = (0, 1, 2)
+    default_bias_vectors: int = 2
+    #: Blocks whose recurrent matmul waits for the reset gate in the reset-before form.
+    reset_before_blocks: int = 0
+    #: ``True``: the reset-before form is an option (Keras GRU ``reset_after=False``);
+    #: the cell is then reset-after by default. ``False`` with ``reset_before_blocks``: always.
+    reset_after_option: bool = False
+    recurrence: Recurrence = "sequential"
+    # --- equations and layout notes ----------------------------------------------------------
+    peephole_equations: tuple[str, ...] = ()
+    reset_before_equations: tuple[str, ...] = ()
+    #: What the default layout follows, for the convention note ("" for torch.nn cells).
+    source: str = ""
+    aliases: tuple[str, ...] = ()
+    # --- cost rules --------------------------------------------------------------------------
+    #: Elementwise ops per hidden unit and step as (op, count): one per element for each sum,
+    #: difference, division, Hadamard product (⊙) and activation. Bias additions apart.
+    elementwise_ops: tuple[tuple[str, int], ...] = ()
+    #: Dh-wide vectors autograd keeps per step for backward besides the step's input and h_{t-1}.
+    saved_per_unit: int = 0
+    #: Recurrent state carried from step to step (h is P or Dh wide, c is Dh wide).
+    state_names: tuple[str, ...] = ("h",)
+
+    def __post_init__(self) -> None:
+        if not self.templates or self.templates[0].kind != "input":
+            raise ParamcalcError(f"cell {self.name!r}: the first tensor template must be the input weight")
+        if self.default_bias_vectors not in self.bias_vectors_allowed:
+            raise ParamcalcError(f"cell {self.name!r}: default_bias_vectors not in bias_vectors_allowed")
+
+    # -- derived facts --------------------------------------------------------------------
+    @property
+    def gates(self) -> int:
+        """Gate blocks stacked along the rows of ``weight_ih`` (and ``weight_hh``)."""
+        return len(self.gate_names)
+
+    @property
+    def recurrent_gemm(self) -> bool:
+        """Whether the recurrence multiplies ``h_{t-1}`` by a matrix (else elementwise or none)."""
+        return any(t.kind == "recurrent" for t in self.templates)
+
+    @property
+    def recurrent_kind(self) -> str:
+        kinds = {t.kind for t in self.templates}
+        return "gemm" if "recurrent" in kinds else "diagonal" if "recurrent_diag" in kinds else "none"
+
+    @property
+    def supports_proj(self) -> bool:
+        return self.projection
+
+    @property
+    def elementwise_per_unit(self) -> int:
+        return sum(n for _, n in self.elementwise_ops)
+
+    @property
+    def stack_name(self) -> str:
+        """The multi-layer counterpart's name (``lstm`` for ``lstm_cell``)."""
+        return self.name.removesuffix("_cell") if self.single_step else self.name
+
+    @property
+    def torch_class(self) -> str:
+        """The ``torch.nn`` class name, or the display name of a cell outside ``torch.nn``."""
+        return self.torch.nn_class or self.display_name
+
+    def reset_before(self, spec: RecurrentSpec) -> int:
+        """Blocks whose recurrent matmul waits for the reset gate under ``spec`` (0: none)."""
+        if not self.reset_before_blocks:
+            return 0
+        if self.reset_after_option:
+            return 0 if spec.reset_after else self.reset_before_blocks
+        return self.reset_before_blocks
+
+    def templates_for(self, spec: RecurrentSpec) -> tuple[TensorTemplate, ...]:
+        return tuple(t for t in self.templates if t.present(spec))
+
+    def equations_for(self, spec: RecurrentSpec) -> tuple[str, ...]:
+        """The update equations ``spec`` computes (peephole or reset-before forms where they apply)."""
+        if spec.peephole and self.peephole_equations:
+            return self.peephole_equations
+        if self.reset_after_option and not spec.reset_after and self.reset_before_equations:
+            return self.reset_before_equations
+        return self.equations
+
+    def ops_for(self, spec: RecurrentSpec) -> tuple[tuple[str, int], ...]:
+        """Elementwise ops per unit and step under ``spec`` (peepholes add a ⊙ and a + each)."""
+        ops = dict(self.elementwise_ops)
+        if spec.peephole:
+            n = len(self.peephole_gates)
+            ops["mul"] = ops.get("mul", 0) + n
+            ops["add"] = ops.get("add", 0) + n
+        return tuple(ops.items())
+
+    def torch_native(self, spec: RecurrentSpec) -> bool:
+        """Whether ``spec``'s layout is exactly the ``torch.nn`` module's (PyTorch names aside)."""
+        return (
+            self.torch.nn_class is not None
+            and spec.bias_vectors == (2 if spec.bias else 0)
+            and not spec.peephole
+            and spec.merge_mode == "concat"
+            and spec.reset_after
+        )
+
+    def layout_note(self, spec: RecurrentSpec) -> str:
+        """One sentence naming the convention and bias layout of ``spec`` (shown with every count)."""
+        b = spec.bias_vectors
+        if spec.convention == "keras":
+            if not b:
+                text = "Keras convention: no biases"
+            elif b == 2 and self.reset_after_option and spec.reset_after:
+                text = "Keras convention: GRU with reset_after=True keeps an input and a recurrent bias"
+            elif b == 2:
+                text = "Keras names, two bias vectors per gate block"
+            else:
+                text = "Keras convention: one bias vector per gate block"
+        elif self.source and b == self.default_bias_vectors and spec.peephole == self.default_peephole:
+            text = f"{self.source}; PyTorch-style names"
+        elif b == 2 and self.torch.nn_class:
+            text = "PyTorch/cuDNN convention: two bias vectors (b_ih, b_hh) per gate block"
+        else:
+            bias = {0: "no biases", 1: "one bias vector (b_ih) per gate block", 2: "two bias vectors (b_ih, b_hh) per gate block"}[b]
+            text = f"PyTorch-style names, {bias}"
+        extras = []
+        if spec.peephole and not (self.source and self.default_peephole):
+            extras.append(f"peepholes on {', '.join(self.peephole_gates)} (Gers & Schmidhuber 2000)")
+        if spec.merge_mode != "concat":
+            extras.append(f"directions merged by {spec.merge_mode} (the next layer's input is Dh, not 2Dh)")
+        if self.recurrence == "scan":
+            extras.append("linear recurrence: a parallel scan can run it in ⌈log₂ T⌉ levels")
+        return "; ".join([text, *extras])
+
+
+# --- equations ---------------------------------------------------------------------------------
+
+_RNN_EQ = "h_t = {act}(x_t·W_ihᵀ + b_ih + h_{{t-1}}·W_hhᵀ + b_hh)"
+_LSTM_EQ = (
+    "i_t = σ(x_t·W_iiᵀ + b_ii + h_{t-1}·W_hiᵀ + b_hi)",
+    "f_t = σ(x_t·W_ifᵀ + b_if + h_{t-1}·W_hfᵀ + b_hf)",
+    "g_t = tanh(x_t·W_igᵀ + b_ig + h_{t-1}·W_hgᵀ + b_hg)",
+    "o_t = σ(x_t·W_ioᵀ + b_io + h_{t-1}·W_hoᵀ + b_ho)",
+    "c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t",
+    "h_t = o_t ⊙ tanh(c_t)            (with proj_size: h_t = (o_t ⊙ tanh(c_t))·W_hrᵀ)",
+)
+_LSTM_PEEPHOLE_EQ = (
+    "i_t = σ(x_t·W_iiᵀ + h_{t-1}·W_hiᵀ + p_i ⊙ c_{t-1} + b_i)",
+    "f_t = σ(x_t·W_ifᵀ + h_{t-1}·W_hfᵀ + p_f ⊙ c_{t-1} + b_f)",
+    "g_t = tanh(x_t·W_igᵀ + h_{t-1}·W_hgᵀ + b_g)",
+    "c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t",
+    "o_t = σ(x_t·W_ioᵀ + h_{t-1}·W_hoᵀ + p_o ⊙ c_t + b_o)",
+    "h_t = o_t ⊙ tanh(c_t)            (with proj_size: h_t = (o_t ⊙ tanh(c_t))·W_hrᵀ)",
+)
+_GRU_EQ = (
+    "r_t = σ(x_t·W_irᵀ + b_ir + h_{t-1}·W_hrᵀ + b_hr)",
+    "z_t = σ(x_t·W_izᵀ + b_iz + h_{t-1}·W_hzᵀ + b_hz)",
+    "n_t = tanh(x_t·W_inᵀ + b_in + r_t ⊙ (h_{t-1}·W_hnᵀ + b_hn))   (reset after the matmul)",
+    "h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}",
+)
+_GRU_RESET_BEFORE_EQ = (
+    "r_t = σ(x_t·W_irᵀ + h_{t-1}·W_hrᵀ + b_r)",
+    "z_t = σ(x_t·W_izᵀ + h_{t-1}·W_hzᵀ + b_z)",
+    "n_t = tanh(x_t·W_inᵀ + b_n + (r_t ⊙ h_{t-1})·W_hnᵀ)   (reset before the matmul)",
+    "h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}",
+)
+_CIFG_EQ = (
+    "i_t = σ(x_t·W_iᵀ + h_{t-1}·R_iᵀ + p_i ⊙ c_{t-1} + b_i)",
+    "g_t = tanh(x_t·W_gᵀ + h_{t-1}·R_gᵀ + b_g)              (block input z_t in Greff et al.)",
+    "f_t = 1 - i_t                                        (coupled input and forget gate)",
+    "c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t",
+    "o_t = σ(x_t·W_oᵀ + h_{t-1}·R_oᵀ + p_o ⊙ c_t + b_o)",
+    "h_t = o_t ⊙ tanh(c_t)            (peephole terms p_i, p_o only with peepholes on)",
+)
+_MGU_EQ = (
+    "f_t = σ(x_t·W_fᵀ + h_{t-1}·U_fᵀ + b_f)",
+    "n_t = tanh(x_t·W_nᵀ + (f_t ⊙ h_{t-1})·U_nᵀ + b_n)      (the candidate h̃_t; waits for f_t)",
+    "h_t = (1 - f_t) ⊙ h_{t-1} + f_t ⊙ n_t",
+)
+_INDRNN_EQ = ("h_t = ReLU(x_t·W_ihᵀ + u ⊙ h_{t-1} + b)      (u: one recurrent weight per unit)",)
+_MINGRU_EQ = (
+    "z_t = σ(x_t·W_zᵀ + b_z)                   (gates from x_t only)",
+    "n_t = x_t·W_nᵀ + b_n                      (the candidate h̃_t)",
+    "h_t = (1 - z_t) ⊙ h_{t-1} + z_t ⊙ n_t     (linear in h: a parallel scan)",
+)
+_MINLSTM_EQ = (
+    "f_t = σ(x_t·W_fᵀ + b_f),  i_t = σ(x_t·W_iᵀ + b_i)   (gates from x_t only)",
+    "n_t = x_t·W_nᵀ + b_n                              (the candidate h̃_t)",
+    "f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)",
+    "h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ n_t                  (linear in h: a parallel scan)",
+)
+
+# Elementwise ops per unit and step, counted from the equations (bias additions apart):
+# RNN: 1 sum joining the matmuls + 1 activation. LSTM: 4 joining sums, 3 σ, tanh(g),
+# c_t = f⊙c + i⊙g (2 ⊙, 1 +), h_t = o⊙tanh(c_t) (1 tanh, 1 ⊙). GRU (either form): 3 joining
+# sums, 2 σ, 1 tanh, r⊙(...) (1 ⊙), (1 - z)⊙n + z⊙h (1 -, 2 ⊙, 1 +). CIFG: 3 joining sums,
+# 2 σ, tanh(g), f = 1 - i (1 -), c (2 ⊙, 1 +), h (1 tanh, 1 ⊙). MGU: 2 joining sums, 1 σ,
+# f⊙h (1 ⊙), 1 tanh, (1 - f)⊙h + f⊙n (1 -, 2 ⊙, 1 +). IndRNN: u⊙h (1 ⊙), 1 joining sum, ReLU.
+# minGRU: 1 σ, (1 - z)⊙h + z⊙n (1 -, 2 ⊙, 1 +). minLSTM: 2 σ, f + i (1 +), 2 divisions,
+# f'⊙h + i'⊙n (2 ⊙, 1 +).
+_LSTM_OPS = (("add", 5), ("mul", 3), ("sigmoid", 3), ("tanh", 2))
+_GRU_OPS = (("add", 4), ("sub", 1), ("mul", 3), ("sigmoid", 2), ("tanh", 1))
+
+
+def _rnn(name: str, act: str, single: bool) -> CellType:
+    mode = "RNN_TANH" if act == "tanh" else "RNN_RELU"
+    return CellType(
+        name=name,
+        family="rnn",
+        gate_names=("h",),
+        templates=gated_templates(),
+        equations=(_RNN_EQ.format(act=act),),
+        display_name="RNNCell" if single else "RNN",
+        single_step=single,
+        keras_class="SimpleRNNCell" if single else "SimpleRNN",
+        torch=TorchBinding(
+            nn_class="RNNCell" if single else "RNN",
+            mode=None if single else mode,
+            nonlinearity=act,
+            runner="cell" if single else "stack",
+        ),
+        nonlinearity=act,
+        elementwise_ops=(("add", 1), (act, 1)),
+        saved_per_unit=1,  # the activation's output, for its derivative
+        aliases=("rnn_tanh",) if name == "rnn" else ("rnn_tanh_cell",) if name == "rnn_cell" else (),
+    )
+
+
+def _lstm(name: str, single: bool) -> CellType:
+    return CellType(
+        name=name,
+        family="lstm",
+        gate_names=("i", "f", "g", "o"),
+        templates=gated_templates(peephole_gates=("i", "f", "o"), projection=not single),
+        equations=_LSTM_EQ,
+        peephole_equations=_LSTM_PEEPHOLE_EQ,
+        display_name="LSTMCell" if single else "LSTM",
+        single_step=single,
+        keras_class="LSTMCell" if single else "LSTM",
+        torch=TorchBinding(
+            nn_class="LSTMCell" if single else "LSTM",
+            mode=None if single else "LSTM",
+            runner="cell" if single else "stack",
+        ),
+        projection=not single,
+        peephole_gates=("i", "f", "o"),
+        elementwise_ops=_LSTM_OPS,
+        saved_per_unit=6,  # i, f, g, o, c_t, tanh(c_t)
+        state_names=("h", "c"),
+    )
+
+
+def _gru(name: str, single: bool) -> CellType:
+    return CellType(
+        name=name,
+        family="gru",
+        gate_names=("r", "z", "n"),
+        templates=gated_templates(),
+        equations=_GRU_EQ,
+        reset_before_equations=_GRU_RESET_BEFORE_EQ,
+        display_name="GRUCell" if single else "GRU",
+        single_step=single,
+        keras_class="GRUCell" if single else "GRU",
+        torch=TorchBinding(
+            nn_class="GRUCell" if single else "GRU",
+            mode=None if single else "GRU",
+            runner="cell" if single else "stack",
+        ),
+        reset_before_blocks=1,  # n waits for r_t ⊙ h_{t-1}
+        reset_after_option=True,
+        elementwise_ops=_GRU_OPS,
+        saved_per_unit=4,  # r, z, n and h_{t-1}·W_hnᵀ + b_hn (or r ⊙ h_{t-1})
+    )
+
+
+def _builtin() -> tuple[CellType, ...]:
+    return (
+        _rnn("rnn", "tanh", False),
+        _rnn("rnn_relu", "relu", False),
+        _lstm("lstm", False),
+        _gru("gru", False),
+        _rnn("rnn_cell", "tanh", True),
+        _rnn("rnn_relu_cell", "relu", True),
+        _lstm("lstm_cell", True),
+        _gru("gru_cell", True),
+        CellType(
+            name="cifg",
+            family="cifg",
+            gate_names=("i", "g", "o"),
+            templates=gated_templates(peephole_gates=("i", "o")),
+            equations=_CIFG_EQ,
+            display_name="CIFG",
+            torch=TorchBinding(),
+            peephole_gates=("i", "o"),
+            default_peephole=True,
+            default_bias_vectors=1,
+            source="Greff et al. 2017 (CIFG: f = 1 - i): one bias per gate block, peepholes on i and o",
+            elementwise_ops=(("add", 4), ("sub", 1), ("mul", 3), ("sigmoid", 2), ("tanh", 2)),
+            saved_per_unit=5,  # i, g, o, c_t, tanh(c_t)
+            state_names=("h", "c"),
+        ),
+        CellType(
+            name="mgu",
+            family="mgu",
+            gate_names=("f", "n"),
+            templates=gated_templates(),
+            equations=_MGU_EQ,
+            display_name="MGU",
+            default_bias_vectors=1,
+            reset_before_blocks=1,  # n's recurrent matmul waits for f_t ⊙ h_{t-1}
+            source="Zhou et al. 2016 (MGU): one bias per gate block",
+            elementwise_ops=(("add", 3), ("sub", 1), ("mul", 3), ("sigmoid", 1), ("tanh", 1)),
+            saved_per_unit=3,  # f, f ⊙ h_{t-1}, n
+        ),
+        CellType(
+            name="indrnn",
+            family="indrnn",
+            gate_names=("h",),
+            templates=gated_templates(recurrent="diagonal"),
+            equations=_INDRNN_EQ,
+            display_name="IndRNN",
+            nonlinearity="relu",
+            bias_vectors_allowed=(0, 1),
+            default_bias_vectors=1,
+            source="Li et al. 2018 (IndRNN): W·x + u ⊙ h + b, one bias",
+            elementwise_ops=(("add", 1), ("mul", 1), ("relu", 1)),
+            saved_per_unit=1,
+        ),
+        CellType(
+            name="mingru",
+            family="mingru",
+            gate_names=("z", "n"),
+            templates=gated_templates(recurrent="none"),
+            equations=_MINGRU_EQ,
+            display_name="minGRU",
+            bias_vectors_allowed=(0, 1),
+            default_bias_vectors=1,
+            recurrence="scan",
+            source="Feng et al. 2024 (minGRU): one nn.Linear(d, Dh) per block (z, h̃), stored stacked",
+            elementwise_ops=(("add", 1), ("sub", 1), ("mul", 2), ("sigmoid", 1)),
+            saved_per_unit=2,  # z, n
+        ),
+        CellType(
+            name="minlstm",
+            family="minlstm",
+            gate_names=("f", "i", "n"),
+            templates=gated_templates(recurrent="none"),
+            equations=_MINLSTM_EQ,
+            display_name="minLSTM",
+            bias_vectors_allowed=(0, 1),
+            default_bias_vectors=1,
+            recurrence="scan",
+            source="Feng et al. 2024 (minLSTM): one nn.Linear(d, Dh) per block (f, i, h̃), stored stacked",
+            elementwise_ops=(("add", 2), ("div", 2), ("mul", 2), ("sigmoid", 2)),
+            saved_per_unit=4,  # f, i, f + i, n
+        ),
+    )
+
+
+#: Every registered cell type, by canonical name (built-ins first, in this order).
+CELLS: dict[str, CellType] = {c.name: c for c in _builtin()}
+#: Alternative names -> canonical names.
+ALIASES: dict[str, str] = {a: c.name for c in CELLS.values() for a in c.aliases}
+#: The three classic cells compared side by side (``compare``, ``solve`` with a reference).
+FAMILIES: tuple[str, ...] = ("rnn", "lstm", "gru")
+
+
+def _key(name: str) -> str:
+    return str(name).strip().lower().replace("-", "_")
+
+
+def get_cell(name: str | CellType) -> CellType:
+    """Look a cell type up by name or alias (case-insensitive); one-line error if unknown."""
+    if isinstance(name, CellType):
+        return name
+    key = _key(name)
+    key = ALIASES.get(key, key)
+    try:
+        return CELLS[key]
+    except KeyError:
+        known = ", ".join([*CELLS, *ALIASES])
+        raise ParamcalcError(f"unknown cell {name!r}: expected one of {known}") from None
+
+
+def register_cell(cell: CellType, *, replace_existing: bool = False) -> CellType:
+    """Add a cell type to the registry: ``count``, ``cost``, ``solve``, ``compare`` and the CLI see it.
+
+    ``check``, ``bench`` and ``cost --flop-check`` need a torch module: give ``cell.torch`` a
+    :class:`TorchBinding` whose ``reference`` builds it (see ``docs/extending.md``).
+    """
+    if not isinstance(cell, CellType):
+        raise ParamcalcError(f"register_cell needs a CellType, got {type(cell).__name__}")
+    key = _key(cell.name)
+    if key != cell.name:
+        cell = replace(cell, name=key)
+    if not replace_existing and (key in CELLS or key in ALIASES):
+        raise ParamcalcError(f"cell {key!r} is already registered (pass replace_existing=True)")
+    CELLS[key] = cell
+    for alias in cell.aliases:
+        ALIASES[_key(alias)] = key
+    return cell
+
+
+def unregister_cell(name: str) -> None:
+    """Remove a registered cell (and its aliases); built-in cells can be removed too."""
+    key = get_cell(name).name
+    del CELLS[key]
+    for alias in [a for a, c in ALIASES.items() if c == key]:
+        del ALIASES[alias]
+
+
+def cells_by_binding() -> Mapping[str, CellType]:
+    """Cells with a ``torch.nn`` class, by ``nn.RNNBase`` mode or by class+nonlinearity."""
+    out: dict[str, CellType] = {}
+    for c in CELLS.values():
+        b = c.torch
+        if b.mode:
+            out[f"mode:{b.mode}"] = c
+        elif b.nn_class:
+            out[f"class:{b.nn_class}:{b.nonlinearity or ''}"] = c
+    return out

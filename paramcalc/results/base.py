@@ -1,0 +1,159 @@
+"""The result protocol every paramcalc result follows, and the status values they share.
+
+A result has named views (``VIEWS``, the first is the default) and answers:
+
+* ``table(view)``: the :class:`~paramcalc.results.table.Table` of that view (typed values);
+* ``to_frame(view)``: the same table as a pandas DataFrame (nullable dtypes);
+* ``meta()``: what the table was computed for (spec, workload, device, totals), JSON-ready;
+* ``notes()``: conventions and warnings, one sentence each;
+* ``title()`` and ``summary()``: the lines drawn above and below the table in text formats;
+* ``render(fmt, view, wide)``: the text the CLI prints; ``str(result)`` is ``render()``;
+* ``_repr_html_()`` for notebooks, and a short ``repr``;
+* ``export(path, view)``: the table written by suffix, atomically.
+
+The CLI and the exporters use nothing else, so what is printed and what is saved are the same
+table in every format.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import ParamcalcError
+from .table import Table
+
+if TYPE_CHECKING:  # pragma: no cover
+    import os
+    from pathlib import Path
+    from collections.abc import Sequence
+
+    import pandas as pd
+
+    from .export import Document
+
+
+class Status(str, enum.Enum):
+    """The verdict of one comparison (a tensor, a module, a FLOP figure)."""
+
+    OK = "ok"
+    MISMATCH = "mismatch"
+    NOT_OBSERVABLE = "not observable"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    EXPECTED_DIFFERENCE = "expected difference"
+    UNEXPLAINED = "unexplained difference"
+    NO_FORMULA = "counted, no formula"
+    BUFFER = "buffer"
+    TIED = "tied"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Result:
+    """Base class of every result (see the module docstring). Subclasses define ``VIEWS``,
+    ``_table(view)``, and optionally ``meta``, ``notes``, ``title``, ``summary``, ``headline``."""
+
+    VIEWS: ClassVar[tuple[str, ...]] = ("rows",)
+
+    # -- to override ----------------------------------------------------------------------
+    def _table(self, view: str) -> Table:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def meta(self) -> dict[str, Any]:
+        return {}
+
+    def notes(self) -> list[str]:
+        return []
+
+    def title(self) -> str:
+        return ""
+
+    def summary(self, view: str | None = None) -> list[str]:
+        """Lines drawn under the table in text formats (totals, formulas, verdicts)."""
+        return []
+
+    def headline(self) -> str:
+        """A few words for ``repr``: what it is and its main number."""
+        return self.title()
+
+    # -- the protocol -----------------------------------------------------------------------
+    def view(self, view: str | None) -> str:
+        """The view name, checked (``None``: the default view)."""
+        if view is None:
+            return self.VIEWS[0]
+        if view not in self.VIEWS:
+            raise ParamcalcError(
+                f"{type(self).__name__} has no view {view!r}: expected one of {', '.join(self.VIEWS)}"
+            )
+        return view
+
+    def table(self, view: str | None = None) -> Table:
+        return self._table(self.view(view))
+
+    def to_frame(self, view: str | None = None) -> pd.DataFrame:
+        """The view's table as a pandas DataFrame (pandas is imported only here)."""
+        return self.table(view).to_frame()
+
+    def header(self) -> list[str]:
+        """Lines drawn above the table in text formats: the title and the notes."""
+        title = self.title()
+        return ([title] if title else []) + [f"note: {n}" for n in self.notes()]
+
+    def json_meta(self) -> dict[str, Any]:
+        """The JSON export's header: ``meta()`` plus the ``notes``."""
+        return {**self.meta(), "notes": self.notes()}
+
+    def render(self, fmt: str = "simple", view: str | None = None, *, wide: bool = False) -> str:
+        """The text the CLI prints for ``view`` in ``fmt`` (see :func:`paramcalc.results.render.render`)."""
+        from .render import render
+
+        v = self.view(view)
+        return render(
+            self._table(v),
+            fmt,
+            wide=wide,
+            header=self.header(),
+            footer=self.summary(v),
+            meta=self.json_meta(),
+        )
+
+    def context(self) -> list[tuple[str, str]]:
+        """``(label, value)`` lines that say what the table was computed for (document exports)."""
+        return []
+
+    def document(self, view: str | None = None, links: Sequence[tuple[str, str]] = ()) -> Document:
+        """The title, context, summary and notes around the table in ``.md``/``.html`` exports."""
+        from .export import Document
+
+        return Document(self.title(), self.context(), self.summary(self.view(view)), self.notes(), links)
+
+    def export(
+        self, path: str | os.PathLike[str], view: str | None = None, *, links: Sequence[tuple[str, str]] = ()
+    ) -> Path:
+        """Write the view's table to ``path`` by its suffix, atomically (see :mod:`.export`)."""
+        from .export import export_table
+
+        return export_table(self.table(view), path, meta=self.json_meta(), doc=self.document(view, links))
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.headline()}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from .render import html_table, safe_text
+
+        title = html.escape(safe_text(self.title()))
+        notes = "".join(f"<p><small>{html.escape(safe_text(n))}</small></p>" for n in self.notes())
+        summary = "<br>".join(html.escape(safe_text(s)) for s in self.summary(self.VIEWS[0]))
+        return (
+            (f"<p><b>{title}</b></p>" if title else "")
+            + html_table(self.table())
+            + (f"<p>{summary}</p>" if summary else "")
+            + notes
+        )
