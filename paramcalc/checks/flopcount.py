@@ -11,7 +11,12 @@ What ``torch.utils.flop_counter.FlopCounterMode`` sees of a recurrent module (to
   kernels), and on ``cpu``/``cuda`` it disables oneDNN and cuDNN unless ``fused=True``. Where
   the counter sees no matmul at all the result is *not observable*, never 0.
 * Training: forward and backward run under the counter; its matmul FLOPs are compared with
-  our ``backward="autograd"`` rule (see :mod:`paramcalc.cost`).
+  our ``backward="autograd"`` rule (see :mod:`paramcalc.core.costmodel`).
+* Bounded work: every step of a recurrence runs the same GEMMs, so the counts are affine in the
+  sequence length. Up to :data:`DIRECT_STEPS` steps the module runs the whole workload; beyond,
+  it runs ``T = 2, 3, 4``, checks that the three counts lie on one line, and extrapolates to
+  ``T`` (exact, and said in the notes). A packed batch of more steps is refused. On ``cpu`` and
+  ``cuda`` the memory the run needs is checked first.
 
 torchinfo's mult-adds are reported beside ours, with the rule that produces them (checked by
 the tests): torchinfo multiplies *every* parameter, biases included, by the product of the first
@@ -25,19 +30,24 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from .cost import Workload, cost
-from .count import total_params
-from .spec import RecurrentSpec
-from .torch_bridge import build_module, resolve_device, torch_equivalent
+from ..bridge.build import build_module, torch_equivalent
+from ..bridge.devices import check_run_memory, oom_as_error, resolve_device
+from ..bridge.driver import Case, make_case
+from ..core.coerce import as_spec
+from ..core.costmodel import cost
+from ..core.params import total_params
+from ..core.spec import RecurrentSpec
+from ..core.workload import Workload
+from ..errors import ParamcalcError
+from ..results.base import Result, Status
+from ..results.table import Column, Table
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-    from torch import nn
-
-NOT_OBSERVABLE = "not observable"
+#: Sequences up to this many steps run whole; longer ones are extrapolated from T = 2, 3, 4.
+DIRECT_STEPS = 64
 
 TORCHINFO_RULE = (
     "torchinfo multiplies every parameter, biases included, by the first two dimensions of the "
@@ -46,10 +56,20 @@ TORCHINFO_RULE = (
     "the second dimension is a feature size, so it over-counts by that factor"
 )
 
+FLOP_COLUMNS = (
+    Column("check", "str"),
+    Column("ours"),
+    Column("reference"),
+    Column("source", "str"),
+    Column("status", "str"),
+)
 
-@dataclass(frozen=True)
-class FlopCheck:
+
+@dataclass(frozen=True, repr=False)
+class FlopCheck(Result):
     """Our matmul FLOPs beside FlopCounterMode's (and torchinfo's mult-adds) for one workload."""
+
+    VIEWS = ("checks",)
 
     spec: RecurrentSpec
     workload: Workload
@@ -65,6 +85,7 @@ class FlopCheck:
     torchinfo_mult_adds: int | None
     torchinfo_expected: int | None
     torchinfo_error: str = ""
+    extrapolated_from: tuple[int, ...] = field(default=())
 
     @property
     def observable(self) -> bool:
@@ -82,79 +103,95 @@ class FlopCheck:
         return True
 
     @property
-    def status(self) -> str:
-        return {True: "match", False: "MISMATCH", None: NOT_OBSERVABLE}[self.ok]
+    def status(self) -> Status:
+        return {True: Status.OK, False: Status.MISMATCH, None: Status.NOT_OBSERVABLE}[self.ok]
 
-    def records(self) -> list[dict[str, Any]]:
+    def torchinfo_status(self) -> Status | None:
+        ti = self.torchinfo_mult_adds
+        if ti is None and not self.torchinfo_error:
+            return None
+        if ti is None:
+            return Status.FAILED
+        if ti == self.ours_macs:
+            return Status.OK
+        return Status.EXPECTED_DIFFERENCE if ti == self.torchinfo_expected else Status.UNEXPLAINED
+
+    def _table(self, view: str) -> Table:
         def st(ours: int | None, theirs: int | None) -> str:
             if theirs is None:
-                return NOT_OBSERVABLE
-            return "match" if ours == theirs else "MISMATCH"
+                return Status.NOT_OBSERVABLE.value
+            return (Status.OK if ours == theirs else Status.MISMATCH).value
 
         where = f"FlopCounterMode on {self.device}" + (" (fused kernels on)" if self.fused else "")
-        rows: list[dict[str, Any]] = [
-            {
-                "check": "forward matmul FLOPs",
-                "ours": self.ours_forward,
-                "reference": self.counter_forward if self.observable else NOT_OBSERVABLE,
-                "source": where,
-                "status": st(self.ours_forward, self.counter_forward),
-            }
+        rows: list[tuple[Any, ...]] = [
+            (
+                "forward matmul FLOPs",
+                self.ours_forward,
+                self.counter_forward,
+                where,
+                st(self.ours_forward, self.counter_forward),
+            )
         ]
         if self.ours_training is not None:
             rows.append(
-                {
-                    "check": "forward + backward matmul FLOPs (autograd rule)",
-                    "ours": self.ours_training,
-                    "reference": self.counter_training
-                    if self.counter_training is not None
-                    else NOT_OBSERVABLE,
-                    "source": where,
-                    "status": st(self.ours_training, self.counter_training),
-                }
+                (
+                    "forward + backward matmul FLOPs (autograd rule)",
+                    self.ours_training,
+                    self.counter_training,
+                    where,
+                    st(self.ours_training, self.counter_training),
+                )
             )
-        if self.torchinfo_mult_adds is not None or self.torchinfo_error:
-            ti = self.torchinfo_mult_adds
-            if ti is None:
-                status = "failed"
-            elif ti == self.ours_macs:
-                status = "match"
-            else:
-                status = "expected difference" if ti == self.torchinfo_expected else "unexplained difference"
+        ti_status = self.torchinfo_status()
+        if ti_status is not None:
             rows.append(
-                {
-                    "check": "GEMM MACs vs torchinfo mult-adds",
-                    "ours": self.ours_macs,
-                    "reference": ti if ti is not None else f"error: {self.torchinfo_error}",
-                    "source": "torchinfo.summary",
-                    "status": status,
-                }
+                (
+                    "GEMM MACs vs torchinfo mult-adds",
+                    self.ours_macs,
+                    self.torchinfo_mult_adds,
+                    "torchinfo.summary",
+                    ti_status.value,
+                )
             )
-        return rows
+        return Table(FLOP_COLUMNS, tuple(rows))
+
+    def title(self) -> str:
+        return f"flop check: {self.spec.describe()} [{self.workload.describe()}] on {self.device}"
+
+    def headline(self) -> str:
+        return f"{self.spec.describe()} on {self.device}: {self.status.value}"
 
     def notes(self) -> list[str]:
-        """Lines explaining the comparison (for text output)."""
+        """Lines explaining the comparison."""
         lines = [
             "FlopCounterMode counts matmuls only (aten.mm/addmm: 2·M·N·K), so it is compared with "
             "2 × our GEMM MACs; the module ran in fp32 (FLOP counts do not depend on the dtype)"
         ]
+        if self.extrapolated_from:
+            lines.append(
+                f"the module ran T = {', '.join(map(str, self.extrapolated_from))} steps; the counts lie on "
+                "one line (every step runs the same GEMMs) and were extrapolated to "
+                f"T = {self.workload.seq_len}"
+            )
         if not self.observable:
             lines.append(
-                f"{NOT_OBSERVABLE}: the counter saw no matmul on {self.device}; fused oneDNN/cuDNN "
-                "kernels hide them: run on --flop-device meta, or without fused kernels"
+                f"{Status.NOT_OBSERVABLE.value}: the counter saw no matmul on {self.device}; fused "
+                "oneDNN/cuDNN kernels hide them: run on --flop-device meta, or without fused kernels"
             )
         if self.torchinfo_mult_adds is not None:
             lines.append(
                 f"torchinfo's rule predicts {self.torchinfo_expected:,} (ours + one MAC per bias element "
                 f"and token: {self.ours_macs_with_bias:,}): {TORCHINFO_RULE}"
             )
+        if self.torchinfo_error:
+            lines.append(f"torchinfo failed: {self.torchinfo_error}")
         return lines
 
-    def to_dict(self) -> dict[str, Any]:
+    def meta(self) -> dict[str, Any]:
         return {
             "device": self.device,
             "fused": self.fused,
-            "status": self.status,
+            "status": self.status.value,
             "ours_forward": self.ours_forward,
             "counter_forward": self.counter_forward,
             "ours_training": self.ours_training,
@@ -164,48 +201,17 @@ class FlopCheck:
             "torchinfo_mult_adds": self.torchinfo_mult_adds,
             "torchinfo_expected": self.torchinfo_expected,
             "torchinfo_rule": TORCHINFO_RULE,
+            "extrapolated_from": list(self.extrapolated_from),
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.meta()
 
 
 # --- running the module ---------------------------------------------------------------------
 
 
-def _inputs(spec: RecurrentSpec, wl: Workload, dev: torch.device) -> torch.Tensor:
-    import torch
-
-    return torch.randn(wl.seq_len, wl.batch, spec.input_size, device=dev)
-
-
-def _run(module: nn.Module, spec: RecurrentSpec, wl: Workload, x: torch.Tensor) -> torch.Tensor:
-    """Forward ``x`` through ``module``; return a scalar to differentiate."""
-    import torch
-
-    if spec.cell_type.single_step:
-        # a cell runs step by step; a packed batch shrinks as sequences end (rows sorted
-        # longest first, which changes no count: the data is random)
-        state: Any = None
-        total = x.new_zeros(())
-        for t in range(wl.steps):
-            b = wl.step_batch(t)
-            if state is not None and b < _state_rows(state):
-                state = tuple(s[:b] for s in state) if isinstance(state, tuple) else state[:b]
-            state = module(x[t, :b], state)
-            h = state[0] if isinstance(state, tuple) else state
-            total = total + h.sum()
-        return total
-    if wl.lengths is not None:
-        from torch.nn.utils.rnn import pack_padded_sequence
-
-        packed = pack_padded_sequence(x, torch.tensor(wl.lengths), enforce_sorted=False)
-        return module(packed)[0].data.sum()
-    return module(x)[0].sum()
-
-
-def _state_rows(state: Any) -> int:
-    return int((state[0] if isinstance(state, tuple) else state).shape[0])
-
-
-def _count(fn: Any) -> dict[str, int]:
+def _count(fn: Callable[[], Any]) -> dict[str, int]:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
@@ -215,12 +221,11 @@ def _count(fn: Any) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def _no_fused(enabled: bool) -> Any:
+def _no_fused(enabled: bool) -> Iterator[None]:
     """Disable oneDNN and cuDNN (their fused RNN kernels hide matmuls) unless ``enabled``."""
     import torch
 
     with contextlib.ExitStack() as stack:
-        # torch warns about TF32 on Intel GPUs whenever the oneDNN flags are set: not our business
         stack.enter_context(warnings.catch_warnings())
         warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
         warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
@@ -237,26 +242,37 @@ def torchinfo_expected(spec: RecurrentSpec, wl: Workload) -> int:
         # one call per step, output (b_t, H) each
         return params * sum(wl.step_batch(t) * spec.hidden_size for t in range(wl.steps))
     if wl.lengths is not None:
-        return params * wl.tokens * spec.num_directions * spec.output_size
+        return params * wl.tokens * spec.stack_output_size
     return params * wl.seq_len * wl.batch
 
 
-def _torchinfo(module: nn.Module, spec: RecurrentSpec, wl: Workload, x: torch.Tensor) -> int:
+def _torchinfo(case: Case) -> int:
+    import torch
     import torchinfo
     from torch import nn
 
     class _Wrap(nn.Module):
-        """torchinfo cannot take a PackedSequence or a step loop as input: wrap the module."""
+        """torchinfo cannot take a PackedSequence or a step loop as input: wrap the driver."""
 
         def __init__(self, inner: nn.Module) -> None:
             super().__init__()
             self.inner = inner
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return _run(self.inner, spec, wl, x)
+            return case.objective()
 
-    summary = torchinfo.summary(_Wrap(module), input_data=[x], verbose=0, device=x.device)
+    x = case.inputs.data if hasattr(case.inputs, "batch_sizes") else case.inputs
+    summary = torchinfo.summary(_Wrap(case.module), input_data=[x], verbose=0, device=x.device)
     return int(summary.total_mult_adds)
+
+
+def _counts(case: Case, train: bool) -> tuple[dict[str, int], dict[str, int] | None]:
+    import torch
+
+    with torch.no_grad():
+        fwd = _count(case.forward)
+    back = _count(lambda: case.objective().backward()) if train else None
+    return fwd, back
 
 
 def flop_check(
@@ -270,42 +286,70 @@ def flop_check(
     """Run ``spec``'s module on ``workload`` under ``FlopCounterMode`` and compare.
 
     The module is built in fp32 (FLOP counts do not depend on the dtype; int8 RNNs cannot be
-    built). A Keras spec is built as its torch equivalent: its weight shapes, hence its matmul
-    FLOPs, are the same.
+    built). A Keras spec is built with PyTorch's names and the same layout: its weight shapes,
+    hence its matmul FLOPs, are the same.
     """
     import torch
 
+    spec = as_spec(spec, "flop_check")
     wl = workload if workload is not None else Workload()
+    if not isinstance(wl, Workload):
+        raise ParamcalcError(f"flop_check needs a Workload, got {type(wl).__name__}")
     dev = resolve_device(device)
-    module = build_module(spec, dev, torch.float32)
-    x = _inputs(spec, wl, dev)
-
+    fp32 = replace(wl, dtype="fp32")
+    direct = wl.steps <= DIRECT_STEPS
+    if not direct and wl.lengths is not None:
+        raise ParamcalcError(
+            f"--flop-check runs a packed batch of at most {DIRECT_STEPS} steps (this one has {wl.steps}); "
+            "the cost model's count stands on its own, or check a shorter batch"
+        )
+    if dev.type != "meta":
+        check_run_memory(spec, fp32 if direct else replace(fp32, seq_len=4), dev, "the flop check")
     ours = cost(spec, wl, bias_ops=False, elementwise=False, backward="autograd")
-    ours_fwd = 2 * ours.macs
-    with _no_fused(fused):
-        with torch.no_grad():
-            fwd_ops = _count(lambda: _run(module, spec, wl, x))
-        train_ops: dict[str, int] | None = None
-        if wl.training:
-            train_ops = _count(lambda: _run(module, spec, wl, x).backward())
-        ti: int | None = None
-        ti_err = ""
-        if with_torchinfo:
+    module = build_module(spec, dev, torch.float32)
+    extrapolated: tuple[int, ...] = ()
+    ti: int | None = None
+    ti_err = ""
+    with _no_fused(fused), oom_as_error("running the flop check", dev):
+        if direct:
+            case = make_case(spec, fp32, dev, dtype=torch.float32, module=module)
+            fwd_ops, train_ops = _counts(case, wl.training)
+        else:
+            points = (2, 3, 4)
+            runs = [
+                _counts(
+                    make_case(spec, replace(fp32, seq_len=t), dev, dtype=torch.float32, module=module),
+                    wl.training,
+                )
+                for t in points
+            ]
+            fwd_ops = _extrapolate([r[0] for r in runs], points, wl.seq_len)
+            train_ops = _extrapolate([r[1] or {} for r in runs], points, wl.seq_len) if wl.training else None
+            extrapolated = points
+            case = make_case(
+                spec,
+                replace(fp32, seq_len=min(wl.seq_len, DIRECT_STEPS)),
+                dev,
+                dtype=torch.float32,
+                module=module,
+            )
+        if with_torchinfo and direct:
             try:
                 with torch.no_grad():
-                    ti = _torchinfo(module, spec, wl, x)
+                    ti = _torchinfo(case)
             except Exception as exc:  # torchinfo is a comparison, never fatal
                 ti_err = f"{type(exc).__name__}: {exc}"
     fwd_total = sum(fwd_ops.values())
     observable = fwd_total > 0
     train_total = sum(train_ops.values()) if train_ops is not None else None
     bias = sum(lc.bias_ops for lc in ours.layers) * wl.tokens
+    show_ti = with_torchinfo and direct
     return FlopCheck(
         spec=spec,
         workload=wl,
         device=str(dev),
         fused=fused,
-        ours_forward=ours_fwd,
+        ours_forward=2 * ours.macs,
         counter_forward=fwd_total if observable else None,
         ours_training=ours.flops if wl.training else None,
         counter_training=train_total if train_total else None,
@@ -313,9 +357,26 @@ def flop_check(
         ours_macs=ours.macs,
         ours_macs_with_bias=ours.macs + bias,
         torchinfo_mult_adds=ti,
-        torchinfo_expected=torchinfo_expected(spec, wl) if with_torchinfo else None,
+        torchinfo_expected=torchinfo_expected(spec, wl) if show_ti else None,
         torchinfo_error=" ".join(ti_err.split())[:200],
+        extrapolated_from=extrapolated,
     )
 
 
-__all__ = ["NOT_OBSERVABLE", "TORCHINFO_RULE", "FlopCheck", "flop_check", "torchinfo_expected"]
+def _extrapolate(counts: list[dict[str, int]], points: tuple[int, ...], target: int) -> dict[str, int]:
+    """Affine extrapolation per operator; refuses counts that are not on one line."""
+    keys = sorted({k for c in counts for k in c})
+    out: dict[str, int] = {}
+    for k in keys:
+        ys = [c.get(k, 0) for c in counts]
+        slope = ys[1] - ys[0]
+        if any(ys[i + 1] - ys[i] != slope * (points[i + 1] - points[i]) for i in range(len(ys) - 1)):
+            raise ParamcalcError(
+                f"the flop counts of {k} are not affine in the sequence length ({ys} at T={points}): "
+                f"cannot extrapolate; use a sequence of at most {DIRECT_STEPS} steps"
+            )
+        out[k] = ys[0] + slope * (target - points[0]) // (points[1] - points[0])
+    return out
+
+
+__all__ = ["DIRECT_STEPS", "TORCHINFO_RULE", "FlopCheck", "flop_check", "torchinfo_expected"]

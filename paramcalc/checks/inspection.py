@@ -1,44 +1,61 @@
-"""Analyse any ``nn.Module`` or a saved state dict: analytic count vs actual, per module and tensor.
+"""Analyse any ``nn.Module`` or a saved model: analytic count vs actual, per module and tensor.
 
 :func:`analyze` walks a module tree. A module whose type has an adapter (see
-:func:`paramcalc.torch_bridge.register_adapter`; built in: RNN/LSTM/GRU and their cells,
+:func:`paramcalc.bridge.adapters.register_adapter`; built in: every registered recurrent cell,
 Embedding, Linear, LayerNorm, Conv1d, BatchNorm1d) gets analytic rows with formulas; the
 tensors of anything else are *counted, no formula* (never dropped, never zeroed). A tied
 Parameter counts once, where it first appears. A parameter a wrapper renamed (weight-drop's
 ``weight_hh_l0_raw``, pruning's ``weight_orig``, ``parametrizations.weight.original``) is still
 matched to its formula.
 
-:func:`inspect_checkpoint` does the same for a file saved with ``torch.save``: it loads it with
-``torch.load(..., weights_only=True)`` (nothing in the file is executed: a pickle that would run
-code is refused), finds the state dict (top level or under ``state_dict``, ``model``, ...), and
-reads every layer back from names and shapes (:func:`paramcalc.torch_bridge.infer_components`).
+:func:`inspect` does the same for a saved file: it reads the tensors' names and shapes (never
+executing anything in the file) and reads every layer back from them
+(:func:`paramcalc.bridge.statedict.infer_components`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import torch_bridge
-from .arch import Component, Recurrent
-from .errors import ParamcalcError
-from .spec import RecurrentSpec
+from ..bridge import adapters, statedict
+from ..bridge.devices import resolve_device
+from ..core.architecture import Component, Recurrent
+from ..core.spec import RecurrentSpec
+from ..errors import ParamcalcError
+from ..results.base import Result, Status
+from ..results.table import Column, Table
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
     from torch import nn
 
-NO_FORMULA = "counted, no formula"
-MODULE_COLUMNS = ("module", "type", "layer", "formula", "analytic", "actual", "status")
-TENSOR_COLUMNS = ("name", "module", "shape", "numel", "counted", "formula", "status")
-#: Keys under which training scripts commonly nest the state dict in a checkpoint.
-NEST_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "model_state", "weights")
+NO_FORMULA = Status.NO_FORMULA.value
+MODULE_COLUMNS = (
+    Column("module", "str"),
+    Column("type", "str"),
+    Column("layer", "str"),
+    Column("formula", "str", wide=True),
+    Column("analytic"),
+    Column("actual"),
+    Column("status", "str"),
+    Column("detail", "str"),
+)
+TENSOR_COLUMNS = (
+    Column("name", "str"),
+    Column("module", "str"),
+    Column("shape", "shape"),
+    Column("numel"),
+    Column("counted"),
+    Column("formula", "str", wide=True),
+    Column("status", "str"),
+    Column("detail", "str"),
+)
 
 
 @dataclass(frozen=True)
@@ -74,59 +91,47 @@ class TensorReport:
     shape: tuple[int, ...]
     numel: int
     counted: int  # 0 for the second holder of a tied tensor and for buffers
-    formula: str
-    status: str
-    problem: bool = False
+    formula: str | None
+    status: Status
+    detail: str = ""
 
-    def record(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "module": self.module,
-            "shape": str(self.shape),
-            "numel": self.numel,
-            "counted": self.counted,
-            "formula": self.formula,
-            "status": self.status,
-        }
+    @property
+    def problem(self) -> bool:
+        return self.status is Status.MISMATCH
 
 
 @dataclass(frozen=True)
 class ModuleReport:
     path: str
     type_name: str
-    layer: str  # e.g. "LSTM(400, 1150)" or "-" without a formula
-    formula: str
+    layer: str | None  # e.g. "LSTM(400, 1150)"; None without a formula
+    formula: str | None
     analytic: int | None  # None: no formula for this module
     actual: int
-    status: str
+    status: Status
+    detail: str = ""
     spec: RecurrentSpec | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.status.startswith("DIFFERS")
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "module": self.path or "(root)",
-            "type": self.type_name,
-            "layer": self.layer,
-            "formula": self.formula,
-            "analytic": "" if self.analytic is None else self.analytic,
-            "actual": self.actual,
-            "status": self.status,
-        }
+        return self.status is not Status.MISMATCH
 
 
-@dataclass(frozen=True)
-class Analysis:
-    """Per module and per tensor: the analytic count (where there is a formula) vs the actual one."""
+@dataclass(frozen=True, repr=False)
+class Analysis(Result):
+    """Per module and per tensor: the analytic count (where there is a formula) vs the actual one.
+
+    Views: ``module`` (default), ``tensor``. For a saved file ``actual`` is what it stores.
+    """
+
+    VIEWS = ("module", "tensor")
 
     source: str
     modules: tuple[ModuleReport, ...]
     tensors: tuple[TensorReport, ...]
     actual_total: int  # unique parameters (tied once; buffers excluded where known)
-    notes: tuple[str, ...] = field(default=())
-    actual_label: str = "actual"  # "stored" for a checkpoint
+    extra_notes: tuple[str, ...] = field(default=())
+    actual_label: str = "actual"  # "stored" for a file
 
     @property
     def specs(self) -> dict[str, RecurrentSpec]:
@@ -140,19 +145,58 @@ class Analysis:
 
     @property
     def no_formula_total(self) -> int:
-        return sum(t.counted for t in self.tensors if t.status == NO_FORMULA)
+        return sum(t.counted for t in self.tensors if t.status is Status.NO_FORMULA)
 
     @property
     def ok(self) -> bool:
         return all(m.ok for m in self.modules) and not any(t.problem for t in self.tensors)
 
-    def summary_lines(self) -> list[str]:
+    @property
+    def status(self) -> Status:
+        return Status.OK if self.ok else Status.MISMATCH
+
+    def _table(self, view: str) -> Table:
+        if view == "module":
+            return Table(
+                MODULE_COLUMNS,
+                tuple(
+                    (
+                        m.path or "(root)",
+                        m.type_name,
+                        m.layer,
+                        m.formula,
+                        m.analytic,
+                        m.actual,
+                        m.status.value,
+                        m.detail or None,
+                    )
+                    for m in self.modules
+                ),
+            )
+        return Table(
+            TENSOR_COLUMNS,
+            tuple(
+                (t.name, t.module, t.shape, t.numel, t.counted, t.formula, t.status.value, t.detail or None)
+                for t in self.tensors
+            ),
+        )
+
+    def title(self) -> str:
+        return self.source
+
+    def headline(self) -> str:
+        return f"{self.source}: {self.actual_total:,} parameters, {self.status.value}"
+
+    def notes(self) -> list[str]:
+        return [*self.extra_notes, f"actual = the {self.actual_label} tensors, tied ones counted once"]
+
+    def summary(self, view: str | None = None) -> list[str]:
         lines = [
             f"analytic (formulas): {self.analytic_total:,}; {NO_FORMULA}: {self.no_formula_total:,}; "
             f"{self.actual_label}: {self.actual_total:,} parameters",
         ]
         for path, spec in self.specs.items():
-            lines.append(f"{path or '(root)'}: {spec.describe()}  ->  paramcalc count {_cli_args(spec)}")
+            lines.append(f"{path or '(root)'}: {spec.describe()}  ->  paramcalc count {cli_args(spec)}")
         problems = [m for m in self.modules if not m.ok]
         lines.append(
             f"OK: every formula matches the {self.actual_label} tensors"
@@ -161,13 +205,6 @@ class Analysis:
         )
         return lines
 
-    def records(self, by: str = "module") -> list[dict[str, Any]]:
-        if by == "module":
-            return [_relabel(m.record(), self.actual_label) for m in self.modules]
-        if by == "tensor":
-            return [t.record() for t in self.tensors]
-        raise ValueError(f"by must be module or tensor, got {by!r}")
-
     def meta(self) -> dict[str, Any]:
         return {
             "source": self.source,
@@ -175,25 +212,16 @@ class Analysis:
             "no_formula_total": self.no_formula_total,
             "actual_total": self.actual_total,
             "ok": self.ok,
+            "status": self.status.value,
             "specs": {p or "(root)": s.to_dict() for p, s in self.specs.items()},
-            "notes": list(self.notes),
         }
 
-    def to_frame(self, by: str = "module") -> pd.DataFrame:
-        import pandas as pd
-
-        cols = MODULE_COLUMNS if by == "module" else TENSOR_COLUMNS
-        cols = tuple(self.actual_label if c == "actual" else c for c in cols)
-        return pd.DataFrame(self.records(by), columns=list(cols))
+    def summary_lines(self) -> list[str]:
+        return self.summary()
 
 
-def _relabel(record: dict[str, Any], label: str) -> dict[str, Any]:
-    if label == "actual":
-        return record
-    return {(label if k == "actual" else k): v for k, v in record.items()}
-
-
-def _cli_args(spec: RecurrentSpec) -> str:
+def cli_args(spec: RecurrentSpec) -> str:
+    """The ``paramcalc count`` arguments that describe ``spec``."""
     parts = [spec.cell, f"-d {spec.input_size}", f"-H {spec.hidden_size}"]
     if spec.num_layers != 1:
         parts.append(f"-L {spec.num_layers}")
@@ -201,8 +229,19 @@ def _cli_args(spec: RecurrentSpec) -> str:
         parts.append("--bidirectional")
     if spec.proj_size:
         parts.append(f"--proj-size {spec.proj_size}")
+    if spec.convention != "torch":
+        parts.append(f"--convention {spec.convention}")
+    default_b = spec.replace(bias_vectors=None).bias_vectors if spec.bias else 0
     if not spec.bias:
         parts.append("--no-bias")
+    elif spec.bias_vectors != default_b:
+        parts.append(f"--bias-vectors {spec.bias_vectors}")
+    if spec.peephole != spec.cell_type.default_peephole:
+        parts.append("--peephole" if spec.peephole else "--no-peephole")
+    if spec.merge_mode != "concat":
+        parts.append(f"--merge-mode {spec.merge_mode}")
+    if not spec.reset_after:
+        parts.append("--no-reset-after")
     return " ".join(parts)
 
 
@@ -220,7 +259,17 @@ def _join(path: str, leaf: str) -> str:
     return f"{path}.{leaf}" if path else leaf
 
 
-def match(
+@dataclass
+class _Acc:
+    analytic: int = 0
+    actual: int = 0
+    extra: int = 0
+    missing: list[str] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)
+    tied: list[str] = field(default_factory=list)
+
+
+def match_tensors(
     groups: Sequence[Group],
     params: Sequence[ParamInfo],
     *,
@@ -246,17 +295,24 @@ def match(
             if full in by_name and full not in claimed:
                 claimed[full] = (gi, t)
     found = {(gi, full) for full, (gi, t) in claimed.items() if full == _join(groups[gi].path, t.name)}
+    # renamed tensors, indexed by the leaf of their canonical name (one pass over the params)
+    renamed_by_leaf: dict[str, list[ParamInfo]] = {}
+    for p in params:
+        if p.name in claimed or p.name in buffers:
+            continue
+        canon = statedict.canonical_name(p.name)
+        if canon != p.name:
+            renamed_by_leaf.setdefault(canon.rpartition(".")[2], []).append(p)
     renamed: dict[str, str] = {}
     for gi, g in enumerate(groups):
         for full, t in expected[gi]:
             if (gi, full) in found:
                 continue
-            for p in params:
-                if p.name in claimed or p.name in buffers:
+            for p in renamed_by_leaf.get(t.name, ()):
+                if p.name in claimed:
                     continue
-                canon = torch_bridge.canonical_name(p.name)
-                owner, leaf = canon.rpartition(".")[0], canon.rpartition(".")[2]
-                if leaf == t.name and p.name != canon and _related(owner, g.path):
+                owner = statedict.canonical_name(p.name).rpartition(".")[0]
+                if _related(owner, g.path):
                     claimed[p.name] = (gi, t)
                     renamed[p.name] = full
                     found.add((gi, full))
@@ -264,21 +320,15 @@ def match(
 
     first_of_key: dict[Any, str] = {}
     tensors: list[TensorReport] = []
-    per_group: list[dict[str, Any]] = [
-        {"analytic": 0, "actual": 0, "extra": 0, "missing": [], "bad": [], "tied": []} for _ in groups
-    ]
-    group_of_param: dict[str, int] = {}
+    acc = [_Acc() for _ in groups]
+    deepest = _Deepest(groups)
     for p in params:
-        if p.name in claimed:
-            group_of_param[p.name] = claimed[p.name][0]
-        else:
-            group_of_param[p.name] = _deepest(groups, p.name)
-
-    for p in params:
-        gi = group_of_param[p.name]
+        gi = claimed[p.name][0] if p.name in claimed else deepest(p.name)
         gpath = groups[gi].path if gi >= 0 else ""
         if p.name in buffers:
-            tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, 0, "-", "buffer, not a parameter"))
+            tensors.append(
+                TensorReport(p.name, gpath, p.shape, p.numel, 0, None, Status.BUFFER, "not a parameter")
+            )
             continue
         tied = p.key in first_of_key
         counted = 0 if tied else p.numel
@@ -286,114 +336,139 @@ def match(
             first_of_key[p.key] = p.name
         if p.name in claimed:
             _, t = claimed[p.name]
-            status, problem = "formula", False
+            status, detail = Status.OK, ""
             if p.name in renamed:
-                status = f"formula (renamed: matched to {renamed[p.name]})"
+                detail = f"renamed: matched to {renamed[p.name]}"
             if tuple(t.shape) != p.shape:
-                status, problem = f"DIFFERS: formula shape {tuple(t.shape)}", True
-                per_group[gi]["bad"].append(p.name)
+                status, detail = Status.MISMATCH, f"formula shape {tuple(t.shape)}"
+                acc[gi].bad.append(p.name)
             if tied:
-                status = f"tied to {first_of_key[p.key]} (counted once)"
-                per_group[gi]["tied"].append(f"{p.name} tied to {first_of_key[p.key]}, counted once")
+                status, detail = Status.TIED, f"tied to {first_of_key[p.key]} (counted once)"
+                acc[gi].tied.append(f"{p.name} tied to {first_of_key[p.key]}, counted once")
             else:
-                per_group[gi]["analytic"] += t.numel
-            per_group[gi]["actual"] += counted
-            tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, counted, t.formula, status, problem))
+                acc[gi].analytic += t.numel
+            acc[gi].actual += counted
+            tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, counted, t.formula, status, detail))
         else:
-            status = f"tied to {first_of_key[p.key]} (counted once)" if tied else NO_FORMULA
+            if tied:
+                status, detail = Status.TIED, f"tied to {first_of_key[p.key]} (counted once)"
+            else:
+                status, detail = Status.NO_FORMULA, ""
             if gi >= 0:
-                per_group[gi]["extra"] += counted
-                per_group[gi]["actual"] += counted
-            tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, counted, "-", status))
+                acc[gi].extra += counted
+                acc[gi].actual += counted
+            tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, counted, None, status, detail))
 
     for gi, g in enumerate(groups):
         for full, t in expected[gi]:
             if (gi, full) not in found:
-                per_group[gi]["missing"].append(full)
-                per_group[gi]["analytic"] += t.numel
+                acc[gi].missing.append(full)
+                acc[gi].analytic += t.numel
                 tensors.append(
                     TensorReport(
-                        full, g.path, tuple(t.shape), t.numel, 0, t.formula, "DIFFERS: missing", True
+                        full, g.path, tuple(t.shape), t.numel, 0, t.formula, Status.MISMATCH, "missing"
                     )
                 )
 
     modules: list[ModuleReport] = []
     for gi, g in enumerate(groups):
-        acc = per_group[gi]
+        a = acc[gi]
         comp = g.component
-        if comp is None and acc["actual"] == 0:
+        if comp is None and a.actual == 0:
             continue
-        if comp is not None and not comp.tensors() and acc["actual"] == 0:
+        if comp is not None and not expected[gi] and a.actual == 0:
             continue  # a parameter-free layer (dropout)
         spec = comp.spec if isinstance(comp, Recurrent) else None
         if comp is None:
-            status = NO_FORMULA + (f" ({g.note})" if g.note else "")
-            modules.append(ModuleReport(g.path, g.type_name, "-", "-", None, acc["actual"], status))
+            modules.append(
+                ModuleReport(g.path, g.type_name, None, None, None, a.actual, Status.NO_FORMULA, g.note)
+            )
             continue
         bits = []
-        if acc["missing"]:
-            bits.append("missing " + ", ".join(acc["missing"]))
-        if acc["bad"]:
-            bits.append("shape differs: " + ", ".join(acc["bad"]))
-        analytic = acc["analytic"]
-        if bits:
-            status = "DIFFERS: " + "; ".join(bits)
-        elif acc["extra"]:  # the formula part agrees; the extra tensors have no formula
-            status = f"ok; plus {acc['extra']:,} {NO_FORMULA}"
-        else:
-            status = "ok"
-        if acc["tied"]:
-            status += f" ({'; '.join(acc['tied'])})"
+        if a.missing:
+            bits.append("missing " + ", ".join(a.missing))
+        if a.bad:
+            bits.append("shape differs: " + ", ".join(a.bad))
+        details = list(bits)
+        if not bits and a.extra:  # the formula part agrees; the extra tensors have no formula
+            details.append(f"plus {a.extra:,} {NO_FORMULA}")
+        details += a.tied
         if g.note:
-            status += f" ({g.note})"
-        actual_formula_part = acc["actual"] - acc["extra"]
-        if not bits and analytic != actual_formula_part:  # pragma: no cover - defensive
-            status = f"DIFFERS: analytic {analytic:,} vs actual {actual_formula_part:,}"
+            details.append(g.note)
+        status = Status.MISMATCH if bits else Status.OK
         modules.append(
             ModuleReport(
-                g.path, g.type_name, comp.describe(), comp.formula(), analytic, acc["actual"], status, spec
+                g.path,
+                g.type_name,
+                comp.describe(),
+                comp.formula(),
+                a.analytic,
+                a.actual,
+                status,
+                "; ".join(details),
+                spec,
             )
         )
     total = sum(t.counted for t in tensors)
     return Analysis(source, tuple(modules), tuple(tensors), total, tuple(notes), actual_label)
 
 
-def _deepest(groups: Sequence[Group], name: str) -> int:
-    """The index of the deepest group whose path holds ``name`` (-1: none)."""
-    best, depth = -1, -1
-    owner = name.rpartition(".")[0]
-    for gi, g in enumerate(groups):
-        if g.path == owner or (not g.path) or owner.startswith(g.path + "."):
-            d = len(g.path)
-            if d > depth:
-                best, depth = gi, d
-    return best
+class _Deepest:
+    """The index of the deepest group whose path holds a tensor name (-1: none), memoised."""
+
+    def __init__(self, groups: Sequence[Group]) -> None:
+        self.index = {g.path: i for i, g in enumerate(groups)}
+        self.root = self.index.get("", -1)
+
+    def __call__(self, name: str) -> int:
+        owner = name.rpartition(".")[0]
+        while owner:
+            i = self.index.get(owner)
+            if i is not None:
+                return i
+            owner = owner.rpartition(".")[0]
+        return self.root
 
 
 # --- nn.Module ---------------------------------------------------------------------------------
 
 
 def analyze(module: nn.Module) -> Analysis:
-    """Walk ``module``: analytic rows where an adapter knows the type, counted tensors elsewhere."""
+    """Walk ``module``: analytic rows where an adapter knows the type, counted tensors elsewhere.
+
+    The walk is iterative (any nesting depth); each module is read by its adapter once.
+    """
     from torch import nn
 
     if not isinstance(module, nn.Module):
         raise ParamcalcError(f"analyze needs a torch.nn.Module, got {type(module).__name__}")
     groups: list[Group] = []
-
-    def visit(path: str, m: nn.Module) -> None:
-        comp = torch_bridge.component_from_module(m, path or type(m).__name__)
+    stack: list[tuple[str, nn.Module]] = [("", module)]
+    while stack:
+        path, m = stack.pop()
+        comp = adapters.component_from_module(m, path or type(m).__name__)
         if comp is not None:
             # An adapter covers the module's whole subtree; its name is the module path.
             groups.append(Group(path, type(m).__name__, comp))
-            return
+            continue
         groups.append(Group(path, type(m).__name__, None))
-        for child_name, child in m.named_children():
-            visit(_join(path, child_name), child)
-
-    visit("", module)
-    params = [ParamInfo(n, tuple(p.shape), id(p)) for n, p in module.named_parameters(remove_duplicate=False)]
-    return match(groups, params, source=f"module {type(module).__name__}")
+        children = list(m._modules.items())
+        for child_name, child in reversed(children):
+            if child is not None:
+                stack.append((_join(path, child_name), child))
+    try:
+        named = list(module.named_parameters(remove_duplicate=False))
+    except RecursionError:  # pragma: no cover - torch's own walk is recursive
+        raise ParamcalcError("the module is nested too deeply for torch to list its parameters") from None
+    params = [ParamInfo(n, tuple(p.shape), id(p)) for n, p in named]
+    notes = []
+    lazy = [n for n, p in named if isinstance(p, nn.parameter.UninitializedParameter)]
+    if lazy:
+        raise ParamcalcError(
+            f"{len(lazy)} parameter(s) are not initialised yet (a Lazy module, e.g. {lazy[0]}): "
+            "run one forward pass first so their shapes are known"
+        )
+    return match_tensors(groups, params, source=f"module {type(module).__name__}", notes=notes)
 
 
 # --- import a factory ---------------------------------------------------------------------------
@@ -404,6 +479,7 @@ def load_factory(target: str, device: str = "cpu") -> nn.Module:
 
     ``factory`` may be an ``nn.Module`` instance, a class or a function taking no arguments.
     With ``device="meta"`` it is called under ``torch.device("meta")``: no memory is allocated.
+    A factory (or the import) that calls ``sys.exit()`` or raises anything is one line.
     """
     from torch import nn
 
@@ -415,10 +491,8 @@ def load_factory(target: str, device: str = "cpu") -> nn.Module:
         sys.path.insert(0, cwd)
     try:
         mod = importlib.import_module(mod_name)
-    except Exception as exc:  # the user's import: any failure is one line
-        raise ParamcalcError(
-            f"{target}: cannot import {mod_name!r}: {type(exc).__name__}: {_first(exc)}"
-        ) from None
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # the user's import: one line
+        raise ParamcalcError(f"{target}: cannot import {mod_name!r}: {_describe(exc)}") from None
     obj: Any = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -427,156 +501,56 @@ def load_factory(target: str, device: str = "cpu") -> nn.Module:
     if not isinstance(obj, nn.Module):
         if not callable(obj):
             raise ParamcalcError(f"{target}: {attr!r} is neither an nn.Module nor callable")
-        dev = torch_bridge.resolve_device(device)
+        dev = resolve_device(device)
         try:
             with dev:
                 obj = obj()
         except ParamcalcError:
             raise
-        except Exception as exc:
-            raise ParamcalcError(
-                f"{target}: calling {attr}() failed: {type(exc).__name__}: {_first(exc)}"
-            ) from None
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            raise ParamcalcError(f"{target}: calling {attr}() failed: {_describe(exc)}") from None
     if not isinstance(obj, nn.Module):
         raise ParamcalcError(f"{target}: {attr}() returned {type(obj).__name__}, not an nn.Module")
     return obj
 
 
-def _first(exc: BaseException) -> str:
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else ""
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
-# --- checkpoints -------------------------------------------------------------------------------
+# --- saved files -------------------------------------------------------------------------------
 
 
-def load_state_dict(path: str | Path) -> tuple[dict[str, Any], str]:
-    """Load a state dict safely (``weights_only=True``): ``(tensors by name, where it was found)``.
+def inspect(path: str | Path) -> Analysis:
+    """Read every layer of a saved model back as specs, with analytic vs stored counts."""
+    from ..bridge.checkpoint import _identity, load_state_dict
 
-    Refuses, with one line, a missing file, a file that is not a torch checkpoint, a truncated
-    one, one whose pickle names anything but tensors and plain containers (it would run code;
-    nothing is executed), and one that holds no state dict.
-    """
-    import torch
-
-    p = Path(path)
-    if not p.exists():
-        raise ParamcalcError(f"{p}: no such file")
-    if p.is_dir():
-        raise ParamcalcError(f"{p}: is a folder, not a checkpoint")
-    obj = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for kw in ({"mmap": True}, {}):  # mmap: nothing is read until used; legacy files need {}
-            try:
-                obj = torch.load(p, map_location="cpu", weights_only=True, **kw)
-                break
-            except pickle_errors() as exc:
-                raise ParamcalcError(
-                    f"{p}: refused: {_refusal(exc)}, which torch.load(weights_only=True) does not "
-                    "allow (loading it could run code); nothing in the file was executed"
-                ) from None
-            except RuntimeError as exc:
-                if kw and "mmap can only be used" in str(exc):
-                    continue
-                raise ParamcalcError(f"{p}: not a readable torch checkpoint: {_reason(exc)}") from None
-            except Exception as exc:
-                raise ParamcalcError(
-                    f"{p}: not a readable torch checkpoint (truncated or another format): "
-                    f"{type(exc).__name__}: {_first(exc)[:160]}"
-                ) from None
-    return _find_state_dict(obj, p)
-
-
-def pickle_errors() -> tuple[type[BaseException], ...]:
-    import pickle
-
-    return (pickle.UnpicklingError,)
-
-
-def _refusal(exc: BaseException) -> str:
-    import re
-
-    text = str(exc)
-    m = re.search(r"GLOBAL ([\w.]+)", text)
-    if m and m.group(1).startswith("torch.nn."):
-        return f"its pickle names {m.group(1)} (a whole module; save model.state_dict() instead)"
-    if m:
-        return f"its pickle names {m.group(1)}"
-    m = re.search(r"Unsupported operand (\d+)", text)
-    if m:
-        return f"its pickle uses opcode {m.group(1)}"
-    return "its pickle holds objects other than tensors and plain containers"
-
-
-def _reason(exc: BaseException) -> str:
-    text = _first(exc)
-    if "central directory" in text or "zip archive" in text:
-        return "the zip archive is damaged or truncated"
-    return text[:160]
-
-
-def _is_state_dict(obj: Any) -> bool:
-    import torch
-
-    return (
-        isinstance(obj, Mapping)
-        and len(obj) > 0
-        and all(isinstance(k, str) for k in obj)
-        and any(isinstance(v, torch.Tensor) for v in obj.values())
+    tensors, where = load_state_dict(path)
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    inferred = statedict.infer_components(shapes)
+    groups = [Group(i.prefix, i.type_name, _renamed(i.component, i.prefix), i.note) for i in inferred]
+    buffers = frozenset(k for k in tensors if k.rpartition(".")[2] in statedict.BUFFER_NAMES)
+    params = [ParamInfo(k, shapes[k], _identity(v)) for k, v in tensors.items()]
+    notes = [f"state dict {where}: {len(tensors)} tensors"]
+    return match_tensors(
+        groups, params, source=f"checkpoint {path}", buffers=buffers, notes=notes, actual_label="stored"
     )
-
-
-def _find_state_dict(obj: Any, p: Path) -> tuple[dict[str, Any], str]:
-    import torch
-
-    if _is_state_dict(obj):
-        where = "top level"
-    elif isinstance(obj, Mapping):
-        for key in NEST_KEYS:
-            if key in obj and _is_state_dict(obj[key]):
-                obj, where = obj[key], f"nested under {key!r}"
-                break
-        else:
-            keys = ", ".join(map(repr, list(obj)[:8])) or "none"
-            raise ParamcalcError(
-                f"{p}: not a state dict: a dict with keys {keys} and no tensors at the top level or "
-                f"under {', '.join(NEST_KEYS)}"
-            )
-    else:
-        raise ParamcalcError(f"{p}: not a state dict: it holds a {type(obj).__name__}, not a dict of tensors")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    return tensors, where
-
-
-def _identity(t: Any) -> Any:
-    """Equal for two names of one tied tensor (same storage, offset, shape and stride)."""
-    try:
-        ptr = t.untyped_storage().data_ptr()
-    except Exception:  # pragma: no cover - exotic tensors
-        ptr = 0
-    if ptr == 0 or t.numel() == 0:
-        return ("own", id(t))
-    return (ptr, t.storage_offset(), tuple(t.shape), tuple(t.stride()))
 
 
 def inspect_checkpoint(path: str | Path) -> Analysis:
-    """Read every layer of a saved state dict back as specs, with analytic vs stored counts."""
-    tensors, where = load_state_dict(path)
-    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-    inferred = torch_bridge.infer_components(shapes)
-    groups = [Group(i.prefix, i.type_name, _renamed(i.component, i.prefix), i.note) for i in inferred]
-    buffers = frozenset(k for k in tensors if k.rpartition(".")[2] in torch_bridge.BUFFER_NAMES)
-    params = [ParamInfo(k, shapes[k], _identity(v)) for k, v in tensors.items()]
-    notes = [f"state dict {where}: {len(tensors)} tensors"]
-    return match(
-        groups, params, source=f"checkpoint {path}", buffers=buffers, notes=notes, actual_label="stored"
-    )
+    """Deprecated alias of :func:`inspect` (renamed in 0.2.0)."""
+    import warnings
+
+    warnings.warn("inspect_checkpoint is deprecated: use paramcalc.inspect", DeprecationWarning, stacklevel=2)
+    return inspect(path)
 
 
 def _renamed(c: Component | None, prefix: str) -> Component | None:
     if c is None:
         return None
-    import dataclasses
-
     return dataclasses.replace(c, name=prefix or "(root)")

@@ -1,9 +1,10 @@
 """Cross-checks: the analytic rows against real torch modules, tensor by tensor, and torchinfo.
 
-:func:`check` builds the real ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (or cell, or a whole
-:class:`~paramcalc.arch.Architecture`) on a device, default ``meta`` (shapes only, no memory
-allocated), and compares every tensor of ``named_parameters()`` with the analytic row of the
-same name: position, shape and element count, then the totals. It also asks torchinfo's
+:func:`check` builds the module of a spec (the real ``torch.nn`` class where the layout is
+PyTorch's, else the cell's reference module) or of a whole
+:class:`~paramcalc.core.architecture.Architecture` on a device, default ``meta`` (shapes only,
+no memory allocated), and compares every tensor of ``named_parameters()`` with the analytic row
+of the same name: position, shape and element count, then the totals. It also asks torchinfo's
 ``summary(model, verbose=0)`` for its total: with no input data torchinfo runs no forward pass
 and only adds up parameters, so it is cheap on any device. torchinfo counts a tied weight once
 per module that holds it; the expected torchinfo total adds those duplicates back.
@@ -19,18 +20,30 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import TYPE_CHECKING, Any
 
-from . import torch_bridge
-from .arch import Architecture, count_architecture
-from .count import count as count_spec
-from .errors import ParamcalcError
-from .spec import RecurrentSpec
+from ..bridge import build
+from ..bridge.devices import resolve_device
+from ..core.architecture import Architecture, count_architecture
+from ..core.coerce import EXPECTED, as_spec, is_module
+from ..core.params import count as count_spec
+from ..core.spec import RecurrentSpec
+from ..errors import ParamcalcError
+from ..results.base import Result, Status
+from ..results.table import Column, Table
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
     import torch
     from torch import nn
 
-CHECK_COLUMNS = ("#", "name", "shape", "torch_shape", "numel", "torch_numel", "status")
+CHECK_COLUMNS = (
+    Column("index", doc="position in the analytic order"),
+    Column("name", "str"),
+    Column("shape", "shape"),
+    Column("torch_shape", "shape"),
+    Column("numel"),
+    Column("torch_numel"),
+    Column("status", "str"),
+    Column("detail", "str"),
+)
 
 
 @dataclass(frozen=True)
@@ -51,21 +64,12 @@ class TensorCheck:
         return not self.problems
 
     @property
-    def status(self) -> str:
-        if self.problems:
-            return "MISMATCH: " + "; ".join(self.problems)
-        return f"ok ({self.note})" if self.note else "ok"
+    def status(self) -> Status:
+        return Status.MISMATCH if self.problems else Status.OK
 
-    def record(self) -> dict[str, Any]:
-        return {
-            "#": "" if self.index is None else self.index,
-            "name": self.name,
-            "shape": "-" if self.shape is None else str(self.shape),
-            "torch_shape": "-" if self.torch_shape is None else str(self.torch_shape),
-            "numel": "" if self.numel is None else self.numel,
-            "torch_numel": "" if self.torch_numel is None else self.torch_numel,
-            "status": self.status,
-        }
+    @property
+    def detail(self) -> str:
+        return "; ".join(self.problems) if self.problems else self.note
 
 
 @dataclass(frozen=True)
@@ -77,31 +81,34 @@ class TorchinfoCheck:
     note: str
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         if self.total is None:
-            return "skipped"
-        return "ok" if self.total == self.expected else "differs"
+            return Status.SKIPPED
+        return Status.OK if self.total == self.expected else Status.MISMATCH
 
     def line(self) -> str:
         if self.total is None:
             return f"torchinfo: skipped: {self.note}"
-        verdict = "agrees" if self.status == "ok" else f"DIFFERS from the expected {self.expected:,}"
+        verdict = "agrees" if self.status is Status.OK else f"DIFFERS from the expected {self.expected:,}"
         return f"torchinfo summary(model, verbose=0): total_params {self.total:,} ({self.note}): {verdict}"
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """Analytic vs torch for one spec or architecture on one device."""
+@dataclass(frozen=True, repr=False)
+class CheckResult(Result):
+    """Analytic vs torch for one spec or architecture on one device. View: ``tensor``."""
+
+    VIEWS = ("tensor",)
 
     subject: str  # what was built, e.g. "LSTM(28, 256, num_layers=2)"
     requested: RecurrentSpec | Architecture  # what the caller asked to check
-    checked: RecurrentSpec | Architecture  # what was built (a keras spec's torch equivalent)
+    checked: RecurrentSpec | Architecture  # what was built (a keras spec's torch-named twin)
     device: str
     tensors: tuple[TensorCheck, ...]
     analytic_total: int
     torch_total: int
     torchinfo: TorchinfoCheck
-    notes: tuple[str, ...] = field(default=())
+    module: str = ""  # torch.nn.LSTM or the reference module
+    extra_notes: tuple[str, ...] = field(default=())
 
     @property
     def spec(self) -> RecurrentSpec | None:
@@ -113,19 +120,50 @@ class CheckResult:
         return (
             all(t.ok for t in self.tensors)
             and self.analytic_total == self.torch_total
-            and self.torchinfo.status != "differs"
+            and self.torchinfo.status is not Status.MISMATCH
         )
+
+    @property
+    def status(self) -> Status:
+        return Status.OK if self.ok else Status.MISMATCH
 
     def problems(self) -> list[str]:
         """One line per disagreement (empty when everything agrees)."""
         out = [f"{t.name}: {'; '.join(t.problems)}" for t in self.tensors if t.problems]
         if self.analytic_total != self.torch_total:
             out.append(f"total: analytic {self.analytic_total:,} vs torch {self.torch_total:,}")
-        if self.torchinfo.status == "differs":
+        if self.torchinfo.status is Status.MISMATCH:
             out.append(f"torchinfo: {self.torchinfo.total:,} vs expected {self.torchinfo.expected:,}")
         return out
 
-    def summary_lines(self) -> list[str]:
+    def _table(self, view: str) -> Table:
+        return Table(
+            CHECK_COLUMNS,
+            tuple(
+                (
+                    t.index,
+                    t.name,
+                    t.shape,
+                    t.torch_shape,
+                    t.numel,
+                    t.torch_numel,
+                    t.status.value,
+                    t.detail or None,
+                )
+                for t in self.tensors
+            ),
+        )
+
+    def title(self) -> str:
+        return f"check: {self.subject} on {self.device}" + (f" ({self.module})" if self.module else "")
+
+    def headline(self) -> str:
+        return f"{self.subject} on {self.device}: {self.status.value}"
+
+    def notes(self) -> list[str]:
+        return list(self.extra_notes)
+
+    def summary(self, view: str | None = None) -> list[str]:
         n = len(self.tensors)
         verdict = (
             f"OK: all {n} tensors (name, order, shape, numel) and the totals agree"
@@ -140,28 +178,24 @@ class CheckResult:
             verdict,
         ]
 
-    def records(self) -> list[dict[str, Any]]:
-        return [t.record() for t in self.tensors]
-
     def meta(self) -> dict[str, Any]:
         checked = self.checked
         return {
             "subject": self.subject,
             "device": self.device,
+            "module": self.module,
             "spec": checked.to_dict() if isinstance(checked, RecurrentSpec) else None,
             "analytic_total": self.analytic_total,
             "torch_total": self.torch_total,
             "torchinfo_total": self.torchinfo.total,
             "torchinfo_note": self.torchinfo.note,
             "ok": self.ok,
+            "status": self.status.value,
             "problems": self.problems(),
-            "notes": list(self.notes),
         }
 
-    def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.records(), columns=list(CHECK_COLUMNS))
+    def context(self) -> list[tuple[str, str]]:
+        return [("subject", self.subject), ("device", self.device), ("module", self.module)]
 
 
 # --- comparison (pure) -------------------------------------------------------------------------
@@ -243,21 +277,27 @@ def check_spec(
     dtype: torch.dtype | None = None,
     use_torchinfo: bool = True,
 ) -> CheckResult:
-    """Build ``spec`` in torch on ``device`` and compare it with ``count(spec)``, tensor by tensor.
+    """Build ``spec``'s module on ``device`` and compare it with ``count(spec)``, tensor by tensor.
 
-    A Keras-convention spec cannot be built in torch: its torch equivalent is checked instead
-    (and a note says so).
+    A Keras-convention spec is built with PyTorch's tensor names and the same layout (so the
+    same count); a note says so. Where the layout is not PyTorch's, the module is paramcalc's
+    reference module of the cell (a note says which).
     """
-    dev = torch_bridge.resolve_device(device) if isinstance(device, str) else device
-    target = torch_bridge.torch_equivalent(spec)
+    dev = resolve_device(device)
+    target = build.torch_equivalent(spec)
     notes: list[str] = []
     if target is not spec:
         notes.append(
-            f"{spec.describe()} uses the Keras convention ({count_spec(spec).total:,} parameters); "
-            f"torch uses another convention (two bias vectors per gate block), so its torch "
-            f"equivalent {target.describe()} is checked instead"
+            f"{spec.describe()} uses Keras' tensor names; its twin with PyTorch's names and the same "
+            f"layout ({count_spec(spec).total:,} parameters) is checked"
         )
-    module = torch_bridge.build_module(target, dev, dtype)
+    label = build.module_label(target)
+    if not build.is_torch_native(target):
+        notes.append(
+            f"this layout is not a torch.nn module's, so it is checked against {label}, whose forward "
+            "is tested against the paper's equations"
+        )
+    module = build.build_module(target, dev, dtype)
     rows = count_spec(target).rows
     checks = compare_tensors([(r.name, r.shape) for r in rows], _named(module))
     torch_total = sum(p.numel() for p in module.parameters())
@@ -272,6 +312,7 @@ def check_spec(
         analytic,
         torch_total,
         info,
+        label,
         tuple(notes),
     )
 
@@ -284,9 +325,9 @@ def check_architecture(
     use_torchinfo: bool = True,
 ) -> CheckResult:
     """Build ``arch`` in torch and compare every tensor; tied weights must be one Parameter."""
-    dev = torch_bridge.resolve_device(device) if isinstance(device, str) else device
+    dev = resolve_device(device)
     counted = count_architecture(arch)
-    module = torch_bridge.build_architecture(arch, dev, dtype)
+    module = build.build_architecture(arch, dev, dtype)
     unique = counted.unique_rows
     base = compare_tensors([(r.name, r.shape) for r in unique], _named(module))
     by_name = {c.name: c for c in base if c.index is not None}
@@ -326,9 +367,17 @@ def check_architecture(
             f"{len(counted.tied)} tied tensor(s): each is one Parameter held by two modules, counted once"
         )
     subject = f"architecture {arch.name!r}"
-    label = _device_label(dev)
     return CheckResult(
-        subject, arch, arch, label, tuple(merged), counted.total, torch_total, info, tuple(notes)
+        subject,
+        arch,
+        arch,
+        _device_label(dev),
+        tuple(merged),
+        counted.total,
+        torch_total,
+        info,
+        "",
+        tuple(notes),
     )
 
 
@@ -357,14 +406,14 @@ def check(
     dtype: torch.dtype | None = None,
     use_torchinfo: bool = True,
 ) -> CheckResult:
-    """Cross-check a :class:`RecurrentSpec` or an :class:`Architecture` against torch.
+    """Cross-check a :class:`RecurrentSpec`, a recurrent ``nn.Module`` or an :class:`Architecture`.
 
     >>> import paramcalc as pc
     >>> pc.check(pc.RecurrentSpec("lstm", 28, 256, num_layers=2)).ok  # doctest: +SKIP
     True
     """
-    if isinstance(target, RecurrentSpec):
-        return check_spec(target, device, dtype=dtype, use_torchinfo=use_torchinfo)
     if isinstance(target, Architecture):
         return check_architecture(target, device, dtype=dtype, use_torchinfo=use_torchinfo)
-    raise ParamcalcError(f"check needs a RecurrentSpec or an Architecture, got {type(target).__name__}")
+    if isinstance(target, RecurrentSpec) or is_module(target):
+        return check_spec(as_spec(target, "check"), device, dtype=dtype, use_torchinfo=use_torchinfo)
+    raise ParamcalcError(f"check needs {EXPECTED} or an Architecture, got {type(target).__name__}")

@@ -24,15 +24,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from .cells import ALIASES, CELLS
-from .count import count as count_spec
-from .errors import ParamcalcError
+from ..errors import ParamcalcError
+from ..results.base import Result
+from ..results.table import Column, Table
+from .cells import ALIASES, CELLS, get_cell
+from .params import count as count_spec
+from .params import total_params
 from .spec import RecurrentSpec, check_size
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -129,22 +129,7 @@ class Recurrent(Component):
         return s.output_size if s.cell_type.single_step else s.num_directions * s.output_size
 
     def tensors(self) -> tuple[TensorFormula, ...]:
-        s = self.spec
-        g, h, p, nd = s.gates, s.hidden_size, s.proj_size, s.num_directions
-        gs, gn = (f"{g}Dh", f"{g}·{h}") if g > 1 else ("Dh", f"{h}")
-        out: list[TensorFormula] = []
-        for row in count_spec(s).rows:
-            d = s.layer_input_size(row.layer)
-            d_sym = "d" if row.layer == 0 else f"{nd if nd > 1 else ''}{'P' if p else 'Dh'}"
-            sym, num = {
-                "weight_ih": (f"{gs}·{d_sym}", f"{gn}·{d}"),
-                "weight_hh": (f"{gs}·{'P' if p else 'Dh'}", f"{gn}·{p or h}"),
-                "bias_ih": (gs, gn),
-                "bias_hh": (gs, gn),
-                "weight_hr": ("P·Dh", f"{p}·{h}"),
-            }[row.role]
-            out.append(TensorFormula(row.name, row.shape, row.numel, f"{sym} = {num}"))
-        return tuple(out)
+        return tuple(TensorFormula(r.name, r.shape, r.numel, r.formula) for r in count_spec(self.spec).rows)
 
     def formula(self) -> str:
         res = count_spec(self.spec)
@@ -164,8 +149,6 @@ class Recurrent(Component):
 
     @property
     def params(self) -> int:
-        from .count import total_params
-
         return total_params(self.spec)
 
 
@@ -493,8 +476,25 @@ class Architecture:
 
 # --- counting --------------------------------------------------------------------------------
 
-ARCH_TENSOR_COLUMNS = ("component", "name", "shape", "numel", "counted", "formula", "note")
-ARCH_COMPONENT_COLUMNS = ("component", "kind", "module", "tensors", "params", "formula", "note")
+ARCH_TENSOR_COLUMNS = (
+    Column("component", "str"),
+    Column("name", "str"),
+    Column("shape", "shape"),
+    Column("numel"),
+    Column("counted"),
+    Column("formula", "str"),
+    Column("tied_to", "str", doc="the tensor this one is, when it is counted there"),
+)
+ARCH_COMPONENT_COLUMNS = (
+    Column("component", "str"),
+    Column("kind", "str"),
+    Column("module", "str"),
+    Column("tensors"),
+    Column("params"),
+    Column("formula", "str", wide=True),
+    Column("note", "str"),
+)
+ARCH_TOTAL_COLUMNS = (Column("architecture", "str"), Column("components"), Column("params"))
 
 
 @dataclass(frozen=True)
@@ -509,17 +509,6 @@ class ArchTensorRow:
     formula: str
     tied_to: str | None = None  # full name of the tensor this one is (when counted elsewhere)
 
-    def record(self) -> dict[str, Any]:
-        return {
-            "component": self.component,
-            "name": self.name,
-            "shape": str(self.shape),
-            "numel": self.numel,
-            "counted": self.counted,
-            "formula": self.formula,
-            "note": f"tied to {self.tied_to} (counted once)" if self.tied_to else "",
-        }
-
 
 @dataclass(frozen=True)
 class ArchComponentRow:
@@ -532,26 +521,18 @@ class ArchComponentRow:
     note: str
     all_params: int = 0  # every tensor of the component, a tied weight included
 
-    def record(self) -> dict[str, Any]:
-        return {
-            "component": self.component,
-            "kind": self.kind,
-            "module": self.module,
-            "tensors": self.tensors,
-            "params": self.params,
-            "formula": self.formula,
-            "note": self.note,
-        }
 
+@dataclass(frozen=True, repr=False)
+class ArchitectureCount(Result):
+    """The analytic count of an architecture. Views: ``tensor`` (default), ``component``, ``total``."""
 
-@dataclass(frozen=True)
-class ArchitectureCount:
-    """The analytic count of an architecture: per tensor, per component, and the total."""
+    VIEWS = ("tensor", "component", "total")
 
     arch: Architecture
     rows: tuple[ArchTensorRow, ...]
     components: tuple[ArchComponentRow, ...]
     total: int
+    source: str = ""
 
     @property
     def tied(self) -> tuple[ArchTensorRow, ...]:
@@ -562,26 +543,56 @@ class ArchitectureCount:
         """The tensors ``named_parameters()`` yields: tied weights once, at first appearance."""
         return tuple(r for r in self.rows if not r.tied_to)
 
-    def records(self, by: str = "tensor") -> list[dict[str, Any]]:
-        if by == "tensor":
-            return [r.record() for r in self.rows]
-        if by == "component":
-            return [c.record() for c in self.components]
-        if by == "total":
-            return [
-                {"architecture": self.arch.name, "components": len(self.components), "params": self.total}
-            ]
-        raise ValueError(f"by must be tensor, component or total, got {by!r}")
+    def _table(self, view: str) -> Table:
+        if view == "tensor":
+            return Table(
+                ARCH_TENSOR_COLUMNS,
+                tuple(
+                    (r.component, r.name, r.shape, r.numel, r.counted, r.formula, r.tied_to)
+                    for r in self.rows
+                ),
+            )
+        if view == "component":
+            return Table(
+                ARCH_COMPONENT_COLUMNS,
+                tuple(
+                    (c.component, c.kind, c.module, c.tensors, c.params, c.formula, c.note or None)
+                    for c in self.components
+                ),
+            )
+        return Table(ARCH_TOTAL_COLUMNS, ((self.arch.name, len(self.components), self.total),))
 
-    def to_frame(self, by: str = "tensor") -> pd.DataFrame:
-        import pandas as pd
+    def title(self) -> str:
+        where = f" ({self.source})" if self.source else ""
+        desc = f": {self.arch.description}" if self.arch.description else ""
+        return f"architecture {self.arch.name!r}{where}{desc}"
 
-        cols = {"tensor": ARCH_TENSOR_COLUMNS, "component": ARCH_COMPONENT_COLUMNS}.get(by)
-        return pd.DataFrame(self.records(by), columns=list(cols) if cols else None)
+    def headline(self) -> str:
+        return f"architecture {self.arch.name!r}: {self.total:,} parameters"
+
+    def summary(self, view: str | None = None) -> list[str]:
+        lines = []
+        for c in self.components if view in (None, "tensor") else ():
+            counted_as = f"{c.formula} = {c.all_params:,}" if c.tensors else "no parameters"
+            line = f"{c.component}: {c.module}: {counted_as}"
+            if c.all_params != c.params:
+                line += f"; counted here {c.params:,}"
+            lines.append(line + (f"  [{c.note}]" if c.note else ""))
+        tied = f" ({len(self.tied)} tied tensor(s) counted once)" if self.tied else ""
+        lines.append(f"total: {self.total:,} parameters{tied}")
+        return lines
+
+    def meta(self) -> dict[str, Any]:
+        return {"architecture": self.arch.name, "file": self.source or None, "total": self.total}
+
+    def context(self) -> list[tuple[str, str]]:
+        return [("architecture", self.arch.name), ("total", f"{self.total:,}")]
 
 
-def count_architecture(arch: Architecture) -> ArchitectureCount:
+def count_architecture(arch: Architecture, source: str = "") -> ArchitectureCount:
     """Every tensor of ``arch`` with its formula; tied weights counted once (first appearance)."""
+    if not isinstance(arch, Architecture):
+        raise ParamcalcError(f"count_architecture needs an Architecture, got {type(arch).__name__}")
     # A tie makes two (component, "weight") names one tensor; its key is the target's name.
     key_of: dict[str, str] = {}
     for c in arch.components:
@@ -621,7 +632,7 @@ def count_architecture(arch: Architecture) -> ArchitectureCount:
             )
         )
     total = sum(r.counted for r in rows)
-    return ArchitectureCount(arch, tuple(rows), tuple(comps), total)
+    return ArchitectureCount(arch, tuple(rows), tuple(comps), total, source)
 
 
 # --- TOML ------------------------------------------------------------------------------------
@@ -636,6 +647,10 @@ _RECURRENT_KEYS = {
     "nonlinearity",
     "dropout",
     "batch_first",
+    "bias_vectors",
+    "peephole",
+    "merge_mode",
+    "reset_after",
 }
 #: Keys each kind accepts besides ``name`` and ``kind`` (some are accepted and ignored: they
 #: change behaviour, not parameter counts).
@@ -657,10 +672,36 @@ KIND_KEYS: dict[str, set[str]] = {
     "batchnorm1d": {"num_features", "affine", "eps", "momentum", "track_running_stats"},
 }
 TOP_KEYS = {"name", "description", "component"}
+#: Largest architecture file read (a real one is a few kB).
+MAX_TOML_BYTES = 1 << 20
 
 
 def recurrent_kinds() -> list[str]:
     return [*CELLS, *ALIASES]
+
+
+def with_nonlinearity(kind: str, nonlinearity: Any) -> str:
+    """The registered cell that is ``kind`` with PyTorch's ``nonlinearity=`` argument.
+
+    ``rnn`` with ``"relu"`` is ``rnn_relu``, ``rnn_cell`` with ``"relu"`` is ``rnn_relu_cell``:
+    the cells sharing a ``torch.nn`` class that differ in their constructor's nonlinearity.
+    """
+    base = get_cell(kind)
+    if nonlinearity is None:
+        return base.name
+    siblings = {
+        c.torch.nonlinearity: c.name
+        for c in CELLS.values()
+        if c.torch.nonlinearity and c.torch.nn_class == base.torch.nn_class
+    }
+    if not base.torch.nonlinearity or not siblings:
+        takes = ", ".join(c.name for c in CELLS.values() if c.torch.nonlinearity)
+        raise ParamcalcError(f"nonlinearity applies only to {takes}, not {base.name}")
+    if nonlinearity not in siblings:
+        raise ParamcalcError(
+            f"nonlinearity must be one of {', '.join(map(repr, siblings))}, got {nonlinearity!r}"
+        )
+    return siblings[nonlinearity]
 
 
 def _required(table: Mapping[str, Any], key: str, why: str = "") -> Any:
@@ -690,17 +731,7 @@ def _component_from_table(table: Mapping[str, Any], name: str, kind: str, incomi
     if kind in CELLS or kind in ALIASES:
         unknown = set(table) - _RECURRENT_KEYS - {"name", "kind"}
         _no_unknown(unknown, _RECURRENT_KEYS)
-        cell = kind
-        nonlin = table.get("nonlinearity")
-        if nonlin is not None:
-            if not kind.startswith("rnn"):
-                raise ParamcalcError(f"nonlinearity applies only to rnn, not {kind}")
-            if nonlin not in ("tanh", "relu"):
-                raise ParamcalcError(f"nonlinearity must be 'tanh' or 'relu', got {nonlin!r}")
-            base = "rnn_cell" if kind == "rnn_cell" else "rnn"
-            cell = base if nonlin == "tanh" else ("rnn_relu" if base == "rnn" else base)
-            if kind == "rnn_cell" and nonlin == "relu":
-                raise ParamcalcError("rnn_cell with nonlinearity='relu' is not modelled; use rnn_relu stacks")
+        cell = with_nonlinearity(kind, table.get("nonlinearity"))
         spec = RecurrentSpec(
             cell=cell,
             input_size=_inferred(table, "input_size", incoming),
@@ -709,6 +740,10 @@ def _component_from_table(table: Mapping[str, Any], name: str, kind: str, incomi
             bidirectional=table.get("bidirectional", False),
             bias=table.get("bias", True),
             proj_size=table.get("proj_size", 0),
+            bias_vectors=table.get("bias_vectors"),
+            peephole=table.get("peephole"),
+            merge_mode=table.get("merge_mode", "concat"),
+            reset_after=table.get("reset_after", True),
         )
         return Recurrent(name, spec)
     keys = KIND_KEYS.get(kind)
@@ -809,21 +844,16 @@ def _toml_loads(text: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ParamcalcError(f"invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ParamcalcError("invalid TOML: arrays or tables nested too deeply") from None
 
 
 def load_architecture(path: str | Path) -> Architecture:
     """Read an architecture TOML file. Every error names the file (and the component)."""
+    from .files import read_text
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ParamcalcError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise ParamcalcError(f"{p}: is a folder, not a TOML file") from None
-    except UnicodeDecodeError:
-        raise ParamcalcError(f"{p}: invalid TOML: the file is not UTF-8 text") from None
-    except OSError as exc:
-        raise ParamcalcError(f"{p}: cannot read: {exc.strerror}") from None
+    text = read_text(p, MAX_TOML_BYTES, "TOML file")
     try:
         return architecture_from_dict(_toml_loads(text), default_name=p.stem)
     except ParamcalcError as exc:

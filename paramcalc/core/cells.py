@@ -147,7 +147,9 @@ def gated_templates(
     if recurrent == "gemm":
         ts.append(TensorTemplate("weight_hh", "recurrent", "weight_hh", "recurrent_kernel", "h_{t-1}·W_hhᵀ"))
     elif recurrent == "diagonal":
-        ts.append(TensorTemplate("weight_hh", "recurrent_diag", "weight_hh", "recurrent_kernel", "u ⊙ h_{t-1}"))
+        ts.append(
+            TensorTemplate("weight_hh", "recurrent_diag", "weight_hh", "recurrent_kernel", "u ⊙ h_{t-1}")
+        )
     names = (("bias_ih", "+ b_ih"), ("bias_hh", "+ b_hh"))
     for i in range(bias_vectors):
         role, term = names[i]
@@ -324,7 +326,11 @@ class CellType:
         elif b == 2 and self.torch.nn_class:
             text = "PyTorch/cuDNN convention: two bias vectors (b_ih, b_hh) per gate block"
         else:
-            bias = {0: "no biases", 1: "one bias vector (b_ih) per gate block", 2: "two bias vectors (b_ih, b_hh) per gate block"}[b]
+            bias = {
+                0: "no biases",
+                1: "one bias vector (b_ih) per gate block",
+                2: "two bias vectors (b_ih, b_hh) per gate block",
+            }[b]
             text = f"PyTorch-style names, {bias}"
         extras = []
         if spec.peephole and not (self.source and self.default_peephole):

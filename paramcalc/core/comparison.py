@@ -1,75 +1,97 @@
 """Side-by-side comparison of cell types, and sweeps over ranges of configurations.
 
 Both are pure Python (count, cost model, solve) unless asked to time: then each configuration
-is handed to :func:`paramcalc.bench.bench`, which imports torch. Results carry their specs and
-workloads (like torch.utils.benchmark's ``Measurement``) and turn into tables with
-``records()`` / ``to_frame()``.
+is handed to :func:`paramcalc.timing.benchmark.bench`, which imports torch. Results carry their
+specs and workloads (like torch.utils.benchmark's ``Measurement``) and follow the result
+protocol (``table``/``to_frame``/``render``/``export``/``plot``).
 
-``compare(..., equal="params")`` keeps the first cell (the reference) as given and gives every
-other cell the hidden size whose parameter count is closest to the reference's
-(:func:`paramcalc.solve.closest_hidden`), so the comparison is at equal model size.
+``compare(spec, ..., equal="params")`` keeps the given spec (the reference, first row) as it
+is and gives every other cell the hidden size whose parameter count is closest to the
+reference's (:func:`paramcalc.core.solver.closest_hidden`), so the comparison is at equal size.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from math import prod
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ParamcalcError
+from ..results.base import Result
+from ..results.table import Column, Table
 from .cells import FAMILIES, get_cell
-from .count import total_params
-from .errors import ParamcalcError
-from .solve import _retarget, closest_hidden
+from .coerce import as_spec
+from .costmodel import CostResult, cost
+from .params import total_params
+from .solver import closest_hidden, retarget
 from .spec import MAX_LAYERS, MAX_SIZE, RecurrentSpec
+from .workload import Workload
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-    import pandas as pd
-
-    from .bench import BenchResult
-    from .cost import CostResult, Workload
+    from ..timing.benchmark import BenchResult
 
 #: Most configurations a sweep may have (analytic only), and when every one is timed.
 MAX_CONFIGS = 10_000
 MAX_TIMED_CONFIGS = 500
-#: Default seconds of timing per measurement in compare and sweep (module, then GEMM).
+#: Default seconds of timing per measurement in compare and sweep.
 DEFAULT_MIN_RUN_TIME = 0.2
+#: Longest range text accepted (``64:1024:64,2048``) and most digits of one number in it.
+MAX_RANGE_TEXT = 200
+MAX_RANGE_DIGITS = 12
 
 EQUAL_MODES = ("hidden", "params")
 
-
-def _sig(x: float) -> float:
-    from .bench import sig
-
-    return sig(x)
-
-
-def _rate(x: float) -> float:
-    from .bench import rate
-
-    return rate(x)
-
-
-def _cost_columns(c: CostResult) -> dict[str, Any]:
-    return {
-        "macs_per_step": c.macs_per_step,
-        "flops_per_seq": c.flops_per_sequence,
-        "param_bytes": c.param_bytes,
-        "train_bytes": c.training_bytes,
-    }
+COST_COLUMNS = (
+    Column("macs_per_step"),
+    Column("flops_per_seq"),
+    Column("param_bytes", unit="B", wide=True),
+    Column("train_bytes", unit="B", wide=True),
+)
+BENCH_COLUMNS = (
+    Column("time_ms", "float", unit="ms"),
+    Column("iqr_ms", "float", unit="ms"),
+    Column("tokens_per_s", "float", unit="1/s"),
+    Column("gflop_per_s", "float", unit="GFLOP/s", wide=True),
+    Column("kernel", "str"),
+)
 
 
-def _bench_columns(b: BenchResult) -> dict[str, Any]:
-    return {
-        "time_ms": _sig(b.median_s * 1e3),
-        "iqr_ms": _sig(b.iqr_s * 1e3),
-        "tokens_per_s": _rate(b.tokens_per_s),
-        "gflop_per_s": _sig(b.flop_per_s / 1e9),
-        "kernel": b.kernel_path,
-    }
+def _cost_values(c: CostResult) -> tuple[Any, ...]:
+    return (c.macs_per_step, c.flops_per_sequence, c.param_bytes, c.training_bytes)
+
+
+def _bench_values(b: BenchResult | None) -> tuple[Any, ...]:
+    if b is None:
+        return (None, None, None, None, None)
+    return (b.median_s * 1e3, b.iqr_s * 1e3, b.tokens_per_s, b.flop_per_s / 1e9, b.kernel_path)
+
+
+def _environment(b: BenchResult | None) -> list[tuple[str, str]]:
+    if b is None:
+        return []
+    return [
+        ("device", f"{b.device} ({b.device_name})"),
+        ("threads", str(b.threads)),
+        ("torch", b.torch_version),
+    ]
+
+
+def _noise_notes(benches: Sequence[BenchResult]) -> list[str]:
+    if not benches:
+        return []
+    noisy = [b for b in benches if b.noisy]
+    if not noisy:
+        worst = max(b.iqr_s / b.median_s for b in benches)
+        return [f"timings are steady: every IQR is within {100 * worst:.0f}% of its median"]
+    worst = max(b.iqr_s / b.median_s for b in noisy)
+    return [
+        f"noisy: {len(noisy)} of {len(benches)} timings have an IQR above 10% of the median (up to "
+        f"{100 * worst:.0f}%): is something else running? try --min-time 1 or --threads"
+    ]
 
 
 # --- compare -------------------------------------------------------------------------------
@@ -85,30 +107,20 @@ class CompareRow:
     bench: BenchResult | None = None
 
 
-class _Table:
-    """What compare and sweep results share: a frame and a plot of their ``records()``."""
-
-    def records(self) -> list[dict[str, Any]]:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def title(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.records())
+class _Plotted(Result):
+    """What compare and sweep results share: a plot of their table."""
 
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
-        """Draw parameters, FLOPs and (if timed) throughput against hidden size per cell."""
-        from .plot import plot_records
+        from ..results.plot import plot_result
 
-        return plot_records(self.records(), path, title=title or self.title())
+        return plot_result(self, path, title=title)
 
 
-@dataclass(frozen=True)
-class CompareResult(_Table):
-    """A row per cell type for one workload. ``reference`` is the first row's spec."""
+@dataclass(frozen=True, repr=False)
+class CompareResult(_Plotted):
+    """A row per cell type for one workload; the first row is the reference. View: ``rows``."""
+
+    VIEWS = ("rows",)
 
     rows: tuple[CompareRow, ...]
     workload: Workload
@@ -127,31 +139,70 @@ class CompareResult(_Table):
     def benched(self) -> bool:
         return all(r.bench is not None for r in self.rows)
 
-    def records(self) -> list[dict[str, Any]]:
-        """Plain rows: counts and bytes are exact ints; measured values have 4 significant digits.
+    def _columns(self) -> tuple[Column, ...]:
+        cols = [Column("cell", "str"), Column("hidden_size"), Column("params")]
+        if self.equal == "params":
+            cols.append(Column("params_diff_pct", "float", unit="%"))
+        cols += COST_COLUMNS
+        if self.benched:
+            cols += [*BENCH_COLUMNS, Column("time_vs_first", "float")]
+        return tuple(cols)
 
-        ``time_vs_first`` is this row's median time over the first row's.
-        """
+    def _table(self, view: str) -> Table:
         first = self.rows[0]
         out = []
         for r in self.rows:
-            rec: dict[str, Any] = {"cell": r.spec.cell, "hidden_size": r.spec.hidden_size, "params": r.params}
+            row: list[Any] = [r.spec.cell, r.spec.hidden_size, r.params]
             if self.equal == "params":
-                rec["params_vs_first_%"] = round(100 * (r.params - first.params) / first.params, 3)
-            rec.update(_cost_columns(r.cost))
-            if r.bench is not None and first.bench is not None:
-                rec.update(_bench_columns(r.bench))
-                rec["time_vs_first"] = _sig(r.bench.median_s / first.bench.median_s)
-            out.append(rec)
+                row.append(100 * (r.params - first.params) / first.params)
+            row += _cost_values(r.cost)
+            if self.benched:
+                assert r.bench is not None and first.bench is not None
+                row += [*_bench_values(r.bench), r.bench.median_s / first.bench.median_s]
+            out.append(tuple(row))
+        return Table(self._columns(), tuple(out))
+
+    def title(self) -> str:
+        names = " vs ".join(r.spec.cell_type.display_name for r in self.rows)
+        return f"{names}: {self.configuration()}"
+
+    def configuration(self) -> str:
+        """What the rows share: input size, layers, workload, equal hidden size or parameters."""
+        spec, w = self.reference, self.workload
+        parts = [f"d={spec.input_size}", f"L={spec.num_layers}"]
+        if spec.bidirectional:
+            parts.append("bidirectional")
+        parts.append(w.describe())
+        if self.equal == "hidden":
+            parts.append(f"equal hidden size {spec.hidden_size}")
+        else:
+            parts.append(f"equal parameters: {self.rows[0].params:,} ({spec.cell})")
+        return ", ".join(parts)
+
+    def headline(self) -> str:
+        return self.title()
+
+    def notes(self) -> list[str]:
+        out = [f"FLOPs: {self.rows[0].cost.convention}"]
+        if self.benched:
+            b = self.rows[0].bench
+            assert b is not None
+            out.append(
+                f"timed on {b.device} ({b.device_name}), {b.threads} threads, torch {b.torch_version}; "
+                "time_ms = median per batch, iqr_ms = its interquartile range, "
+                "time_vs_first = time / first row's time"
+            )
+            out += _noise_notes([r.bench for r in self.rows if r.bench is not None])
+            out += sorted({r.bench.timed_as for r in self.rows if r.bench is not None and r.bench.timed_as})
         return out
 
     def meta(self) -> dict[str, Any]:
         """What the table was computed for (the JSON export's header)."""
-        w = self.workload
         meta: dict[str, Any] = {
             "equal": self.equal,
             "reference": self.reference.to_dict(),
-            "workload": {"batch": w.batch, "seq_len": w.seq_len, "dtype": w.dtype, "mode": w.mode},
+            "cells": [r.spec.cell for r in self.rows],
+            "workload": self.workload.to_dict(),
             "cost_convention": self.rows[0].cost.convention,
         }
         b = self.rows[0].bench
@@ -159,56 +210,80 @@ class CompareResult(_Table):
             meta.update(b.environment())
         return meta
 
-    def title(self) -> str:
-        """What the rows share: input size, layers, workload, and where they were timed."""
+    def context(self) -> list[tuple[str, str]]:
         spec, w = self.reference, self.workload
-        parts = [f"d={spec.input_size}", f"L={spec.num_layers}"]
-        if spec.bidirectional:
-            parts.append("bidirectional")
-        parts += [f"batch {w.batch}", f"seq_len {w.seq_len}", str(w.dtype), str(w.mode)]
-        parts += _timed_on(self.rows[0].bench)
-        return ", ".join(parts)
+        ctx = [
+            ("cells", ", ".join(r.spec.describe() for r in self.rows)),
+            ("input size d", str(spec.input_size)),
+            ("layers L", str(spec.num_layers) + (", bidirectional" if spec.bidirectional else "")),
+            (
+                "batch B, sequence length T",
+                f"{w.batch}, {w.seq_len}" + (f" (lengths {w.lengths})" if w.lengths else ""),
+            ),
+            ("dtype, mode", f"{w.dtype}, {w.mode}"),
+            (
+                "compared at",
+                "equal hidden size"
+                if self.equal == "hidden"
+                else f"equal parameters ({self.rows[0].params:,}, {spec.cell})",
+            ),
+            (
+                "units",
+                "params: parameters; macs_per_step: multiply-adds per time step of one sequence; "
+                "flops_per_seq: FLOPs per sequence; bytes in B; time_ms: milliseconds per batch; "
+                "tokens_per_s: "
+                "time steps per second",
+            ),
+        ]
+        return ctx + _environment(self.rows[0].bench)
 
 
-def _timed_on(b: BenchResult | None) -> list[str]:
-    return [] if b is None else [f"timed on {b.device} ({b.threads} threads)"]
-
-
-def _specs_for(
-    spec: RecurrentSpec | Sequence[RecurrentSpec], cells: Sequence[str] | None
-) -> list[RecurrentSpec]:
-    if isinstance(spec, RecurrentSpec):
-        names = list(cells) if cells is not None else list(FAMILIES)
-        if not names:
-            raise ParamcalcError("name at least one cell to compare, e.g. rnn,lstm,gru")
-        specs = []
-        for name in names:
-            ct = get_cell(name)
-            specs.append(spec if ct.name == spec.cell else _retarget(spec, ct.name))
+def _specs_for(spec: Any, cells: Sequence[str] | None) -> list[RecurrentSpec]:
+    if isinstance(spec, (list, tuple)):
+        if cells is not None:
+            raise ParamcalcError("give cells only with a single template spec, not with a list of specs")
+        specs = [as_spec(s, "compare") for s in spec]
+        if not specs:
+            raise ParamcalcError("compare needs a RecurrentSpec or a non-empty list of them")
         return specs
-    if cells is not None:
-        raise ParamcalcError("give cells only with a single template spec, not with a list of specs")
-    specs = list(spec)
-    if not specs or not all(isinstance(s, RecurrentSpec) for s in specs):
-        raise ParamcalcError("compare needs a RecurrentSpec or a non-empty list of them")
-    return specs
+    spec = as_spec(spec, "compare")
+    if cells is None:
+        # the given cell first (the reference), then the classic three it is not
+        names = [spec.cell, *(c for c in FAMILIES if c != spec.cell)]
+    else:
+        names = list(cells)
+    if not names:
+        raise ParamcalcError("name at least one cell to compare, e.g. rnn,lstm,gru")
+    return [retarget(spec, get_cell(n).name) for n in names]
 
 
 def _equalise(specs: list[RecurrentSpec], equal: str, multiple_of: int) -> list[RecurrentSpec]:
     if equal not in EQUAL_MODES:
         raise ParamcalcError(f"equal must be one of {', '.join(EQUAL_MODES)}, got {equal!r}")
-    if equal == "hidden" or len(specs) < 2:
-        return specs
     if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
         raise ParamcalcError(f"multiple_of must be a positive integer, got {multiple_of!r}")
+    if equal == "hidden" or len(specs) < 2:
+        return specs
     target = total_params(specs[0])
     return [specs[0], *(s.replace(hidden_size=closest_hidden(s, target, multiple_of)) for s in specs[1:])]
 
 
 def _workload(workload: Workload | None) -> Workload:
-    from .cost import Workload
+    if workload is None:
+        return Workload()
+    if not isinstance(workload, Workload):
+        raise ParamcalcError(f"workload must be a Workload, got {type(workload).__name__}")
+    return workload
 
-    return workload if workload is not None else Workload()
+
+def _memory_checked(pairs: Iterable[tuple[RecurrentSpec, Workload]], device: str) -> None:
+    """Refuse before the first timing if any configuration cannot fit (one line)."""
+    from ..bridge.devices import check_run_memory, timing_device
+    from ..timing.benchmark import timing_spec
+
+    dev = timing_device(device)
+    for s, w in pairs:
+        check_run_memory(timing_spec(s)[0], w, dev, "the timed run")
 
 
 def compare(
@@ -225,36 +300,36 @@ def compare(
     multiple_of: int = 1,
     on_row: Callable[[CompareRow], None] | None = None,
 ) -> CompareResult:
-    """Compare cell types (default RNN, LSTM, GRU) built like ``spec``, for one workload.
+    """Compare cell types built like ``spec``, for one workload; ``spec`` itself is the first row.
 
-    ``spec`` is a template (its input size, layers, directions, bias and convention are kept;
-    a projection only for LSTM) or an explicit list of specs. ``equal="params"`` resizes every
-    cell after the first to the first one's parameter budget. With ``bench=True`` each row is
-    timed on ``device`` (see :func:`paramcalc.bench.bench`); memory is checked for every row
-    before the first is timed.
+    ``spec`` is a :class:`RecurrentSpec` or a recurrent ``nn.Module`` (a template: its input
+    size, layers, directions, bias layout and convention are kept; a projection only where the
+    cell has one) or an explicit list of specs. ``cells`` defaults to the spec's own cell and
+    the classic RNN, LSTM, GRU. ``equal="params"`` resizes every cell after the first to the
+    first one's parameter count. With ``bench=True`` each row is timed on ``device`` (see
+    :func:`paramcalc.timing.benchmark.bench`); memory is checked for every row first.
 
     >>> import paramcalc as pc
     >>> r = pc.compare(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), equal="params")
     >>> [(row.spec.cell, row.spec.hidden_size) for row in r.rows]
-    [('rnn', 256), ('lstm', 125), ('gru', 146)]
+    [('lstm', 256), ('rnn', 517), ('gru', 296)]
     """
-    from .cost import cost
-
     specs = _equalise(_specs_for(spec, cells), equal, multiple_of)
     w = _workload(workload)
     costs = [cost(s, w) for s in specs]
     if bench:
-        from .bench import check_memory
+        from ..timing.benchmark import check_min_run_time, check_threads
 
-        for s, c in zip(specs, costs, strict=True):
-            check_memory(s, w, device, c)
+        check_threads(threads)
+        check_min_run_time(min_run_time)
+        _memory_checked(((s, w) for s in specs), device)
     rows = []
     for s, c in zip(specs, costs, strict=True):
         b = None
         if bench:
-            from .bench import bench as bench_
+            from ..timing.benchmark import bench as run_bench
 
-            b = bench_(s, w, device=device, threads=threads, min_run_time=min_run_time, seed=seed)
+            b = run_bench(s, w, device=device, threads=threads, min_run_time=min_run_time, seed=seed)
         row = CompareRow(s, total_params(s), c, b)
         rows.append(row)
         if on_row is not None:
@@ -267,31 +342,49 @@ def compare(
 _RANGE_RE = re.compile(r"^\s*(-?\d+)\s*(?::\s*(-?\d+)\s*(?::\s*(-?\d+)\s*)?)?$")
 
 
-def parse_range(text: str | int | Sequence[int], what: str, *, maximum: int = MAX_SIZE) -> tuple[int, ...]:
+def parse_range(text: Any, what: str, *, maximum: int = MAX_SIZE) -> tuple[int, ...]:
     """Parse ``64:1024:64`` (start:stop:step, stop inclusive), ``1:4``, ``32,64,128`` or ``256``.
 
     Comma-separated items may themselves be ranges; duplicates are dropped, order is kept. The
-    size is checked before anything is expanded, so a typo cannot allocate a billion values.
+    text, each number's digits and the number of values are checked before anything is
+    expanded, so a typo cannot allocate a billion values. Python ``range`` objects and
+    sequences of ints are accepted too (their length is checked first).
     """
-    if isinstance(text, int) and not isinstance(text, bool):
+    if isinstance(text, bool):
+        raise ParamcalcError(f"{what} must be integers, got {text!r}")
+    if isinstance(text, int):
         items: list[range | int] = [text]
     elif isinstance(text, str):
+        if len(text) > MAX_RANGE_TEXT:
+            raise ParamcalcError(f"{what}: {len(text):,} characters is too long for a range")
         items = [_parse_item(part, what) for part in text.split(",")]
+    elif isinstance(text, range):
+        items = [text]
+    elif isinstance(text, Iterable):
+        items = []
+        for v in text:
+            items.append(v)
+            if len(items) > MAX_CONFIGS:
+                raise ParamcalcError(f"{what} has more than {MAX_CONFIGS:,} values")
     else:
-        items = list(text)
+        raise ParamcalcError(
+            f"{what} must be a range text like 64:512:64, a number or a list, got {type(text).__name__}"
+        )
     total = sum(len(i) if isinstance(i, range) else 1 for i in items)
     if total > MAX_CONFIGS:
-        raise ParamcalcError(f"{what} {text!r} has {total:,} values, more than {MAX_CONFIGS:,}")
+        raise ParamcalcError(f"{what} has {total:,} values, more than {MAX_CONFIGS:,}")
     values: list[int] = []
+    seen: set[int] = set()
     for item in items:
         for v in item if isinstance(item, range) else [item]:
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ParamcalcError(f"{what} must be integers, got {v!r}")
             if v < 1:
-                raise ParamcalcError(f"{what} must be positive, got {v} in {text!r}")
+                raise ParamcalcError(f"{what} must be positive, got {v}")
             if v > maximum:
                 raise ParamcalcError(f"{what} must be at most {maximum:,}, got {v:,}")
-            if v not in values:
+            if v not in seen:
+                seen.add(v)
                 values.append(v)
     return tuple(values)
 
@@ -299,10 +392,14 @@ def parse_range(text: str | int | Sequence[int], what: str, *, maximum: int = MA
 def _parse_item(part: str, what: str) -> range | int:
     m = _RANGE_RE.match(part)
     if not m:
+        shown = part.strip() if len(part) <= 40 else part.strip()[:37] + "..."
         raise ParamcalcError(
-            f"cannot parse {what} {part.strip()!r}: use start:stop:step (stop inclusive), "
+            f"cannot parse {what} {shown!r}: use start:stop:step (stop inclusive), "
             "start:stop, a comma list like 64,128,256, or a single number"
         )
+    numbers = [g for g in m.groups() if g is not None]
+    if any(len(g.lstrip("-")) > MAX_RANGE_DIGITS for g in numbers):
+        raise ParamcalcError(f"{what}: a number of more than {MAX_RANGE_DIGITS} digits is out of range")
     start, stop, step = m.group(1), m.group(2), m.group(3)
     if stop is None:
         return int(start)
@@ -343,27 +440,25 @@ class SweepRow:
     cost: CostResult
     bench: BenchResult | None = None
 
-    def record(self) -> dict[str, Any]:
-        s, w = self.spec, self.workload
-        rec: dict[str, Any] = {
-            "cell": s.cell,
-            "input_size": s.input_size,
-            "hidden_size": s.hidden_size,
-            "num_layers": s.num_layers,
-            "batch": w.batch,
-            "seq_len": w.seq_len,
-            "params": self.params,
-        }
-        rec.update(_cost_columns(self.cost))
-        rec["flops"] = self.cost.flops
-        if self.bench is not None:
-            rec.update(_bench_columns(self.bench))
-        return rec
+
+SWEEP_COLUMNS = (
+    Column("cell", "str"),
+    Column("input_size", wide=True),
+    Column("hidden_size"),
+    Column("num_layers"),
+    Column("batch"),
+    Column("seq_len"),
+    Column("params"),
+    *COST_COLUMNS,
+    Column("flops"),
+)
 
 
-@dataclass(frozen=True)
-class SweepResult(_Table):
+@dataclass(frozen=True, repr=False)
+class SweepResult(_Plotted):
     """A tidy table: one row per configuration (cell x hidden x layers x batch x seq_len)."""
+
+    VIEWS = ("rows",)
 
     rows: tuple[SweepRow, ...]
     template: RecurrentSpec
@@ -377,8 +472,53 @@ class SweepResult(_Table):
     def workloads(self) -> tuple[Workload, ...]:
         return tuple(r.workload for r in self.rows)
 
-    def records(self) -> list[dict[str, Any]]:
-        return [r.record() for r in self.rows]
+    @property
+    def benched(self) -> bool:
+        return bool(self.rows) and all(r.bench is not None for r in self.rows)
+
+    def _table(self, view: str) -> Table:
+        cols = SWEEP_COLUMNS + (BENCH_COLUMNS if self.benched else ())
+        out = []
+        for r in self.rows:
+            s, w = r.spec, r.workload
+            row = (s.cell, s.input_size, s.hidden_size, s.num_layers, w.batch, w.seq_len, r.params)
+            row += (*_cost_values(r.cost), r.cost.flops)
+            if self.benched:
+                row += _bench_values(r.bench)
+            out.append(row)
+        return Table(cols, tuple(out))
+
+    def title(self) -> str:
+        """What the rows share: input size, and layers, batch, seq_len when they do not vary."""
+        t = self.template
+        parts = [f"sweep: {len(self.rows):,} configurations", f"d={t.input_size}"]
+        for fmt, get in (
+            ("L={}", lambda r: r.spec.num_layers),
+            ("batch {}", lambda r: r.workload.batch),
+            ("seq_len {}", lambda r: r.workload.seq_len),
+        ):
+            values = {get(r) for r in self.rows}
+            if len(values) == 1:
+                parts.append(fmt.format(values.pop()))
+        if t.bidirectional:
+            parts.append("bidirectional")
+        if self.rows:
+            w = self.rows[0].workload
+            parts += [w.dtype, w.mode]
+            b = self.rows[0].bench
+            if b is not None:
+                parts.append(f"timed on {b.device} ({b.threads} threads)")
+        return ", ".join(parts)
+
+    def headline(self) -> str:
+        return self.title()
+
+    def notes(self) -> list[str]:
+        if not self.rows:
+            return []
+        out = [f"FLOPs: {self.rows[0].cost.convention}"]
+        out += _noise_notes([r.bench for r in self.rows if r.bench is not None])
+        return out
 
     def meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"template": self.template.to_dict(), "configurations": len(self.rows)}
@@ -391,40 +531,24 @@ class SweepResult(_Table):
                 meta.update(b.environment())
         return meta
 
-    def title(self) -> str:
-        """What the rows share: input size, and layers, batch, seq_len when they do not vary."""
-        t = self.template
-        parts = [f"d={t.input_size}"]
-        for key, fmt in (("num_layers", "L={}"), ("batch", "batch {}"), ("seq_len", "seq_len {}")):
-            values = {r.record()[key] for r in self.rows}
-            if len(values) == 1:
-                parts.append(fmt.format(values.pop()))
-        if t.bidirectional:
-            parts.append("bidirectional")
-        if self.rows:
-            w = self.rows[0].workload
-            parts += [w.dtype, w.mode]
-            parts += _timed_on(self.rows[0].bench)
-        return ", ".join(parts)
+    def context(self) -> list[tuple[str, str]]:
+        return [("sweep", self.title())] + (_environment(self.rows[0].bench) if self.rows else [])
 
 
 def sweep_configs(
     spec: RecurrentSpec,
     *,
     cells: Sequence[str] | str | None = None,
-    hidden_sizes: Sequence[int] | str | int | None = None,
-    num_layers: Sequence[int] | str | int | None = None,
-    batches: Sequence[int] | str | int = (1,),
-    seq_lens: Sequence[int] | str | int = (1,),
+    hidden_sizes: Any = None,
+    num_layers: Any = None,
+    batches: Any = (1,),
+    seq_lens: Any = (1,),
     dtype: str = "fp32",
     mode: str = "inference",
     timed: bool = False,
 ) -> list[tuple[RecurrentSpec, Workload]]:
     """The validated (spec, workload) pairs of a sweep, in row order (see :func:`sweep`)."""
-    from .cost import Workload
-
-    if not isinstance(spec, RecurrentSpec):
-        raise ParamcalcError(f"sweep needs a template RecurrentSpec, got {type(spec).__name__}")
+    spec = as_spec(spec, "sweep")
     cell_list = parse_cells(cells) or [spec.cell]
     hs = parse_range(hidden_sizes if hidden_sizes is not None else spec.hidden_size, "hidden sizes")
     ls = parse_range(num_layers if num_layers is not None else spec.num_layers, "layers", maximum=MAX_LAYERS)
@@ -441,12 +565,12 @@ def sweep_configs(
     Workload(dtype=dtype, mode=mode)  # a bad dtype or mode fails here, once
     configs: list[tuple[RecurrentSpec, Workload]] = []
     for name in cell_list:
-        base = spec if name == spec.cell else _retarget(spec, name)
+        base = retarget(spec, name)
         # A single-step cell (lstm_cell, ...) has exactly one layer: the layers range does not apply.
         layers = (1,) if base.cell_type.single_step else ls
         for h in hs:
             for n_layers in layers:
-                s = base.replace(hidden_size=h, num_layers=n_layers)
+                s = base.replace(hidden_size=max(h, base.proj_size + 1), num_layers=n_layers)
                 for b in bs:
                     for t in ts:
                         configs.append((s, Workload(batch=b, seq_len=t, dtype=dtype, mode=mode)))
@@ -457,10 +581,10 @@ def sweep(
     spec: RecurrentSpec,
     *,
     cells: Sequence[str] | str | None = None,
-    hidden_sizes: Sequence[int] | str | int | None = None,
-    num_layers: Sequence[int] | str | int | None = None,
-    batches: Sequence[int] | str | int = (1,),
-    seq_lens: Sequence[int] | str | int = (1,),
+    hidden_sizes: Any = None,
+    num_layers: Any = None,
+    batches: Any = (1,),
+    seq_lens: Any = (1,),
     dtype: str = "fp32",
     mode: str = "inference",
     bench: bool = False,
@@ -472,20 +596,18 @@ def sweep(
 ) -> SweepResult:
     """Every combination of cells, hidden sizes, layers, batch sizes and sequence lengths.
 
-    ``spec`` is the template (input size, directions, bias, convention; a projection only for
-    LSTM rows); ``cells``, ``hidden_sizes`` and ``num_layers`` default to the template's own.
-    Ranges may be strings (``"64:1024:64"``, ``"1:4"``, ``"32,64"``) or sequences of ints. At
-    most :data:`MAX_CONFIGS` configurations (:data:`MAX_TIMED_CONFIGS` when timing); ``on_row``
-    is called after each one (a progress bar). When timing, the memory of every configuration
-    is checked before the first is timed.
+    ``spec`` is the template (input size, directions, bias layout, convention; a projection only
+    for cells that have one); ``cells``, ``hidden_sizes`` and ``num_layers`` default to the
+    template's own. Ranges may be strings (``"64:1024:64"``, ``"1:4"``, ``"32,64"``), ``range``
+    objects or sequences of ints. At most :data:`MAX_CONFIGS` configurations
+    (:data:`MAX_TIMED_CONFIGS` when timing); ``on_row`` is called after each one (a progress
+    bar). When timing, the memory of every configuration is checked before the first is timed.
 
     >>> import paramcalc as pc
     >>> r = pc.sweep(pc.RecurrentSpec("lstm", 28, 256), cells="rnn,lstm", hidden_sizes="64:128:64")
     >>> [(row.spec.cell, row.spec.hidden_size, row.params) for row in r.rows]
     [('rnn', 64, 6016), ('rnn', 128, 20224), ('lstm', 64, 24064), ('lstm', 128, 80896)]
     """
-    from .cost import cost
-
     configs = sweep_configs(
         spec,
         cells=cells,
@@ -499,19 +621,20 @@ def sweep(
     )
     costs = [cost(s, w) for s, w in configs]
     if bench:
-        from .bench import check_memory
+        from ..timing.benchmark import check_min_run_time, check_threads
 
-        for (s, w), c in zip(configs, costs, strict=True):
-            check_memory(s, w, device, c)
+        check_threads(threads)
+        check_min_run_time(min_run_time)
+        _memory_checked(configs, device)
     rows = []
     for (s, w), c in zip(configs, costs, strict=True):
         b_res = None
         if bench:
-            from .bench import bench as bench_
+            from ..timing.benchmark import bench as run_bench
 
-            b_res = bench_(s, w, device=device, threads=threads, min_run_time=min_run_time, seed=seed)
+            b_res = run_bench(s, w, device=device, threads=threads, min_run_time=min_run_time, seed=seed)
         row = SweepRow(s, w, total_params(s), c, b_res)
         rows.append(row)
         if on_row is not None:
             on_row(row)
-    return SweepResult(tuple(rows), spec, device if bench else None)
+    return SweepResult(tuple(rows), as_spec(spec, "sweep"), device if bench else None)

@@ -529,7 +529,16 @@ class CostResult(Result):
                 )
             )
         rows.append(
-            ("total", "FLOP", self._forward_per_token, self.flops_per_sequence, self.flops, self.flops, None, None)
+            (
+                "total",
+                "FLOP",
+                self._forward_per_token,
+                self.flops_per_sequence,
+                self.flops,
+                self.flops,
+                None,
+                None,
+            )
         )
         return Table(PART_COLUMNS, tuple(rows))
 
@@ -546,7 +555,9 @@ class CostResult(Result):
             seen.add(key)
             macs = sum(x.macs for x in self.gemms() if (x.layer, x.direction, x.name) == key)
             if not g.sequential and g.calls == 1 and g.m == wl.tokens and not self.spec.cell_type.single_step:
-                rows.append((g.layer, g.direction, g.name, g.m, g.m, g.k, g.n, 1, macs, "once, all steps in one GEMM"))
+                rows.append(
+                    (g.layer, g.direction, g.name, g.m, g.m, g.k, g.n, 1, macs, "once, all steps in one GEMM")
+                )
             else:
                 runs = "every step, sequential" if g.sequential else "every step, off the critical path"
                 rows.append((g.layer, g.direction, g.name, first, last, g.k, g.n, steps, macs, runs))
@@ -615,7 +626,9 @@ def _bytes(n: int) -> str:
 # --- the engine -----------------------------------------------------------------------------
 
 
-def _flops(lc: LayerCost, sw: CostConvention, tokens: int, first_skip: int, training: bool) -> tuple[int, int]:
+def _flops(
+    lc: LayerCost, sw: CostConvention, tokens: int, first_skip: int, training: bool
+) -> tuple[int, int]:
     """Forward and backward FLOPs of one layer and direction over ``tokens`` real steps.
 
     ``first_skip`` = recurrent rows without a dh in backward (autograd rule).

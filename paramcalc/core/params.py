@@ -25,7 +25,7 @@ from typing import Any
 
 from ..results.base import Result
 from ..results.table import Column, Table
-from .cells import Dims
+from .cells import Dims, TensorTemplate
 from .spec import RecurrentSpec
 
 DIRECTIONS = ("forward", "reverse")
@@ -38,6 +38,7 @@ TENSOR_COLUMNS = (
     Column("direction", "str"),
     Column("role", "str"),
     Column("gemm", "bool", wide=True, doc="a GEMM operand (its elements are MACs per token)"),
+    Column("formula", "str", wide=True),
 )
 LAYER_COLUMNS = (
     Column("layer"),
@@ -61,6 +62,7 @@ class TensorRow:
     direction: str
     role: str  # weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, weight_ci, ... (or Keras' names)
     gemm: bool = False
+    formula: str = ""  # e.g. "4Dh·d = 4·256·28"
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,16 @@ def formula(spec: RecurrentSpec, layer: int) -> tuple[str, str]:
     return s, n
 
 
+def _tensor_formula(spec: RecurrentSpec, layer: int, t: TensorTemplate, dm: Dims, stacked: int = 1) -> str:
+    sym, num, _ = t.per_block(dm)
+    sym = sym.format(d=_d_symbol(spec, layer), R="P" if spec.proj_size else "Dh")
+    factors = [n for n in (stacked, dm.g if t.block else 1) if n > 1]
+    coef = prod(factors)
+    if coef > 1:
+        sym, num = f"{coef}{sym}", "·".join([*map(str, factors), num])
+    return f"{sym} = {num}"
+
+
 def _names(spec: RecurrentSpec, layer: int, direction: int, keras: bool) -> str:
     if keras or spec.cell_type.single_step:
         return ""
@@ -152,7 +164,16 @@ def layer_tensors(spec: RecurrentSpec, layer: int, direction: int) -> Iterator[T
     if not keras:
         for t in templates:
             shape = t.shape(dm)
-            yield TensorRow(t.torch_name + suffix, shape, prod(shape), layer, DIRECTIONS[direction], t.role, t.gemm)
+            yield TensorRow(
+                t.torch_name + suffix,
+                shape,
+                prod(shape),
+                layer,
+                DIRECTIONS[direction],
+                t.role,
+                t.gemm,
+                _tensor_formula(spec, layer, t, dm),
+            )
         return
     # Keras stores the bias vectors of a block as one tensor: (G·u,) or (2, G·u).
     seen: dict[str, int] = {}
@@ -163,10 +184,14 @@ def layer_tensors(spec: RecurrentSpec, layer: int, direction: int) -> Iterator[T
         if t.keras_name in emitted:
             continue
         emitted.add(t.keras_name)
+        n = seen[t.keras_name]
         shape = t.shape(dm, keras=True)
-        if seen[t.keras_name] > 1:
-            shape = (seen[t.keras_name], *shape)
-        yield TensorRow(t.keras_name, shape, prod(shape), layer, DIRECTIONS[direction], t.keras_name, t.gemm)
+        if n > 1:
+            shape = (n, *shape)
+        formula = _tensor_formula(spec, layer, t, dm, n)
+        yield TensorRow(
+            t.keras_name, shape, prod(shape), layer, DIRECTIONS[direction], t.keras_name, t.gemm, formula
+        )
 
 
 class CountResult(Result):
@@ -208,12 +233,18 @@ class CountResult(Result):
         if view == "tensor":
             return Table(
                 TENSOR_COLUMNS,
-                tuple((r.name, r.shape, r.numel, r.layer, r.direction, r.role, r.gemm) for r in self.rows),
+                tuple(
+                    (r.name, r.shape, r.numel, r.layer, r.direction, r.role, r.gemm, r.formula)
+                    for r in self.rows
+                ),
             )
         if view == "layer":
             return Table(
                 LAYER_COLUMNS,
-                tuple((f.layer, f.direction, f.input_size, f.symbolic, f.substituted, f.params) for f in self.formulas),
+                tuple(
+                    (f.layer, f.direction, f.input_size, f.symbolic, f.substituted, f.params)
+                    for f in self.formulas
+                ),
             )
         return Table(TOTAL_COLUMNS, ((self.spec.describe(), len(self.rows), self.total),))
 
@@ -233,7 +264,11 @@ class CountResult(Result):
         return {"spec": self.spec.to_dict(), "total": self.total, "convention": self.convention_note}
 
     def context(self) -> list[tuple[str, str]]:
-        return [("spec", self.spec.describe()), ("convention", self.convention_note), ("total", f"{self.total:,}")]
+        return [
+            ("spec", self.spec.describe()),
+            ("convention", self.convention_note),
+            ("total", f"{self.total:,}"),
+        ]
 
 
 def count(spec: RecurrentSpec) -> CountResult:

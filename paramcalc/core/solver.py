@@ -42,7 +42,9 @@ def parse_count(text: str | int, what: str = "budget") -> int:
         value = Decimal(text)
     else:
         if len(text) > MAX_COUNT_TEXT:
-            raise ParamcalcError(f"cannot parse {what}: {len(text):,} characters is not a count (at most 1e30)")
+            raise ParamcalcError(
+                f"cannot parse {what}: {len(text):,} characters is not a count (at most 1e30)"
+            )
         m = _BUDGET_RE.match(text)
         if not m:
             raise ParamcalcError(
@@ -160,7 +162,9 @@ class SolveResult(Result):
         return f"hidden sizes matching {self.reference.describe()} = {self.target:,} parameters"
 
     def headline(self) -> str:
-        return ", ".join(f"{r.spec.cell} {r.spec.hidden_size}" for r in self.rows) + f" (target {self.target:,})"
+        return (
+            ", ".join(f"{r.spec.cell} {r.spec.hidden_size}" for r in self.rows) + f" (target {self.target:,})"
+        )
 
     def meta(self) -> dict[str, Any]:
         return {"mode": self.mode, "total": self.target}
@@ -256,5 +260,7 @@ def match(reference: RecurrentSpec, cells: list[str] | None = None, *, multiple_
     """Deprecated alias of :func:`match_hidden` (renamed in 0.2.0)."""
     import warnings
 
-    warnings.warn("paramcalc.match is deprecated: use paramcalc.match_hidden", DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "paramcalc.match is deprecated: use paramcalc.match_hidden", DeprecationWarning, stacklevel=2
+    )
     return match_hidden(reference, cells, multiple_of=multiple_of)

@@ -99,7 +99,9 @@ class RecurrentSpec:
         set_(self, "convention", conv)
         merge = str(self.merge_mode).strip().lower()
         if merge not in MERGE_MODES:
-            raise ParamcalcError(f"merge_mode must be one of {', '.join(MERGE_MODES)}, got {self.merge_mode!r}")
+            raise ParamcalcError(
+                f"merge_mode must be one of {', '.join(MERGE_MODES)}, got {self.merge_mode!r}"
+            )
         set_(self, "merge_mode", merge)
 
         if ct.single_step:

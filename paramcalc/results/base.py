@@ -25,8 +25,8 @@ from .table import Table
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
-    from pathlib import Path
     from collections.abc import Sequence
+    from pathlib import Path
 
     import pandas as pd
 
@@ -97,9 +97,13 @@ class Result:
         return self.table(view).to_frame()
 
     def header(self) -> list[str]:
-        """Lines drawn above the table in text formats: the title and the notes."""
+        """Lines drawn above the table in text formats: the title."""
         title = self.title()
-        return ([title] if title else []) + [f"note: {n}" for n in self.notes()]
+        return [title] if title else []
+
+    def footer(self, view: str) -> list[str]:
+        """Lines drawn under the table in text formats: the summary, then the notes."""
+        return [*self.summary(view), *(f"note: {n}" for n in self.notes())]
 
     def json_meta(self) -> dict[str, Any]:
         """The JSON export's header: ``meta()`` plus the ``notes``."""
@@ -115,7 +119,7 @@ class Result:
             fmt,
             wide=wide,
             header=self.header(),
-            footer=self.summary(v),
+            footer=self.footer(v),
             meta=self.json_meta(),
         )
 

@@ -66,7 +66,8 @@ def check_target(path: str | os.PathLike[str], suffixes: Sequence[str], verb: st
     suffix = given.suffix.lower()
     if suffix not in suffixes:
         raise ParamcalcError(
-            f"{where}: unknown suffix {safe_text(suffix) or '(none)'!r}, expected one of {', '.join(suffixes)}"
+            f"{where}: unknown suffix {safe_text(suffix) or '(none)'!r}, "
+            f"expected one of {', '.join(suffixes)}"
         )
     target = Path(os.path.realpath(given)) if given.is_symlink() else given
     folder = target.parent if str(target.parent) else Path(".")
@@ -288,7 +289,11 @@ def _html(table: Table, doc: Document) -> str:
     if doc.title:
         parts.append(f"<h1>{e(safe_text(doc.title))}</h1>")
     if doc.context:
-        parts.append("<ul>" + "".join(f"<li><b>{e(safe_text(k))}</b>: {e(safe_text(v))}</li>" for k, v in doc.context) + "</ul>")
+        parts.append(
+            "<ul>"
+            + "".join(f"<li><b>{e(safe_text(k))}</b>: {e(safe_text(v))}</li>" for k, v in doc.context)
+            + "</ul>"
+        )
     parts.append(tabulate(_display_rows(table), headers=table.names, tablefmt="html", disable_numparse=True))
     if doc.summary:
         parts.append("<p>" + "<br>".join(e(safe_text(s)) for s in doc.summary) + "</p>")
@@ -320,7 +325,9 @@ def _frame_for_file(table: Table, suffix: str) -> Any:
         if c.kind == "int" and any(v is not None and abs(v) > limit for v in values):
             frame[c.name] = pd.Series([None if v is None else str(v) for v in values], dtype="string")
         elif c.kind == "shape" and suffix == ".xlsx":
-            frame[c.name] = pd.Series([None if v is None else cell_text(v, c) for v in values], dtype="string")
+            frame[c.name] = pd.Series(
+                [None if v is None else cell_text(v, c) for v in values], dtype="string"
+            )
         elif c.kind == "shape":
             frame[c.name] = pd.Series([None if v is None else list(v) for v in values], dtype="object")
         elif c.kind == "str":

@@ -1,21 +1,30 @@
-"""Plots of compare/sweep tables: parameters, FLOPs and measured throughput against hidden size.
+"""Plots of compare and sweep results (matplotlib, an optional extra: ``paramcalc[plot]``).
 
-matplotlib is an optional extra (``pip install 'paramcalc[plot]'``), imported only here and
-only when a plot is drawn. No pyplot and no global backend switch: the figure is drawn on an
-Agg canvas (SVG and PDF use matplotlib's own vector canvases) and written atomically through
-:func:`paramcalc.report.atomic_write`.
+* a **comparison** (one configuration, a row per cell) is drawn as bars per cell: parameters,
+  FLOPs per sequence and, when timed, tokens/s with error bars from the interquartile range
+  of the per-call times; every y axis starts at 0;
+* a **sweep** keeps lines over the swept axis (hidden size), one line per cell (and per
+  layers/batch/seq_len when those vary).
+
+No pyplot and no global backend switch: the figure is drawn on an Agg canvas (SVG and PDF use
+matplotlib's own vector canvases) and written atomically through
+:func:`paramcalc.results.export.atomic_write`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import ParamcalcError
-from .report import check_target
+from ..errors import ParamcalcError
+from .export import atomic_write, check_target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core.comparison import CompareResult, SweepResult
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -46,29 +55,84 @@ def series(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     varying = [(k, short) for k, short in SERIES_KEYS if len({r.get(k) for r in records}) > 1]
     out: dict[str, list[dict[str, Any]]] = {}
     for r in records:
-        label = " ".join([str(r["cell"]).upper(), *(f"{short}={r[k]}" for k, short in varying)])
+        label = " ".join([str(r["cell"]), *(f"{short}={r[k]}" for k, short in varying)])
         out.setdefault(label, []).append(r)
     for rows in out.values():
         rows.sort(key=lambda r: r["hidden_size"])
     return out
 
 
-def plot_records(
-    records: Sequence[dict[str, Any]], path: str | os.PathLike[str], *, title: str | None = None
-) -> Path:
-    """Draw one panel per quantity against hidden size, a line per cell; write ``path`` atomically."""
-    target, fmt = check_plot_target(path)
-    if not records:
-        raise ParamcalcError("nothing to plot: the table is empty")
+def _figure(n: int) -> Any:
     from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6 * n, 4.2), layout="constrained")
+    return fig, fig.subplots(1, n, squeeze=False)[0]
+
+
+def _save(fig: Any, target: Path, fmt: str) -> Path:
+    if fmt == "png":
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    atomic_write(target, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120))
+    return target
+
+
+def throughput_errors(result: CompareResult) -> list[tuple[float, float]]:
+    """(below, above) the median tokens/s, from the quartiles of each row's per-call times."""
+    out = []
+    for r in result.rows:
+        b = r.bench
+        assert b is not None
+        times = sorted(b.times)
+        if len(times) >= 2:
+            q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+        else:
+            q1 = q3 = times[0]
+        mid = b.tokens_per_s
+        out.append((max(0.0, mid - b.tokens / q3), max(0.0, b.tokens / q1 - mid)))
+    return out
+
+
+def plot_compare(result: CompareResult, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+    """Bars per cell: parameters, FLOPs per sequence, tokens/s with IQR error bars; y from 0."""
+    from matplotlib.ticker import EngFormatter
+
+    target, fmt = check_plot_target(path)
+    records = result.table().records()
+    panels = [p for p in PANELS if any(r.get(p[0]) is not None for r in records)]
+    fig, axes = _figure(len(panels))
+    labels = [r.spec.cell_type.display_name + f"\nDh={r.spec.hidden_size}" for r in result.rows]
+    colors = [f"C{i}" for i in range(len(labels))]
+    for ax, (col, panel_title, ylabel) in zip(axes, panels, strict=True):
+        values = [float(r[col]) for r in records]
+        err = None
+        if col == "tokens_per_s":
+            below_above = throughput_errors(result)
+            err = [[b for b, _ in below_above], [a for _, a in below_above]]
+        ax.bar(
+            labels, values, color=colors, yerr=err, capsize=6 if err else 0, edgecolor="black", linewidth=0.6
+        )
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(EngFormatter(sep=" "))
+        ax.set_title(panel_title + (" (median, IQR)" if err else ""))
+        ax.set_ylabel(ylabel)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(title or result.configuration(), fontsize="medium")
+    return _save(fig, target, fmt)
+
+
+def plot_sweep(result: SweepResult, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+    """One panel per quantity against hidden size, a line per cell; y from 0 (log if it spans 30x)."""
     from matplotlib.ticker import EngFormatter, MaxNLocator
 
-    from .report import atomic_write
-
+    target, fmt = check_plot_target(path)
+    records = result.table().records()
+    if not records:
+        raise ParamcalcError("nothing to plot: the table is empty")
     panels = [p for p in PANELS if any(r.get(p[0]) is not None for r in records)]
     lines = series(records)
-    fig = Figure(figsize=(4.6 * len(panels), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    fig, axes = _figure(len(panels))
     for ax, (col, panel_title, ylabel) in zip(axes, panels, strict=True):
         for label, rows in lines.items():
             pts = [(r["hidden_size"], r[col]) for r in rows if r.get(col) is not None]
@@ -78,6 +142,8 @@ def plot_records(
         values = [r[col] for r in records if r.get(col)]
         if values and min(values) > 0 and max(values) / min(values) > 30:
             ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(EngFormatter(sep=" "))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(panel_title)
@@ -85,11 +151,16 @@ def plot_records(
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
     axes[0].legend(title="cell", fontsize="small")
-    if title:
-        fig.suptitle(title)
-    if fmt == "png":
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig.suptitle(title or result.title(), fontsize="medium")
+    return _save(fig, target, fmt)
 
-        FigureCanvasAgg(fig)
-    atomic_write(target, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120))
-    return target
+
+def plot_result(result: Any, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+    """Draw a compare result as bars, a sweep as lines (see the module docstring)."""
+    from ..core.comparison import CompareResult, SweepResult
+
+    if isinstance(result, CompareResult):
+        return plot_compare(result, path, title=title)
+    if isinstance(result, SweepResult):
+        return plot_sweep(result, path, title=title)
+    raise ParamcalcError(f"nothing to plot for a {type(result).__name__}")

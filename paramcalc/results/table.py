@@ -88,7 +88,9 @@ class Table:
         if wide or not any(c.wide for c in self.columns):
             return self
         keep = [i for i, c in enumerate(self.columns) if not c.wide]
-        return Table(tuple(self.columns[i] for i in keep), tuple(tuple(r[i] for i in keep) for r in self.rows))
+        return Table(
+            tuple(self.columns[i] for i in keep), tuple(tuple(r[i] for i in keep) for r in self.rows)
+        )
 
     def overflowing(self) -> list[str]:
         """Integer columns holding a value beyond int64 (they cannot be ``Int64``)."""

@@ -1,310 +1,136 @@
 """Timed throughput of a real recurrent module on a device (the torch edge of paramcalc).
 
-:func:`bench` builds the ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (or cell) of a spec on a device, seeded,
-and times it with :class:`torch.utils.benchmark.Timer`:
+:func:`bench` builds the module of a spec on a device, seeded, and times it with
+:class:`torch.utils.benchmark.Timer`:
 
 * **what is timed**: inference is one forward pass in ``eval()`` mode under
   ``torch.inference_mode()``; training (``Workload(mode="training")``) is
-  ``zero_grad(set_to_none=True)`` + forward + ``sum().backward()`` in ``train()`` mode. A
-  single-step cell (``nn.LSTMCell`` ...) is stepped ``seq_len`` times in a Python loop, as it is
-  used.
+  ``zero_grad(set_to_none=True)`` + forward + backward of the summed output in ``train()``
+  mode. The one driver (:mod:`paramcalc.bridge.driver`) runs the module: a stack takes the whole
+  ``(T, B, d)`` input (or a ``PackedSequence``); a single-step cell is stepped ``seq_len`` times
+  in a Python loop, as it is used, over exactly the real tokens of a packed batch.
+* **which module**: the ``torch.nn`` module where the layout is PyTorch's. A layout that differs
+  from a ``torch.nn`` module only in its bias vectors (Keras' one bias per block) is timed as
+  that module with two (the extra vector is a fused add: a note says so); any other layout runs
+  the cell's reference module (paramcalc's step-by-step implementation: a correctness
+  reference, not an optimised kernel; its kernel path says so).
 * **how**: a warm-up (at least :data:`WARMUP_CALLS` calls and :data:`WARMUP_SECONDS`), then
   ``Timer.blocked_autorange`` (block size chosen so timer overhead is negligible) for at least
   ``min_run_time`` seconds and :data:`MIN_RUNS` blocks. The timer synchronises the device (CUDA,
-  MPS) before reading the clock, so queued kernels are counted. Median and interquartile range
-  are over the per-call times of the blocks.
-* **the practical roofline**: a plain GEMM of the recurrent shape, ``h @ W_hhᵀ`` with ``h``
-  ``(B, R)`` and ``W_hh`` stored ``(G·Dh, R)`` as PyTorch stores it (``R`` = ``proj_size`` or
-  ``Dh``), in the same dtype, timed on the same device in the same run. ``efficiency`` is the
-  recurrent module's achieved FLOP/s over that GEMM's FLOP/s; the GEMM's FLOPs are
-  ``2·B·R·G·Dh`` (one multiply-add = two FLOPs). The module's FLOPs come from the cost model
-  (:func:`paramcalc.cost.cost`), under its stated convention. Efficiency can exceed 100%: fused
-  kernels (oneDNN, cuDNN) run the input projection of all steps as one large GEMM, faster
-  per FLOP than the small per-step GEMM, and may use faster GEMM code than ``torch.mm``.
-* **safety**: before anything is allocated the memory the run needs is estimated from the cost
-  model (times :data:`MEMORY_HEADROOM`) and compared with what the device has free; an
-  out-of-memory error during the run becomes a one-line :class:`ParamcalcError`.
-
-``import paramcalc`` does not import this module; ``paramcalc.bench`` is loaded on first use.
+  MPS) before reading the clock. Median and interquartile range are over the per-call times of
+  the blocks. When one call takes longer than ``min_run_time / MIN_RUNS``, the warm-up is one
+  call and as many single calls are timed as fit in ``min_run_time`` (at least one), so a run
+  costs about ``min_run_time`` plus two calls, whatever the depth.
+* **safety**: before anything is allocated the memory the run needs is estimated
+  (:mod:`paramcalc.core.memory`, times a headroom) and compared with what the device has free;
+  an out-of-memory error during the run becomes a one-line :class:`ParamcalcError`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ParamcalcError
-from .spec import RecurrentSpec
-from .torch_bridge import DTYPES, build_module, resolve_device, torch_equivalent
+from ..bridge.build import is_torch_native, module_label, torch_equivalent
+from ..bridge.devices import (
+    check_run_memory,
+    cpu_count,
+    device_name,
+    oom_as_error,
+    timing_device,
+    torch_dtype,
+)
+from ..bridge.driver import NATIVE_PATH, REFERENCE_PATH, Case, kernel_ops, kernel_path, make_case
+from ..core.coerce import as_spec
+from ..core.costmodel import CostResult, cost
+from ..core.spec import RecurrentSpec
+from ..core.workload import Workload
+from ..errors import ParamcalcError
+from ..results.base import Result
+from ..results.render import fmt_bytes, fmt_seconds
+from ..results.table import Column, Table
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
     import torch
     from torch.utils.benchmark import Measurement
 
-    from .cost import CostResult, Workload
-
 #: Smallest number of timed blocks behind a median and an IQR.
 MIN_RUNS = 5
-#: Default seconds of timing per measurement (module, then GEMM).
+#: Default seconds of timing per measurement.
 DEFAULT_MIN_RUN_TIME = 0.5
 #: Warm-up: at least this many calls and this many seconds before timing starts.
 WARMUP_CALLS = 3
 WARMUP_SECONDS = 0.05
 #: An IQR above this fraction of the median marks a measurement as noisy.
 NOISY_IQR = 0.1
-#: The memory estimate is multiplied by this before it is compared with what is free
-#: (allocator rounding, library workspaces, the framework's own buffers).
-MEMORY_HEADROOM = 1.2
+#: Most seconds of timing one measurement may be asked for.
+MAX_MIN_RUN_TIME = 600.0
 
-#: aten operator seen during a forward -> the kernel path it belongs to (first match wins).
-KERNEL_PATHS: dict[str, str] = {
-    "_cudnn_rnn": "cuDNN",
-    "miopen_rnn": "MIOpen",
-    "mkldnn_rnn_layer": "oneDNN",
-    "mkldnn_rnn": "oneDNN",
-    "_lstm_mps": "MPS",
-    "_thnn_fused_lstm_cell": "native (fused CUDA cell)",
-    "_thnn_fused_gru_cell": "native (fused CUDA cell)",
-}
-NATIVE_PATH = "native (ATen matmul + pointwise)"
+BENCH_COLUMNS = (
+    Column("spec", "str", wide=True),
+    Column("cell", "str"),
+    Column("hidden_size"),
+    Column("batch"),
+    Column("seq_len"),
+    Column("dtype", "str"),
+    Column("mode", "str"),
+    Column("device", "str", wide=True),
+    Column("device_name", "str", wide=True),
+    Column("threads", wide=True),
+    Column("kernel", "str"),
+    Column("torch", "str", wide=True),
+    Column("runs", wide=True),
+    Column("calls_per_run", wide=True),
+    Column("time_ms", "float", unit="ms"),
+    Column("iqr_ms", "float", unit="ms"),
+    Column("tokens_per_s", "float", unit="1/s"),
+    Column("sequences_per_s", "float", unit="1/s", wide=True),
+    Column("flops", wide=True),
+    Column("gflop_per_s", "float", unit="GFLOP/s"),
+    Column("memory_estimate_bytes", unit="B", wide=True),
+)
 
 
-# --- dtypes, devices, memory -------------------------------------------------------------
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    """The ``torch.dtype`` of a paramcalc dtype name (``fp32``, ``fp16``, ``bf16``); int8 is refused."""
+@contextlib.contextmanager
+def num_threads(n: int) -> Iterator[None]:
     import torch
 
-    key = str(name).strip().lower()
-    if key not in DTYPES:
-        raise ParamcalcError(f"unknown dtype {name!r}: expected one of {', '.join(DTYPES)}")
-    if key == "int8":
-        raise ParamcalcError(
-            "dtype int8 cannot be timed: torch.nn recurrent modules have only floating-point kernels "
-            "(int8 needs a quantized model, e.g. torch.ao.quantization); use fp32, fp16 or bf16"
-        )
-    return getattr(torch, DTYPES[key])
-
-
-def timing_device(device: str | torch.device) -> torch.device:
-    """Resolve ``device`` (one-line error if absent) and refuse ``meta``, which cannot be timed."""
-    dev = resolve_device(device) if isinstance(device, str) else device
-    if dev.type == "meta":
-        raise ParamcalcError("the meta device holds no data and cannot be timed: use cpu, cuda or mps")
-    return dev
-
-
-def device_name(dev: torch.device) -> str:
-    """A human name for the device: the CPU model, the CUDA device name, or Apple's MPS."""
-    import torch
-
-    if dev.type == "cuda":
-        return str(torch.cuda.get_device_name(dev))
-    if dev.type == "mps":
-        return "Apple GPU (MPS)"
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
-def available_bytes(dev: torch.device) -> int | None:
-    """Bytes the device can still allocate, or ``None`` when it cannot be told.
-
-    CPU: ``MemAvailable`` from ``/proc/meminfo``, else ``os.sysconf`` available pages. CUDA: the
-    free memory from ``torch.cuda.mem_get_info``. MPS: the recommended working set minus what the
-    driver already holds.
-    """
-    import torch
-
-    if dev.type == "cuda":
-        return int(torch.cuda.mem_get_info(dev)[0])
-    if dev.type == "mps":
-        mps = getattr(torch, "mps", None)
-        try:
-            return int(mps.recommended_max_memory() - mps.driver_allocated_memory())  # type: ignore[union-attr]
-        except (AttributeError, RuntimeError):
-            return None
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
+def check_threads(threads: Any) -> int | None:
+    """``threads`` if it is ``None`` or a count within this machine's CPUs; else one line."""
+    if threads is None:
         return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ParamcalcError(f"threads must be a positive integer, got {threads!r}")
+    n = cpu_count()
+    if threads > n:
+        raise ParamcalcError(f"threads must be at most {n} (the CPUs this process may use), got {threads:,}")
+    return threads
 
 
-def gemm_shape(spec: RecurrentSpec, batch: int) -> tuple[int, int, int]:
-    """``(M, K, N)`` of the recurrent GEMM ``h_{t-1} @ W_hhᵀ``: ``(B, R, G·Dh)``."""
-    return batch, spec.proj_size or spec.hidden_size, spec.gates * spec.hidden_size
+def check_min_run_time(seconds: Any) -> float:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 < seconds <= MAX_MIN_RUN_TIME
+        or seconds != seconds
+    ):
+        raise ParamcalcError(f"min_run_time must be in (0, {MAX_MIN_RUN_TIME:g}] seconds, got {seconds!r}")
+    return float(seconds)
 
 
-def memory_needed(spec: RecurrentSpec, workload: Workload, cost_result: CostResult | None = None) -> int:
-    """Bytes a timed run needs: the cost model's inference or training bytes plus the GEMM operands."""
-    from .cost import cost
-
-    c = cost_result or cost(spec, workload)
-    base = c.training_bytes if workload.training else c.inference_bytes
-    nb = workload.dtype_bytes
-    m, k, n = gemm_shape(spec, workload.batch)
-    extra = m * k + k * n + m * n
-    if spec.cell_type.single_step:  # the cost model holds one step's input; the run holds all
-        extra += workload.seq_len * workload.batch * spec.input_size
-    return int(base + extra * nb)
-
-
-def check_memory(
-    spec: RecurrentSpec, workload: Workload, device: str | torch.device, cost_result: CostResult | None = None
-) -> int:
-    """Refuse (one line) if ``device`` cannot hold the run; return the estimated bytes needed."""
-    dev = timing_device(device)
-    need = memory_needed(spec, workload, cost_result)
-    free = available_bytes(dev)
-    if free is not None and need * MEMORY_HEADROOM > free:
-        raise ParamcalcError(
-            f"not enough memory on {dev} for {spec.describe()} with batch {workload.batch}, "
-            f"seq_len {workload.seq_len}: the run needs about {_human_bytes(need)} "
-            f"(+{round(100 * (MEMORY_HEADROOM - 1))}% headroom), {_human_bytes(free)} is available; "
-            "use a smaller batch, sequence length or hidden size"
-        )
-    return need
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-# --- building the case ---------------------------------------------------------------------
-
-
-def make_case(
-    spec: RecurrentSpec,
-    workload: Workload,
-    device: str | torch.device = "cpu",
-    *,
-    seed: int = 0,
-) -> tuple[torch.nn.Module, Any]:
-    """The seeded module and input a run times: the same seed gives the same weights and data.
-
-    Stacks get a ``(seq_len, batch, input_size)`` tensor (PyTorch's default layout), or a
-    ``PackedSequence`` when the workload has per-sequence ``lengths``; cells get the same tensor
-    and are stepped over its first dimension. The caller's global RNG state is left untouched.
-    """
-    import torch
-
-    dev = timing_device(device)
-    dtype = torch_dtype(workload.dtype)
-    lengths, steps, batch = workload.lengths, workload.seq_len, workload.batch
-    fork_devices = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices, device_type="cuda" if dev.type == "cuda" else "cpu"):
-        torch.manual_seed(seed)
-        module = build_module(spec, dev, dtype)
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.randn(steps, batch, spec.input_size, generator=gen, dtype=torch.float32)
-        x = x.to(device=dev, dtype=dtype)
-    if lengths and not spec.cell_type.single_step:
-        from torch.nn.utils.rnn import pack_padded_sequence
-
-        x = pack_padded_sequence(x, torch.tensor(lengths, dtype=torch.int64), enforce_sorted=False)
-    return module, x
-
-
-def _statement(
-    spec: RecurrentSpec, module: torch.nn.Module, x: Any, train: bool
-) -> tuple[str, dict[str, Any], Callable[[], Any]]:
-    """The timed statement (as Timer source and as a callable for the warm-up)."""
-    if spec.cell_type.single_step:
-
-        def step_cell() -> Any:
-            h = None
-            for t in range(x.shape[0]):
-                h = module(x[t], h)
-            return h
-
-        if not train:
-            return "step()", {"step": step_cell}, step_cell
-
-        def train_cell() -> None:
-            module.zero_grad(set_to_none=True)
-            h = step_cell()
-            (h[0] if isinstance(h, tuple) else h).float().sum().backward()
-
-        return "step()", {"step": train_cell}, train_cell
-
-    if not train:
-        # The bare statement: nothing but the module's own forward is inside the timed loop.
-        return "module(x)", {"module": module, "x": x}, lambda: module(x)
-
-    def train_stack() -> None:
-        module.zero_grad(set_to_none=True)
-        out = module(x)[0]
-        (out.data if hasattr(out, "batch_sizes") else out).float().sum().backward()
-
-    return "step()", {"step": train_stack}, train_stack
-
-
-def kernel_ops(spec: RecurrentSpec, module: torch.nn.Module, x: Any, train: bool) -> tuple[str, ...]:
-    """The aten operators one (one-step) forward dispatches to, recorded with a dispatch mode.
-
-    Recorded outside ``inference_mode`` (which hides the decomposition of ``aten::lstm``) but
-    with the same module, device, dtype and batch, so the same kernel is chosen.
-    """
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class _Record(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ops: list[str] = []
-
-        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            name = str(func.overloadpacket).split(".", 1)[-1]
-            if name not in self.ops:
-                self.ops.append(name)
-            return func(*args, **(kwargs or {}))
-
-    probe = x if hasattr(x, "batch_sizes") else x[:1]
-    grad = torch.enable_grad() if train else torch.no_grad()
-    with grad, _Record() as rec:
-        if spec.cell_type.single_step:
-            module(probe[0])
-        else:
-            module(probe)
-    return tuple(rec.ops)
-
-
-def kernel_path(ops: tuple[str, ...] | list[str]) -> str:
-    """Name the kernel path from the recorded operators (see :data:`KERNEL_PATHS`)."""
-    for op, path in KERNEL_PATHS.items():
-        if op in ops:
-            return path
-    return NATIVE_PATH
-
-
-# --- timing --------------------------------------------------------------------------------
-
-
-def _timer_for(dev: torch.device) -> Callable[[], float]:
+def timer_for(dev: torch.device) -> Callable[[], float]:
     """A clock that first waits for the device's queued work (CUDA, MPS)."""
     import torch
 
@@ -325,29 +151,8 @@ def _timer_for(dev: torch.device) -> Callable[[], float]:
     return time.perf_counter
 
 
-@contextlib.contextmanager
-def _num_threads(n: int) -> Iterator[None]:
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _warmup(fn: Callable[[], Any], clock: Callable[[], float]) -> int:
-    calls, start = 0, clock()
-    while calls < WARMUP_CALLS or clock() - start < WARMUP_SECONDS:
-        fn()
-        calls += 1
-    return calls
-
-
 def measure(
-    stmt: str,
-    globals_: dict[str, Any],
+    fn: Callable[[], Any],
     dev: torch.device,
     *,
     threads: int,
@@ -356,18 +161,35 @@ def measure(
     sub_label: str = "",
     description: str = "",
 ) -> Measurement:
-    """``Timer(stmt).blocked_autorange(min_run_time)``, topped up to :data:`MIN_RUNS` blocks."""
+    """Warm up, then ``Timer.blocked_autorange(min_run_time)`` topped up to :data:`MIN_RUNS` blocks,
+    or single calls within ``min_run_time`` when one call is slow (see the module docstring)."""
     from torch.utils.benchmark import Measurement, Timer
 
+    clock = timer_for(dev)
+    start = clock()
+    fn()
+    first = clock() - start
     timer = Timer(
-        stmt,
-        globals=globals_,
-        timer=_timer_for(dev),
+        "step()",
+        globals={"step": fn},
+        timer=clock,
         num_threads=threads,
         label=label,
         sub_label=sub_label,
         description=description,
     )
+    if first * MIN_RUNS > min_run_time:
+        # slow calls: no autorange (it would run blocks of several calls); single calls instead
+        runs = max(1, min(MIN_RUNS, int(min_run_time / max(first, 1e-9))))
+        one = timer.timeit(1)
+        raw = list(one.raw_times)
+        for _ in range(runs - 1):
+            raw.extend(timer.timeit(1).raw_times)
+        return Measurement(1, raw, one.task_spec, one.metadata)
+    calls, t0 = 1, clock()
+    while calls < WARMUP_CALLS or clock() - t0 < WARMUP_SECONDS:
+        fn()
+        calls += 1
     m = timer.blocked_autorange(min_run_time=min_run_time)
     raw = list(m.raw_times)
     while len(raw) < MIN_RUNS:
@@ -377,33 +199,33 @@ def measure(
     return Measurement(m.number_per_run, raw, m.task_spec, m.metadata)
 
 
-def _is_oom(exc: BaseException) -> bool:
-    import torch
+def timing_spec(spec: RecurrentSpec) -> tuple[RecurrentSpec, str]:
+    """The spec whose module is timed for ``spec``, and a note when it is not ``spec`` itself."""
+    target = torch_equivalent(spec)
+    if is_torch_native(target):
+        return target, ""
+    if spec.bias and spec.bias_vectors == 1:
+        twin = target.replace(bias_vectors=2)
+        if is_torch_native(twin):
+            return twin, (
+                f"timed as torch.nn.{twin.cell_type.torch.nn_class} with two bias vectors per gate block: "
+                "torch has no one-bias module, and the second vector is one fused add per gate element"
+            )
+    return target, f"timed as {module_label(target)}: a correctness reference, not an optimised kernel"
 
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and any(
-        s in text for s in ("out of memory", "can't allocate memory", "not enough memory", "alloc_cpu")
-    )
 
-
-def _probe_dtype(spec: RecurrentSpec, dev: torch.device, dtype: torch.dtype, name: str, train: bool) -> None:
-    """Run a tiny module of the same type in ``dtype`` on ``dev``; a missing kernel is one line."""
-    import torch
-
-    tiny = torch_equivalent(spec).replace(input_size=2, hidden_size=2, num_layers=1, proj_size=0)
+def probe_dtype(spec: RecurrentSpec, dev: torch.device, dtype: torch.dtype, name: str, train: bool) -> None:
+    """Run a tiny module of the same kind in ``dtype`` on ``dev``; a missing kernel is one line."""
+    tiny = spec.replace(input_size=2, hidden_size=2, num_layers=1, proj_size=0)
     try:
-        m = build_module(tiny, dev, dtype)
-        x = torch.zeros(1, 1, 2, device=dev, dtype=dtype)
-        with torch.enable_grad() if train else torch.no_grad():
-            out = m(x[0]) if tiny.cell_type.single_step else m(x)[0]
-            if train:
-                (out[0] if isinstance(out, tuple) else out).float().sum().backward()
+        case = make_case(tiny, Workload(1, 1, dtype="fp32"), dev, dtype=dtype)
+        case.train_step() if train else case.forward()
     except (RuntimeError, TypeError, NotImplementedError) as exc:
+        import torch
+
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ParamcalcError(
-            f"dtype {name} is not supported for {spec.cell_type.torch_class} on {dev} by torch "
+            f"dtype {name} is not supported for {spec.display_class} on {dev} by torch "
             f"{torch.__version__}: {detail}"
         ) from None
 
@@ -411,12 +233,14 @@ def _probe_dtype(spec: RecurrentSpec, dev: torch.device, dtype: torch.dtype, nam
 # --- the result ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BenchResult:
+@dataclass(frozen=True, repr=False)
+class BenchResult(Result):
     """A timed run; like torch.utils.benchmark's ``Measurement`` it carries what was measured.
 
-    Times are seconds per call (one forward, or forward+backward when ``train``).
+    Times are seconds per call (one forward, or forward+backward when ``train``). View: ``run``.
     """
+
+    VIEWS = ("run",)
 
     spec: RecurrentSpec
     workload: Workload
@@ -435,11 +259,8 @@ class BenchResult:
     median_s: float
     iqr_s: float
     number_per_run: int
-    gemm_shape: tuple[int, int, int]
-    gemm_median_s: float
-    gemm_iqr_s: float
-    measurement: Measurement | None = field(default=None, repr=False, compare=False)
-    gemm_measurement: Measurement | None = field(default=None, repr=False, compare=False)
+    timed_as: str = ""
+    measurement: Measurement | None = field(default=None, compare=False)
 
     # -- derived quantities -------------------------------------------------------------
     @property
@@ -469,20 +290,6 @@ class BenchResult:
         return self.flops / self.median_s
 
     @property
-    def gemm_flops(self) -> int:
-        m, k, n = self.gemm_shape
-        return 2 * m * k * n
-
-    @property
-    def gemm_flop_per_s(self) -> float:
-        return self.gemm_flops / self.gemm_median_s
-
-    @property
-    def efficiency(self) -> float:
-        """Achieved FLOP/s over the recurrent-shape GEMM's FLOP/s (the practical roofline)."""
-        return self.flop_per_s / self.gemm_flop_per_s
-
-    @property
     def noisy(self) -> bool:
         """True when the IQR exceeds :data:`NOISY_IQR` of the median (a busy machine?)."""
         return self.iqr_s > NOISY_IQR * self.median_s
@@ -491,47 +298,8 @@ class BenchResult:
     def mode(self) -> str:
         return "training" if self.train else "inference"
 
-    # -- rendering ----------------------------------------------------------------------
-    def record(self) -> dict[str, Any]:
-        """One wide row (seconds as ms, rates per second; measured floats to 4 significant digits)."""
-        m, k, n = self.gemm_shape
-        return {
-            "spec": self.spec.describe(),
-            "cell": self.spec.cell,
-            "hidden_size": self.spec.hidden_size,
-            "batch": self.batch,
-            "seq_len": self.workload.seq_len,
-            "dtype": self.dtype,
-            "mode": self.mode,
-            "device": self.device,
-            "device_name": self.device_name,
-            "threads": self.threads,
-            "kernel": self.kernel_path,
-            "torch": self.torch_version,
-            "runs": len(self.times),
-            "calls_per_run": self.number_per_run,
-            "time_ms": sig(self.median_s * 1e3),
-            "iqr_ms": sig(self.iqr_s * 1e3),
-            "tokens_per_s": rate(self.tokens_per_s),
-            "sequences_per_s": rate(self.sequences_per_s),
-            "flops": self.flops,
-            "gflop_per_s": sig(self.flop_per_s / 1e9),
-            "gemm": f"({m}x{k})@({k}x{n})",
-            "gemm_gflop_per_s": sig(self.gemm_flop_per_s / 1e9),
-            "efficiency_%": sig(100 * self.efficiency),
-            "memory_estimate_bytes": self.memory_estimate,
-        }
-
-    def records(self) -> list[dict[str, Any]]:
-        return [self.record()]
-
-    def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(self.records())
-
     def environment(self) -> dict[str, Any]:
-        """Where the run happened (for a table's header or a JSON export's meta)."""
+        """Where the run happened."""
         return {
             "device": self.device,
             "device_name": self.device_name,
@@ -539,48 +307,84 @@ class BenchResult:
             "torch": self.torch_version,
         }
 
-    def summary(self) -> list[dict[str, str]]:
-        """Quantity/value rows for a terminal."""
-        m, k, n = self.gemm_shape
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.spec.describe(),
+            self.spec.cell,
+            self.spec.hidden_size,
+            self.batch,
+            self.workload.seq_len,
+            self.dtype,
+            self.mode,
+            self.device,
+            self.device_name,
+            self.threads,
+            self.kernel_path,
+            self.torch_version,
+            len(self.times),
+            self.number_per_run,
+            self.median_s * 1e3,
+            self.iqr_s * 1e3,
+            self.tokens_per_s,
+            self.sequences_per_s,
+            self.flops,
+            self.flop_per_s / 1e9,
+            self.memory_estimate,
+        )
+
+    def _table(self, view: str) -> Table:
+        return Table(BENCH_COLUMNS, (self.row(),))
+
+    def title(self) -> str:
         what = "forward + backward" if self.train else "forward (eval, inference_mode)"
-        runs = f"{len(self.times)} runs x {self.number_per_run} calls"
-        gemm = f"(({m}x{k})@({k}x{n}), {_ms(self.gemm_median_s)})"
-        rows = [
-            ("timed call", f"{what}, batch {self.batch}, seq_len {self.workload.seq_len}"),
-            ("time per batch (median ± IQR)", f"{_ms(self.median_s)} ± {_ms(self.iqr_s)}  ({runs})"),
-            ("tokens/s", f"{self.tokens_per_s:,.0f}"),
-            ("sequences/s", f"{self.sequences_per_s:,.1f}"),
-            ("FLOPs per call (cost model)", f"{self.flops:,}"),
-            ("achieved", f"{self.flop_per_s / 1e9:,.2f} GFLOP/s"),
-            ("GEMM roofline", f"{self.gemm_flop_per_s / 1e9:,.2f} GFLOP/s  {gemm}"),
-            ("efficiency vs GEMM", f"{100 * self.efficiency:.1f} %"),
-            ("kernel path", self.kernel_path),
-            ("memory estimate", _human_bytes(self.memory_estimate)),
-            ("device", f"{self.device} ({self.device_name}), {self.dtype}"),
-            ("threads", str(self.threads)),
+        return (
+            f"{self.spec.describe()}  [{self.workload.describe()}]: {what} on {self.device} "
+            f"({self.device_name}), {self.threads} threads, torch {self.torch_version}"
+        )
+
+    def headline(self) -> str:
+        return f"{self.spec.describe()} on {self.device}: {fmt_seconds(self.median_s)} per call"
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.timed_as:
+            out.append(self.timed_as)
+        if self.noisy:
+            out.append(
+                f"noisy: the IQR is {100 * self.iqr_s / self.median_s:.0f}% of the median; is something "
+                "else running? try --min-time 1 or --threads"
+            )
+        if len(self.times) < MIN_RUNS:
+            out.append(f"one call is slow: {len(self.times)} single call(s) timed within --min-time")
+        return out
+
+    def summary(self, view: str | None = None) -> list[str]:
+        return [
+            f"time per call: {fmt_seconds(self.median_s)} (median) ± {fmt_seconds(self.iqr_s)} (IQR) over "
+            f"{len(self.times)} runs x {self.number_per_run} calls; kernel path: {self.kernel_path}",
+            f"FLOPs per call (cost model): {self.flops:,}; {self.flop_per_s / 1e9:,.2f} GFLOP/s achieved",
+            f"memory estimate: {fmt_bytes(self.memory_estimate)}; FLOPs: {self.cost.convention}",
+        ]
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.to_dict(),
+            "workload": self.workload.to_dict(),
+            **self.environment(),
+            "kernel": self.kernel_path,
+            "kernel_ops": list(self.kernel_ops),
+            "seed": self.seed,
+            "times_s": list(self.times),
+            "cost_convention": self.cost.convention,
+        }
+
+    def context(self) -> list[tuple[str, str]]:
+        return [
+            ("spec", self.spec.describe()),
+            ("workload", self.workload.describe()),
+            ("device", f"{self.device} ({self.device_name}), {self.threads} threads"),
             ("torch", self.torch_version),
         ]
-        return [{"quantity": q, "value": v} for q, v in rows]
-
-
-def rate(x: float) -> float | int:
-    """A measured rate for a table: 4 significant digits, an int from 1,000 up (for readability)."""
-    r = sig(x)
-    return int(r) if abs(r) >= 1000 else r
-
-
-def sig(x: float, digits: int = 4) -> float:
-    """``x`` rounded to ``digits`` significant digits (measured values carry no more)."""
-    if x == 0 or x != x:
-        return x
-    from math import floor, log10
-
-    return round(x, digits - 1 - floor(log10(abs(x))))
-
-
-def _ms(seconds: float) -> str:
-    ms = seconds * 1e3
-    return f"{ms:.4g} ms" if ms >= 0.01 else f"{seconds * 1e6:.4g} µs"
 
 
 # --- the entry point -----------------------------------------------------------------------
@@ -595,9 +399,12 @@ def bench(
     min_run_time: float = DEFAULT_MIN_RUN_TIME,
     seed: int = 0,
 ) -> BenchResult:
-    """Time ``spec``'s real module on ``device`` for ``workload`` (batch, seq_len, dtype, mode).
+    """Time ``spec``'s module on ``device`` for ``workload`` (batch, seq_len, dtype, mode).
 
-    >>> from paramcalc.cost import Workload
+    ``spec`` may be a :class:`RecurrentSpec` or a recurrent ``torch.nn`` module (its spec is
+    timed, on a fresh seeded module).
+
+    >>> from paramcalc import RecurrentSpec, Workload
     >>> spec = RecurrentSpec("lstm", 28, 256, num_layers=2)
     >>> r = bench(spec, Workload(batch=64, seq_len=28))  # doctest: +SKIP
     >>> r.kernel_path, r.tokens == 64 * 28  # doctest: +SKIP
@@ -608,84 +415,50 @@ def bench(
     """
     import torch
 
-    from .cost import Workload, cost
-
-    if not isinstance(spec, RecurrentSpec):
-        raise ParamcalcError(f"bench needs a RecurrentSpec, got {type(spec).__name__}")
+    spec = as_spec(spec, "bench")
     workload = workload if workload is not None else Workload()
-    if not (isinstance(min_run_time, (int, float)) and 0 < min_run_time <= 600):
-        raise ParamcalcError(f"min_run_time must be in (0, 600] seconds, got {min_run_time!r}")
+    if not isinstance(workload, Workload):
+        raise ParamcalcError(f"bench needs a Workload, got {type(workload).__name__}")
+    min_run_time = check_min_run_time(min_run_time)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ParamcalcError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     dev = timing_device(device)
     dtype = torch_dtype(workload.dtype)
     train = workload.training
-    if threads is None:
-        threads = torch.get_num_threads()
-    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ParamcalcError(f"threads must be a positive integer, got {threads!r}")
+    threads = check_threads(threads) or torch.get_num_threads()
     c = cost(spec, workload)
-    need = check_memory(spec, workload, dev, c)  # before anything is allocated
-    _probe_dtype(spec, dev, dtype, str(workload.dtype), train)
+    run_spec, timed_as = timing_spec(spec)
+    need = check_run_memory(run_spec, workload, dev, "the timed run")  # before anything is allocated
 
     label = f"{spec.describe()} {workload.dtype} {'train' if train else 'inference'}"
     sub = f"B={workload.batch} T={workload.seq_len}"
-    module = x = a = b = out = None
-    try:
-        with _num_threads(threads), warnings.catch_warnings():
-            # e.g. "LSTM with projections is not supported with oneDNN": kernel_path says so
-            warnings.filterwarnings(
-                "ignore", message=".*not supported with (oneDNN|cuDNN)", category=UserWarning
+    with (
+        num_threads(threads),
+        warnings.catch_warnings(),
+        oom_as_error(
+            f"timing {spec.describe()} with batch {workload.batch}, seq_len {workload.seq_len}", dev
+        ),
+    ):
+        # e.g. "LSTM with projections is not supported with oneDNN": kernel_path says so
+        warnings.filterwarnings("ignore", message=".*not supported with (oneDNN|cuDNN)", category=UserWarning)
+        probe_dtype(run_spec, dev, dtype, str(workload.dtype), train)
+        case: Case = make_case(run_spec, workload, dev, seed=seed)
+        case.module.train(train)
+        ops = kernel_ops(case, train)
+        ctx = contextlib.nullcontext() if train else torch.inference_mode()
+        with ctx:
+            meas = measure(
+                case.callable(train),
+                dev,
+                threads=threads,
+                min_run_time=min_run_time,
+                label=label,
+                sub_label=sub,
+                description=spec.cell,
             )
-            module, x = make_case(spec, workload, dev, seed=seed)
-            module.train(train)
-            ops = kernel_ops(spec, module, x, train)
-            stmt, globals_, fn = _statement(spec, module, x, train)
-            clock = _timer_for(dev)
-            ctx = contextlib.nullcontext() if train else torch.inference_mode()
-            with ctx:
-                _warmup(fn, clock)
-                meas = measure(
-                    stmt,
-                    globals_,
-                    dev,
-                    threads=threads,
-                    min_run_time=min_run_time,
-                    label=label,
-                    sub_label=sub,
-                    description=spec.cell,
-                )
-            # The practical roofline: the recurrent GEMM, same dtype, device and run.
-            m, k, n = gemm_shape(spec, workload.batch)
-            gen = torch.Generator().manual_seed(seed + 1)
-            a = torch.randn(m, k, generator=gen).to(dev, dtype)
-            # W_hh as PyTorch stores it, (G·Dh, R), used transposed: h @ W_hhᵀ, as the module does
-            b = torch.randn(n, k, generator=gen).to(dev, dtype).t()
-            out = torch.empty(m, n, device=dev, dtype=dtype)
-            gemm_globals = {"torch": torch, "a": a, "b": b, "out": out}
-            with torch.inference_mode():
-                _warmup(lambda: torch.mm(a, b, out=out), clock)
-                gmeas = measure(
-                    "torch.mm(a, b, out=out)",
-                    gemm_globals,
-                    dev,
-                    threads=threads,
-                    min_run_time=min_run_time,
-                    label=label,
-                    sub_label=sub,
-                    description="gemm",
-                )
-    except ParamcalcError:
-        raise
-    except Exception as exc:
-        if not _is_oom(exc):
-            raise
-        del module, x, a, b, out
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
-        raise ParamcalcError(
-            f"out of memory timing {spec.describe()} with batch {workload.batch}, seq_len "
-            f"{workload.seq_len} on {dev}: use a smaller batch, sequence length or hidden size"
-        ) from None
-
+    path = kernel_path(ops, native=is_torch_native(run_spec))
+    if path == NATIVE_PATH and not is_torch_native(run_spec):  # pragma: no cover - defensive
+        path = REFERENCE_PATH
     return BenchResult(
         spec=spec,
         workload=workload,
@@ -695,7 +468,7 @@ def bench(
         dtype=str(workload.dtype),
         train=train,
         threads=threads,
-        kernel_path=kernel_path(ops),
+        kernel_path=path,
         kernel_ops=ops,
         torch_version=str(torch.__version__),
         seed=seed,
@@ -704,9 +477,6 @@ def bench(
         median_s=float(meas.median),
         iqr_s=float(meas.iqr),
         number_per_run=int(meas.number_per_run),
-        gemm_shape=(m, k, n),
-        gemm_median_s=float(gmeas.median),
-        gemm_iqr_s=float(gmeas.iqr),
+        timed_as=timed_as,
         measurement=meas,
-        gemm_measurement=gmeas,
     )

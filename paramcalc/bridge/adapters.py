@@ -1,0 +1,184 @@
+"""Modules -> analytic components: the adapter registry, keyed by module type (torch at the edge).
+
+An adapter ``(module, name) -> Component | None`` reads a module into an analytic component;
+``None`` declines (the module's tensors are then counted without a formula). Recurrent modules
+are read by the cell registry's torch bindings (:func:`spec_from_module`), so a registered cell
+is recognised without a new adapter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from ..core.architecture import (
+    BatchNorm1d,
+    Component,
+    Conv1d,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    Recurrent,
+)
+from ..core.cells import CELLS, CellType
+from ..core.spec import RecurrentSpec
+from ..errors import ParamcalcError
+
+Adapter = Callable[[Any, str], "Component | None"]
+
+_ADAPTERS: dict[type, Adapter] = {}
+_DEFAULTS_LOADED = False
+
+
+def register_adapter(module_type: type) -> Callable[[Adapter], Adapter]:
+    """Register ``adapter(module, name) -> Component`` for ``module_type`` (and its subclasses).
+
+    A user adapter overrides a built-in one for the same type::
+
+        @register_adapter(MyGate)
+        def _(m: MyGate, name: str) -> Component:
+            return Custom(name, f"MyGate({m.n})", (tensor_formula("scale", (m.n,), "n", f"{m.n}"),))
+    """
+    if not isinstance(module_type, type):
+        raise ParamcalcError(f"register_adapter needs a class, got {type(module_type).__name__}")
+
+    def deco(fn: Adapter) -> Adapter:
+        if not callable(fn):
+            raise ParamcalcError(f"an adapter must be callable, got {type(fn).__name__}")
+        _ADAPTERS[module_type] = fn
+        return fn
+
+    return deco
+
+
+def adapter_for(module: Any) -> Adapter | None:
+    """The adapter of the most specific registered class in ``type(module).__mro__``."""
+    _load_default_adapters()
+    for cls in type(module).__mro__:
+        fn = _ADAPTERS.get(cls)
+        if fn is not None:
+            return fn
+    return None
+
+
+def component_from_module(module: Any, name: str) -> Component | None:
+    """Read a module into an analytic component via its adapter (``None``: no adapter)."""
+    fn = adapter_for(module)
+    if fn is None and isinstance(getattr(module, "spec", None), RecurrentSpec):
+        fn = _recurrent  # a registered cell's own module carries its spec
+    if fn is None:
+        return None
+    try:
+        comp = fn(module, name)
+    except ParamcalcError as exc:
+        raise ParamcalcError(f"module {name!r} ({type(module).__name__}): {exc}") from None
+    except Exception as exc:  # a user's adapter: one line, naming the module and the adapter
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ParamcalcError(
+            f"module {name!r} ({type(module).__name__}): adapter {getattr(fn, '__name__', fn)!r} "
+            f"failed: {type(exc).__name__}: {first}"
+        ) from None
+    if comp is not None and comp.name != name:
+        comp = dataclasses.replace(comp, name=name)
+    return comp
+
+
+def cell_of_module(module: Any) -> CellType | None:
+    """The registered cell whose torch binding recognises ``module`` (``None``: none does)."""
+    from torch import nn
+
+    if isinstance(module, nn.RNNBase):
+        for ct in CELLS.values():
+            if ct.torch.mode and ct.torch.mode == module.mode:
+                return ct
+        return None
+    if isinstance(module, nn.RNNCellBase):
+        names = [cls.__name__ for cls in type(module).__mro__]
+        nonlin = getattr(module, "nonlinearity", None)
+        for cls_name in names:
+            for ct in CELLS.values():
+                b = ct.torch
+                if b.nn_class == cls_name and not b.mode and (b.nonlinearity or None) == nonlin:
+                    return ct
+    return None
+
+
+def spec_from_module(module: Any) -> RecurrentSpec:
+    """The ``RecurrentSpec`` of a recurrent module: ``nn.RNN``/``nn.LSTM``/``nn.GRU``, their cells,
+    or a paramcalc reference module (any module with a ``spec`` attribute holding one)."""
+    from torch import nn
+
+    own = getattr(module, "spec", None)
+    if isinstance(own, RecurrentSpec):
+        return own
+    if not isinstance(module, nn.Module):
+        raise ParamcalcError(f"spec_from_module needs a torch.nn module, got {type(module).__name__}")
+    ct = cell_of_module(module)
+    if ct is None:
+        raise ParamcalcError(f"{type(module).__name__} is not a recurrent module paramcalc knows")
+    if ct.single_step:
+        return RecurrentSpec(ct.name, module.input_size, module.hidden_size, bias=bool(module.bias))
+    return RecurrentSpec(
+        ct.name,
+        module.input_size,
+        module.hidden_size,
+        num_layers=module.num_layers,
+        bidirectional=bool(module.bidirectional),
+        bias=bool(module.bias),
+        proj_size=int(getattr(module, "proj_size", 0) or 0),
+    )
+
+
+def _recurrent(m: Any, name: str) -> Component:
+    return Recurrent(name, spec_from_module(m))
+
+
+def _load_default_adapters() -> None:
+    global _DEFAULTS_LOADED
+    if _DEFAULTS_LOADED:
+        return
+    from torch import nn
+
+    from .modules import ReferenceCell, ReferenceRecurrent
+
+    def embedding(m: Any, name: str) -> Component:
+        return Embedding(name, m.num_embeddings, m.embedding_dim)
+
+    def linear(m: Any, name: str) -> Component | None:
+        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+            return None
+        return Linear(name, m.in_features, m.out_features, m.bias is not None)
+
+    def layernorm(m: Any, name: str) -> Component:
+        return LayerNorm(name, tuple(m.normalized_shape), m.elementwise_affine, m.bias is not None)
+
+    def conv1d(m: Any, name: str) -> Component | None:
+        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+            return None
+        return Conv1d(name, m.in_channels, m.out_channels, m.kernel_size[0], m.groups, m.bias is not None)
+
+    def batchnorm1d(m: Any, name: str) -> Component | None:
+        if m.affine and isinstance(m.weight, nn.parameter.UninitializedParameter):
+            return None
+        return BatchNorm1d(name, m.num_features, m.affine)
+
+    def dropout(m: Any, name: str) -> Component:
+        return Dropout(name, float(m.p))
+
+    defaults: dict[type, Adapter] = {
+        nn.RNNBase: _recurrent,
+        nn.RNNCellBase: _recurrent,
+        ReferenceRecurrent: _recurrent,
+        ReferenceCell: _recurrent,
+        nn.Embedding: embedding,
+        nn.Linear: linear,
+        nn.LayerNorm: layernorm,
+        nn.Conv1d: conv1d,
+        nn.BatchNorm1d: batchnorm1d,
+        nn.Dropout: dropout,
+    }
+    for cls, fn in defaults.items():
+        _ADAPTERS.setdefault(cls, fn)  # a user's adapter registered earlier wins
+    _DEFAULTS_LOADED = True

@@ -1,0 +1,191 @@
+"""The one driver that runs a spec's module over a workload (bench, flop check, dtype probes).
+
+A :class:`Case` holds a built module and its seeded input, prepared the way the cell's torch
+binding says the module runs (:attr:`paramcalc.core.cells.TorchBinding.runner`):
+
+* ``stack``: ``module(x)`` on a ``(T, B, d)`` tensor, or on a ``PackedSequence`` when the
+  workload has per-sequence lengths (packed once, outside anything timed);
+* ``cell``: one call per step with the state carried by the driver; with lengths the batch is
+  sorted longest first and step ``t`` runs only the sequences still running, so a packed batch
+  runs exactly the real tokens the cost model counts (``Workload.tokens``).
+
+``Case.forward()`` is one forward pass; ``Case.train_step()`` is ``zero_grad`` + forward +
+backward of the summed output. :func:`kernel_ops` records which aten operators a forward
+dispatches to (the kernel path: cuDNN, oneDNN or native) with torch's lightweight autograd
+profiler, which needs no ``torch._dynamo``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.spec import RecurrentSpec
+from ..core.workload import Workload
+from .build import build_module
+from .devices import resolve_device, torch_dtype
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+#: aten operator seen during a forward -> the kernel path it belongs to (first match wins).
+KERNEL_PATHS: dict[str, str] = {
+    "_cudnn_rnn": "cuDNN",
+    "miopen_rnn": "MIOpen",
+    "mkldnn_rnn_layer": "oneDNN",
+    "mkldnn_rnn": "oneDNN",
+    "_lstm_mps": "MPS",
+    "_thnn_fused_lstm_cell": "native fused cell",
+    "_thnn_fused_gru_cell": "native fused cell",
+}
+#: ATen's own matmul + pointwise decomposition (no fused RNN kernel).
+NATIVE_PATH = "native"
+#: paramcalc's reference module: the cell's equations, step by step, in Python.
+REFERENCE_PATH = "reference"
+
+
+@dataclass
+class Case:
+    """A module, its prepared input and how to run it (see the module docstring)."""
+
+    module: nn.Module
+    spec: RecurrentSpec
+    workload: Workload
+    inputs: Any  # a (T, B, d) tensor or a PackedSequence
+    step_batches: tuple[int, ...]  # rows per step (cells); the batch for every step otherwise
+
+    @property
+    def runner(self) -> str:
+        return self.spec.cell_type.torch.runner
+
+    def forward(self) -> Any:
+        """One forward pass; returns the output tensor(s) whose sum is the training objective."""
+        if self.runner == "stack":
+            out = self.module(self.inputs)[0]
+            return out.data if hasattr(out, "batch_sizes") else out
+        x, state, outs = self.inputs, None, []
+        for t, b in enumerate(self.step_batches):
+            if state is not None and b < _rows(state):
+                state = tuple(s[:b] for s in state) if isinstance(state, tuple) else state[:b]
+            state = self.module(x[t, :b], state)
+            outs.append(state[0] if isinstance(state, tuple) else state)
+        return outs
+
+    def objective(self) -> Any:
+        out = self.forward()
+        if isinstance(out, list):
+            total = out[0].float().sum()
+            for o in out[1:]:
+                total = total + o.float().sum()
+            return total
+        return out.float().sum()
+
+    def train_step(self) -> None:
+        self.module.zero_grad(set_to_none=True)
+        self.objective().backward()
+
+    def callable(self, train: bool) -> Callable[[], Any]:
+        return self.train_step if train else self.forward
+
+
+def _rows(state: Any) -> int:
+    return int((state[0] if isinstance(state, tuple) else state).shape[0])
+
+
+def make_case(
+    spec: RecurrentSpec,
+    workload: Workload,
+    device: str | torch.device = "cpu",
+    *,
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+    module: nn.Module | None = None,
+) -> Case:
+    """Build (or take) the module and its seeded input: the same seed gives the same weights and data.
+
+    ``dtype`` defaults to the workload's. The caller's global RNG state is left untouched.
+    """
+    import torch
+
+    dev = resolve_device(device)
+    dt = dtype if dtype is not None else torch_dtype(workload.dtype)
+    steps, batch = workload.seq_len, workload.batch
+    fork_devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices, device_type="cuda" if dev.type == "cuda" else "cpu"):
+        torch.manual_seed(seed)
+        if module is None:
+            module = build_module(spec, dev, dt)
+        if dev.type == "meta":
+            x = torch.empty(steps, batch, spec.input_size, device=dev, dtype=dt)
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            x = torch.randn(steps, batch, spec.input_size, generator=gen, dtype=torch.float32)
+            x = x.to(device=dev, dtype=dt)
+    lengths = workload.lengths
+    runner = spec.cell_type.torch.runner
+    if runner == "stack":
+        step_batches = tuple(workload.step_batch(t) for t in range(workload.steps))
+        if lengths is not None:
+            from torch.nn.utils.rnn import pack_padded_sequence
+
+            x = pack_padded_sequence(x, torch.tensor(lengths, dtype=torch.int64), enforce_sorted=False)
+        return Case(module, spec, workload, x, step_batches)
+    # cells: sequences sorted longest first, so step t runs rows [0, b_t)
+    step_batches = tuple(workload.step_batch(t) for t in range(workload.steps))
+    if lengths is not None:
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        x = x[:, order]
+    return Case(module, spec, workload, x, step_batches)
+
+
+@contextlib.contextmanager
+def _quiet_fd2() -> Iterator[None]:
+    """Silence the C++ profiler's own log lines on file descriptor 2 while it runs."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # pragma: no cover - no fd 2
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def kernel_ops(case: Case, train: bool) -> tuple[str, ...]:
+    """The aten operators one forward dispatches to (a one-step forward for long sequences).
+
+    Recorded outside ``inference_mode`` (which hides the decomposition of ``aten::lstm``) with
+    the same module, device, dtype and batch, so the same kernel is chosen.
+    """
+    import torch
+
+    grad = torch.enable_grad() if train else torch.no_grad()
+    probe = case
+    if not hasattr(case.inputs, "batch_sizes") and case.workload.seq_len > 1:
+        probe = Case(case.module, case.spec, case.workload, case.inputs[:1], case.step_batches[:1])
+    with grad, _quiet_fd2(), torch.autograd.profiler.profile(use_kineto=False) as prof:
+        probe.forward()
+    ops: list[str] = []
+    for e in prof.function_events:
+        name = str(e.name).removeprefix("aten::")
+        if name not in ops:
+            ops.append(name)
+    return tuple(ops)
+
+
+def kernel_path(ops: tuple[str, ...] | list[str], native: bool = True) -> str:
+    """Name the kernel path from the recorded operators (see :data:`KERNEL_PATHS`)."""
+    for op, path in KERNEL_PATHS.items():
+        if op in ops:
+            return path
+    return NATIVE_PATH if native else REFERENCE_PATH

@@ -1,0 +1,240 @@
+"""State dicts -> layers: read specs back from tensor names and shapes alone (no torch needed).
+
+Recurrent stacks are recognised by the registry: every registered cell whose tensors (built
+from its templates for the sizes, layers, directions, bias vectors, peepholes and projection
+the names and shapes imply) equal the group's names and shapes exactly is a candidate; the
+first in registry order is chosen and the others are named in the note (an RNN with tanh and
+one with ReLU have the same tensors). Other layers come from the usual ``weight``/``bias``/
+running-stat patterns; a lone 2-D ``weight`` reads as an embedding when the name says so, else
+as a bias-free linear (their counts are the same).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..core.architecture import BatchNorm1d, Component, Conv1d, Embedding, LayerNorm, Linear, Recurrent
+from ..core.cells import CELLS, CellType
+from ..core.params import count
+from ..core.spec import RecurrentSpec
+from ..errors import ParamcalcError
+
+_PARAMETRIZED = re.compile(r"^(.*?)(?:^|\.)parametrizations\.(\w+)\.original\d*$")
+#: Suffixes that wrappers add to a renamed parameter: weight-drop's ``_raw``, pruning's ``_orig``.
+RENAME_SUFFIXES = ("_raw", "_orig")
+#: Names that are buffers, not parameters, in the layers paramcalc knows.
+BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
+EMBEDDING_HINTS = ("emb", "encoder", "lookup", "token", "wte", "wpe", "vocab")
+
+
+@lru_cache(maxsize=8)
+def _rnn_key(roles: frozenset[str]) -> re.Pattern[str]:
+    alternatives = "|".join(sorted(roles, key=len, reverse=True))
+    return re.compile(rf"^({alternatives})(?:_l(\d+)(_reverse)?)?$")
+
+
+def rnn_key() -> re.Pattern[str]:
+    """The pattern of a recurrent tensor name: any registered template's PyTorch name, suffixed."""
+    return _rnn_key(frozenset(t.torch_name for c in CELLS.values() for t in c.templates))
+
+
+def canonical_name(name: str) -> str:
+    """The name a wrapper-renamed parameter had: ``rnn.weight_hh_l0_raw`` -> ``rnn.weight_hh_l0``.
+
+    Handles weight-drop (``_raw``), pruning/spectral norm (``_orig``) and
+    ``torch.nn.utils.parametrize`` (``parametrizations.weight.original``).
+    """
+    m = _PARAMETRIZED.match(name)
+    if m:
+        head, leaf = m.group(1), m.group(2)
+        name = f"{head}.{leaf}" if head else leaf
+    for suffix in RENAME_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _split(name: str) -> tuple[str, str]:
+    head, _, leaf = name.rpartition(".")
+    return head, leaf
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """A group of state-dict tensors read back as one layer (``component`` None: unknown)."""
+
+    prefix: str
+    component: Component | None
+    type_name: str
+    note: str = ""
+
+
+def infer_components(shapes: Mapping[str, tuple[int, ...]]) -> list[Inferred]:
+    """Read layers back from a state dict's names and shapes, in first-appearance order."""
+    groups: dict[str, dict[str, tuple[int, ...]]] = {}
+    for full, shape in shapes.items():
+        head, leaf = _split(canonical_name(full))
+        groups.setdefault(head, {})[leaf] = tuple(shape)
+    _adopt_orphans(groups)
+    out: list[Inferred] = []
+    for prefix, leaves in groups.items():
+        try:
+            inferred = _infer_group(prefix, leaves)
+        except ParamcalcError as exc:  # shapes that contradict themselves: no formula, say why
+            inferred = Inferred(prefix, None, "unknown", f"not read as a layer: {exc}")
+        out.append(inferred)
+    return out
+
+
+def _adopt_orphans(groups: dict[str, dict[str, tuple[int, ...]]]) -> None:
+    """Move a wrapper's renamed recurrent tensor (fastai's weight-drop keeps ``weight_hh_l0_raw``
+    on the wrapper) into the child group that lacks it."""
+    key = rnn_key()
+    for prefix in list(groups):
+        leaves = groups[prefix]
+        for leaf in [k for k in leaves if key.match(k)]:
+            for other, its in groups.items():
+                if other != prefix and other.startswith(f"{prefix}." if prefix else "") and leaf not in its:
+                    if any(key.match(k) and k != leaf for k in its) and all(key.match(k) for k in leaves):
+                        its[leaf] = leaves.pop(leaf)
+                        break
+        if not leaves:
+            del groups[prefix]
+
+
+def _infer_group(prefix: str, leaves: Mapping[str, tuple[int, ...]]) -> Inferred:
+    name = prefix or "(root)"
+    key = rnn_key()
+    rnn = {k: v for k, v in leaves.items() if key.match(k)}
+    if rnn and len(rnn) == len(leaves) and ("weight_ih" in rnn or "weight_ih_l0" in rnn):
+        return infer_recurrent(prefix, name, rnn)
+    w, b = leaves.get("weight"), leaves.get("bias")
+    keys = set(leaves)
+    if keys <= {"weight", "bias", *BUFFER_NAMES} and keys & {"running_mean", "running_var"}:
+        c = (w or b or leaves.get("running_mean") or (0,))[0]
+        return Inferred(prefix, BatchNorm1d(name, c, w is not None), "BatchNorm1d")
+    if w is not None and keys <= {"weight", "bias"}:
+        if len(w) == 2 and (b is None or b == (w[0],)):
+            if b is None and any(h in prefix.lower() for h in EMBEDDING_HINTS):
+                return Inferred(prefix, Embedding(name, w[0], w[1]), "Embedding")
+            if b is None:
+                return Inferred(
+                    prefix,
+                    Linear(name, w[1], w[0], False),
+                    "Linear",
+                    "a lone 2-D weight: Linear(bias=False) or Embedding, the same count",
+                )
+            return Inferred(prefix, Linear(name, w[1], w[0], True), "Linear")
+        if len(w) == 3 and (b is None or b == (w[0],)):
+            return Inferred(
+                prefix,
+                Conv1d(name, w[1], w[0], w[2], 1, b is not None),
+                "Conv1d",
+                "groups=1 assumed (in_channels = weight.shape[1])",
+            )
+        if b is None or b == w:
+            note = "" if b is not None else "weight only: LayerNorm(bias=False) or RMSNorm, the same count"
+            return Inferred(prefix, LayerNorm(name, w, True, b is not None), "LayerNorm", note)
+    return Inferred(prefix, None, "unknown")
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    role: str
+    layer: int | None
+    reverse: bool
+    shape: tuple[int, ...]
+
+
+def infer_recurrent(prefix: str, name: str, rnn: Mapping[str, tuple[int, ...]]) -> Inferred:
+    """Read one recurrent stack (or cell) back from its tensors, by matching the registry."""
+    key = rnn_key()
+    parsed: dict[str, _Parsed] = {}
+    for k, shape in rnn.items():
+        m = key.match(k)
+        assert m is not None
+        parsed[k] = _Parsed(
+            m.group(1), None if m.group(2) is None else int(m.group(2)), bool(m.group(3)), shape
+        )
+    single = all(p.layer is None for p in parsed.values())
+    if not single and any(p.layer is None for p in parsed.values()):
+        raise ParamcalcError("cell-style and stack-style recurrent names mixed")
+    suffix0 = "" if single else "_l0"
+    ih = rnn.get(f"weight_ih{suffix0}")
+    if ih is None or len(ih) != 2:
+        raise ParamcalcError(f"needs a 2-D weight_ih{suffix0} to read the sizes")
+    layers = sorted({p.layer for p in parsed.values() if p.layer is not None})
+    if not single and layers != list(range(len(layers))):
+        raise ParamcalcError(f"layers {layers} are not numbered 0..{len(layers) - 1}")
+    first = [p for p in parsed.values() if p.layer in (None, 0) and not p.reverse]
+    roles0 = {p.role for p in first}
+    bias_vectors = sum(1 for r in ("bias_ih", "bias_hh") if r in roles0)
+    peephole = any(r.startswith("weight_c") for r in roles0)
+    hr = rnn.get(f"weight_hr{suffix0}")
+    proj = hr[0] if hr is not None and len(hr) == 2 else 0
+    bidirectional = any(p.reverse for p in parsed.values())
+    n_layers = 1 if single else len(layers)
+    l1 = rnn.get("weight_ih_l1")
+    wanted = {k: tuple(v) for k, v in rnn.items()}
+
+    matches: list[RecurrentSpec] = []
+    reasons: list[str] = []
+    for ct in CELLS.values():
+        if ct.single_step != single or ih[0] % ct.gates:
+            continue
+        hidden = ih[0] // ct.gates
+        merges = ["concat"]
+        if bidirectional and l1 is not None and len(l1) == 2 and l1[1] == (proj or hidden):
+            merges = ["sum"]
+        for merge in merges:
+            spec = _candidate(ct, ih[1], hidden, n_layers, bidirectional, bias_vectors, proj, peephole, merge)
+            if spec is None:
+                continue
+            rows = {r.name: r.shape for r in count(spec).rows}
+            if rows == wanted:
+                matches.append(spec)
+            else:
+                reasons.append(ct.name)
+    if not matches:
+        raise ParamcalcError(
+            f"no registered cell has these tensors (weight_ih{suffix0} {ih}; "
+            f"tried {', '.join(reasons) or 'none'})"
+        )
+    spec = matches[0]
+    notes = []
+    same = [s.cell for s in matches[1:]]
+    if same:
+        notes.append(f"{spec.cell} or {' or '.join(same)}: the same tensors")
+    if spec.merge_mode != "concat":
+        notes.append("directions merged (sum, ave or mul: the same tensors), not concatenated")
+    return Inferred(prefix, Recurrent(name, spec), spec.display_class, "; ".join(notes))
+
+
+def _candidate(
+    ct: CellType,
+    d: int,
+    hidden: int,
+    layers: int,
+    bidirectional: bool,
+    bias_vectors: int,
+    proj: int,
+    peephole: bool,
+    merge: str,
+) -> RecurrentSpec | None:
+    try:
+        return RecurrentSpec(
+            ct.name,
+            d,
+            hidden,
+            num_layers=layers,
+            bidirectional=bidirectional,
+            bias_vectors=bias_vectors,
+            proj_size=proj,
+            peephole=peephole,
+            merge_mode=merge,
+        )
+    except ParamcalcError:
+        return None

@@ -1,0 +1,259 @@
+"""The analytic commands: count, solve, cost, explain (no torch unless --flop-check)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import ParamcalcError
+from .options import (
+    build_spec,
+    check_targets,
+    emit,
+    output_options,
+    spec_options,
+    workload_from_flags,
+    workload_options,
+)
+
+CELL_HELP = (
+    "CELL is a registered cell: rnn (alias rnn_tanh), rnn_relu, lstm, gru, the single-step "
+    "rnn_cell, rnn_relu_cell, lstm_cell, gru_cell, and cifg, mgu, indrnn, mingru, minlstm "
+    "(paramcalc explain CELL shows its equations)."
+)
+
+
+@click.command()
+@spec_options()
+@click.option(
+    "--by",
+    type=click.Choice(["tensor", "layer", "total"]),
+    default="tensor",
+    show_default=True,
+    help="One row per tensor, per layer and direction, or in total.",
+)
+@workload_options()
+@output_options
+def count(cell: str, by: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
+    """Count the parameters of CELL, tensor by tensor, with formulas.
+
+    CELL is a registered cell: rnn (alias rnn_tanh), rnn_relu, lstm, gru, the
+    single-step rnn_cell, rnn_relu_cell, lstm_cell, gru_cell, and cifg, mgu,
+    indrnn, mingru, minlstm. With --batch/--seq-len the cost model's totals
+    are added under the table (paramcalc cost has the details).
+
+    \b
+    Examples:
+      paramcalc count lstm -d 28 -H 256 -L 2
+      paramcalc count lstm -d 12 -H 16 -L 2 --bidirectional --proj-size 6
+      paramcalc count lstm -d 40 -H 512 --proj-size 128 --bias-vectors 1   # TF num_proj LSTMP
+      paramcalc count lstm -d 28 -H 256 --peephole
+      paramcalc count gru -d 64 -H 256 --convention keras --no-reset-after
+      paramcalc count lstm -d 32 -H 64 -L 2 --bidirectional --merge-mode sum --convention keras
+      paramcalc count mgu -d 28 -H 256 --by layer --format github
+      paramcalc count gru -d 28 -H 256 --format json --output gru.json
+    """
+    from ..core.params import count as count_
+
+    check_targets(output)
+    workload = workload_from_flags(kw)
+    spec = build_spec(cell, kw)
+    result = count_(spec)
+    footer: list[str] = []
+    if workload is not None:
+        from ..core.costmodel import cost
+
+        c = cost(spec, workload)
+        footer = [
+            f"cost ({workload.describe()}): {c.macs:,} GEMM MACs, {c.flops:,} FLOPs, "
+            f"critical path {c.critical_path_steps:,} steps (paramcalc cost for the details)"
+        ]
+    emit(result, fmt, output, view=by, wide=wide, extra_footer=footer)
+
+
+@click.command()
+@spec_options(hidden_required=False)
+@click.option("--budget", default=None, help="Parameter budget: 250k, 1.5M, 2e6, 1000000.")
+@click.option("--cells", default=None, help="Comma-separated cells to solve for (e.g. rnn,lstm,gru).")
+@click.option(
+    "--multiple-of", type=int, default=1, show_default=True, help="Only hidden sizes that are multiples of N."
+)
+@output_options
+def solve(
+    cell: str,
+    budget: str | None,
+    cells: str | None,
+    multiple_of: int,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+    **kw: Any,
+) -> None:
+    """Find hidden sizes: the largest that fits a budget, or those matching a reference.
+
+    \b
+    With --budget: the largest hidden size of CELL (or of each of --cells) whose
+    total parameter count fits the budget.
+    With -H (a reference spec): for each other cell type, the hidden size whose
+    count comes closest to the reference's, with the relative difference.
+
+    \b
+    Examples:
+      paramcalc solve lstm -d 28 -L 2 --budget 1.5M
+      paramcalc solve lstm -d 28 -L 2 --budget 250k --multiple-of 8 --cells rnn,lstm,gru
+      paramcalc solve lstm -d 28 -H 256 -L 2              # RNN and GRU sized like it
+      paramcalc solve lstm -d 28 -H 256 -L 2 --cells gru,mgu,mingru
+    """
+    from ..core.comparison import parse_cells
+    from ..core.solver import match_hidden, solve_budget
+
+    check_targets(output)
+    hidden = kw["hidden_size"]
+    if budget is not None and hidden is not None:
+        raise ParamcalcError(
+            "give either --budget (find a hidden size) or -H (a reference to match), not both"
+        )
+    if budget is None and hidden is None:
+        raise ParamcalcError("give --budget (find a hidden size) or -H (a reference spec to match)")
+    if multiple_of < 1 or multiple_of > 2**31 - 1:
+        raise ParamcalcError(f"--multiple-of must be in 1..{2**31 - 1:,}, got {multiple_of}")
+    cell_list = parse_cells(cells)
+    proj = kw["proj_size"]
+    spec = build_spec(cell, kw, hidden_size=None if hidden is not None else max(proj, 0) + 1)
+    if budget is not None:
+        result = solve_budget(spec, budget, cells=cell_list, multiple_of=multiple_of)
+    else:
+        result = match_hidden(spec, cell_list, multiple_of=multiple_of)
+    emit(result, fmt, output, wide=wide)
+
+
+@click.command()
+@spec_options()
+@workload_options(defaults=True)
+@click.option(
+    "--by",
+    type=click.Choice(["layer", "part", "gemm", "memory", "total"]),
+    default="layer",
+    show_default=True,
+    help="Rows per layer and direction, per part (GEMMs, bias, elementwise), per GEMM, "
+    "memory item, or in total.",
+)
+@click.option(
+    "--backward",
+    type=click.Choice(["2x", "autograd"]),
+    default="2x",
+    show_default=True,
+    help="Training rule: backward = 2x forward, or the GEMMs autograd runs (data input, h0 = 0).",
+)
+@click.option("--no-input-proj", is_flag=True, help="Leave the input-projection GEMM out of FLOPs.")
+@click.option("--no-recurrent", is_flag=True, help="Leave the recurrent GEMM out of FLOPs.")
+@click.option("--no-projection", is_flag=True, help="Leave the LSTM projection GEMM out of FLOPs.")
+@click.option("--no-bias-ops", is_flag=True, help="Leave bias additions out of FLOPs.")
+@click.option("--no-elementwise", is_flag=True, help="Leave elementwise ops (σ, tanh, ⊙, +) out of FLOPs.")
+@click.option(
+    "--flop-check",
+    is_flag=True,
+    help="Cross-check matmul FLOPs with torch's FlopCounterMode (and torchinfo's mult-adds); "
+    "exit 1 on a mismatch. Imports torch.",
+)
+@click.option(
+    "--flop-device", default="meta", show_default=True, help="Device for --flop-check: meta, cpu, cuda[:N]."
+)
+@click.option(
+    "--fused", is_flag=True, help="--flop-check with oneDNN/cuDNN fused RNN kernels on (they hide matmuls)."
+)
+@output_options
+def cost(
+    cell: str,
+    by: str,
+    backward: str,
+    no_input_proj: bool,
+    no_recurrent: bool,
+    no_projection: bool,
+    no_bias_ops: bool,
+    no_elementwise: bool,
+    flop_check: bool,
+    flop_device: str,
+    fused: bool,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+    **kw: Any,
+) -> None:
+    """MACs, FLOPs, critical path and memory of CELL on a workload.
+
+    MAC = one multiply-add of a GEMM (x·W_ihᵀ, h·W_hhᵀ, h·W_hrᵀ); FLOPs = 2·MACs
+    + bias additions + elementwise ops, each part switchable. A packed batch
+    (--lengths) costs its real steps. The output states the convention used.
+    Conventions and equations: docs/cost-model.md.
+
+    \b
+    Examples:
+      paramcalc cost lstm -d 28 -H 256 -L 2 --batch 64 --seq-len 28
+      paramcalc cost lstm -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --by part
+      paramcalc cost gru -d 64 -H 512 --bidirectional --lengths 12,9,3 --by gemm
+      paramcalc cost lstm -d 28 -H 256 --batch 64 --seq-len 28 --train --dtype bf16 --by memory
+      paramcalc cost mingru -d 28 -H 256 -L 2 --batch 64 --seq-len 1024
+      paramcalc cost lstm -d 28 -H 256 -L 2 --batch 4 --seq-len 10 --train --flop-check
+    """
+    from ..core.costmodel import cost as cost_
+
+    check_targets(output)
+    workload = workload_from_flags(kw, always=True)
+    spec = build_spec(cell, kw)
+    if (fused or flop_device != "meta") and not flop_check:
+        raise ParamcalcError("--flop-device and --fused only apply with --flop-check")
+    result = cost_(
+        spec,
+        workload,
+        input_proj=not no_input_proj,
+        recurrent=not no_recurrent,
+        projection=not no_projection,
+        bias_ops=not no_bias_ops,
+        elementwise=not no_elementwise,
+        backward=backward,
+    )
+    check = None
+    if flop_check:
+        from ..checks.flopcount import flop_check as run_flop_check
+
+        check = run_flop_check(spec, workload, device=flop_device, fused=fused)
+    emit(result, fmt, output, view=by, wide=wide)
+    if check is not None:
+        from ..results.render import MACHINE_FORMATS
+
+        if fmt in MACHINE_FORMATS:
+            click.echo(check.render("simple"), err=True)
+        else:
+            click.echo("")
+            click.echo(check.render(fmt, wide=wide))
+        if check.ok is None:
+            click.echo(f"warning: flop check {check.status.value} on {check.device}", err=True)
+        elif not check.ok:
+            click.echo(f"flop check: {check.status.value}", err=True)
+            click.get_current_context().exit(1)
+
+
+@click.command()
+@spec_options()
+@output_options
+def explain(cell: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
+    """The equations of CELL and what every tensor multiplies, for the given sizes.
+
+    Shows the update equations of the cell (in the layout the flags choose:
+    peepholes, reset-before GRU, bias vectors) and, for the first layer, each
+    tensor with its shape, the term it enters and why it has that shape: the
+    seed note's "weight_ih is (1024, 28) because four gate blocks" as a command.
+
+    \b
+    Examples:
+      paramcalc explain lstm -d 28 -H 256
+      paramcalc explain gru -d 28 -H 256 --convention keras --no-reset-after
+      paramcalc explain mgu -d 28 -H 256
+      paramcalc explain lstm -d 40 -H 512 --proj-size 128 --peephole
+    """
+    from ..core.explain import explain as explain_
+
+    check_targets(output)
+    emit(explain_(build_spec(cell, kw)), fmt, output, wide=wide)

@@ -1,0 +1,415 @@
+"""Shared click options and the one way a command prints and exports its result."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import ParamcalcError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _apply(f: F, opts: Sequence[Callable[[F], F]]) -> F:
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+# --- the spec -------------------------------------------------------------------------------
+
+
+def spec_options(
+    *, hidden_required: bool = True, cell_argument: bool = True, ranges: bool = False
+) -> Callable[[F], F]:
+    """The flags that describe a ``RecurrentSpec``: ``CELL -d -H -L --bidirectional ...``.
+
+    With ``ranges=True`` (``sweep``), ``-H`` and ``-L`` are range texts such as ``64:1024:64``.
+    """
+
+    def deco(f: F) -> F:
+        if ranges:
+            sizes = [
+                click.option(
+                    "-H",
+                    "--hidden-size",
+                    required=True,
+                    help="Hidden sizes: start:stop:step (inclusive) or a,b,c.",
+                ),
+                click.option(
+                    "-L", "--num-layers", default="1", show_default=True, help="Layers: 1:4 or 1,2."
+                ),
+            ]
+        else:
+            sizes = [
+                click.option(
+                    "-H", "--hidden-size", type=int, required=hidden_required, help="Hidden size Dh."
+                ),
+                click.option(
+                    "-L", "--num-layers", type=int, default=1, show_default=True, help="Stacked layers."
+                ),
+            ]
+        opts: list[Callable[[F], F]] = [
+            click.option("-d", "--input-size", type=int, required=True, help="Input features d."),
+            *sizes,
+            click.option("--bidirectional", is_flag=True, help="Two directions per layer."),
+            click.option(
+                "--proj-size",
+                type=int,
+                default=0,
+                show_default=True,
+                help="LSTM projection size P (0 = none).",
+            ),
+            click.option("--no-bias", "no_bias", is_flag=True, help="Layers without bias vectors."),
+            click.option(
+                "--bias-vectors",
+                type=click.IntRange(0, 2),
+                default=None,
+                help="Bias vectors per gate block: 0, 1 or 2 (default: the convention's).",
+            ),
+            click.option(
+                "--convention",
+                type=click.Choice(["torch", "keras"]),
+                default="torch",
+                show_default=True,
+                help="Tensor names and default bias layout: torch (2 per block), keras (1).",
+            ),
+            click.option(
+                "--peephole/--no-peephole",
+                default=None,
+                help="LSTM/CIFG peephole connections (diagonal c -> gate weights).",
+            ),
+            click.option(
+                "--merge-mode",
+                type=click.Choice(["concat", "sum", "ave", "mul"]),
+                default=None,
+                help="How a bidirectional layer merges its directions (Keras); default concat.",
+            ),
+            click.option(
+                "--reset-after/--no-reset-after",
+                default=None,
+                help="GRU: reset gate after (default) or before the recurrent matmul.",
+            ),
+        ]
+        if cell_argument:
+            opts.insert(0, click.argument("cell"))
+        return _apply(f, opts)
+
+    return deco
+
+
+SPEC_KEYS = (
+    "input_size",
+    "hidden_size",
+    "num_layers",
+    "bidirectional",
+    "proj_size",
+    "no_bias",
+    "bias_vectors",
+    "convention",
+    "peephole",
+    "merge_mode",
+    "reset_after",
+)
+
+
+def build_spec(cell: str, kw: dict[str, Any], hidden_size: int | None = None) -> Any:
+    """Turn the parsed spec flags into a validated ``RecurrentSpec`` (pops them from ``kw``)."""
+    from ..core.cells import get_cell
+    from ..core.spec import RecurrentSpec
+
+    ct = get_cell(cell)
+    reset_after = kw.pop("reset_after")
+    if reset_after is not None and not ct.reset_after_option:
+        raise ParamcalcError(f"--reset-after/--no-reset-after applies only to GRU cells, not {ct.name}")
+    h = kw.pop("hidden_size")
+    no_bias, bias_vectors = kw.pop("no_bias"), kw.pop("bias_vectors")
+    if no_bias and bias_vectors:
+        raise ParamcalcError(f"--no-bias contradicts --bias-vectors {bias_vectors}")
+    merge = kw.pop("merge_mode")
+    return RecurrentSpec(
+        cell=ct.name,
+        input_size=kw.pop("input_size"),
+        hidden_size=h if h is not None else hidden_size,
+        num_layers=kw.pop("num_layers"),
+        bidirectional=kw.pop("bidirectional"),
+        bias=not no_bias,
+        proj_size=kw.pop("proj_size"),
+        convention=kw.pop("convention"),
+        reset_after=True if reset_after is None else reset_after,
+        bias_vectors=bias_vectors,
+        peephole=kw.pop("peephole"),
+        merge_mode=merge or "concat",
+    )
+
+
+def template_spec(cells: list[str], kw: dict[str, Any], hidden_size: int | None = None) -> Any:
+    """One spec the compared cells are derived from: the first cell that takes every given knob."""
+    from ..core.cells import get_cell
+
+    wants = {
+        "--proj-size": (kw["proj_size"] > 0, lambda c: c.projection),
+        "--peephole": (kw["peephole"] is True, lambda c: bool(c.peephole_gates)),
+        "--reset-after/--no-reset-after": (kw["reset_after"] is not None, lambda c: c.reset_after_option),
+    }
+    for cell in cells:
+        ct = get_cell(cell)
+        if all(ok(ct) for given, ok in wants.values() if given):
+            return build_spec(cell, kw, hidden_size=hidden_size)
+    flags = [name for name, (given, _) in wants.items() if given]
+    raise ParamcalcError(f"no cell in --cells takes {' and '.join(flags)} together: compare them separately")
+
+
+# --- formats and output -----------------------------------------------------------------------
+
+
+class FormatChoice(click.ParamType):
+    """Every tabulate table format plus csv and json (listed lazily, validated on use)."""
+
+    name = "format"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from ..results.render import table_formats
+
+        formats = table_formats()
+        if value not in formats:
+            self.fail(f"{value!r} is not a table format; use one of {', '.join(formats)}", param, ctx)
+        return str(value)
+
+
+def output_options(f: F) -> F:
+    """``--format`` for stdout, ``--wide`` for every column, ``--output FILE`` for an export."""
+    return _apply(
+        f,
+        [
+            click.option(
+                "-f",
+                "--format",
+                "fmt",
+                type=FormatChoice(),
+                default="simple",
+                show_default=True,
+                help="Any tabulate format (simple, github, grid, ...), csv or json.",
+            ),
+            click.option(
+                "-w", "--wide", is_flag=True, help="Show every column (files always hold every column)."
+            ),
+            click.option(
+                "-o",
+                "--output",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Also write the table to FILE (.csv .json .md .html .tex .parquet .xlsx), atomically.",
+            ),
+        ],
+    )
+
+
+def check_targets(output: str | None, plot: str | None = None) -> None:
+    """Fail on a bad --output or --plot path before anything is computed or timed."""
+    if output:
+        from ..results.export import check_export_target
+
+        check_export_target(output)
+    if plot:
+        from ..results.plot import check_plot_target
+
+        check_plot_target(plot)
+    if output and plot:
+        import os
+
+        if os.path.realpath(output) == os.path.realpath(plot):
+            raise ParamcalcError("--output and --plot name the same file")
+
+
+def emit(
+    result: Any,
+    fmt: str,
+    output: str | None,
+    *,
+    view: str | None = None,
+    wide: bool = False,
+    links: Sequence[tuple[str, str]] = (),
+    extra_footer: Sequence[str] = (),
+) -> None:
+    """Print ``result``'s view and export it if asked: one table, whatever the format."""
+    from ..results.render import MACHINE_FORMATS
+
+    text = result.render(fmt, view, wide=wide)
+    if extra_footer and fmt not in MACHINE_FORMATS:
+        from ..results.render import safe_text
+
+        text = "\n".join([text, *map(safe_text, extra_footer)])
+    click.echo(text)
+    if output:
+        result.export(output, view, links=links)
+        click.echo(f"wrote {output}", err=True)
+
+
+# --- the workload (cost model) ------------------------------------------------------------------
+
+
+def workload_options(*, defaults: bool = False) -> Callable[[F], F]:
+    """``--batch --seq-len --lengths --dtype --train``: the workload of the cost model."""
+    one = "1" if defaults else "1, or len(--lengths)"
+    return lambda f: _apply(
+        f,
+        [
+            click.option("--batch", type=int, default=None, help=f"Sequences per batch B (default {one})."),
+            click.option(
+                "--seq-len", type=int, default=None, help="Time steps T (default 1, or max of --lengths)."
+            ),
+            click.option(
+                "--lengths",
+                default=None,
+                help="Real lengths of a packed batch, comma-separated (e.g. 12,9,3).",
+            ),
+            click.option("--dtype", default=None, help="fp32 (default), fp16, bf16 or int8."),
+            click.option("--train", is_flag=True, help="Training: add the backward pass."),
+        ],
+    )
+
+
+def workload_from_flags(kw: dict[str, Any], *, always: bool = False) -> Any:
+    """Pop the workload flags from ``kw``; a ``Workload``, or None when none was given."""
+    from ..core.workload import Workload
+
+    batch, seq_len, text, dtype = kw.pop("batch"), kw.pop("seq_len"), kw.pop("lengths"), kw.pop("dtype")
+    train = kw.pop("train")
+    if not always and batch is None and seq_len is None and text is None and dtype is None and not train:
+        return None
+    lengths = None
+    if text is not None:
+        if len(text) > 100_000:
+            raise ParamcalcError("--lengths is longer than 100,000 characters")
+        try:
+            lengths = tuple(int(p) for p in text.split(",") if len(p.strip()) <= 12)
+            if len(lengths) != len(text.split(",")):
+                raise ValueError
+        except ValueError:
+            raise ParamcalcError(
+                "--lengths must be comma-separated integers of at most 12 digits, e.g. 12,9,3; "
+                f"got {text[:40]!r}"
+            ) from None
+    return Workload(
+        batch=batch if batch is not None else (len(lengths) if lengths else 1),
+        seq_len=seq_len if seq_len is not None else (max(lengths) if lengths else 1),
+        lengths=lengths,
+        dtype=dtype or "fp32",
+        mode="training" if train else "inference",
+    )
+
+
+# --- timing ---------------------------------------------------------------------------------
+
+
+def timing_options(*, bench_flag: bool) -> Callable[[F], F]:
+    """``[--bench] --device --threads --min-time --seed``: how a configuration is timed."""
+
+    def deco(f: F) -> F:
+        opts: list[Callable[[F], F]] = [
+            click.option("--device", default=None, help="cpu (default), cuda, cuda:N or mps."),
+            click.option(
+                "--threads", type=int, default=None, help="CPU threads for torch (default: torch's setting)."
+            ),
+            click.option(
+                "--min-time",
+                type=float,
+                default=None,
+                help=f"Seconds of timing per measurement (default {0.2 if bench_flag else 0.5}).",
+            ),
+            click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and data."),
+        ]
+        if bench_flag:
+            opts.insert(0, click.option("--bench", "do_bench", is_flag=True, help="Also time every row."))
+        return _apply(f, opts)
+
+    return deco
+
+
+def timing_from_flags(kw: dict[str, Any], *, timed: bool, default_min_time: float) -> dict[str, Any]:
+    """Pop the timing flags from ``kw``: keyword arguments for bench/compare/sweep."""
+    device, threads, min_time, seed = kw.pop("device"), kw.pop("threads"), kw.pop("min_time"), kw.pop("seed")
+    if not timed:
+        given = [
+            n
+            for n, v in (
+                ("--device", device),
+                ("--threads", threads),
+                ("--min-time", min_time),
+                ("--seed", seed or None),
+            )
+            if v is not None
+        ]
+        if given:
+            raise ParamcalcError(f"{', '.join(given)} only apply when timing: add --bench")
+        return {}
+    from ..timing.benchmark import check_min_run_time, check_threads
+
+    check_threads(threads)
+    if min_time is not None:
+        check_min_run_time(min_time)
+    if not 0 <= seed < 2**63:
+        raise ParamcalcError(f"--seed must be in [0, 2**63), got a {len(str(abs(seed)))}-digit number")
+    return {
+        "device": device or "cpu",
+        "threads": threads,
+        "min_run_time": min_time if min_time is not None else default_min_time,
+        "seed": seed,
+    }
+
+
+def progress(total: int, label: str, quiet: bool) -> Any:
+    """A progress bar on stderr (a context giving an ``advance(row)`` callback), or None.
+
+    None when ``quiet``, when there is nothing to time, or when stderr is not a terminal.
+    """
+    import contextlib
+
+    if quiet or total <= 0 or not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def bar_ctx() -> Any:
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            yield lambda _row: bar.update(1)
+
+    return bar_ctx()
+
+
+def plot_options(f: F) -> F:
+    """``--plot FILE`` and ``--quiet`` (no progress bar) of ``compare`` and ``sweep``."""
+    return _apply(
+        f,
+        [
+            click.option(
+                "--plot",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Also draw FILE (.png .svg .pdf).",
+            ),
+            click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+        ],
+    )
+
+
+def device_option(default: str) -> Callable[[F], F]:
+    return click.option(
+        "--device",
+        default=default,
+        show_default=True,
+        help="meta (shapes only, no memory), cpu, cuda, cuda:N or mps.",
+    )
+
+
+def torchinfo_option(f: F) -> F:
+    return click.option(
+        "--torchinfo/--no-torchinfo",
+        "use_torchinfo",
+        default=True,
+        show_default=True,
+        help="Also compare the total with torchinfo's summary(model, verbose=0).",
+    )(f)

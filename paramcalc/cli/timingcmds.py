@@ -1,0 +1,233 @@
+"""The commands that time real modules: bench, compare, sweep."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from .options import (
+    build_spec,
+    check_targets,
+    emit,
+    output_options,
+    plot_options,
+    progress,
+    spec_options,
+    template_spec,
+    timing_from_flags,
+    timing_options,
+    workload_from_flags,
+    workload_options,
+)
+
+
+def warn_noisy(results: list[Any]) -> None:
+    """One stderr line when timings scatter (IQR > 10% of the median): the machine may be busy."""
+    noisy = [r for r in results if r is not None and r.noisy]
+    if noisy:
+        worst = max(r.iqr_s / r.median_s for r in noisy)
+        click.echo(
+            f"warning: {len(noisy)} of {len(results)} timings are noisy (IQR up to {100 * worst:.0f}% "
+            "of the median): is something else running? try --min-time 1 or --threads",
+            err=True,
+        )
+
+
+@click.command()
+@spec_options()
+@workload_options(defaults=True)
+@timing_options(bench_flag=False)
+@output_options
+def bench(cell: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
+    """Time the real torch module of CELL: time per batch, tokens/s and FLOP/s.
+
+    Inference is one forward pass in eval mode under torch.inference_mode();
+    --train times zero_grad + forward + backward. After a warm-up,
+    torch.utils.benchmark's blocked_autorange repeats the call (device
+    synchronised) for --min-time seconds; the table gives the median time per
+    batch and its IQR, tokens/s, the achieved FLOP/s (FLOPs from the cost
+    model) and the kernel path (cuDNN, oneDNN, native, reference); the header
+    names the device, threads and torch version. --batch and --seq-len default
+    to 1. The memory the run needs is estimated first: a run the device cannot
+    hold is refused.
+
+    \b
+    Examples:
+      paramcalc bench lstm -d 28 -H 256 -L 2 --batch 64 --seq-len 28
+      paramcalc bench gru -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --train
+      paramcalc bench lstm -d 28 -H 256 --batch 64 --seq-len 28 --dtype bf16 --threads 1
+      paramcalc bench lstm -d 512 -H 1024 -L 4 --batch 128 --seq-len 100 --device cuda --dtype fp16
+      paramcalc bench gru -d 64 -H 256 --lengths 50,41,12,3 --min-time 1
+      paramcalc bench lstm -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --output bench.json
+    """
+    from ..timing.benchmark import bench as run_bench
+
+    check_targets(output)
+    workload = workload_from_flags(kw, always=True)
+    timing = timing_from_flags(kw, timed=True, default_min_time=0.5)
+    spec = build_spec(cell, kw)
+    result = run_bench(spec, workload, **timing)
+    warn_noisy([result])
+    emit(result, fmt, output, wide=wide)
+
+
+def _link(plot: str | None, output: str | None) -> list[tuple[str, str]]:
+    if not plot or not output:
+        return []
+    rel = os.path.relpath(os.path.abspath(plot), os.path.dirname(os.path.abspath(output)))
+    return [("plot", rel)]
+
+
+@click.command()
+@spec_options(cell_argument=False)
+@click.option(
+    "--cells",
+    default="rnn,lstm,gru",
+    show_default=True,
+    help="Comma-separated cells, one row each; the first is the reference.",
+)
+@click.option(
+    "--equal",
+    type=click.Choice(["hidden", "params"]),
+    default="hidden",
+    show_default=True,
+    help="hidden: every cell gets -H; params: cells after the first get the hidden size "
+    "matching the first one's parameter count.",
+)
+@click.option(
+    "--multiple-of", type=int, default=None, help="With --equal params: hidden sizes of N·k (default 1)."
+)
+@workload_options(defaults=True)
+@timing_options(bench_flag=True)
+@plot_options
+@output_options
+def compare(
+    cells: str,
+    equal: str,
+    multiple_of: int | None,
+    do_bench: bool,
+    plot: str | None,
+    quiet: bool,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+    **kw: Any,
+) -> None:
+    """Cells side by side (default RNN vs LSTM vs GRU): one row per cell type.
+
+    Parameters, GEMM MACs per step, FLOPs per sequence, parameter and training
+    memory (cost model, for --batch/--seq-len/--dtype/--train); with --bench also
+    the measured time per batch (median, IQR), tokens/s, achieved GFLOP/s, the
+    kernel path and the time relative to the first row. --equal params sizes
+    every cell after the first (the reference) to the reference's parameter
+    count, so the comparison is fair. --output report.md writes a document
+    (configuration, device, conventions, the table, a link to --plot).
+
+    \b
+    Examples:
+      paramcalc compare -d 28 -H 256 -L 2 --batch 64 --seq-len 28
+      paramcalc compare -d 28 -H 256 -L 2 --equal params
+      paramcalc compare -d 28 -H 256 --cells lstm,cifg,mgu,mingru,minlstm,indrnn --equal params
+      paramcalc compare -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --bench --output report.md --plot report.png
+      paramcalc compare -d 28 -H 256 --cells lstm,gru --equal params --batch 32 --seq-len 50 --bench
+    """
+    from ..core.comparison import compare as run_compare
+    from ..core.comparison import parse_cells
+    from ..errors import ParamcalcError
+
+    check_targets(output, plot)
+    if multiple_of is not None and equal != "params":
+        raise ParamcalcError("--multiple-of only applies with --equal params")
+    cell_list = parse_cells(cells) or []
+    workload = workload_from_flags(kw, always=True)
+    timing = timing_from_flags(kw, timed=do_bench, default_min_time=0.2)
+    spec = template_spec(cell_list, kw)
+    with progress(len(cell_list) if do_bench else 0, "timing", quiet) as advance:
+        result = run_compare(
+            spec,
+            cell_list,
+            equal=equal,
+            workload=workload,
+            bench=do_bench,
+            multiple_of=multiple_of or 1,
+            on_row=advance,
+            **timing,
+        )
+    warn_noisy([r.bench for r in result.rows if r.bench is not None])
+    emit(result, fmt, output, wide=wide, links=_link(plot, output))
+    if plot:
+        result.plot(plot)
+        click.echo(f"wrote {plot}", err=True)
+
+
+@click.command()
+@spec_options(cell_argument=False, ranges=True)
+@click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells.")
+@click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes: 32,64 or 16:128:16.")
+@click.option(
+    "--seq-len", "seq_lens", default="1", show_default=True, help="Sequence lengths: 28 or 10:100:10."
+)
+@click.option("--dtype", default="fp32", show_default=True, help="fp32, fp16, bf16 or int8.")
+@click.option("--train", is_flag=True, help="Training: backward in FLOPs (and timed with --bench).")
+@timing_options(bench_flag=True)
+@plot_options
+@output_options
+def sweep(
+    cells: str,
+    batches: str,
+    seq_lens: str,
+    dtype: str,
+    train: bool,
+    do_bench: bool,
+    plot: str | None,
+    quiet: bool,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+    **kw: Any,
+) -> None:
+    """A tidy table over ranges: one row per cell x hidden x layers x batch x seq_len.
+
+    Ranges are start:stop:step with stop included (64:1024:64), start:stop (1:4)
+    or comma lists (32,64,128); items can be mixed (16,32:128:32). Each row has
+    parameters, MACs per step, FLOPs (per sequence and for the batch), parameter
+    and training memory; with --bench also the measured time, tokens/s, GFLOP/s
+    and kernel path, with a progress bar on stderr (not with --quiet or when
+    stderr is not a terminal). At most 10,000 configurations, 500 when timing.
+
+    \b
+    Examples:
+      paramcalc sweep -d 28 -H 64:1024:64 -L 1:4 --cells lstm,gru
+      paramcalc sweep -d 28 -H 128,256,512 --batch 64 --seq-len 28 --format github
+      paramcalc sweep -d 28 -H 64:512:64 -L 2 --batch 64 --seq-len 28 --bench --plot sweep.png
+      paramcalc sweep -d 28 -H 256 --cells lstm --batch 1,8,64 --seq-len 28 --bench --output sweep.csv
+    """
+    from ..core.comparison import parse_cells, parse_range, sweep_configs
+    from ..core.comparison import sweep as run_sweep
+
+    check_targets(output, plot)
+    cell_list = parse_cells(cells) or []
+    hs = parse_range(kw.pop("hidden_size"), "hidden sizes")
+    layers = kw.pop("num_layers")
+    timing = timing_from_flags(kw, timed=do_bench, default_min_time=0.2)
+    kw.update(hidden_size=max(hs), num_layers=1)
+    spec = template_spec(cell_list, kw)
+    ranges: dict[str, Any] = {
+        "cells": cell_list,
+        "hidden_sizes": hs,
+        "num_layers": layers,
+        "batches": batches,
+        "seq_lens": seq_lens,
+        "dtype": dtype,
+        "mode": "training" if train else "inference",
+    }
+    n = len(sweep_configs(spec, **ranges, timed=do_bench))
+    with progress(n if do_bench else 0, "timing", quiet) as advance:
+        result = run_sweep(spec, **ranges, bench=do_bench, on_row=advance, **timing)
+    warn_noisy([r.bench for r in result.rows if r.bench is not None])
+    emit(result, fmt, output, wide=wide, links=_link(plot, output))
+    if plot:
+        result.plot(plot)
+        click.echo(f"wrote {plot}", err=True)

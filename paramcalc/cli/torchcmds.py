@@ -1,0 +1,192 @@
+"""The commands that meet torch: check, report (TOML architectures), inspect (modules, files)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import ParamcalcError
+from .options import (
+    build_spec,
+    check_targets,
+    device_option,
+    emit,
+    output_options,
+    spec_options,
+    torchinfo_option,
+)
+
+
+@click.command("check")
+@spec_options()
+@device_option("meta")
+@torchinfo_option
+@output_options
+@click.pass_context
+def check_cmd(
+    ctx: click.Context,
+    cell: str,
+    device: str,
+    use_torchinfo: bool,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+    **kw: Any,
+) -> None:
+    """Build CELL in torch and compare it with the formulas, tensor by tensor.
+
+    Builds the module on --device: the real torch.nn module (nn.RNN, nn.LSTM,
+    nn.GRU or a cell) where the layout is PyTorch's, else the cell's reference
+    module (paramcalc's step-by-step implementation, tested against the paper's
+    equations), and compares every tensor of named_parameters() with the
+    analytic row: name, order, shape, element count, then the totals, and
+    torchinfo's total. On meta (the default) nothing is allocated, so even a
+    17-billion-parameter stack checks in a second.
+
+    \b
+    Exit status: 0 all agree, 1 any disagreement (listed), 2 a user error.
+
+    \b
+    Examples:
+      paramcalc check lstm -d 28 -H 256 -L 2
+      paramcalc check lstm -d 16384 -H 16384 -L 8        # ~17 billion parameters, on meta
+      paramcalc check gru -d 64 -H 128 --bidirectional --device cpu
+      paramcalc check mgu -d 28 -H 64 -L 2
+      paramcalc check gru -d 64 -H 256 --convention keras --no-reset-after
+      paramcalc check lstm -d 28 -H 256 --format json
+    """
+    from ..checks.tensorcheck import check_spec
+
+    check_targets(output)
+    spec = build_spec(cell, kw)
+    result = check_spec(spec, device, use_torchinfo=use_torchinfo)
+    emit(result, fmt, output, wide=wide)
+    if not result.ok:
+        ctx.exit(1)
+
+
+@click.command("report")
+@click.argument("file")
+@click.option(
+    "--by",
+    type=click.Choice(["tensor", "component", "total"]),
+    default="tensor",
+    show_default=True,
+    help="One row per tensor, per component, or in total.",
+)
+@click.option("--check", "do_check", is_flag=True, help="Also build it in torch and compare every tensor.")
+@click.option("--device", default=None, help="With --check: meta (default), cpu, cuda, cuda:N or mps.")
+@torchinfo_option
+@output_options
+@click.pass_context
+def report_cmd(
+    ctx: click.Context,
+    file: str,
+    by: str,
+    do_check: bool,
+    device: str | None,
+    use_torchinfo: bool,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+) -> None:
+    """Count a whole architecture described in a TOML FILE, with formulas.
+
+    FILE lists components: recurrent stacks (any registered cell), embedding,
+    linear, layernorm, dropout, conv1d, batchnorm1d. A linear may tie its
+    weight to an embedding (tie = "encoder"): the tensor is shown under both
+    and counted once. The schema is in docs/architectures.md;
+    data/architectures/ has examples. With --check the same model is built in
+    torch on --device and compared tensor by tensor (exit 1 on any disagreement).
+
+    \b
+    Examples:
+      paramcalc report data/architectures/mnist_rows_lstm.toml
+      paramcalc report data/architectures/awd_lstm_lm.toml --by component
+      paramcalc report data/architectures/awd_lstm_lm.toml --check
+      paramcalc report data/architectures/mnist_rows_lstm.toml --check --device cpu
+      paramcalc report my_model.toml --format json --output report.json
+    """
+    from ..core.architecture import count_architecture, load_architecture
+
+    check_targets(output)
+    if device is not None and not do_check:
+        raise ParamcalcError("--device only applies with --check")
+    if not use_torchinfo and not do_check:
+        raise ParamcalcError("--no-torchinfo only applies with --check")
+    arch = load_architecture(file)
+    counted = count_architecture(arch, source=file)
+    result = None
+    if do_check:
+        from ..checks.tensorcheck import check_architecture
+
+        result = check_architecture(arch, device or "meta", use_torchinfo=use_torchinfo)
+    emit(counted, fmt, output, view=by, wide=wide)
+    if result is not None:
+        from ..results.render import MACHINE_FORMATS
+
+        if fmt in MACHINE_FORMATS:
+            click.echo("\n".join(result.summary()), err=True)
+        else:
+            click.echo("")
+            click.echo(result.render(fmt, wide=wide))
+        if not result.ok:
+            ctx.exit(1)
+
+
+@click.command("inspect")
+@click.argument("target")
+@click.option(
+    "--by",
+    type=click.Choice(["module", "tensor"]),
+    default="module",
+    show_default=True,
+    help="One row per module (analytic vs actual) or per tensor.",
+)
+@click.option("--device", default=None, help="For package.module:factory: cpu (default) or meta.")
+@output_options
+@click.pass_context
+def inspect_cmd(
+    ctx: click.Context, target: str, by: str, device: str | None, fmt: str, wide: bool, output: str | None
+) -> None:
+    """Analyse a saved model FILE or a model built by package.module:factory.
+
+    \b
+    TARGET is either
+      a file: a torch checkpoint (a state dict, or a dict holding one under
+      state_dict, model, ...; loaded with torch.load(weights_only=True), so
+      nothing in it is executed); every recurrent layer is read back from
+      names and shapes (cell, sizes, projection, layers, directions, bias);
+    or
+      package.module:factory, a callable (or an nn.Module) that is imported and
+      called with no arguments, under --device (meta builds it with no memory).
+
+    Per module: the analytic count (formula) vs the actual (stored) one; layers
+    with no adapter are "counted, no formula". Exit 1 if a formula disagrees.
+
+    \b
+    Examples:
+      paramcalc inspect checkpoint.pt
+      paramcalc inspect checkpoint.pt --by tensor
+      paramcalc inspect mypkg.models:build_lm
+      paramcalc inspect mypkg.models:build_lm --device meta --format json
+    """
+    import os
+
+    from ..checks.inspection import analyze, inspect, load_factory
+
+    check_targets(output)
+    if os.path.lexists(target):
+        if device is not None:
+            raise ParamcalcError("--device applies to package.module:factory, not to a file")
+        if target.lower().endswith(".toml"):
+            raise ParamcalcError(f"{target}: a TOML architecture; use paramcalc report {target}")
+        analysis = inspect(target)
+    elif ":" in target and "/" not in target.partition(":")[0]:
+        analysis = analyze(load_factory(target, device or "cpu"))
+    else:
+        raise ParamcalcError(f"{target}: no such file (and not package.module:factory)")
+    emit(analysis, fmt, output, view=by, wide=wide)
+    if not analysis.ok:
+        ctx.exit(1)

@@ -1,0 +1,115 @@
+"""``paramcalc explain CELL``: the cell's equations and what every tensor multiplies.
+
+The seed note's "weight_ih is (1024, 28) because four gate blocks" as a command: for the given
+sizes, each tensor with its shape, the term of the equations it enters, its gate blocks and the
+reason for its shape. Pure Python, from the cell's registry entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..results.base import Result
+from ..results.table import Column, Table
+from .coerce import as_spec
+from .params import count, dims
+from .spec import RecurrentSpec
+
+EXPLAIN_COLUMNS = (
+    Column("tensor", "str"),
+    Column("shape", "shape"),
+    Column("numel"),
+    Column("multiplies", "str"),
+    Column("why", "str"),
+)
+
+
+def _why(spec: RecurrentSpec, kind: str, layer: int, shape: tuple[int, ...]) -> str:
+    ct = spec.cell_type
+    dm = dims(spec, layer)
+    g, h = ct.gates, spec.hidden_size
+    blocks = f"{g} gate block{'s' if g > 1 else ''} ({', '.join(ct.gate_names)}) of Dh={h} rows"
+    d_what = "input features d" if layer == 0 else "features from the layer below"
+    keras = spec.convention == "keras"
+    rows_cols = "columns" if keras else "rows"
+    if kind == "input":
+        return f"{blocks.replace('rows', rows_cols)} x {dm.d} {d_what}"
+    if kind == "recurrent":
+        width = f"P={spec.proj_size} projected" if spec.proj_size else f"Dh={h}"
+        return f"{blocks.replace('rows', rows_cols)} x {width} recurrent features"
+    if kind == "recurrent_diag":
+        return f"one recurrent weight per hidden unit (Dh={h}): u ⊙ h, no matrix"
+    if kind == "bias":
+        lead = f"{shape[0]} vectors x " if len(shape) == 2 else ""
+        return f"{lead}{blocks.replace(' rows', '')}"
+    if kind == "peephole":
+        return f"one diagonal weight per cell unit (Dh={h}) on c"
+    return f"projects Dh={h} down to P={spec.proj_size}"
+
+
+@dataclass(frozen=True)
+class ExplainRow:
+    tensor: str
+    shape: tuple[int, ...]
+    numel: int
+    multiplies: str
+    why: str
+
+
+@dataclass(frozen=True, repr=False)
+class Explanation(Result):
+    """A cell's equations and its tensors (first layer and direction) for the given sizes."""
+
+    VIEWS = ("tensor",)
+
+    spec: RecurrentSpec
+    equations: tuple[str, ...]
+    rows: tuple[ExplainRow, ...]
+
+    def _table(self, view: str) -> Table:
+        return Table(
+            EXPLAIN_COLUMNS, tuple((r.tensor, r.shape, r.numel, r.multiplies, r.why) for r in self.rows)
+        )
+
+    def title(self) -> str:
+        ct = self.spec.cell_type
+        return f"{self.spec.describe()}  [{ct.layout_note(self.spec)}]"
+
+    def headline(self) -> str:
+        return f"{self.spec.describe()}: {len(self.equations)} equations"
+
+    def header(self) -> list[str]:
+        return [self.title(), "", *(f"  {e}" for e in self.equations), ""]
+
+    def summary(self, view: str | None = None) -> list[str]:
+        s = self.spec
+        if s.cell_type.single_step or (s.num_layers == 1 and not s.bidirectional):
+            return []
+        return [
+            f"layer 0, forward direction shown; {s.num_layers} layer(s) x {s.num_directions} "
+            "direction(s) in all; "
+            f"layers above the first take {s.stack_output_size} features"
+        ]
+
+    def meta(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "equations": list(self.equations)}
+
+
+def explain(spec: RecurrentSpec) -> Explanation:
+    """The equations of ``spec``'s cell and what each tensor of its first layer multiplies."""
+    spec = as_spec(spec, "explain")
+    ct = spec.cell_type
+    templates = ct.templates_for(spec)
+    by_name: dict[str, Any] = {}
+    for t in templates:
+        by_name.setdefault(t.keras_name if spec.convention == "keras" else t.torch_name, t)
+    first = spec.replace(num_layers=1, bidirectional=False, merge_mode="concat")
+    rows = []
+    for r in count(first).rows:
+        base = r.name if spec.convention == "keras" else r.name.removesuffix("_l0")
+        t = by_name[base]
+        same = [u for u in templates if u.keras_name == t.keras_name] if spec.convention == "keras" else [t]
+        term = " and ".join(u.term for u in same)
+        rows.append(ExplainRow(r.name, r.shape, r.numel, term, _why(spec, t.kind, 0, r.shape)))
+    return Explanation(spec, ct.equations_for(spec), tuple(rows))
