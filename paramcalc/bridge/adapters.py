@@ -14,8 +14,10 @@ from typing import Any
 
 from ..core.architecture import (
     BatchNorm1d,
+    BatchNorm2d,
     Component,
     Conv1d,
+    Conv2d,
     Dropout,
     Embedding,
     LayerNorm,
@@ -164,6 +166,27 @@ def _load_default_adapters() -> None:
             return None
         return BatchNorm1d(name, m.num_features, m.affine)
 
+    def batchnorm2d(m: Any, name: str) -> Component | None:
+        if m.affine and isinstance(m.weight, nn.parameter.UninitializedParameter):
+            return None
+        return BatchNorm2d(name, m.num_features, m.affine)
+
+    def conv2d(m: Any, name: str) -> Component | None:
+        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+            return None
+        padding = (0, 0) if isinstance(m.padding, str) else m.padding  # "same"/"valid": no count change
+        return Conv2d(
+            name,
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            padding,
+            m.dilation,
+            m.groups,
+            m.bias is not None,
+        )
+
     def dropout(m: Any, name: str) -> Component:
         return Dropout(name, float(m.p))
 
@@ -177,6 +200,8 @@ def _load_default_adapters() -> None:
         nn.LayerNorm: layernorm,
         nn.Conv1d: conv1d,
         nn.BatchNorm1d: batchnorm1d,
+        nn.BatchNorm2d: batchnorm2d,
+        nn.Conv2d: conv2d,
         nn.Dropout: dropout,
     }
     for cls, fn in defaults.items():

@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.architecture import (
     Architecture,
+    Attention,
     BatchNorm1d,
+    BatchNorm2d,
     Component,
     Conv1d,
+    Conv2d,
     Dropout,
     Embedding,
     LayerNorm,
@@ -133,9 +136,54 @@ def _component_module(c: Component, dev: Any, dtype: Any) -> nn.Module:
         return nn.Dropout(c.p)
     if isinstance(c, Conv1d):
         return nn.Conv1d(c.in_channels, c.out_channels, c.kernel_size, groups=c.groups, bias=c.bias, **kw)
+    if isinstance(c, BatchNorm2d):
+        return nn.BatchNorm2d(c.num_features, affine=c.affine, **kw)
     if isinstance(c, BatchNorm1d):
         return nn.BatchNorm1d(c.num_features, affine=c.affine, **kw)
+    if isinstance(c, Conv2d):
+        return nn.Conv2d(
+            c.in_channels,
+            c.out_channels,
+            c.kernel_size,
+            stride=c.stride,
+            padding=c.padding,
+            dilation=c.dilation,
+            groups=c.groups,
+            bias=c.bias,
+            **kw,
+        )
+    if isinstance(c, Attention):
+        return additive_attention(c, dev, dtype)
     raise ParamcalcError(f"component {c.name!r} ({c.kind}): paramcalc cannot build it in torch")
+
+
+def additive_attention(c: Attention, dev: Any, dtype: Any) -> nn.Module:
+    """Bahdanau attention as a module: ``query``/``key`` linears without bias, ``v``; ``g``, ``b``
+    when normalised (GNMT). Its ``forward(query, keys)`` returns the context."""
+    import torch
+    from torch import nn
+
+    class AdditiveAttention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            kw = {"device": dev, "dtype": dtype}
+            self.query = nn.Linear(c.query_size, c.attn_size, bias=False, **kw)
+            self.key = nn.Linear(c.key_size, c.attn_size, bias=False, **kw)
+            self.v = nn.Parameter(torch.empty(c.attn_size, **kw).uniform_(-0.1, 0.1))
+            if c.normalize:
+                self.g = nn.Parameter(torch.full((1,), c.attn_size**-0.5, **kw))
+                self.b = nn.Parameter(torch.zeros(c.attn_size, **kw))
+
+        def forward(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+            v = self.v
+            hidden = self.query(query).unsqueeze(0) + self.key(keys)  # (T, B, A)
+            if c.normalize:
+                v = self.g * v / v.norm()
+                hidden = hidden + self.b
+            weights = torch.softmax(torch.tanh(hidden) @ v, dim=0)  # (T, B)
+            return (weights.unsqueeze(-1) * keys).sum(0)
+
+    return AdditiveAttention()
 
 
 def build_architecture(

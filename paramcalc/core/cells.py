@@ -305,7 +305,8 @@ class CellType:
             self.torch.nn_class is not None
             and spec.bias_vectors == (2 if spec.bias else 0)
             and not spec.peephole
-            and spec.merge_mode == "concat"
+            # a one-layer stack's merge is an op on its output (DeepSpeech2 sums nn.LSTM's directions)
+            and (spec.merge_mode == "concat" or spec.num_layers == 1)
             and spec.reset_after
         )
 
