@@ -33,8 +33,9 @@ from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 
 _PARAMETRIZED = re.compile(r"^(.*?)(?:^|\.)parametrizations\.(\w+)\.original\d*$")
-#: Suffixes that wrappers add to a renamed parameter: weight-drop's ``_raw``, pruning's ``_orig``.
-RENAME_SUFFIXES = ("_raw", "_orig")
+#: Suffixes that wrappers add to a renamed parameter: weight-drop's ``_raw``, pruning's and
+#: spectral norm's ``_orig``, the legacy ``weight_norm``'s direction ``_v`` and magnitude ``_g``.
+RENAME_SUFFIXES = ("_raw", "_orig", "_v", "_g")
 #: Names that are buffers, not parameters, in the layers paramcalc knows.
 BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
 EMBEDDING_HINTS = ("emb", "encoder", "lookup", "token", "wte", "wpe", "vocab")
@@ -54,8 +55,9 @@ def rnn_key() -> re.Pattern[str]:
 def canonical_name(name: str) -> str:
     """The name a wrapper-renamed parameter had: ``rnn.weight_hh_l0_raw`` -> ``rnn.weight_hh_l0``.
 
-    Handles weight-drop (``_raw``), pruning/spectral norm (``_orig``) and
-    ``torch.nn.utils.parametrize`` (``parametrizations.weight.original``).
+    Handles weight-drop (``_raw``), pruning/spectral norm (``_orig``), the legacy weight norm
+    (``_v``, ``_g``) and ``torch.nn.utils.parametrize`` (``parametrizations.weight.original``,
+    ``original0``/``original1`` for weight norm's magnitude and direction).
     """
     m = _PARAMETRIZED.match(name)
     if m:

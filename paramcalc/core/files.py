@@ -40,9 +40,7 @@ def read_text(path: str | os.PathLike[str], max_bytes: int, what: str = "file") 
     except OSError as exc:
         raise ParamcalcError(f"{p}: cannot read: {exc.strerror}") from None
     if len(data) > max_bytes:
-        raise ParamcalcError(
-            f"{p}: larger than {max_bytes:,} bytes: not a {what}"
-        )
+        raise ParamcalcError(f"{p}: larger than {max_bytes:,} bytes: not a {what}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
