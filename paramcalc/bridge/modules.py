@@ -265,7 +265,7 @@ def torch_layout(spec: RecurrentSpec) -> RecurrentSpec:
 class _Reference(nn.Module):
     """What the stack and the cell share: the spec, the family, the parameters and their init."""
 
-    def __init__(self, spec: RecurrentSpec, device: Any = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, spec: RecurrentSpec) -> None:
         super().__init__()
         self.spec = torch_layout(spec)
         self.family = _family(self.spec)
@@ -274,9 +274,8 @@ class _Reference(nn.Module):
         if act is None:
             raise ParamcalcError(f"unknown nonlinearity {ct.nonlinearity!r} of cell {ct.name!r}")
         self.knobs = Knobs(act=act, reset_before=not self.spec.reset_after)
-        self._factory = {"device": device, "dtype": dtype}
 
-    def _add_layer(self, suffix: str, input_size: int) -> None:
+    def _add_layer(self, suffix: str, input_size: int, factory: dict[str, Any]) -> None:
         """Register one layer and direction's parameters, in PyTorch's order."""
         s, fam = self.spec, self.family
         dh, p = s.hidden_size, s.proj_size
@@ -292,7 +291,7 @@ class _Reference(nn.Module):
         if p:
             shapes.append(("weight_hr", (p, dh)))
         for name, shape in shapes:
-            self.register_parameter(name + suffix, nn.Parameter(torch.empty(shape, **self._factory)))
+            self.register_parameter(name + suffix, nn.Parameter(torch.empty(shape, **factory)))
 
     def _weights(self, suffix: str) -> Weights:
         get = self._parameters.get
@@ -335,7 +334,7 @@ class ReferenceRecurrent(_Reference):
     """
 
     def __init__(self, spec: RecurrentSpec, device: Any = None, dtype: torch.dtype | None = None) -> None:
-        super().__init__(spec, device, dtype)
+        super().__init__(spec)
         s = self.spec
         if s.cell_type.single_step:
             raise ParamcalcError(f"{s.cell} is a single-step cell: build it as a ReferenceCell")
@@ -343,7 +342,8 @@ class ReferenceRecurrent(_Reference):
         merged = out * (2 if s.bidirectional and s.merge_mode == "concat" else 1)
         for layer in range(s.num_layers):
             for direction in range(2 if s.bidirectional else 1):
-                self._add_layer(self._suffix(layer, direction), s.input_size if layer == 0 else merged)
+                d = s.input_size if layer == 0 else merged
+                self._add_layer(self._suffix(layer, direction), d, {"device": device, "dtype": dtype})
         self.reset_parameters()
 
     @staticmethod
@@ -432,7 +432,7 @@ class ReferenceRecurrent(_Reference):
         steps = range(len(batch_sizes) - 1, -1, -1) if reverse else range(len(batch_sizes))
         state = start if not reverse else tuple(t[: batch_sizes[-1]] for t in start)
         outputs: list[Tensor] = [x[:0]] * len(batch_sizes)
-        ended: list[State] = []  # forward: the final states of sequences that ended, last rows first
+        ended: list[State] = []  # forward: the final states of the sequences that have ended
         for t in steps:
             rows, b = state[0].shape[0], batch_sizes[t]
             if b < rows:
@@ -443,7 +443,8 @@ class ReferenceRecurrent(_Reference):
             gx_t = gx[offsets[t] : offsets[t + 1]]
             outputs[t], state = self.family.step(w, gx_t, state, self.knobs, zero_state)
             zero_state = False
-        final = tuple(torch.cat([v, *parts[::-1]]) for v, *parts in zip(state, *ended, strict=True))
+        # the rows of sequences that ended early follow the running ones (shortest ended first)
+        final = tuple(torch.cat([v, *(e[i] for e in reversed(ended))]) for i, v in enumerate(state))
         return torch.cat(outputs), final
 
 
@@ -455,8 +456,8 @@ class ReferenceCell(_Reference):
     """
 
     def __init__(self, spec: RecurrentSpec, device: Any = None, dtype: torch.dtype | None = None) -> None:
-        super().__init__(spec, device, dtype)
-        self._add_layer("", self.spec.input_size)
+        super().__init__(spec)
+        self._add_layer("", self.spec.input_size, {"device": device, "dtype": dtype})
         self.reset_parameters()
 
     def forward(self, x: Tensor, hx: Tensor | State | None = None) -> Tensor | State:
