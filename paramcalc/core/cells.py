@@ -579,17 +579,51 @@ def _key(name: str) -> str:
     return str(name).strip().lower().replace("-", "_")
 
 
+_PLUGINS_LOADED = False
+#: The entry-point group a package registers its cells under (see docs/extending.md).
+ENTRY_POINT_GROUP = "paramcalc.cells"
+
+
+def load_plugins() -> None:
+    """Register the cells other installed packages declare under :data:`ENTRY_POINT_GROUP`.
+
+    Each entry point names a :class:`CellType`, or a callable returning one or a list of them.
+    Loaded once, on the first lookup of a name the registry does not know.
+    """
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            cells = obj() if callable(obj) and not isinstance(obj, CellType) else obj
+            for cell in cells if isinstance(cells, (list, tuple)) else [cells]:
+                if isinstance(cell, CellType) and _key(cell.name) not in CELLS:
+                    register_cell(cell)
+        except Exception as exc:  # a broken plugin must not break paramcalc: say which, once
+            import warnings
+
+            warnings.warn(f"paramcalc plugin {ep.name!r} failed to load: {exc}", stacklevel=2)
+
+
 def get_cell(name: str | CellType) -> CellType:
     """Look a cell type up by name or alias (case-insensitive); one-line error if unknown."""
     if isinstance(name, CellType):
         return name
     key = _key(name)
     key = ALIASES.get(key, key)
+    if key not in CELLS:
+        load_plugins()
+        key = ALIASES.get(key, key)
     try:
         return CELLS[key]
     except KeyError:
         known = ", ".join([*CELLS, *ALIASES])
-        raise ParamcalcError(f"unknown cell {name!r}: expected one of {known}") from None
+        shown = name if len(str(name)) <= 40 else str(name)[:37] + "..."
+        raise ParamcalcError(f"unknown cell {shown!r}: expected one of {known}") from None
 
 
 def register_cell(cell: CellType, *, replace_existing: bool = False) -> CellType:

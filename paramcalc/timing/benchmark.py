@@ -204,7 +204,8 @@ def timing_spec(spec: RecurrentSpec) -> tuple[RecurrentSpec, str]:
     target = torch_equivalent(spec)
     if is_torch_native(target):
         return target, ""
-    if spec.bias and spec.bias_vectors == 1:
+    ct = spec.cell_type
+    if spec.bias and spec.bias_vectors == 1 and ct.torch.nn_class and 2 in ct.bias_vectors_allowed:
         twin = target.replace(bias_vectors=2)
         if is_torch_native(twin):
             return twin, (
