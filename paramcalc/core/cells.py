@@ -150,7 +150,7 @@ def gated_templates(
         ts.append(
             TensorTemplate("weight_hh", "recurrent_diag", "weight_hh", "recurrent_kernel", "u ⊙ h_{t-1}")
         )
-    names = (("bias_ih", "+ b_ih"), ("bias_hh", "+ b_hh"))
+    names = (("bias_ih", "b_ih (added)"), ("bias_hh", "b_hh (added)"))
     for i in range(bias_vectors):
         role, term = names[i]
         ts.append(TensorTemplate(role, "bias", role, "bias", term, index=i))

@@ -95,6 +95,10 @@ def layer_params(spec: RecurrentSpec, layer: int) -> int:
 
 def total_params(spec: RecurrentSpec) -> int:
     """Total parameters of the spec, without building the per-tensor rows (fast path)."""
+    if not isinstance(spec, RecurrentSpec):
+        from .coerce import as_spec
+
+        spec = as_spec(spec, "total_params")
     first = layer_params(spec, 0)
     rest = layer_params(spec, 1) if spec.num_layers > 1 else 0
     return spec.num_directions * (first + (spec.num_layers - 1) * rest)
