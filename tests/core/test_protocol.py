@@ -85,7 +85,7 @@ def test_cost_gemm_view_of_a_packed_batch_is_integers():
     # the old table put '3→1' into an integer column; rows shrink 3 -> 1 over 12 steps
     r = pc.cost(pc.RecurrentSpec("gru", 4, 6), pc.Workload.packed([12, 9, 3]))
     t = r.table("gemm")
-    rec = [x for x in t.records() if x["gemm"] == "recurrent"][0]
+    rec = next(x for x in t.records() if x["gemm"] == "recurrent")
     assert (rec["M"], rec["M_last"], rec["calls"]) == (3, 1, 12)
     # real steps: 12 + 9 + 3 = 24 rows of 6x18 each
     assert rec["macs"] == 24 * 6 * 18
