@@ -291,9 +291,14 @@ class BenchResult(Result):
         return self.flops / self.median_s
 
     @property
+    def spread_known(self) -> bool:
+        """Whether enough runs were timed for an interquartile range (:data:`MIN_RUNS`)."""
+        return len(self.times) >= MIN_RUNS
+
+    @property
     def noisy(self) -> bool:
         """True when the IQR exceeds :data:`NOISY_IQR` of the median (a busy machine?)."""
-        return self.iqr_s > NOISY_IQR * self.median_s
+        return self.spread_known and self.iqr_s > NOISY_IQR * self.median_s
 
     @property
     def mode(self) -> str:
@@ -325,7 +330,7 @@ class BenchResult(Result):
             len(self.times),
             self.number_per_run,
             self.median_s * 1e3,
-            self.iqr_s * 1e3,
+            self.iqr_s * 1e3 if self.spread_known else None,
             self.tokens_per_s,
             self.sequences_per_s,
             self.flops,
@@ -355,8 +360,11 @@ class BenchResult(Result):
                 f"noisy: the IQR is {100 * self.iqr_s / self.median_s:.0f}% of the median; is something "
                 "else running? try --min-time 1 or --threads"
             )
-        if len(self.times) < MIN_RUNS:
-            out.append(f"one call is slow: {len(self.times)} single call(s) timed within --min-time")
+        if not self.spread_known:
+            out.append(
+                f"one call is slow: {len(self.times)} single call(s) timed within --min-time, too few for "
+                "an IQR; raise --min-time for a spread"
+            )
         return out
 
     def summary(self, view: str | None = None) -> list[str]:
