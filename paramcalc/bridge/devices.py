@@ -7,6 +7,8 @@
   ``mem_get_info`` on CUDA, the recommended working set on MPS).
 * :func:`oom_as_error` is the one translation of an allocation failure into a one-line
   :class:`~paramcalc.errors.ParamcalcError`.
+* :func:`check_run_memory` refuses a run the memory model (:mod:`paramcalc.core.memory`) says
+  the device cannot hold; :func:`peak_memory` measures the peak a block of work really held.
 
 torch is imported inside the functions, so importing this module costs nothing.
 """
@@ -17,7 +19,9 @@ import contextlib
 import os
 import platform
 import re
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamcalcError
@@ -217,27 +221,188 @@ def oom_as_error(
         raise ParamcalcError(f"out of memory {what} on {dev}: {hint}") from None
 
 
-#: The memory estimate is multiplied by this before it is compared with what is free
-#: (allocator rounding, library workspaces, the framework's own buffers).
+#: The memory model's peak is multiplied by this before it is compared with what is free: what
+#: the model leaves out (the allocator's rounding and retention, library caches, the first
+#: call's one-time buffers) stays within it on the runs measured in docs/memory.md.
 MEMORY_HEADROOM = 1.2
 
 
-def run_memory_needed(spec: Any, workload: Any) -> int:
-    """Bytes a run of ``spec`` on ``workload`` needs on its device (the memory model's peak)."""
-    from ..core.memory import peak_bytes
+def run_memory_needed(spec: Any, workload: Any, dev: Any = None, *, fused: bool = True) -> int:
+    """Bytes a run of ``spec`` on ``workload`` needs on ``dev`` (the memory model's peak).
 
-    return peak_bytes(spec, workload)
+    The kernel path is predicted from the spec, workload and device type without running
+    anything (:func:`paramcalc.core.memory.predict_path`); ``fused=False`` is a run with oneDNN
+    and cuDNN disabled (the flop check).
+    """
+    from ..core.memory import peak_bytes, predict_path
+
+    return peak_bytes(spec, workload, predict_path(spec, workload, **kernel_capabilities(dev, fused=fused)))
 
 
-def check_run_memory(spec: Any, workload: Any, dev: torch.device, what: str = "the run") -> int:
-    """Refuse (one line) a run the device cannot hold; return the estimated bytes it needs."""
-    need = run_memory_needed(spec, workload)
+def kernel_capabilities(dev: Any = None, *, fused: bool = True) -> dict[str, Any]:
+    """What :func:`paramcalc.core.memory.predict_path` needs to know about ``dev`` and this torch.
+
+    ``device_type``; ``onednn``: oneDNN compiled in and enabled (``torch.backends.mkldnn``);
+    ``onednn_bf16``/``onednn_fp16``: oneDNN's reduced-precision RNN kernels run on this CPU
+    (``torch.ops.mkldnn._is_mkldnn_bf16_supported``); ``cudnn``: cuDNN present and enabled.
+    """
+    import torch
+
+    kind = getattr(dev, "type", None) or str(dev or "cpu").split(":")[0]
+    caps: dict[str, Any] = {"device_type": kind}
+    if kind == "cpu":
+        mkldnn = torch.backends.mkldnn
+        on = fused and bool(mkldnn.is_available() and mkldnn.enabled)
+        caps["onednn"] = on
+        ops = getattr(torch.ops, "mkldnn", None)
+        for key, probe in (
+            ("onednn_bf16", "_is_mkldnn_bf16_supported"),
+            ("onednn_fp16", "_is_mkldnn_fp16_supported"),
+        ):
+            try:
+                caps[key] = on and bool(getattr(ops, probe)())
+            except (AttributeError, RuntimeError):
+                caps[key] = False
+    elif kind == "cuda":
+        cudnn = torch.backends.cudnn
+        caps["cudnn"] = fused and bool(cudnn.is_available() and cudnn.enabled)
+    return caps
+
+
+def check_run_memory(
+    spec: Any, workload: Any, dev: torch.device, what: str = "the run", *, fused: bool = True
+) -> int:
+    """Refuse (one line) a run the device cannot hold; return the estimated bytes it needs.
+
+    The need is the memory model's peak for the kernel path the run will take; it is refused
+    when ``need × MEMORY_HEADROOM`` exceeds what :func:`available_bytes` says is free.
+    """
+    need = run_memory_needed(spec, workload, dev, fused=fused)
     free = available_bytes(dev)
     if free is not None and need * MEMORY_HEADROOM > free:
         raise ParamcalcError(
             f"not enough memory on {dev} for {what} of {spec.describe()} with batch {workload.batch}, "
             f"seq_len {workload.seq_len}: it needs about {human_bytes(need)} "
-            f"(+{round(100 * (MEMORY_HEADROOM - 1))}% headroom), {human_bytes(free)} is available; "
-            "use a smaller batch, sequence length or hidden size"
+            f"(+{round(100 * (MEMORY_HEADROOM - 1))}% headroom: {human_bytes(need * MEMORY_HEADROOM)}), "
+            f"{human_bytes(free)} is available; use a smaller batch, sequence length or hidden size"
         )
     return need
+
+
+# --- measuring the peak -----------------------------------------------------------------------
+
+#: Seconds between two reads of the resident set where the kernel's peak cannot be reset.
+RSS_SAMPLE_S = 0.0005
+
+
+@dataclass
+class PeakMemory:
+    """The peak a block held: ``bytes`` (``None`` when it cannot be told) and how it was measured."""
+
+    bytes: int | None = None
+    method: str = ""
+
+
+def _proc_status(*keys: str) -> dict[str, int]:
+    """Fields of ``/proc/self/status`` in bytes (``VmRSS``, ``VmHWM``); empty where there is none."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                key = line.split(":", 1)[0]
+                if key in keys:
+                    out[key] = int(line.split()[1]) * 1024
+    return out
+
+
+def _reset_hwm() -> bool:
+    """Reset the kernel's resident-set peak (``VmHWM``) to the current resident set (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _statm_rss() -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return None
+
+
+@contextlib.contextmanager
+def _cpu_peak(resident: int) -> Iterator[PeakMemory]:
+    """The resident-set growth of this process over the block's start, plus ``resident``.
+
+    Linux keeps the peak resident set (``VmHWM``); writing ``5`` to ``/proc/self/clear_refs``
+    resets it to the current resident set, so the peak of exactly this block is read back, with
+    no sampling gap. ``getrusage``'s ``ru_maxrss`` cannot be reset (a process that once held more
+    hides every later peak) and ``tracemalloc`` sees only Python's allocator, not torch's. Where
+    the peak cannot be reset (no ``clear_refs``) a thread samples ``/proc/self/statm`` every
+    :data:`RSS_SAMPLE_S` seconds, which can miss a peak shorter than that.
+    """
+    peak = PeakMemory()
+    start = _proc_status("VmRSS").get("VmRSS")
+    if start is not None and _reset_hwm():
+        start = _proc_status("VmRSS").get("VmRSS", start)
+        yield peak
+        hwm = _proc_status("VmHWM").get("VmHWM")
+        if hwm is not None:
+            peak.bytes, peak.method = max(0, hwm - start) + resident, "VmHWM growth (Linux clear_refs)"
+        return
+    first = _statm_rss()
+    if first is None:  # no /proc: not measured
+        yield peak
+        return
+    top = [first]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(RSS_SAMPLE_S):
+            rss = _statm_rss()
+            if rss is not None and rss > top[0]:
+                top[0] = rss
+
+    thread = threading.Thread(target=sample, name="paramcalc-rss", daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        thread.join()
+    last = _statm_rss()
+    top[0] = max(top[0], last or 0)
+    peak.bytes, peak.method = (
+        top[0] - first + resident,
+        f"sampled RSS growth (every {RSS_SAMPLE_S * 1e3:g} ms)",
+    )
+
+
+@contextlib.contextmanager
+def peak_memory(dev: Any, resident: int = 0) -> Iterator[PeakMemory]:
+    """Measure the peak bytes the block holds on ``dev``; read ``.bytes`` after the block.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (the device
+    synchronised before and after): every tensor allocated at the peak, those that were already
+    there included. CPU: the growth of this process's resident set over its state at the start
+    (see :func:`_cpu_peak`) plus ``resident``, the bytes of the tensors the block found already
+    allocated (parameters, input), so both devices count the same thing. MPS and meta: ``None``.
+    """
+    kind = getattr(dev, "type", str(dev))
+    if kind == "cuda":
+        import torch
+
+        peak = PeakMemory()
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        yield peak
+        torch.cuda.synchronize(dev)
+        peak.bytes, peak.method = int(torch.cuda.max_memory_allocated(dev)), "torch.cuda.max_memory_allocated"
+        return
+    if kind == "cpu":
+        with _cpu_peak(resident) as peak:
+            yield peak
+        return
+    yield PeakMemory(None, f"not measured on {kind}")

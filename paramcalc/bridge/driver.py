@@ -92,6 +92,19 @@ class Case:
     def callable(self, train: bool) -> Callable[[], Any]:
         return self.train_step if train else self.forward
 
+    def resident_bytes(self) -> int:
+        """Bytes the case already holds before a call: parameters, buffers and the input."""
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        data = getattr(self.inputs, "data", self.inputs)
+        tensors.append(data)
+        seen: dict[int, int] = {}
+        for t in tensors:
+            if t.device.type == "meta":
+                continue
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        return sum(seen.values())
+
 
 def _rows(state: Any) -> int:
     return int((state[0] if isinstance(state, tuple) else state).shape[0])

@@ -304,7 +304,9 @@ def flop_check(
             "the cost model's count stands on its own, or check a shorter batch"
         )
     if dev.type != "meta":
-        check_run_memory(spec, fp32 if direct else replace(fp32, seq_len=4), dev, "the flop check")
+        check_run_memory(
+            spec, fp32 if direct else replace(fp32, seq_len=4), dev, "the flop check", fused=fused
+        )
     ours = cost(spec, wl, bias_ops=False, elementwise=False, backward="autograd")
     module = build_module(spec, dev, torch.float32)
     extrapolated: tuple[int, ...] = ()

@@ -44,7 +44,7 @@ paramcalc's reference module runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import ceil, log2
 from typing import Any
 
@@ -52,6 +52,7 @@ from ..errors import ParamcalcError
 from ..results.base import Result
 from ..results.render import fmt_bytes
 from ..results.table import Column, Table
+from .memory import memory_model
 from .params import DIRECTIONS, dims, total_params
 from .spec import RecurrentSpec
 from .workload import Workload
@@ -567,36 +568,8 @@ class CostResult(Result):
         return Table(GEMM_COLUMNS, tuple(rows))
 
     def _by_memory(self) -> Table:
-        wl, s = self.workload, self.spec
-        nb = wl.dtype_bytes
-
-        def row(item: str, nbytes: int, assumption: str) -> tuple[Any, ...]:
-            return (item, nbytes // nb, nbytes, assumption)
-
-        ct = s.cell_type
-        states = " and ".join(ct.state_names)
-        extra = " + Dh (pre-projection h)" if s.proj_size else ""
-        rows = (
-            row("parameters", self.param_bytes, f"all parameters in {wl.dtype}"),
-            row("gradients", self.grad_bytes, "training: one per parameter"),
-            row("Adam moments", self.optimizer_bytes, "training: exp_avg + exp_avg_sq, no fp32 master copy"),
-            row(f"state ({states})", self.state_bytes, "per sequence, layer, direction; h: P or Dh, c: Dh"),
-            row(
-                "activations kept for backward",
-                self.activation_bytes,
-                f"training, per real step and layer: input, h_(t-1), "
-                f"{ct.saved_per_unit}·Dh{extra} per direction",
-            ),
-            row(
-                "inference working set",
-                self.inference_bytes,
-                "params + state + largest layer's input, gates (all steps) and output"
-                if not ct.single_step
-                else "params + state + one step's input, gates and output",
-            ),
-            row("training total", self.training_bytes, "params + gradients + Adam moments + activations"),
-        )
-        return Table(MEMORY_COLUMNS, rows)
+        """The memory model's terms at the peak of one call (``paramcalc.core.memory``), with Adam."""
+        return memory_model(self.spec, self.workload, optimizer="adam").table()
 
     def _by_total(self) -> Table:
         return Table(
@@ -694,24 +667,16 @@ def cost(
     back = sum(bw for _, bw in per_layer)
     per_seq = sum(sum(_flops(lc, sw, t, 1, wl.training)) for lc in layers)
 
-    # memory, in elements, then bytes
+    # memory: the memory model's peaks of the kernel path predicted for a CPU (core/memory.py)
     nb = wl.dtype_bytes
     h, p, nd = spec.hidden_size, spec.proj_size, spec.num_directions
-    r = p or h
-    width = {"h": r, "c": h}
+    width = {"h": p or h, "c": h}
     state_per_seq = spec.num_layers * nd * sum(width.get(n, h) for n in ct.state_names)
-    saved_per_token = sum(
-        spec.layer_input_size(layer) + nd * (r + ct.saved_per_unit * h + (h if p else 0))
-        for layer in range(spec.num_layers)
-    )
-    live_rows = b if ct.single_step else tok
-    live = max(
-        live_rows * (spec.layer_input_size(layer) + nd * spec.gates * h + nd * r)
-        for layer in range(spec.num_layers)
-    )
     params = total_params(spec)
     param_bytes = params * nb
-    activation_bytes = saved_per_token * tok * nb
+    inference = memory_model(spec, replace(wl, mode="inference"))
+    training = memory_model(spec, replace(wl, mode="training"), optimizer="adam")
+    activation_bytes = training.bytes_of("kept")
     steps, nl = wl.steps, spec.num_layers
     critical = nl * steps if spec.bidirectional else steps + nl - 1
     if ct.single_step:
@@ -733,8 +698,8 @@ def cost(
         optimizer_bytes=2 * param_bytes,
         state_bytes=state_per_seq * b * nb,
         activation_bytes=activation_bytes,
-        training_bytes=4 * param_bytes + activation_bytes,
-        inference_bytes=param_bytes + state_per_seq * b * nb + live * nb,
+        training_bytes=training.peak_bytes + training.optimizer_bytes,
+        inference_bytes=inference.peak_bytes,
         critical_path_steps=critical,
         layerwise_steps=nl * steps,
         gemms_per_step=len(gemm_stages(spec)),

@@ -24,6 +24,11 @@
 * **safety**: before anything is allocated the memory the run needs is estimated
   (:mod:`paramcalc.core.memory`, times a headroom) and compared with what the device has free;
   an out-of-memory error during the run becomes a one-line :class:`ParamcalcError`.
+* **memory**: the peak the timed calls held is measured (:func:`~paramcalc.bridge.devices.peak_memory`:
+  CUDA's ``max_memory_allocated``; on a CPU the resident-set growth over the state just before
+  the first call, plus the parameters and input already resident) and shown beside the memory
+  model's peak for the kernel path that ran (``peak_bytes``, ``predicted_peak_bytes``,
+  ``peak_ratio``).
 """
 
 from __future__ import annotations
@@ -41,12 +46,14 @@ from ..bridge.devices import (
     cpu_count,
     device_name,
     oom_as_error,
+    peak_memory,
     timing_device,
     torch_dtype,
 )
 from ..bridge.driver import NATIVE_PATH, REFERENCE_PATH, Case, kernel_ops, kernel_path, make_case
 from ..core.coerce import as_spec
 from ..core.costmodel import CostResult, cost
+from ..core.memory import peak_bytes
 from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
@@ -92,6 +99,10 @@ BENCH_COLUMNS = (
     Column("flops", wide=True),
     Column("gflop_per_s", "float", unit="GFLOP/s"),
     Column("memory_estimate_bytes", unit="B", wide=True),
+    # -- memory: measured peak beside the memory model's (paramcalc.core.memory) --
+    Column("peak_bytes", unit="B", wide=True, doc="peak the timed calls held (see peak_method)"),
+    Column("predicted_peak_bytes", unit="B", wide=True, doc="the memory model's peak for the path that ran"),
+    Column("peak_ratio", "float", wide=True, doc="peak_bytes / predicted_peak_bytes"),
 )
 
 
@@ -262,6 +273,17 @@ class BenchResult(Result):
     number_per_run: int
     timed_as: str = ""
     measurement: Measurement | None = field(default=None, compare=False)
+    # -- memory: measured peak and the memory model's for the kernel path that ran --
+    peak_bytes: int | None = None
+    predicted_peak_bytes: int | None = None
+    peak_method: str = ""
+
+    @property
+    def peak_ratio(self) -> float | None:
+        """Measured over predicted peak (``None`` when either is unknown)."""
+        if not self.peak_bytes or not self.predicted_peak_bytes:
+            return None
+        return self.peak_bytes / self.predicted_peak_bytes
 
     # -- derived quantities -------------------------------------------------------------
     @property
@@ -336,6 +358,9 @@ class BenchResult(Result):
             self.flops,
             self.flop_per_s / 1e9,
             self.memory_estimate,
+            self.peak_bytes,
+            self.predicted_peak_bytes,
+            self.peak_ratio,
         )
 
     def _table(self, view: str) -> Table:
@@ -373,6 +398,17 @@ class BenchResult(Result):
             f"{len(self.times)} runs x {self.number_per_run} calls; kernel path: {self.kernel_path}",
             f"FLOPs per call (cost model): {self.flops:,}; {self.flop_per_s / 1e9:,.2f} GFLOP/s achieved",
             f"memory estimate: {fmt_bytes(self.memory_estimate)}; FLOPs: {self.cost.convention}",
+            *self._peak_lines(),
+        ]
+
+    def _peak_lines(self) -> list[str]:
+        if self.predicted_peak_bytes is None:
+            return []
+        measured = f"{fmt_bytes(self.peak_bytes)} ({self.peak_method})" if self.peak_bytes else "not measured"
+        ratio = f", ratio {self.peak_ratio:.2f}" if self.peak_ratio is not None else ""
+        return [
+            f"peak memory: {measured}; memory model ({self.kernel_path}): "
+            f"{fmt_bytes(self.predicted_peak_bytes)}{ratio}"
         ]
 
     def meta(self) -> dict[str, Any]:
@@ -385,6 +421,7 @@ class BenchResult(Result):
             "seed": self.seed,
             "times_s": list(self.times),
             "cost_convention": self.cost.convention,
+            "peak_method": self.peak_method,
         }
 
     def context(self) -> list[tuple[str, str]]:
@@ -455,7 +492,7 @@ def bench(
         case.module.train(train)
         ops = kernel_ops(case, train)
         ctx = contextlib.nullcontext() if train else torch.inference_mode()
-        with ctx:
+        with ctx, peak_memory(dev, case.resident_bytes()) as peak:
             meas = measure(
                 case.callable(train),
                 dev,
@@ -468,6 +505,7 @@ def bench(
     path = kernel_path(ops, native=is_torch_native(run_spec))
     if path == NATIVE_PATH and not is_torch_native(run_spec):  # pragma: no cover - defensive
         path = REFERENCE_PATH
+    predicted_peak = peak_bytes(run_spec, workload, path, device_type=dev.type)
     return BenchResult(
         spec=spec,
         workload=workload,
@@ -488,4 +526,7 @@ def bench(
         number_per_run=int(meas.number_per_run),
         timed_as=timed_as,
         measurement=meas,
+        peak_bytes=peak.bytes,
+        predicted_peak_bytes=predicted_peak,
+        peak_method=peak.method,
     )
