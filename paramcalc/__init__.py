@@ -46,6 +46,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "count_architecture": ("paramcalc.core.architecture", "count_architecture"),
     "bench": ("paramcalc.timing.benchmark", "bench"),
     "BenchResult": ("paramcalc.timing.benchmark", "BenchResult"),
+    "predict": ("paramcalc.timing.predict", "predict"),
+    "PredictResult": ("paramcalc.timing.predict", "PredictResult"),
     "check": ("paramcalc.checks.tensorcheck", "check"),
     "CheckResult": ("paramcalc.checks.tensorcheck", "CheckResult"),
     "flop_check": ("paramcalc.checks.flopcount", "flop_check"),

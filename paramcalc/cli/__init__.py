@@ -20,6 +20,7 @@ import click
 from .. import __version__
 from ..errors import ParamcalcError
 from .analytic import cost, count, explain, solve
+from .predictcmds import predict
 from .timingcmds import bench, compare, sweep
 from .torchcmds import check_cmd, inspect_cmd, report_cmd
 
@@ -40,10 +41,23 @@ def cli(debug: bool) -> None:
       paramcalc cost lstm -d 28 -H 256 -L 2 --batch 64 --seq-len 28
       paramcalc check lstm -d 28 -H 256 -L 2
       paramcalc compare -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --bench
+      paramcalc predict lstm -d 28 -H 256 -L 2 --batch 64 --seq-len 28
     """
 
 
-for _command in (count, solve, cost, explain, check_cmd, report_cmd, inspect_cmd, bench, compare, sweep):
+for _command in (
+    count,
+    solve,
+    cost,
+    explain,
+    check_cmd,
+    report_cmd,
+    inspect_cmd,
+    bench,
+    predict,
+    compare,
+    sweep,
+):
     cli.add_command(_command)
 
 

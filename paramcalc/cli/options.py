@@ -23,11 +23,16 @@ def _apply(f: F, opts: Sequence[Callable[[F], F]]) -> F:
 
 
 def spec_options(
-    *, hidden_required: bool = True, cell_argument: bool = True, ranges: bool = False
+    *,
+    hidden_required: bool = True,
+    cell_argument: bool = True,
+    ranges: bool = False,
+    input_required: bool = True,
 ) -> Callable[[F], F]:
     """The flags that describe a ``RecurrentSpec``: ``CELL -d -H -L --bidirectional ...``.
 
     With ``ranges=True`` (``sweep``), ``-H`` and ``-L`` are range texts such as ``64:1024:64``.
+    ``input_required=False`` leaves ``-d`` optional (``compare --from`` reads no spec).
     """
 
     def deco(f: F) -> F:
@@ -53,7 +58,7 @@ def spec_options(
                 ),
             ]
         opts: list[Callable[[F], F]] = [
-            click.option("-d", "--input-size", type=int, required=True, help="Input features d."),
+            click.option("-d", "--input-size", type=int, required=input_required, help="Input features d."),
             *sizes,
             click.option("--bidirectional", is_flag=True, help="Two directions per layer."),
             click.option(
@@ -330,7 +335,9 @@ def timing_options(*, bench_flag: bool) -> Callable[[F], F]:
     return deco
 
 
-def timing_from_flags(kw: dict[str, Any], *, timed: bool, default_min_time: float) -> dict[str, Any]:
+def timing_from_flags(
+    kw: dict[str, Any], *, timed: bool, default_min_time: float, hint: str = "add --bench"
+) -> dict[str, Any]:
     """Pop the timing flags from ``kw``: keyword arguments for bench/compare/sweep."""
     device, threads, min_time, seed = kw.pop("device"), kw.pop("threads"), kw.pop("min_time"), kw.pop("seed")
     if not timed:
@@ -345,7 +352,7 @@ def timing_from_flags(kw: dict[str, Any], *, timed: bool, default_min_time: floa
             if v is not None
         ]
         if given:
-            raise ParamcalcError(f"{', '.join(given)} only apply when timing: add --bench")
+            raise ParamcalcError(f"{', '.join(given)} only apply when timing: {hint}")
         return {}
     from ..timing.benchmark import check_min_run_time, check_threads
 
@@ -376,6 +383,39 @@ def progress(total: int, label: str, quiet: bool) -> Any:
     def bar_ctx() -> Any:
         with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
             yield lambda _row: bar.update(1)
+
+    return bar_ctx()
+
+
+def gemm_progress(quiet: bool, label: str = "timing GEMMs") -> Any:
+    """A context giving an ``on_timed(done, total)`` callback for GEMM timings, or None.
+
+    The bar (on stderr, as :func:`progress` draws it) appears at the first shape that has to
+    be timed, when the total is known; none when ``quiet``, when every shape is cached, or when
+    stderr is not a terminal.
+    """
+    import contextlib
+
+    if quiet or not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def bar_ctx() -> Any:
+        state: dict[str, Any] = {}
+
+        def on_timed(done: int, total: int) -> None:
+            bar = state.get("bar")
+            if bar is None:
+                bar = click.progressbar(length=total, label=label, file=sys.stderr)
+                bar.__enter__()
+                state["bar"] = bar
+            bar.update(done - bar.pos)
+
+        try:
+            yield on_timed
+        finally:
+            if "bar" in state:
+                state["bar"].__exit__(None, None, None)
 
     return bar_ctx()
 
