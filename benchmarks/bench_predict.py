@@ -13,8 +13,8 @@ and on CUDA (``--device cuda``); the default grid takes about two minutes on two
         [--hidden 64,256] [--layers 1,2] [--batch 16,64] [--seq-len 32] [--train]
         [--min-time 0.1] [--threads N] [--fresh] [--output validation.json]
 
-``--fresh`` times every GEMM now (kept in memory for this run only) instead of reading the
-cache; ``--output`` writes the runs as a JSON export that ``paramcalc compare --from`` merges
+``--fresh`` times every GEMM now and writes the new timings over the cached ones (do it on a
+quiet machine); ``--output`` writes the runs as a JSON export that ``paramcalc compare --from`` merges
 with the same file from another machine. Exit status 0 when at least one row was scored.
 """
 
@@ -55,7 +55,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--train", action="store_true", help="time forward + backward")
     ap.add_argument("--min-time", type=float, default=0.1, help="seconds of timing per configuration")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--fresh", action="store_true", help="time every GEMM now; no cache")
+    ap.add_argument("--fresh", action="store_true", help="time every GEMM now and replace its cached timing")
     ap.add_argument("--output", default=None, help="write the runs as a JSON export (.json)")
     return ap.parse_args()
 
@@ -78,13 +78,13 @@ def main() -> int:
     args = parse()
     kind = args.device.split(":")[0]
     dtypes = (args.dtypes or DEFAULT_DTYPES.get(kind, "fp32")).split(",")
-    timer = make_timer(args.device, threads=args.threads, cache=not args.fresh)
+    timer = make_timer(args.device, threads=args.threads, refresh=args.fresh)
     configs = grid(args, dtypes)
     print(
         f"device {timer.dev} ({timer.device_name}), torch {torch.__version__}, "
         f"{timer.threads or torch.get_num_threads()} threads, dtypes {', '.join(dtypes)}, "
         f"{'training' if args.train else 'inference'}, {len(configs)} configurations, "
-        f"GEMM cache: {'none (--fresh)' if args.fresh else timer.path}"
+        f"GEMM cache: {timer.path}{' (--fresh: timed again)' if args.fresh else ''}"
     )
     header = (
         f"{'cell':<5} {'H':>5} {'L':>2} {'B':>4} {'T':>4} {'dtype':<5} {'kernel':<8} "

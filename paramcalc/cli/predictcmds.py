@@ -36,6 +36,11 @@ from .options import (
     help="Time every GEMM shape now; read and write no cache file.",
 )
 @click.option(
+    "--refresh",
+    is_flag=True,
+    help="Time every GEMM shape again and replace its cached timing (after a busy moment).",
+)
+@click.option(
     "--by",
     type=click.Choice(["total", "gemm"]),
     default="total",
@@ -50,6 +55,7 @@ def predict(
     threads: int | None,
     min_time: float | None,
     no_cache: bool,
+    refresh: bool,
     by: str,
     quiet: bool,
     fmt: str,
@@ -96,6 +102,7 @@ def predict(
             threads=threads,
             min_run_time=min_run_time,
             cache=not no_cache,
+            refresh=refresh,
             on_timed=on_gemm,
         )
     emit(result, fmt, output, view=by, wide=wide)

@@ -95,6 +95,25 @@ def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None,
     emit(result, fmt, output, wide=wide)
 
 
+def _timing(kw: dict[str, Any], do_bench: bool, do_predict: bool) -> dict[str, Any]:
+    """The timing flags of compare/sweep: all with --bench; --device and --threads with --predict."""
+    from ..errors import ParamcalcError
+
+    if do_predict and not do_bench:
+        given = [
+            f for f, v in (("--min-time", kw["min_time"]), ("--seed", kw["seed"] or None)) if v is not None
+        ]
+        if given:
+            raise ParamcalcError(f"{', '.join(given)} only apply when timing the modules: add --bench")
+    timing = timing_from_flags(
+        kw, timed=do_bench or do_predict, default_min_time=0.2, hint="add --bench or --predict"
+    )
+    if not do_bench:
+        timing.pop("min_run_time", None)
+        timing.pop("seed", None)
+    return timing
+
+
 def _link(plot: str | None, output: str | None) -> list[tuple[str, str]]:
     if not plot or not output:
         return []
@@ -195,12 +214,7 @@ def compare(
         raise ParamcalcError("--multiple-of only applies with --equal params")
     cell_list = parse_cells(cells) or []
     workload = workload_from_flags(kw, always=True)
-    timing = timing_from_flags(
-        kw, timed=do_bench or do_predict, default_min_time=0.2, hint="add --bench or --predict"
-    )
-    if not do_bench:
-        timing.pop("min_run_time", None)
-        timing.pop("seed", None)
+    timing = _timing(kw, do_bench, do_predict)
     spec = template_spec(cell_list, kw)
     with (
         gemm_progress(quiet) as on_gemm,
@@ -280,12 +294,7 @@ def sweep(
     cell_list = parse_cells(cells) or []
     hs = parse_range(kw.pop("hidden_size"), "hidden sizes")
     layers = kw.pop("num_layers")
-    timing = timing_from_flags(
-        kw, timed=do_bench or do_predict, default_min_time=0.2, hint="add --bench or --predict"
-    )
-    if not do_bench:
-        timing.pop("min_run_time", None)
-        timing.pop("seed", None)
+    timing = _timing(kw, do_bench, do_predict)
     kw.update(hidden_size=max(hs), num_layers=1)
     spec = template_spec(cell_list, kw)
     ranges: dict[str, Any] = {

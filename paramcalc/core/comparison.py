@@ -593,7 +593,15 @@ class SweepResult(_Plotted):
         out = []
         for r in self.rows:
             s, w = r.spec, r.workload
-            row = (s.cell, s.input_size, s.hidden_size, s.num_layers, w.batch, w.seq_len, r.params)
+            row: tuple[Any, ...] = (
+                s.cell,
+                s.input_size,
+                s.hidden_size,
+                s.num_layers,
+                w.batch,
+                w.seq_len,
+                r.params,
+            )
             row += (*_cost_values(r.cost), r.cost.flops)
             if self.benched:
                 row += _bench_values(r.bench)

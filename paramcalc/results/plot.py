@@ -177,7 +177,7 @@ def plot_devices(result: MergedResult, path: str | os.PathLike[str], *, title: s
             runs = [r for r in result.runs if r.device_name == dev and r.config_key() == key]
             if not runs:
                 continue
-            r = runs[0]
+            r = next((x for x in runs if x.measured_s is not None), runs[0])  # measured first
             ax.bar(
                 i - 0.4 + width * (j + 0.5),
                 r.tokens_per_s,
@@ -188,7 +188,14 @@ def plot_devices(result: MergedResult, path: str | os.PathLike[str], *, title: s
                 linewidth=0.6,
             )
     labels = [f"{spec}\n{wl}" for spec, wl in configs]
-    ax.set_xticks(range(len(configs)), labels, fontsize="small", rotation=15 if len(configs) > 3 else 0)
+    rotate = len(configs) > 3
+    ax.set_xticks(
+        range(len(configs)),
+        labels,
+        fontsize="small",
+        rotation=20 if rotate else 0,
+        ha="right" if rotate else "center",
+    )
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(EngFormatter(sep=" "))
     ax.set_ylabel("tokens / s")

@@ -205,19 +205,26 @@ class Timing:
         """A timing from the cache; ``ValueError`` for anything that is not one."""
         if not isinstance(value, dict):
             raise ValueError("not an object")
-        med, iqr = value.get("median_s"), value.get("iqr_s")
-        runs, noisy = value.get("runs"), value.get("noisy")
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (med, iqr)):
-            raise ValueError("median_s and iqr_s must be numbers")
-        if not (math.isfinite(med) and med > 0 and math.isfinite(iqr) and iqr >= 0):
-            raise ValueError("median_s must be positive and finite")
-        tries = value.get("tries", 1)
-        for x in (runs, tries):
-            if isinstance(x, bool) or not isinstance(x, int) or x < 1:
-                raise ValueError("runs and tries must be positive integers")
+        med, iqr = _number(value.get("median_s")), _number(value.get("iqr_s"))
+        if not (med > 0 and iqr >= 0):
+            raise ValueError("median_s must be positive and iqr_s not negative")
+        runs, tries = _count(value.get("runs")), _count(value.get("tries", 1))
+        noisy = value.get("noisy")
         if not isinstance(noisy, bool):
             raise ValueError("noisy must be a boolean")
-        return cls(float(med), float(iqr), runs, noisy, tries)
+        return cls(med, iqr, runs, noisy, tries)
+
+
+def _number(x: Any) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise ValueError("times must be finite numbers")
+    return float(x)
+
+
+def _count(x: Any) -> int:
+    if isinstance(x, bool) or not isinstance(x, int) or x < 1:
+        raise ValueError("runs and tries must be positive integers")
+    return x
 
 
 def time_call(fn: Callable[[], Any], dev: torch.device, threads: int, min_run_time: float) -> Timing:
@@ -296,8 +303,9 @@ class DeviceTimer:
     """GEMM and copy timings of one device, thread count and torch version, cached on disk.
 
     ``cache``: ``True`` reads and writes the cache file in ``folder`` (default
-    :func:`cache_dir`); ``False`` keeps timings in memory only. ``operand_budget`` overrides
-    the bytes a timed GEMM may allocate (see :func:`tile_plan`).
+    :func:`cache_dir`); ``False`` keeps timings in memory only. ``refresh``: read nothing from
+    the cache, time every shape again and write the new timings over the old ones.
+    ``operand_budget`` overrides the bytes a timed GEMM may allocate (see :func:`tile_plan`).
     """
 
     def __init__(
@@ -309,6 +317,7 @@ class DeviceTimer:
         folder: str | os.PathLike[str] | None = None,
         cache: bool = True,
         operand_budget: int | None = None,
+        refresh: bool = False,
     ) -> None:
         import torch
 
@@ -340,7 +349,7 @@ class DeviceTimer:
         self.cache_problem = ""
         #: Why the cache file could not be written ("" when it could).
         self.write_problem = ""
-        if self.use_cache:
+        if self.use_cache and not refresh:
             self._gemm, self._copy, self.cache_problem = self._read()
 
     # -- identity and file --------------------------------------------------------------------
@@ -472,7 +481,7 @@ class DeviceTimer:
 
         clock = timer_for(self.dev)
         a = torch.ones(256, 256, device=self.dev)
-        with num_threads(self._timer_threads()):
+        with num_threads(self.host_threads()):
             end = time.perf_counter() + SPIN_UP_S
             while clock() < end:
                 torch.mm(a, a)
@@ -492,7 +501,7 @@ class DeviceTimer:
             c = torch.empty(t.m, t.n, device=self.dev, dtype=dt)
             fn = functools.partial(torch.mm, a, b.t(), out=c)
             try:
-                return time_call(fn, self.dev, self._timer_threads(), self.min_run_time)
+                return time_call(fn, self.dev, self.host_threads(), self.min_run_time)
             finally:
                 del fn, a, b, c
 
@@ -522,11 +531,12 @@ class DeviceTimer:
             dst = torch.empty(n, device=self.dev, dtype=torch.float32).fill_(0.0)
             fn = functools.partial(dst.copy_, src)
             try:
-                return time_call(fn, self.dev, self._timer_threads(), self.min_run_time)
+                return time_call(fn, self.dev, self.host_threads(), self.min_run_time)
             finally:
                 del fn, src, dst
 
-    def _timer_threads(self) -> int:
+    def host_threads(self) -> int:
+        """The CPU threads timings run with (torch's setting on an accelerator)."""
         import torch
 
         return self.threads or torch.get_num_threads()

@@ -543,7 +543,7 @@ def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
         workload=w,
         device=str(timer.dev),
         device_name=timer.device_name,
-        threads=timer.threads or 0,
+        threads=timer.host_threads(),
         torch_version=timer.torch_version,
         gemms=tuple(shares),
         gemm_s=sum(s.seconds for s in shares),
@@ -568,11 +568,14 @@ def make_timer(
     min_run_time: float = DEFAULT_GEMM_MIN_RUN_TIME,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
+    refresh: bool = False,
 ) -> DeviceTimer:
     """A :class:`~paramcalc.timing.gemm.DeviceTimer` to share between predictions."""
     from .gemm import DeviceTimer
 
-    return DeviceTimer(device, threads=threads, min_run_time=min_run_time, folder=cache_dir, cache=cache)
+    return DeviceTimer(
+        device, threads=threads, min_run_time=min_run_time, folder=cache_dir, cache=cache, refresh=refresh
+    )
 
 
 def predict_many(
@@ -586,6 +589,7 @@ def predict_many(
     timer: DeviceTimer | None = None,
     kernels: Sequence[str | None] | None = None,
     on_timed: Callable[[int, int], None] | None = None,
+    refresh: bool = False,
 ) -> list[PredictResult]:
     """Predict every ``(spec, workload)``, timing each distinct GEMM shape once for all of them.
 
@@ -594,7 +598,7 @@ def predict_many(
     path of each pair (``None``: expected from the spec and device).
     """
     timer = timer or make_timer(
-        device, threads=threads, min_run_time=min_run_time, cache=cache, cache_dir=cache_dir
+        device, threads=threads, min_run_time=min_run_time, cache=cache, cache_dir=cache_dir, refresh=refresh
     )
     pairs = list(pairs)
     ks = list(kernels) if kernels is not None else [None] * len(pairs)
@@ -621,13 +625,15 @@ def predict(
     timer: DeviceTimer | None = None,
     kernel: str | None = None,
     on_timed: Callable[[int, int], None] | None = None,
+    refresh: bool = False,
 ) -> PredictResult:
     """Predict the time of one call of ``spec`` on ``workload`` without building the model.
 
     Each distinct GEMM shape of the cost model's list is timed alone on ``device`` (once per
     device, dtype, thread count and torch version: the timings are cached in
-    :func:`paramcalc.timing.gemm.cache_dir` unless ``cache=False``); ``min_run_time`` is the
-    seconds of timing per shape. See the module docstring for the model.
+    :func:`paramcalc.timing.gemm.cache_dir` unless ``cache=False``; ``refresh=True`` times
+    every shape again and replaces its cached timing); ``min_run_time`` is the seconds of timing
+    per shape. See the module docstring for the model.
 
     >>> import paramcalc as pc
     >>> r = pc.predict(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), pc.Workload(64, 28))  # doctest: +SKIP
@@ -644,6 +650,7 @@ def predict(
         timer=timer,
         kernels=[kernel],
         on_timed=on_timed,
+        refresh=refresh,
     )[0]
 
 

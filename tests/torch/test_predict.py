@@ -303,10 +303,29 @@ def test_timings_are_cached_on_disk_and_reused(cache_dir):
     assert second.gemm_s == pytest.approx(sum(g.seconds for g in second.gemms))
 
 
+def test_refresh_times_again_and_replaces_the_cached_timings(cache_dir):
+    probe = P.make_timer("cpu", min_run_time=FAST)
+    _write_cache(probe)  # 1000 s for (2, 4, 24) and for the copy
+    t = P.make_timer("cpu", min_run_time=FAST, refresh=True)
+    assert t.gemm_time(G.GemmRequest(2, 4, 24)).seconds < 1000 and t.timed == 1
+    fresh = P.make_timer("cpu", min_run_time=FAST)
+    assert fresh.gemm_time(G.GemmRequest(2, 4, 24)).seconds < 1000  # written over the old one
+    res = invoke("predict", "rnn", "-d", 4, "-H", 6, *TINY, "--refresh")
+    assert res.exit_code == 0, res.output
+
+
 def test_no_cache_writes_nothing(cache_dir):
     r = P.predict(RecurrentSpec("rnn", 4, 8), Workload(2, 3), min_run_time=FAST, cache=False)
     assert r.cache_path == "" and not list(cache_dir.iterdir())
     assert any("no GEMM cache" in n for n in r.notes())
+
+
+def test_an_unwritable_cache_is_a_note_not_an_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = P.predict(RecurrentSpec("rnn", 4, 6), Workload(2, 3), min_run_time=FAST, cache_dir=blocker / "sub")
+    assert r.seconds > 0
+    assert any("could not be written" in n for n in r.notes())
 
 
 def _write_cache(timer: G.DeviceTimer, **changes) -> None:
@@ -662,6 +681,8 @@ def test_cli_compare_and_sweep_predict(run):
     assert "predicted_ms" in res.stdout
     line = one_line_error(run("compare", "-d", 4, "-H", 8, "--device", "cpu"))
     assert "--bench or --predict" in line
+    line = one_line_error(run("sweep", "-d", 4, "-H", 8, "--predict", "--min-time", "1"))
+    assert "add --bench" in line
 
 
 def test_predict_stays_lazy():
