@@ -47,10 +47,17 @@ for _command in (count, solve, cost, explain, check_cmd, report_cmd, inspect_cmd
     cli.add_command(_command)
 
 
+#: Longest message printed whole; a longer one (a 5,000-digit number echoed back) is cut.
+MAX_MESSAGE = 400
+
+
 def _line(message: str) -> str:
     from ..results.render import safe_text
 
-    return safe_text(" ".join(str(message).split()))
+    text = safe_text(" ".join(str(message).split()))
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[: MAX_MESSAGE - 40]}... ({len(text):,} characters in all)"
+    return text
 
 
 def _err(message: str) -> None:
@@ -87,6 +94,9 @@ def run(args: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv or os.environ.get("PARAMCALC_DEBUG", "") not in ("", "0")
+    if sys.stdout is None:  # started with stdout closed (`>&-`): every result would be lost
+        _err("Error: standard output is closed: nothing could be printed")
+        return 2
     if not argv:
         ctx = click.Context(cli, info_name="paramcalc", help_option_names=["-h", "--help"])
         click.echo(cli.get_help(ctx))
@@ -139,7 +149,8 @@ def _internal(exc: BaseException, debug: bool) -> int:
 def main() -> None:  # console-script entry point
     code = run()
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except OSError as exc:
         code = _stdout_failed(exc) if code == 0 else code
     sys.exit(code)

@@ -95,7 +95,7 @@ def fmt_int(n: int) -> str:
 
 # --- untrusted text ----------------------------------------------------------------------------
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 
 
 def safe_text(text: str) -> str:
