@@ -25,7 +25,9 @@ import paramcalc as pc
 pytestmark = pytest.mark.slow
 
 
-def cli(*args: str, cwd: Path | None = None, timeout: float = 60, stdin=None, **popen) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, cwd: Path | None = None, timeout: float = 60, stdin=None, **popen
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.run(
         [sys.executable, "-m", "paramcalc", *args],
@@ -55,7 +57,9 @@ def no_temp_files(folder: Path) -> None:
 
 
 def test_threads_beyond_the_cpus_is_one_line_not_a_segfault():
-    line = one_line(cli("bench", "lstm", "-d", "28", "-H", "16", "--batch", "1", "--seq-len", "1", "--threads", "100000"))
+    line = one_line(
+        cli("bench", "lstm", "-d", "28", "-H", "16", "--batch", "1", "--seq-len", "1", "--threads", "100000")
+    )
     assert "threads must be at most" in line
     for cmd in (["compare", "-d", "28", "-H", "16", "--bench"], ["sweep", "-d", "28", "-H", "16", "--bench"]):
         assert "threads" in one_line(cli(*cmd, "--threads", "100000"))
@@ -98,7 +102,9 @@ def test_integers_beyond_int64_export_losslessly(tmp_path):
 
 
 def test_a_budget_beyond_any_model_is_one_line(tmp_path):
-    assert "out of range" in one_line(cli("solve", "lstm", "-d", "28", "--budget", "1e4000", "--output", str(tmp_path / "s.xlsx")))
+    assert "out of range" in one_line(
+        cli("solve", "lstm", "-d", "28", "--budget", "1e4000", "--output", str(tmp_path / "s.xlsx"))
+    )
     assert not (tmp_path / "s.xlsx").exists()
 
 
@@ -108,7 +114,7 @@ def hostile_checkpoint(tmp_path) -> Path:
         "rnn.weight_ih_l0": torch.zeros(8, 3),
         "rnn.weight_hh_l0": torch.zeros(8, 2),
         "\x1b]0;pwned\x07\x1b[2Jevil.weight": torch.zeros(3),
-        "=HYPERLINK(\"http://x\",\"y\").weight": torch.zeros(2),
+        '=HYPERLINK("http://x","y").weight': torch.zeros(2),
         "lone\ud800.surrogate": torch.zeros(1),
     }
     path = tmp_path / "hostile.pt"
@@ -139,7 +145,9 @@ def test_hostile_tensor_names_are_printed_and_exported_safely(hostile_checkpoint
 
 
 def test_a_300_character_output_name_is_one_line(tmp_path):
-    assert "longer than" in one_line(cli("count", "lstm", "-d", "5", "-H", "5", "--output", str(tmp_path / ("x" * 300 + ".csv"))))
+    assert "longer than" in one_line(
+        cli("count", "lstm", "-d", "5", "-H", "5", "--output", str(tmp_path / ("x" * 300 + ".csv")))
+    )
 
 
 def test_a_full_disk_during_an_xlsx_export_is_one_line(tmp_path, monkeypatch, capsys):
@@ -240,9 +248,12 @@ def test_full_and_closed_stdout():
         )  # fmt: skip
     assert res.returncode == 2 and "No space left" in res.stderr and "Traceback" not in res.stderr
     res = subprocess.run(
-        f"{sys.executable} -m paramcalc count lstm -d 5 -H 5 >&-", shell=True, capture_output=False,
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )  # fmt: skip
+        f"{sys.executable} -m paramcalc count lstm -d 5 -H 5 >&-",
+        shell=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert res.returncode == 2 and "standard output is closed" in res.stderr
 
 
@@ -281,7 +292,9 @@ def test_a_deep_bench_is_bounded_by_min_time():
 
 def test_output_targets_are_checked_before_any_work(tmp_path):
     start = time.perf_counter()
-    line = one_line(cli("bench", "lstm", "-d", "28", "-H", "16", "--min-time", "30", "--output", "/proc/b.json"))
+    line = one_line(
+        cli("bench", "lstm", "-d", "28", "-H", "16", "--min-time", "30", "--output", "/proc/b.json")
+    )
     assert "cannot create a file" in line and time.perf_counter() - start < 20
     ok = tmp_path / "ok.csv"
     line = one_line(cli("sweep", "-d", "28", "-H", "16", "--output", str(ok), "--plot", "/proc/p.png"))
@@ -318,9 +331,12 @@ def test_sigterm_while_a_temporary_file_exists_removes_it(tmp_path):
 
 
 def test_options_that_would_be_ignored_are_errors():
-    assert "--device only applies with --check" in one_line(cli("report", "data/architectures/mnist_rows_lstm.toml", "--device", "cpu",
-                                                                  cwd=Path(__file__).resolve().parents[2]))  # fmt: skip
-    assert "--multiple-of only applies" in one_line(cli("compare", "-d", "28", "-H", "64", "--multiple-of", "8"))
+    root = Path(__file__).resolve().parents[2]
+    toml = "data/architectures/mnist_rows_lstm.toml"
+    assert "--device only applies with --check" in one_line(cli("report", toml, "--device", "cpu", cwd=root))
+    assert "--multiple-of only applies" in one_line(
+        cli("compare", "-d", "28", "-H", "64", "--multiple-of", "8")
+    )
 
 
 def test_an_output_symlink_is_written_through(tmp_path):
