@@ -83,6 +83,9 @@ class Group:
     type_name: str
     component: Component | None
     note: str = ""
+    #: The stored names of the component's tensors, in its order (files whose names differ
+    #: from the analytic ones: ONNX initializers, Keras weight paths); ``None``: match by name.
+    stored_names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -298,11 +301,19 @@ def match_tensors(
     expected: list[list[tuple[str, Any]]] = []
     for gi, g in enumerate(groups):
         items = [] if g.component is None else [(_join(g.path, t.name), t) for t in g.component.tensors()]
+        if g.stored_names is not None:  # match by position: the i-th analytic tensor is the i-th stored one
+            names = list(g.stored_names) + [full for full, _ in items[len(g.stored_names) :]]
+            items = [(names[i], t) for i, (_, t) in enumerate(items)]
         expected.append(items)
         for full, t in items:
             if full in by_name and full not in claimed:
                 claimed[full] = (gi, t)
-    found = {(gi, full) for full, (gi, t) in claimed.items() if full == _join(groups[gi].path, t.name)}
+    found = {
+        (gi, full)
+        for gi, items in enumerate(expected)
+        for full, _ in items
+        if claimed.get(full, (-1,))[0] == gi
+    }
     # renamed tensors, indexed by the leaf of their canonical name (one pass over the params)
     renamed_by_leaf: dict[str, list[ParamInfo]] = {}
     for p in params:
@@ -569,23 +580,53 @@ def _describe(exc: BaseException) -> str:
 
 
 def inspect(path: str | Path) -> Analysis:
-    """Read every layer of a saved model back as specs, with analytic vs stored counts."""
-    from ..bridge.checkpoint import _identity, load_state_dict
+    """Read every layer of a saved model back as specs, with analytic vs stored counts.
 
-    tensors, where = load_state_dict(path)
-    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-    meta = [k for k, v in tensors.items() if getattr(v, "is_meta", False)]
-    inferred = statedict.infer_components(shapes)
-    groups = [Group(i.prefix, i.type_name, _renamed(i.component, i.prefix), i.note) for i in inferred]
-    buffers = frozenset(k for k in tensors if k.rpartition(".")[2] in statedict.BUFFER_NAMES)
-    params = [ParamInfo(k, shapes[k], _identity(v)) for k, v in tensors.items()]
-    notes = [f"state dict {where}: {len(tensors)} tensors"]
-    if meta:
-        notes.append(unseen_ties_note(shapes, buffers))
+    PyTorch checkpoints and safetensors files are read from tensor names and shapes (layers
+    inferred by :func:`paramcalc.bridge.statedict.infer_components`); ONNX and Keras files name
+    their recurrent layers in their own metadata (node attributes, the model config), whose
+    tensors are checked against the analytic ones of that layout, position by position.
+    """
+    from ..bridge.readers import read_model
+
+    model = read_model(path)
+    found = {n for layer in model.layers for n in layer.tensors}
+    rest = {t.name: t.shape for t in model.tensors if t.name not in found}
+    groups: list[Group] = []
+    for layer in model.layers:
+        spec = _file_layout(layer.spec, model.format)
+        comp = Recurrent(layer.path, spec)
+        stored = model.layer_tensors(layer)
+        names = tuple(t.name for t in stored)
+        groups.append(Group(layer.path, spec.display_class, comp, layer.note, names))
+    inferred = statedict.infer_components(rest) if rest else []
+    groups += [Group(i.prefix, i.type_name, _renamed(i.component, i.prefix), i.note) for i in inferred]
+    buffers = frozenset(k for k in rest if k.rpartition(".")[2] in statedict.BUFFER_NAMES)
+    unseen = [t for t in model.tensors if t.key is None]
+    params = [
+        ParamInfo(t.name, t.shape, ("file", t.key) if t.key is not None else ("own", t.name), t.dtype)
+        for t in model.tensors
+    ]
+    notes = list(model.notes)
+    ties_unknown = model.format == "pytorch" and bool(unseen)
+    if ties_unknown:
+        notes.append(unseen_ties_note(rest, buffers))
+    if model.format in ("onnx", "keras"):
+        notes.append(f"{model.format} file: recurrent layers from its metadata, checked position by position")
     analysis = match_tensors(
-        groups, params, source=f"checkpoint {path}", buffers=buffers, notes=notes, actual_label="stored"
+        groups, params, source=model.source, buffers=buffers, notes=notes, actual_label="stored"
     )
-    return dataclasses.replace(analysis, ties_unknown=bool(meta))
+    return dataclasses.replace(analysis, ties_unknown=ties_unknown)
+
+
+def _file_layout(spec: RecurrentSpec, fmt: str) -> RecurrentSpec:
+    """The spec with the tensor names and grouping of the file's framework (ONNX: W, R, B, P)."""
+    if fmt == "onnx" and spec.convention != "onnx":
+        try:
+            return spec.replace(convention="onnx", bias_vectors=spec.bias_vectors, peephole=spec.peephole)
+        except ParamcalcError:
+            return spec
+    return spec
 
 
 def unseen_ties_note(shapes: dict[str, tuple[int, ...]], buffers: frozenset[str]) -> str:
@@ -596,10 +637,8 @@ def unseen_ties_note(shapes: dict[str, tuple[int, ...]], buffers: frozenset[str]
             by_shape.setdefault(shape, []).append(name)
     pairs = [names for names in by_shape.values() if len(names) > 1]
     maybe = "; ".join(" and ".join(n[:3]) for n in pairs[:3])
-    return (
-        "the tensors were saved from the meta device: no storage survives, so tied weights cannot be "
-        "seen and each name is counted"
-        + (f"; same-shaped weights that may be one tensor: {maybe}" if maybe else "")
+    return "ties cannot be seen, so each name is counted" + (
+        f"; same-shaped weights that may be one tensor: {maybe}" if maybe else ""
     )
 
 

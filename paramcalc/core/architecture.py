@@ -111,10 +111,6 @@ class Recurrent(Component):
     def __post_init__(self) -> None:
         if not isinstance(self.spec, RecurrentSpec):
             raise ParamcalcError(f"component {self.name!r}: a recurrent component needs a RecurrentSpec")
-        if self.spec.convention != "torch":
-            raise ParamcalcError(
-                f"component {self.name!r}: architectures use the torch convention, got {self.spec.convention}"
-            )
 
     @property  # type: ignore[override]
     def kind(self) -> str:  # the cell name: lstm, gru, rnn, ...

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...core.cells import cell_for, get_cell
 from ...core.params import count
 from ...core.spec import RecurrentSpec
 from ...errors import ParamcalcError
@@ -72,14 +73,8 @@ NON_PARAMETER_GROUPS = frozenset(
     {"optimizer", "optimizer_weights", "compile_metrics", "compile_loss", "metrics"}
 )
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
-#: Keras recurrent layer classes -> (paramcalc cell, gate blocks); cells map to their layer.
-RNN_LAYERS: dict[str, tuple[str, int]] = {
-    "LSTM": ("lstm", 4),
-    "CuDNNLSTM": ("lstm", 4),
-    "GRU": ("gru", 3),
-    "CuDNNGRU": ("gru", 3),
-    "SimpleRNN": ("rnn", 1),
-}
+#: Keras 2's cuDNN layer classes -> the layer class of the same tensors.
+CUDNN_LAYERS = {"CuDNNLSTM": "LSTM", "CuDNNGRU": "GRU"}
 CELL_LAYERS = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
 
 
@@ -385,9 +380,11 @@ def _describe(path: Path, name: str, cfg: dict[str, Any]) -> _Rnn | None:
         if not isinstance(cell, dict) or str(cell.get("class_name")) not in CELL_LAYERS:
             return None
         cls, conf = CELL_LAYERS[str(cell["class_name"])], _conf(cell)
-    if cls not in RNN_LAYERS:
+    act = _activation(conf.get("activation", "tanh"))
+    ct = cell_for("keras", CUDNN_LAYERS.get(cls, cls), act)
+    if ct is None:
         return None
-    cell_name, gates = RNN_LAYERS[cls]
+    cell_name, gates = ct.name, ct.gates
     units = conf.get("units")
     if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
         raise refuse(path, f"layer {name!r} ({cls}): units must be a positive integer, got {units!r}")
@@ -398,14 +395,11 @@ def _describe(path: Path, name: str, cfg: dict[str, Any]) -> _Rnn | None:
     if cls.startswith("CuDNN"):
         bias_vectors = 2
         notes.append(f"{cls} keeps two bias vectors per gate block (cuDNN layout)")
-    if cell_name == "gru":
+    if ct.reset_after_option:
         reset_after = bool(conf.get("reset_after", cls == "CuDNNGRU"))
         if use_bias and reset_after:
             bias_vectors = 2
-    act = _activation(conf.get("activation", "tanh"))
-    if cell_name == "rnn" and act == "relu":
-        cell_name = "rnn_relu"
-    elif act != "tanh":
+    if act != "tanh" and act != ct.nonlinearity:
         notes.append(f"activation={act!r} (the activation does not change the count)")
     return _Rnn(cls, cell_name, gates, units, bias_vectors, reset_after, notes)
 
@@ -488,7 +482,11 @@ def _input_size(store: _Store, entry: _Entry, rnn: _Rnn, side: str, cfg: dict[st
 
 def _reset_from_bias(store: _Store, entry: _Entry, rnn: _Rnn) -> None:
     """A stored ``(2, 3u)`` GRU bias settles ``reset_after`` when an old config leaves it out."""
-    if rnn.cell != "gru" or "reset_after" in _conf(entry.cfg) or rnn.bias_vectors == 0:
+    if (
+        not get_cell(rnn.cell).reset_after_option
+        or "reset_after" in _conf(entry.cfg)
+        or rnn.bias_vectors == 0
+    ):
         return
     for t in store.under(entry):
         if t.shape == (2, 3 * rnn.units):
@@ -497,7 +495,7 @@ def _reset_from_bias(store: _Store, entry: _Entry, rnn: _Rnn) -> None:
 
 
 def _spec(path: Path, name: str, rnn: _Rnn, d: int, bidirectional: bool, merge: str) -> RecurrentSpec:
-    extra: dict[str, Any] = {"reset_after": rnn.reset_after} if rnn.cell == "gru" else {}
+    extra: dict[str, Any] = {"reset_after": rnn.reset_after} if get_cell(rnn.cell).reset_after_option else {}
     try:
         return RecurrentSpec(
             rnn.cell,
@@ -603,9 +601,9 @@ def _found(path: Path, store: _Store, entries: list[_Entry], notes: list[str]) -
 
 
 def _layout_note(spec: RecurrentSpec, notes: list[str]) -> None:
-    if spec.cell == "gru" and spec.reset_after and spec.bias_vectors == 2:
+    if spec.cell_type.reset_after_option and spec.reset_after and spec.bias_vectors == 2:
         notes.append("GRU(reset_after=True): bias (2, 3u) holds an input and a recurrent bias")
-    elif spec.cell == "gru" and not spec.reset_after:
+    elif spec.cell_type.reset_after_option and not spec.reset_after:
         notes.append("GRU(reset_after=False): one bias vector per gate block")
 
 

@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...core.cells import cell_for
 from ...core.spec import RecurrentSpec
 from ...errors import ParamcalcError
 from . import (
@@ -207,15 +208,18 @@ def _layer(scan: _Scan, node: Any, where: str, shapes: Shapes) -> FoundLayer | N
     else:
         notes.append("no B: no biases")
     kwargs: dict[str, Any] = {}
-    if op == "LSTM":
-        cell = "lstm"
+    acts = [str(a).lower() for a in attrs.get("activations", ["Tanh"] * dirs)] or ["tanh"]
+    ct = cell_for("onnx", op, acts[0] if len(set(acts)) == 1 else None)
+    if ct is None:  # pragma: no cover - the caller passes only LSTM, GRU, RNN nodes
+        raise _bad(scan.path, where, "op", (), "an ONNX recurrent operator")
+    cell = ct.name
+    if ct.peephole_gates:
         kwargs["peephole"] = p is not None
         if p is not None:
             notes.append("ONNX P holds three peephole vectors (i, o, f)")
         if attrs.get("input_forget"):
             notes.append("input_forget=1 couples the input and forget gates (all four blocks are stored)")
-    elif op == "GRU":
-        cell = "gru"
+    if ct.reset_after_option:
         lbr = int(attrs.get("linear_before_reset", 0))
         kwargs["reset_after"] = lbr != 0
         notes.append(
@@ -223,14 +227,8 @@ def _layer(scan: _Scan, node: Any, where: str, shapes: Shapes) -> FoundLayer | N
             if lbr
             else "linear_before_reset=0: reset before the matmul (reset_after=False)"
         )
-    else:
-        acts = [str(a).lower() for a in attrs.get("activations", ["Tanh"] * dirs)] or ["tanh"]
-        if all(a == "relu" for a in acts):
-            cell = "rnn_relu"
-        else:
-            cell = "rnn"
-            if any(a != "tanh" for a in acts):
-                notes.append(f"activations {acts}: counted as rnn (the activation does not change the count)")
+    if ct.nonlinearity and any(a != ct.nonlinearity for a in acts):
+        notes.append(f"activations {acts}: counted as {cell} (the activation does not change the count)")
     if op in GATE_ORDER:
         notes.append(f"gate order {GATE_ORDER[op]}")
     if direction == "reverse":
