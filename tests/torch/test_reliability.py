@@ -229,14 +229,14 @@ def test_structures(tmp_path):
 
 
 def test_special_files_are_refused_without_hanging(tmp_path):
-    assert "not a regular file" in one_line(cli("report", "/dev/zero", timeout=20))
-    assert "not a regular file" in one_line(cli("inspect", "/dev/zero", timeout=20))
+    assert "only regular files are read" in one_line(cli("report", "/dev/zero", timeout=20))
+    assert "only regular files are read" in one_line(cli("inspect", "/dev/zero", timeout=20))
     fifo = tmp_path / "fifo.toml"
     os.mkfifo(fifo)
-    assert "not a regular file" in one_line(cli("report", str(fifo), timeout=20))
+    assert "only regular files are read" in one_line(cli("report", str(fifo), timeout=20))
     fifo_pt = tmp_path / "fifo.pt"
     os.mkfifo(fifo_pt)
-    assert "not a regular file" in one_line(cli("inspect", str(fifo_pt), timeout=20))
+    assert "only regular files are read" in one_line(cli("inspect", str(fifo_pt), timeout=20))
 
 
 def test_full_and_closed_stdout():

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import os
-import stat
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,26 +169,10 @@ def regular_file(path: str | os.PathLike[str]) -> tuple[Path, int]:
     Uses ``os.stat`` (which follows symlinks and never blocks) before anything opens the path,
     so a FIFO or ``/dev/zero`` is refused instead of blocking or reading forever.
     """
-    p = Path(os.fspath(path))
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise refuse(p, "no such file") from None
-    except OSError as e:
-        raise refuse(p, e.strerror or short_reason(e)) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise refuse(p, "it is a directory, not a model file")
-    if not stat.S_ISREG(st.st_mode):
-        kind = (
-            "a FIFO (named pipe)"
-            if stat.S_ISFIFO(st.st_mode)
-            else "a device"
-            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-            else "a socket"
-            if stat.S_ISSOCK(st.st_mode)
-            else "not a regular file"
-        )
-        raise refuse(p, f"it is {kind}; only regular files are read")
+    from ...core.files import check_regular_file
+
+    p = check_regular_file(path, "model file")
+    st = os.stat(p)
     if st.st_size == 0:
         raise refuse(p, "the file is empty")
     return p, st.st_size
