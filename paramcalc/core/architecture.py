@@ -1252,12 +1252,10 @@ def _incoming(
     known: dict[str, tuple[int | None, Any]] = {i.name: (i.size, i.plane) for i in inputs}
     known.update({k: (f.outgoing, f.plane_out) for k, f in flows.items()})
     sources = w.sources or _default_source([c.name for c in components], {i.name: i for i in inputs})
-    if any(src not in known for src in sources):
-        return None, None  # the Architecture names the missing source
-    try:
-        return _merged(name, w, sources, known)
-    except ParamcalcError:
-        return None, None  # reported with the component's name by the Architecture
+    for src in sources:
+        if src not in known:
+            raise ParamcalcError(f"from = {src!r}: no such input or component before this one")
+    return _merged(name, w, sources, known)
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
