@@ -96,13 +96,13 @@ def component_from_module(module: Any, name: str) -> Component | None:
     return comp
 
 
-def quantized_rnn_types() -> tuple[type, ...]:
+def quantized_rnn_types() -> tuple[Any, ...]:
     """``torch.ao``'s dynamically quantized RNN base class, if the user's code loaded it."""
     mod = sys.modules.get("torch.ao.nn.quantized.dynamic.modules.rnn")
     return (mod.RNNBase,) if mod is not None else ()
 
 
-def quantized_linear_types() -> tuple[type, ...]:
+def quantized_linear_types() -> tuple[Any, ...]:
     mod = sys.modules.get("torch.ao.nn.quantized.dynamic.modules.linear")
     return (mod.Linear,) if mod is not None else ()
 
@@ -115,6 +115,7 @@ def packed_tensors(module: Any) -> list[tuple[str, tuple[int, ...], str]]:
     and shapes of the float module they replace.
     """
     out: list[tuple[str, tuple[int, ...], str]] = []
+    module = _any(module)
     if quantized_rnn_types() and isinstance(module, quantized_rnn_types()):
         wb = module._weight_bias()
         for kind in ("weight", "bias"):
@@ -129,10 +130,15 @@ def packed_tensors(module: Any) -> list[tuple[str, tuple[int, ...], str]]:
     return out
 
 
+def _any(obj: Any) -> Any:
+    return obj
+
+
 def cell_of_module(module: Any) -> CellType | None:
     """The registered cell whose torch binding recognises ``module`` (``None``: none does)."""
     from torch import nn
 
+    module = _any(module)
     if isinstance(module, nn.RNNBase) or (
         quantized_rnn_types() and isinstance(module, quantized_rnn_types())
     ):

@@ -121,8 +121,8 @@ class FlopCheck(Result):
     def _table(self, view: str) -> Table:
         def st(ours: int | None, theirs: int | None) -> str:
             if theirs is None:
-                return Status.NOT_OBSERVABLE.value
-            return (Status.OK if ours == theirs else Status.MISMATCH).value
+                return str(Status.NOT_OBSERVABLE)
+            return str(Status.OK if ours == theirs else Status.MISMATCH)
 
         where = f"FlopCounterMode on {self.device}" + (" (fused kernels on)" if self.fused else "")
         rows: list[tuple[Any, ...]] = [
@@ -261,7 +261,7 @@ def _torchinfo(case: Case) -> int:
             super().__init__()
             self.inner = inner
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor) -> Any:
             return case.objective()
 
     x = case.inputs.data if hasattr(case.inputs, "batch_sizes") else case.inputs

@@ -108,8 +108,8 @@ def run(args: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
-        ctx = getattr(exc, "ctx", None)
-        where = f"{ctx.command_path}: " if ctx is not None else ""
+        exc_ctx = getattr(exc, "ctx", None)
+        where = f"{exc_ctx.command_path}: " if exc_ctx is not None else ""
         message = _line(exc.format_message())
         hint = _usage_hint(exc)
         _err(f"Error: {where}{message.rstrip('.') if hint else message}{hint}")
@@ -154,10 +154,6 @@ def main() -> None:  # console-script entry point
     except OSError as exc:
         code = _stdout_failed(exc) if code == 0 else code
     sys.exit(code)
-
-
-def _command(name: str) -> Any:
-    return cli.commands[name]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -112,8 +112,8 @@ class Recurrent(Component):
         if not isinstance(self.spec, RecurrentSpec):
             raise ParamcalcError(f"component {self.name!r}: a recurrent component needs a RecurrentSpec")
 
-    @property  # type: ignore[override]
-    def kind(self) -> str:  # the cell name: lstm, gru, rnn, ...
+    @property
+    def kind(self) -> str:  # type: ignore[override]  # the cell name: lstm, gru, rnn, ...
         return self.spec.cell
 
     @property
@@ -671,6 +671,8 @@ def trace(
                     f"{where}: from = {src!r}: "
                     + ("it comes later; a source must come first" if later else "no such input or component")
                 )
+        incoming: int | None
+        plane: tuple[int, int] | None
         try:
             if isinstance(c, Attention):
                 if len(sources) != 2:
@@ -687,14 +689,14 @@ def trace(
                 incoming, plane = _merged(c.name, w, sources, known)
         except ParamcalcError as exc:
             raise ParamcalcError(f"{where}: {exc}") from None
-        want = c.in_features
-        if want is not None and incoming is not None and want != incoming:
+        expected = c.in_features
+        if expected is not None and incoming is not None and expected != incoming:
             what = (
                 " + ".join(f"{s} ({known[s][0]})" for s in sources) if len(sources) > 1 else repr(sources[0])
             )
             stacked = f" x {w.stack} stacked frames" if w.stack > 1 else ""
             raise ParamcalcError(
-                f"{where}: expects {want} input features but {what}{stacked} gives {incoming}"
+                f"{where}: expects {expected} input features but {what}{stacked} gives {incoming}"
             )
         channels = getattr(c, "in_channels", None) if isinstance(c, (Conv2d, BatchNorm2d)) else None
         if isinstance(c, BatchNorm2d):
@@ -1264,7 +1266,8 @@ def _toml_loads(text: str) -> dict[str, Any]:
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
-        return tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
+        return data
     except tomllib.TOMLDecodeError as exc:
         raise ParamcalcError(f"invalid TOML: {exc}") from None
     except RecursionError:

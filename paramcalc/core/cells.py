@@ -96,9 +96,9 @@ class TensorTemplate:
 
     def present(self, spec: RecurrentSpec) -> bool:
         if self.kind == "bias":
-            return spec.bias_vectors > self.index
+            return (spec.bias_vectors or 0) > self.index
         if self.kind == "peephole":
-            return spec.peephole
+            return bool(spec.peephole)
         if self.kind == "projection":
             return spec.proj_size > 0
         return True
@@ -318,7 +318,7 @@ class CellType:
 
     def layout_note(self, spec: RecurrentSpec) -> str:
         """One sentence naming the convention and bias layout of ``spec`` (shown with every count)."""
-        b = spec.bias_vectors
+        b = spec.bias_vectors or 0
         if spec.convention == "onnx":
             text = (
                 "ONNX convention: W, R, B (Wb and Rb), P per node, both directions stacked"

@@ -504,11 +504,12 @@ class SweepResult(_Plotted):
         """What the rows share: input size, and layers, batch, seq_len when they do not vary."""
         t = self.template
         parts = [f"sweep: {len(self.rows):,} configurations", f"d={t.input_size}"]
-        for fmt, get in (
+        shared: tuple[tuple[str, Callable[[SweepRow], int]], ...] = (
             ("L={}", lambda r: r.spec.num_layers),
             ("batch {}", lambda r: r.workload.batch),
             ("seq_len {}", lambda r: r.workload.seq_len),
-        ):
+        )
+        for fmt, get in shared:
             values = {get(r) for r in self.rows}
             if len(values) == 1:
                 parts.append(fmt.format(values.pop()))

@@ -36,7 +36,7 @@ def check_size(name: str, value: Any, *, minimum: int = 1, maximum: int = MAX_SI
         raise ParamcalcError(f"{name} must be {rule}, got {_short(value)}")
     if value > maximum:
         raise ParamcalcError(f"{name} must be at most {maximum:,}, got {_short(value)}")
-    return value
+    return int(value)
 
 
 def _short(value: int) -> str:

@@ -328,10 +328,10 @@ def _html(table: Table, doc: Document) -> str:
 def _latex(table: Table) -> str:
     from tabulate import tabulate
 
-    return (
-        tabulate(_display_rows(table), headers=table.names, tablefmt="latex_booktabs", disable_numparse=True)
-        + "\n"
+    text: str = tabulate(
+        _display_rows(table), headers=table.names, tablefmt="latex_booktabs", disable_numparse=True
     )
+    return text + "\n"
 
 
 def _frame_for_file(table: Table, suffix: str) -> Any:

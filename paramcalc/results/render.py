@@ -172,7 +172,7 @@ def render(
     from tabulate import tabulate
 
     shown = table.select(wide)
-    body = tabulate(
+    body: str = tabulate(
         [[cell_text(v, c) for c, v in zip(shown.columns, r, strict=True)] for r in shown.rows],
         headers=shown.names,
         tablefmt=fmt,
@@ -196,9 +196,11 @@ def html_table(table: Table) -> str:
     """An HTML table (for notebooks' ``_repr_html_``); text is escaped by tabulate."""
     from tabulate import tabulate
 
-    return tabulate(
-        [[cell_text(v, c) for c, v in zip(table.columns, r, strict=True)] for r in table.rows],
-        headers=table.names,
-        tablefmt="html",
-        disable_numparse=True,
+    return str(
+        tabulate(
+            [[cell_text(v, c) for c, v in zip(table.columns, r, strict=True)] for r in table.rows],
+            headers=table.names,
+            tablefmt="html",
+            disable_numparse=True,
+        )
     )

@@ -117,7 +117,8 @@ class Table:
                 data[c.name] = pd.Series([_storable(v) for v in values], dtype=FRAME_DTYPES[c.kind])
             else:
                 data[c.name] = pd.Series(values, dtype=FRAME_DTYPES[c.kind])
-        return pd.DataFrame(data, columns=self.names)
+        frame: pd.DataFrame = pd.DataFrame(data, columns=self.names)
+        return frame
 
 
 def _storable(value: Any) -> Any:

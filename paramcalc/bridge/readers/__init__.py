@@ -274,7 +274,7 @@ def _read_pytorch(path: Path) -> StoredModel:
     """The hook for PyTorch checkpoints: ``pickle_reader.read_pickle`` (imported lazily)."""
     module = f"{__name__}.pickle_reader"
     try:
-        from .pickle_reader import read_pickle  # type: ignore[import-not-found]
+        from .pickle_reader import read_pickle
     except ModuleNotFoundError as e:
         if e.name != module:
             raise

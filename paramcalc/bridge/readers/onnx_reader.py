@@ -82,7 +82,7 @@ def _dtype(onnx: Any, code: int) -> str:
         name = onnx.TensorProto.DataType.Name(code)
     except ValueError:
         return f"onnx_type_{code}"
-    return DTYPES.get(name, name.lower())
+    return str(DTYPES.get(name, name.lower()))
 
 
 @dataclass
