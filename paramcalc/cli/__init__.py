@@ -13,7 +13,6 @@ import errno
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import click
 
