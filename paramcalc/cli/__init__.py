@@ -17,15 +17,42 @@ from collections.abc import Sequence
 import click
 
 from .. import __version__
-from ..errors import ParamcalcError
-from .analytic import cost, count, explain, solve
-from .timingcmds import bench, compare, sweep
-from .torchcmds import check_cmd, inspect_cmd, report_cmd
+from ..errors import ParamcalcError, Terminated
 
 ISSUES_URL = "https://github.com/paramcalc/paramcalc/issues"
 
+#: command name -> (module, attribute): a command's module is imported only when it runs (or for
+#: the help listing), so ``paramcalc count`` loads the analytic commands and nothing else.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "count": ("paramcalc.cli.analytic", "count"),
+    "solve": ("paramcalc.cli.analytic", "solve"),
+    "cost": ("paramcalc.cli.analytic", "cost"),
+    "explain": ("paramcalc.cli.analytic", "explain"),
+    "check": ("paramcalc.cli.torchcmds", "check_cmd"),
+    "report": ("paramcalc.cli.torchcmds", "report_cmd"),
+    "inspect": ("paramcalc.cli.torchcmds", "inspect_cmd"),
+    "bench": ("paramcalc.cli.timingcmds", "bench"),
+    "compare": ("paramcalc.cli.timingcmds", "compare"),
+    "sweep": ("paramcalc.cli.timingcmds", "sweep"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use (see :data:`COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            import importlib
+
+            module, attr = COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="paramcalc")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 def cli(debug: bool) -> None:
@@ -40,10 +67,6 @@ def cli(debug: bool) -> None:
       paramcalc check lstm -d 28 -H 256 -L 2
       paramcalc compare -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --bench
     """
-
-
-for _command in (count, solve, cost, explain, check_cmd, report_cmd, inspect_cmd, bench, compare, sweep):
-    cli.add_command(_command)
 
 
 #: Longest message printed whole; a longer one (a 5,000-digit number echoed back) is cut.
@@ -89,8 +112,6 @@ def _stdout_failed(exc: OSError) -> int:
 
 def run(args: Sequence[str] | None = None) -> int:
     """Run the CLI on ``args`` (default ``sys.argv[1:]``) and return the exit code."""
-    from ..results.export import Terminated
-
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv or os.environ.get("PARAMCALC_DEBUG", "") not in ("", "0")
     if sys.stdout is None:  # started with stdout closed (`>&-`): every result would be lost

@@ -279,12 +279,12 @@ def workload_options(*, defaults: bool = False) -> Callable[[F], F]:
 
 def workload_from_flags(kw: dict[str, Any], *, always: bool = False) -> Any:
     """Pop the workload flags from ``kw``; a ``Workload``, or None when none was given."""
-    from ..core.workload import Workload
-
     batch, seq_len, text, dtype = kw.pop("batch"), kw.pop("seq_len"), kw.pop("lengths"), kw.pop("dtype")
     train = kw.pop("train")
     if not always and batch is None and seq_len is None and text is None and dtype is None and not train:
         return None
+    from ..core.workload import Workload
+
     lengths = None
     if text is not None:
         if len(text) > 100_000:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParamcalcError
+from ..errors import ParamcalcError, Terminated
 from .render import cell_text, raw_value, safe_text
 from .table import INT64_MAX, Table
 
@@ -125,13 +125,6 @@ def check_export_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
 
 
 # --- atomic writes -----------------------------------------------------------------------------
-
-
-class Terminated(SystemExit):
-    """Raised in the main thread when SIGTERM arrives during a write (exit status 143)."""
-
-    def __init__(self) -> None:
-        super().__init__(143)
 
 
 @contextlib.contextmanager

@@ -8,9 +8,6 @@ escape sequence never reaches the terminal. No pandas here.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -160,9 +157,14 @@ def render(
     text formats; CSV and JSON always hold every column.
     """
     if fmt == "json":
+        import json
+
         rows = [{c.name: raw_value(v, c) for c, v in zip(table.columns, r, strict=True)} for r in table.rows]
         return json.dumps({**(meta or {}), "rows": rows}, indent=2, ensure_ascii=False, default=str)
     if fmt == "csv":
+        import csv
+        import io
+
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(table.names)
