@@ -73,11 +73,11 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 __all__ = [
+    "CELLS",
     "Analysis",
     "Architecture",
     "ArchitectureCount",
     "BenchResult",
-    "CELLS",
     "CellType",
     "CheckResult",
     "CompareResult",
