@@ -9,13 +9,16 @@ is recognised without a new adapter.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..core.architecture import (
     BatchNorm1d,
+    BatchNorm2d,
     Component,
     Conv1d,
+    Conv2d,
     Dropout,
     Embedding,
     LayerNorm,
@@ -60,7 +63,15 @@ def adapter_for(module: Any) -> Adapter | None:
         fn = _ADAPTERS.get(cls)
         if fn is not None:
             return fn
+    if quantized_rnn_types() and isinstance(module, quantized_rnn_types()):
+        return _recurrent
+    if quantized_linear_types() and isinstance(module, quantized_linear_types()):
+        return _quantized_linear
     return None
+
+
+def _quantized_linear(m: Any, name: str) -> Component:
+    return Linear(name, m.in_features, m.out_features, m.bias() is not None)
 
 
 def component_from_module(module: Any, name: str) -> Component | None:
@@ -85,11 +96,52 @@ def component_from_module(module: Any, name: str) -> Component | None:
     return comp
 
 
+def quantized_rnn_types() -> tuple[Any, ...]:
+    """``torch.ao``'s dynamically quantized RNN base class, if the user's code loaded it."""
+    mod = sys.modules.get("torch.ao.nn.quantized.dynamic.modules.rnn")
+    return (mod.RNNBase,) if mod is not None else ()
+
+
+def quantized_linear_types() -> tuple[Any, ...]:
+    mod = sys.modules.get("torch.ao.nn.quantized.dynamic.modules.linear")
+    return (mod.Linear,) if mod is not None else ()
+
+
+def packed_tensors(module: Any) -> list[tuple[str, tuple[int, ...], str]]:
+    """``(name, shape, dtype)`` of the weights a quantized module keeps packed (not parameters).
+
+    A dynamically quantized LSTM/GRU (``torch.ao.nn.quantized.dynamic``) stores its weights as
+    packed int8 objects and has no ``parameters()``; they are read back here, with the names
+    and shapes of the float module they replace.
+    """
+    out: list[tuple[str, tuple[int, ...], str]] = []
+    module = _any(module)
+    if quantized_rnn_types() and isinstance(module, quantized_rnn_types()):
+        wb = module._weight_bias()
+        for kind in ("weight", "bias"):
+            for name, t in wb[kind].items():
+                out.append((name, tuple(t.shape), str(t.dtype).removeprefix("torch.")))
+    elif quantized_linear_types() and isinstance(module, quantized_linear_types()):
+        w = module.weight()
+        out.append(("weight", tuple(w.shape), str(w.dtype).removeprefix("torch.")))
+        b = module.bias()
+        if b is not None:
+            out.append(("bias", tuple(b.shape), str(b.dtype).removeprefix("torch.")))
+    return out
+
+
+def _any(obj: Any) -> Any:
+    return obj
+
+
 def cell_of_module(module: Any) -> CellType | None:
     """The registered cell whose torch binding recognises ``module`` (``None``: none does)."""
     from torch import nn
 
-    if isinstance(module, nn.RNNBase):
+    module = _any(module)
+    if isinstance(module, nn.RNNBase) or (
+        quantized_rnn_types() and isinstance(module, quantized_rnn_types())
+    ):
         for ct in CELLS.values():
             if ct.torch.mode and ct.torch.mode == module.mode:
                 return ct
@@ -115,6 +167,7 @@ def spec_from_module(module: Any) -> RecurrentSpec:
         return own
     if not isinstance(module, nn.Module):
         raise ParamcalcError(f"spec_from_module needs a torch.nn module, got {type(module).__name__}")
+    module = getattr(module, "module", module) if type(module).__name__ == "DataParallel" else module
     ct = cell_of_module(module)
     if ct is None:
         raise ParamcalcError(f"{type(module).__name__} is not a recurrent module paramcalc knows")
@@ -164,6 +217,27 @@ def _load_default_adapters() -> None:
             return None
         return BatchNorm1d(name, m.num_features, m.affine)
 
+    def batchnorm2d(m: Any, name: str) -> Component | None:
+        if m.affine and isinstance(m.weight, nn.parameter.UninitializedParameter):
+            return None
+        return BatchNorm2d(name, m.num_features, m.affine)
+
+    def conv2d(m: Any, name: str) -> Component | None:
+        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+            return None
+        padding = (0, 0) if isinstance(m.padding, str) else m.padding  # "same"/"valid": no count change
+        return Conv2d(
+            name,
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            padding,
+            m.dilation,
+            m.groups,
+            m.bias is not None,
+        )
+
     def dropout(m: Any, name: str) -> Component:
         return Dropout(name, float(m.p))
 
@@ -177,6 +251,8 @@ def _load_default_adapters() -> None:
         nn.LayerNorm: layernorm,
         nn.Conv1d: conv1d,
         nn.BatchNorm1d: batchnorm1d,
+        nn.BatchNorm2d: batchnorm2d,
+        nn.Conv2d: conv2d,
         nn.Dropout: dropout,
     }
     for cls, fn in defaults.items():

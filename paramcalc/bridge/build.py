@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.architecture import (
     Architecture,
+    Attention,
     BatchNorm1d,
+    BatchNorm2d,
     Component,
     Conv1d,
+    Conv2d,
     Dropout,
     Embedding,
     LayerNorm,
@@ -71,6 +74,27 @@ def module_label(spec: RecurrentSpec) -> str:
     return f"the cell's registered module {ref if isinstance(ref, str) else getattr(ref, '__name__', ref)}"
 
 
+#: torch indexes a tensor's elements with int64: no tensor can hold more.
+TORCH_MAX_NUMEL = 2**63 - 1
+
+
+def check_indexable(spec: RecurrentSpec) -> None:
+    """Refuse (one line) a spec with a tensor torch cannot even describe (beyond int64 elements)."""
+    from ..core.params import dims
+
+    for layer in range(min(spec.num_layers, 2)):  # layers > 1 repeat layer 1's shapes
+        dm = dims(spec, layer)
+        for t in spec.cell_type.templates_for(spec):
+            n = 1
+            for s in t.shape(dm):
+                n *= s
+            if n > TORCH_MAX_NUMEL:
+                raise ParamcalcError(
+                    f"{t.torch_name} of {spec.describe()} has {n:,} elements, more than torch can index "
+                    f"(2**63 - 1): no device, not even meta, can build it; count it with paramcalc count"
+                )
+
+
 def _reference_factory(spec: RecurrentSpec) -> Any:
     ref = spec.cell_type.torch.reference
     if ref is None:
@@ -101,6 +125,7 @@ def build_module(
 
     spec = torch_equivalent(as_spec(spec, "build_module"))
     dev = resolve_device(device)
+    check_indexable(spec)
     ensure_fits(total_params(spec), dev, dtype, spec.describe())
     ct = spec.cell_type
     with oom_as_error(f"building {spec.describe()}", dev, "use --device meta, which allocates no memory"):
@@ -133,9 +158,54 @@ def _component_module(c: Component, dev: Any, dtype: Any) -> nn.Module:
         return nn.Dropout(c.p)
     if isinstance(c, Conv1d):
         return nn.Conv1d(c.in_channels, c.out_channels, c.kernel_size, groups=c.groups, bias=c.bias, **kw)
+    if isinstance(c, BatchNorm2d):
+        return nn.BatchNorm2d(c.num_features, affine=c.affine, **kw)
     if isinstance(c, BatchNorm1d):
         return nn.BatchNorm1d(c.num_features, affine=c.affine, **kw)
+    if isinstance(c, Conv2d):
+        return nn.Conv2d(
+            c.in_channels,
+            c.out_channels,
+            c.kernel_size,
+            stride=c.stride,
+            padding=c.padding,
+            dilation=c.dilation,
+            groups=c.groups,
+            bias=c.bias,
+            **kw,
+        )
+    if isinstance(c, Attention):
+        return additive_attention(c, dev, dtype)
     raise ParamcalcError(f"component {c.name!r} ({c.kind}): paramcalc cannot build it in torch")
+
+
+def additive_attention(c: Attention, dev: Any, dtype: Any) -> nn.Module:
+    """Bahdanau attention as a module: ``query``/``key`` linears without bias, ``v``; ``g``, ``b``
+    when normalised (GNMT). Its ``forward(query, keys)`` returns the context."""
+    import torch
+    from torch import nn
+
+    class AdditiveAttention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            kw = {"device": dev, "dtype": dtype}
+            self.query = nn.Linear(c.query_size, c.attn_size, bias=False, **kw)
+            self.key = nn.Linear(c.key_size, c.attn_size, bias=False, **kw)
+            self.v = nn.Parameter(torch.empty(c.attn_size, **kw).uniform_(-0.1, 0.1))
+            if c.normalize:
+                self.g = nn.Parameter(torch.full((1,), c.attn_size**-0.5, **kw))
+                self.b = nn.Parameter(torch.zeros(c.attn_size, **kw))
+
+        def forward(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+            v = self.v
+            hidden = self.query(query).unsqueeze(0) + self.key(keys)  # (T, B, A)
+            if c.normalize:
+                v = self.g * v / v.norm()
+                hidden = hidden + self.b
+            weights = torch.softmax(torch.tanh(hidden) @ v, dim=0)  # (T, B)
+            return (weights.unsqueeze(-1) * keys).sum(0)
+
+    return AdditiveAttention()
 
 
 def build_architecture(

@@ -16,15 +16,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..core.architecture import BatchNorm1d, Component, Conv1d, Embedding, LayerNorm, Linear, Recurrent
+from ..core.architecture import (
+    BatchNorm1d,
+    BatchNorm2d,
+    Component,
+    Conv1d,
+    Conv2d,
+    Embedding,
+    LayerNorm,
+    Linear,
+    Recurrent,
+)
 from ..core.cells import CELLS, CellType
 from ..core.params import count
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 
 _PARAMETRIZED = re.compile(r"^(.*?)(?:^|\.)parametrizations\.(\w+)\.original\d*$")
-#: Suffixes that wrappers add to a renamed parameter: weight-drop's ``_raw``, pruning's ``_orig``.
-RENAME_SUFFIXES = ("_raw", "_orig")
+#: Suffixes that wrappers add to a renamed parameter: weight-drop's ``_raw``, pruning's and
+#: spectral norm's ``_orig``, the legacy ``weight_norm``'s direction ``_v`` and magnitude ``_g``.
+RENAME_SUFFIXES = ("_raw", "_orig", "_v", "_g")
 #: Names that are buffers, not parameters, in the layers paramcalc knows.
 BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
 EMBEDDING_HINTS = ("emb", "encoder", "lookup", "token", "wte", "wpe", "vocab")
@@ -44,8 +55,9 @@ def rnn_key() -> re.Pattern[str]:
 def canonical_name(name: str) -> str:
     """The name a wrapper-renamed parameter had: ``rnn.weight_hh_l0_raw`` -> ``rnn.weight_hh_l0``.
 
-    Handles weight-drop (``_raw``), pruning/spectral norm (``_orig``) and
-    ``torch.nn.utils.parametrize`` (``parametrizations.weight.original``).
+    Handles weight-drop (``_raw``), pruning/spectral norm (``_orig``), the legacy weight norm
+    (``_v``, ``_g``) and ``torch.nn.utils.parametrize`` (``parametrizations.weight.original``,
+    ``original0``/``original1`` for weight norm's magnitude and direction).
     """
     m = _PARAMETRIZED.match(name)
     if m:
@@ -82,7 +94,7 @@ def infer_components(shapes: Mapping[str, tuple[int, ...]]) -> list[Inferred]:
     out: list[Inferred] = []
     for prefix, leaves in groups.items():
         try:
-            inferred = _infer_group(prefix, leaves)
+            inferred = _infer_group(prefix, leaves, out[-1] if out else None)
         except ParamcalcError as exc:  # shapes that contradict themselves: no formula, say why
             inferred = Inferred(prefix, None, "unknown", f"not read as a layer: {exc}")
         out.append(inferred)
@@ -105,7 +117,9 @@ def _adopt_orphans(groups: dict[str, dict[str, tuple[int, ...]]]) -> None:
             del groups[prefix]
 
 
-def _infer_group(prefix: str, leaves: Mapping[str, tuple[int, ...]]) -> Inferred:
+def _infer_group(
+    prefix: str, leaves: Mapping[str, tuple[int, ...]], previous: Inferred | None = None
+) -> Inferred:
     name = prefix or "(root)"
     key = rnn_key()
     rnn = {k: v for k, v in leaves.items() if key.match(k)}
@@ -115,7 +129,17 @@ def _infer_group(prefix: str, leaves: Mapping[str, tuple[int, ...]]) -> Inferred
     keys = set(leaves)
     if keys <= {"weight", "bias", *BUFFER_NAMES} and keys & {"running_mean", "running_var"}:
         c = (w or b or leaves.get("running_mean") or (0,))[0]
-        return Inferred(prefix, BatchNorm1d(name, c, w is not None), "BatchNorm1d")
+        before = previous.component if previous is not None else None
+        if isinstance(before, Conv2d) and before.out_channels == c:
+            return Inferred(prefix, BatchNorm2d(name, c, w is not None), "BatchNorm2d", "2-D: after a Conv2d")
+        if isinstance(before, Conv1d) and before.out_channels == c:
+            return Inferred(prefix, BatchNorm1d(name, c, w is not None), "BatchNorm1d")
+        return Inferred(
+            prefix,
+            BatchNorm1d(name, c, w is not None),
+            "BatchNorm",
+            "BatchNorm1d or BatchNorm2d: the same tensors (2C parameters)",
+        )
     if w is not None and keys <= {"weight", "bias"}:
         if len(w) == 2 and (b is None or b == (w[0],)):
             if b is None and any(h in prefix.lower() for h in EMBEDDING_HINTS):
@@ -128,6 +152,13 @@ def _infer_group(prefix: str, leaves: Mapping[str, tuple[int, ...]]) -> Inferred
                     "a lone 2-D weight: Linear(bias=False) or Embedding, the same count",
                 )
             return Inferred(prefix, Linear(name, w[1], w[0], True), "Linear")
+        if len(w) == 4 and (b is None or b == (w[0],)):
+            return Inferred(
+                prefix,
+                Conv2d(name, w[1], w[0], (w[2], w[3]), bias=b is not None),
+                "Conv2d",
+                "groups=1 assumed (in_channels = weight.shape[1])",
+            )
         if len(w) == 3 and (b is None or b == (w[0],)):
             return Inferred(
                 prefix,

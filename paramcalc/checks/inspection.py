@@ -65,6 +65,7 @@ class ParamInfo:
     name: str
     shape: tuple[int, ...]
     key: Any
+    dtype: str = ""
 
     @property
     def numel(self) -> int:
@@ -82,6 +83,9 @@ class Group:
     type_name: str
     component: Component | None
     note: str = ""
+    #: The stored names of the component's tensors, in its order (files whose names differ
+    #: from the analytic ones: ONNX initializers, Keras weight paths); ``None``: match by name.
+    stored_names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class Analysis(Result):
     actual_total: int  # unique parameters (tied once; buffers excluded where known)
     extra_notes: tuple[str, ...] = field(default=())
     actual_label: str = "actual"  # "stored" for a file
+    ties_unknown: bool = False  # saved without storage (meta): ties cannot be seen
 
     @property
     def specs(self) -> dict[str, RecurrentSpec]:
@@ -203,6 +208,11 @@ class Analysis(Result):
             if self.ok
             else f"MISMATCH in {len(problems)} module(s): " + ", ".join(m.path or "(root)" for m in problems)
         )
+        if self.ties_unknown:
+            lines.append(
+                f"UNVERIFIED total: ties could not be seen (meta tensors); {self.actual_total:,} counts a "
+                "shared weight once per name"
+            )
         return lines
 
     def meta(self) -> dict[str, Any]:
@@ -213,6 +223,7 @@ class Analysis(Result):
             "actual_total": self.actual_total,
             "ok": self.ok,
             "status": self.status.value,
+            "ties_unknown": self.ties_unknown,
             "specs": {p or "(root)": s.to_dict() for p, s in self.specs.items()},
         }
 
@@ -290,11 +301,19 @@ def match_tensors(
     expected: list[list[tuple[str, Any]]] = []
     for gi, g in enumerate(groups):
         items = [] if g.component is None else [(_join(g.path, t.name), t) for t in g.component.tensors()]
+        if g.stored_names is not None:  # match by position: the i-th analytic tensor is the i-th stored one
+            names = list(g.stored_names) + [full for full, _ in items[len(g.stored_names) :]]
+            items = [(names[i], t) for i, (_, t) in enumerate(items)]
         expected.append(items)
         for full, t in items:
             if full in by_name and full not in claimed:
                 claimed[full] = (gi, t)
-    found = {(gi, full) for full, (gi, t) in claimed.items() if full == _join(groups[gi].path, t.name)}
+    found = {
+        (gi, full)
+        for gi, items in enumerate(expected)
+        for full, _ in items
+        if claimed.get(full, (-1,))[0] == gi
+    }
     # renamed tensors, indexed by the leaf of their canonical name (one pass over the params)
     renamed_by_leaf: dict[str, list[ParamInfo]] = {}
     for p in params:
@@ -308,7 +327,9 @@ def match_tensors(
         for full, t in expected[gi]:
             if (gi, full) in found:
                 continue
-            for p in renamed_by_leaf.get(t.name, ()):
+            # weight norm stores two tensors for one weight: the one of the weight's shape is it
+            candidates = sorted(renamed_by_leaf.get(t.name, ()), key=lambda p: p.shape != tuple(t.shape))
+            for p in candidates:
                 if p.name in claimed:
                     continue
                 owner = statedict.canonical_name(p.name).rpartition(".")[0]
@@ -318,6 +339,7 @@ def match_tensors(
                     found.add((gi, full))
                     break
 
+    reparametrized = set(renamed.values())
     first_of_key: dict[Any, str] = {}
     tensors: list[TensorReport] = []
     acc = [_Acc() for _ in groups]
@@ -350,8 +372,14 @@ def match_tensors(
             acc[gi].actual += counted
             tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, counted, t.formula, status, detail))
         else:
+            canon = statedict.canonical_name(p.name)
             if tied:
                 status, detail = Status.TIED, f"tied to {first_of_key[p.key]} (counted once)"
+            elif canon != p.name and canon in reparametrized:
+                status, detail = (
+                    Status.NO_FORMULA,
+                    f"re-parametrization of {canon} (e.g. weight norm's magnitude)",
+                )
             else:
                 status, detail = Status.NO_FORMULA, ""
             if gi >= 0:
@@ -433,6 +461,19 @@ class _Deepest:
 # --- nn.Module ---------------------------------------------------------------------------------
 
 
+def walk(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``named_modules(remove_duplicate=False)`` without recursion: any nesting depth works."""
+    out: list[tuple[str, nn.Module]] = []
+    stack: list[tuple[str, nn.Module]] = [("", module)]
+    while stack:
+        path, m = stack.pop()
+        out.append((path, m))
+        for name, child in reversed(list(m._modules.items())):
+            if child is not None:
+                stack.append((_join(path, name), child))
+    return out
+
+
 def analyze(module: nn.Module) -> Analysis:
     """Walk ``module``: analytic rows where an adapter knows the type, counted tensors elsewhere.
 
@@ -443,30 +484,42 @@ def analyze(module: nn.Module) -> Analysis:
     if not isinstance(module, nn.Module):
         raise ParamcalcError(f"analyze needs a torch.nn.Module, got {type(module).__name__}")
     groups: list[Group] = []
-    stack: list[tuple[str, nn.Module]] = [("", module)]
-    while stack:
-        path, m = stack.pop()
+    covered: list[str] = []  # paths whose subtree an adapter read
+    params: list[ParamInfo] = []
+    named: list[tuple[str, Any]] = []
+    packed: list[str] = []
+    notes: list[str] = []
+    for path, m in walk(module):
+        for leaf, p in m._parameters.items():
+            if p is not None:
+                named.append((_join(path, leaf), p))
+        for leaf, shape, dtype in adapters.packed_tensors(m):
+            full = _join(path, leaf)
+            params.append(ParamInfo(full, shape, ("packed", full), dtype))
+            packed.append(path)
+        if covered and (path == covered[-1] or path.startswith(covered[-1] + ".")):
+            continue  # inside a module an adapter already read
         comp = adapters.component_from_module(m, path or type(m).__name__)
-        if comp is not None:
-            # An adapter covers the module's whole subtree; its name is the module path.
-            groups.append(Group(path, type(m).__name__, comp))
-            continue
-        groups.append(Group(path, type(m).__name__, None))
-        children = list(m._modules.items())
-        for child_name, child in reversed(children):
-            if child is not None:
-                stack.append((_join(path, child_name), child))
-    try:
-        named = list(module.named_parameters(remove_duplicate=False))
-    except RecursionError:  # pragma: no cover - torch's own walk is recursive
-        raise ParamcalcError("the module is nested too deeply for torch to list its parameters") from None
-    params = [ParamInfo(n, tuple(p.shape), id(p)) for n, p in named]
-    notes = []
+        groups.append(Group(path, type(m).__name__, comp))
+        if comp is not None:  # an adapter covers the module's whole subtree; its name is the path
+            covered.append(path)
     lazy = [n for n, p in named if isinstance(p, nn.parameter.UninitializedParameter)]
     if lazy:
         raise ParamcalcError(
             f"{len(lazy)} parameter(s) are not initialised yet (a Lazy module, e.g. {lazy[0]}): "
             "run one forward pass first so their shapes are known"
+        )
+    params = [
+        ParamInfo(n, tuple(p.shape), id(p), str(p.dtype).removeprefix("torch.")) for n, p in named
+    ] + params
+    if packed:
+        where = ", ".join(sorted({p or "(root)" for p in packed}))
+        dtypes = ", ".join(
+            sorted({p.dtype for p in params if isinstance(p.key, tuple) and p.key[0] == "packed"})
+        )
+        notes.append(
+            f"{where}: dynamically quantized; their packed weights ({dtypes}) are not parameters() but are "
+            "counted here, with the float layer's formula"
         )
     return match_tensors(groups, params, source=f"module {type(module).__name__}", notes=notes)
 
@@ -527,18 +580,65 @@ def _describe(exc: BaseException) -> str:
 
 
 def inspect(path: str | Path) -> Analysis:
-    """Read every layer of a saved model back as specs, with analytic vs stored counts."""
-    from ..bridge.checkpoint import _identity, load_state_dict
+    """Read every layer of a saved model back as specs, with analytic vs stored counts.
 
-    tensors, where = load_state_dict(path)
-    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-    inferred = statedict.infer_components(shapes)
-    groups = [Group(i.prefix, i.type_name, _renamed(i.component, i.prefix), i.note) for i in inferred]
-    buffers = frozenset(k for k in tensors if k.rpartition(".")[2] in statedict.BUFFER_NAMES)
-    params = [ParamInfo(k, shapes[k], _identity(v)) for k, v in tensors.items()]
-    notes = [f"state dict {where}: {len(tensors)} tensors"]
-    return match_tensors(
-        groups, params, source=f"checkpoint {path}", buffers=buffers, notes=notes, actual_label="stored"
+    PyTorch checkpoints and safetensors files are read from tensor names and shapes (layers
+    inferred by :func:`paramcalc.bridge.statedict.infer_components`); ONNX and Keras files name
+    their recurrent layers in their own metadata (node attributes, the model config), whose
+    tensors are checked against the analytic ones of that layout, position by position.
+    """
+    from ..bridge.readers import read_model
+
+    model = read_model(path)
+    found = {n for layer in model.layers for n in layer.tensors}
+    rest = {t.name: t.shape for t in model.tensors if t.name not in found}
+    groups: list[Group] = []
+    for layer in model.layers:
+        spec = _file_layout(layer.spec, model.format)
+        comp = Recurrent(layer.path, spec)
+        stored = model.layer_tensors(layer)
+        names = tuple(t.name for t in stored)
+        groups.append(Group(layer.path, spec.display_class, comp, layer.note, names))
+    inferred = statedict.infer_components(rest) if rest else []
+    groups += [Group(i.prefix, i.type_name, _renamed(i.component, i.prefix), i.note) for i in inferred]
+    buffers = frozenset(k for k in rest if k.rpartition(".")[2] in statedict.BUFFER_NAMES)
+    unseen = [t for t in model.tensors if t.key is None]
+    params = [
+        ParamInfo(t.name, t.shape, ("file", t.key) if t.key is not None else ("own", t.name), t.dtype)
+        for t in model.tensors
+    ]
+    notes = list(model.notes)
+    ties_unknown = model.format == "pytorch" and bool(unseen)
+    if ties_unknown:
+        notes.append(unseen_ties_note(rest, buffers))
+    if model.format in ("onnx", "keras"):
+        notes.append(f"{model.format} file: recurrent layers from its metadata, checked position by position")
+    analysis = match_tensors(
+        groups, params, source=model.source, buffers=buffers, notes=notes, actual_label="stored"
+    )
+    return dataclasses.replace(analysis, ties_unknown=ties_unknown)
+
+
+def _file_layout(spec: RecurrentSpec, fmt: str) -> RecurrentSpec:
+    """The spec with the tensor names and grouping of the file's framework (ONNX: W, R, B, P)."""
+    if fmt == "onnx" and spec.convention != "onnx":
+        try:
+            return spec.replace(convention="onnx", bias_vectors=spec.bias_vectors, peephole=spec.peephole)
+        except ParamcalcError:
+            return spec
+    return spec
+
+
+def unseen_ties_note(shapes: dict[str, tuple[int, ...]], buffers: frozenset[str]) -> str:
+    """The note for tensors saved without storage (meta device): ties cannot be seen."""
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for name, shape in shapes.items():
+        if len(shape) == 2 and name not in buffers:
+            by_shape.setdefault(shape, []).append(name)
+    pairs = [names for names in by_shape.values() if len(names) > 1]
+    maybe = "; ".join(" and ".join(n[:3]) for n in pairs[:3])
+    return "ties cannot be seen, so each name is counted" + (
+        f"; same-shaped weights that may be one tensor: {maybe}" if maybe else ""
     )
 
 

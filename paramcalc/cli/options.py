@@ -130,7 +130,11 @@ def build_spec(cell: str, kw: dict[str, Any], hidden_size: int | None = None) ->
     reset_after = kw.pop("reset_after")
     if reset_after is not None and not ct.reset_after_option:
         raise ParamcalcError(f"--reset-after/--no-reset-after applies only to GRU cells, not {ct.name}")
-    h = kw.pop("hidden_size")
+    h: int | None = kw.pop("hidden_size")
+    if h is None:
+        h = hidden_size
+    if h is None:
+        raise ParamcalcError("give the hidden size: -H/--hidden-size")
     no_bias, bias_vectors = kw.pop("no_bias"), kw.pop("bias_vectors")
     if no_bias and bias_vectors:
         raise ParamcalcError(f"--no-bias contradicts --bias-vectors {bias_vectors}")
@@ -138,7 +142,7 @@ def build_spec(cell: str, kw: dict[str, Any], hidden_size: int | None = None) ->
     return RecurrentSpec(
         cell=ct.name,
         input_size=kw.pop("input_size"),
-        hidden_size=h if h is not None else hidden_size,
+        hidden_size=h,
         num_layers=kw.pop("num_layers"),
         bidirectional=kw.pop("bidirectional"),
         bias=not no_bias,
@@ -153,9 +157,9 @@ def build_spec(cell: str, kw: dict[str, Any], hidden_size: int | None = None) ->
 
 def template_spec(cells: list[str], kw: dict[str, Any], hidden_size: int | None = None) -> Any:
     """One spec the compared cells are derived from: the first cell that takes every given knob."""
-    from ..core.cells import get_cell
+    from ..core.cells import CellType, get_cell
 
-    wants = {
+    wants: dict[str, tuple[bool, Callable[[CellType], bool]]] = {
         "--proj-size": (kw["proj_size"] > 0, lambda c: c.projection),
         "--peephole": (kw["peephole"] is True, lambda c: bool(c.peephole_gates)),
         "--reset-after/--no-reset-after": (kw["reset_after"] is not None, lambda c: c.reset_after_option),
@@ -171,7 +175,7 @@ def template_spec(cells: list[str], kw: dict[str, Any], hidden_size: int | None 
 # --- formats and output -----------------------------------------------------------------------
 
 
-class FormatChoice(click.ParamType):
+class FormatChoice(click.ParamType):  # type: ignore[type-arg]
     """Every tabulate table format plus csv and json (listed lazily, validated on use)."""
 
     name = "format"
@@ -280,12 +284,12 @@ def workload_options(*, defaults: bool = False) -> Callable[[F], F]:
 
 def workload_from_flags(kw: dict[str, Any], *, always: bool = False) -> Any:
     """Pop the workload flags from ``kw``; a ``Workload``, or None when none was given."""
-    from ..core.workload import Workload
-
     batch, seq_len, text, dtype = kw.pop("batch"), kw.pop("seq_len"), kw.pop("lengths"), kw.pop("dtype")
     train = kw.pop("train")
     if not always and batch is None and seq_len is None and text is None and dtype is None and not train:
         return None
+    from ..core.workload import Workload
+
     lengths = None
     if text is not None:
         if len(text) > 100_000:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..core.cells import FAMILIES
 from .options import (
     build_spec,
     check_targets,
@@ -125,7 +126,7 @@ def _link(plot: str | None, output: str | None) -> list[tuple[str, str]]:
 @spec_options(cell_argument=False, input_required=False, hidden_required=False)
 @click.option(
     "--cells",
-    default="rnn,lstm,gru",
+    default=",".join(FAMILIES),
     show_default=True,
     help="Comma-separated cells, one row each; the first is the reference.",
 )
@@ -156,6 +157,7 @@ def _link(plot: str | None, output: str | None) -> list[tuple[str, str]]:
 @click.pass_context
 def compare(
     ctx: click.Context,
+    /,
     cells: str,
     equal: str,
     multiple_of: int | None,
@@ -241,7 +243,7 @@ def compare(
 
 @click.command()
 @spec_options(cell_argument=False, ranges=True)
-@click.option("--cells", default="rnn,lstm,gru", show_default=True, help="Comma-separated cells.")
+@click.option("--cells", default=",".join(FAMILIES), show_default=True, help="Comma-separated cells.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes: 32,64 or 16:128:16.")
 @click.option(
     "--seq-len", "seq_lens", default="1", show_default=True, help="Sequence lengths: 28 or 10:100:10."

@@ -1,19 +1,23 @@
 """Whole architectures: recurrent stacks plus the layers around them, with tied weights.
 
-An :class:`Architecture` is an ordered tuple of components (recurrent stacks, ``embedding``,
-``linear``, ``layernorm``, ``dropout``, ``conv1d``, ``batchnorm1d``). Every component knows its
-parameter tensors, named and shaped as the matching ``torch.nn`` module stores them, with a
-formula per tensor. Pure Python: no torch, no pandas (``to_frame`` imports pandas lazily).
+An :class:`Architecture` is a tuple of components (recurrent stacks of any registered cell,
+``embedding``, ``linear``, ``layernorm``, ``dropout``, ``conv1d``, ``conv2d``, ``batchnorm1d``,
+``batchnorm2d``, ``attention``) and their wiring: by default each takes the previous one's
+output; a component may name its sources (named inputs or earlier components) and how they
+merge (``concat``, ``sum``), and stack consecutive frames (pyramidal and time-reduction layers).
+Every component knows its parameter tensors, named and shaped as the matching ``torch.nn``
+module stores them, with a formula per tensor. Pure Python: no torch, no pandas.
 
 Counting conventions:
 
-* recurrent stacks use PyTorch's convention (two bias vectors per gate block), see ``count.py``;
+* recurrent stacks use PyTorch's tensor names (their layout knobs: bias vectors, peepholes,
+  merge mode, as in :mod:`paramcalc.core.params`);
 * a **tied** weight (``tie = "encoder"`` on a decoder ``linear``) is one tensor held by two
   modules: it is listed under both, counted once, at its first appearance in component order,
   exactly as ``nn.Module.parameters()`` deduplicates it;
 * only parameters count: ``batchnorm1d``'s running statistics are buffers, not parameters.
 
-Architectures are written as TOML files, see :func:`load_architecture` and the README.
+Architectures are written as TOML files, see :func:`load_architecture` and docs/architectures.md.
 """
 
 from __future__ import annotations
@@ -107,13 +111,9 @@ class Recurrent(Component):
     def __post_init__(self) -> None:
         if not isinstance(self.spec, RecurrentSpec):
             raise ParamcalcError(f"component {self.name!r}: a recurrent component needs a RecurrentSpec")
-        if self.spec.convention != "torch":
-            raise ParamcalcError(
-                f"component {self.name!r}: architectures use the torch convention, got {self.spec.convention}"
-            )
 
-    @property  # type: ignore[override]
-    def kind(self) -> str:  # the cell name: lstm, gru, rnn, ...
+    @property
+    def kind(self) -> str:  # type: ignore[override]  # the cell name: lstm, gru, rnn, ...
         return self.spec.cell
 
     @property
@@ -126,7 +126,7 @@ class Recurrent(Component):
 
     def out_features(self, incoming: int | None) -> int | None:
         s = self.spec
-        return s.output_size if s.cell_type.single_step else s.num_directions * s.output_size
+        return s.output_size if s.cell_type.single_step else s.stack_output_size
 
     def tensors(self) -> tuple[TensorFormula, ...]:
         return tuple(TensorFormula(r.name, r.shape, r.numel, r.formula) for r in count_spec(self.spec).rows)
@@ -379,6 +379,170 @@ class BatchNorm1d(Component):
         return f"BatchNorm1d({self.num_features}{'' if self.affine else ', affine=False'})"
 
 
+@dataclass(frozen=True)
+class BatchNorm2d(BatchNorm1d):
+    """``nn.BatchNorm2d(C)``: the same tensors as ``BatchNorm1d(C)``, on a ``(C, H, W)`` input."""
+
+    kind: ClassVar[str] = "batchnorm2d"
+    torch_class: ClassVar[str] = "BatchNorm2d"
+
+    @property
+    def in_features(self) -> int | None:
+        return None  # checked against the incoming plane's channels instead
+
+    @property
+    def in_channels(self) -> int | None:
+        return self.num_features
+
+    def out_plane(self, plane: tuple[int, int] | None) -> tuple[int, int] | None:
+        return plane
+
+    def describe(self) -> str:
+        return f"BatchNorm2d({self.num_features}{'' if self.affine else ', affine=False'})"
+
+
+def _pair(name: str, value: Any, minimum: int = 1) -> tuple[int, int]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ParamcalcError(f"{name} must be an integer or a pair [h, w], got {value!r}")
+        a, b = value
+    else:
+        a = b = value
+    return (check_size(name, a, minimum=minimum), check_size(name, b, minimum=minimum))
+
+
+@dataclass(frozen=True)
+class Conv2d(Component):
+    """``nn.Conv2d(in, out, (kh, kw), stride, padding, dilation, groups)``.
+
+    ``weight (out, in/g, kh, kw)`` and ``bias (out,)``. With the input ``height`` known (the
+    frequency bins of a spectrogram, or the previous 2-D layer's output), the layer hands on
+    ``out·H_out`` features per frame, ``H_out = ⌊(H + 2p - d(k - 1) - 1)/s⌋ + 1`` along the
+    height, as speech models flatten channels and frequency before their recurrent layers.
+    """
+
+    in_channels: int = 0
+    out_channels: int = 0
+    kernel_size: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    bias: bool = True
+    height: int | None = None
+
+    kind: ClassVar[str] = "conv2d"
+    torch_class: ClassVar[str] = "Conv2d"
+
+    def __post_init__(self) -> None:
+        _sizes(self, "in_channels", "out_channels", "groups")
+        _flags(self, "bias")
+        set_ = object.__setattr__
+        set_(self, "kernel_size", _pair("kernel_size", self.kernel_size))
+        set_(self, "stride", _pair("stride", self.stride))
+        set_(self, "padding", _pair("padding", self.padding, minimum=0))
+        set_(self, "dilation", _pair("dilation", self.dilation))
+        if self.height is not None:
+            set_(self, "height", check_size("height", self.height))
+            if self.out_height() < 1:
+                raise ParamcalcError(f"the kernel is taller than the padded input height {self.height}")
+        for what in ("in_channels", "out_channels"):
+            if getattr(self, what) % self.groups:
+                raise ParamcalcError(
+                    f"{what} ({getattr(self, what)}) must be divisible by groups ({self.groups})"
+                )
+
+    def out_height(self) -> int:
+        assert self.height is not None
+        (k, _), (s, _), (p, _), (d, _) = self.kernel_size, self.stride, self.padding, self.dilation
+        return (self.height + 2 * p - d * (k - 1) - 1) // s + 1
+
+    @property
+    def in_features(self) -> int | None:
+        return None  # checked against the incoming plane instead
+
+    def out_plane(self, plane: tuple[int, int] | None) -> tuple[int, int] | None:
+        return None if self.height is None else (self.out_channels, self.out_height())
+
+    def out_features(self, incoming: int | None) -> int | None:
+        return None if self.height is None else self.out_channels * self.out_height()
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        o, i, g = self.out_channels, self.in_channels, self.groups
+        kh, kw = self.kernel_size
+        ig = i // g
+        sym, num = (
+            ("out·(in/g)·kh·kw", f"{o}·{ig}·{kh}·{kw}") if g > 1 else ("out·in·kh·kw", f"{o}·{i}·{kh}·{kw}")
+        )
+        ts = [_tensor("weight", (o, ig, kh, kw), sym, num)]
+        if self.bias:
+            ts.append(_tensor("bias", (o,), "out", f"{o}"))
+        return tuple(ts)
+
+    def formula(self) -> str:
+        parts = [t.formula.split(" = ") for t in self.tensors()]
+        return " + ".join(a for a, _ in parts) + " = " + " + ".join(b for _, b in parts)
+
+    def describe(self) -> str:
+        kh, kw = self.kernel_size
+        extra = "" if self.stride == (1, 1) else f", stride={self.stride}"
+        extra += "" if self.padding == (0, 0) else f", padding={self.padding}"
+        extra += "" if self.dilation == (1, 1) else f", dilation={self.dilation}"
+        extra += f", groups={self.groups}" if self.groups > 1 else ""
+        extra += "" if self.bias else ", bias=False"
+        return f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size=({kh}, {kw}){extra})"
+
+
+@dataclass(frozen=True)
+class Attention(Component):
+    """Additive (Bahdanau) attention: ``score = vᵀ tanh(W_q·q + W_k·k)``, context = Σ softmax·k.
+
+    ``query.weight (A, Hq)`` and ``key.weight (A, Hk)`` (no biases), ``v (A,)``; the normalised
+    form of GNMT (Wu et al. 2016) adds a scalar gain ``g (1,)`` and a bias ``b (A,)``. Takes two
+    inputs, the query (decoder state) and the keys (encoder outputs), and hands on the context:
+    ``Hk`` features.
+    """
+
+    query_size: int = 0
+    key_size: int = 0
+    attn_size: int = 0
+    normalize: bool = False
+
+    kind: ClassVar[str] = "attention"
+    torch_class: ClassVar[str] = "AdditiveAttention"
+
+    def __post_init__(self) -> None:
+        _sizes(self, "query_size", "key_size", "attn_size")
+        _flags(self, "normalize")
+
+    def out_features(self, incoming: int | None) -> int | None:
+        return self.key_size
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        q, k, a = self.query_size, self.key_size, self.attn_size
+        # a module's own parameters come before its children's in named_parameters()
+        ts = [_tensor("v", (a,), "A", f"{a}")]
+        if self.normalize:
+            ts += [_tensor("g", (1,), "1", "1"), _tensor("b", (a,), "A", f"{a}")]
+        ts += [
+            _tensor("query.weight", (a, q), "A·Hq", f"{a}·{q}"),
+            _tensor("key.weight", (a, k), "A·Hk", f"{a}·{k}"),
+        ]
+        return tuple(ts)
+
+    def formula(self) -> str:
+        q, k, a = self.query_size, self.key_size, self.attn_size
+        if self.normalize:
+            return f"A·Hq + A·Hk + 2A + 1 = {a}·{q} + {a}·{k} + 2·{a} + 1"
+        return f"A·Hq + A·Hk + A = {a}·{q} + {a}·{k} + {a}"
+
+    def describe(self) -> str:
+        extra = ", normalize=True" if self.normalize else ""
+        return (
+            f"AdditiveAttention(query={self.query_size}, key={self.key_size}, attn={self.attn_size}{extra})"
+        )
+
+
 def _sizes(obj: Any, *names: str) -> None:
     for n in names:
         object.__setattr__(obj, n, check_size(n, getattr(obj, n)))
@@ -393,19 +557,188 @@ def _flags(obj: Any, *names: str) -> None:
 # --- the architecture ------------------------------------------------------------------------
 
 
+MERGES = ("concat", "sum")
+
+
+@dataclass(frozen=True)
+class Input:
+    """A named input of the model: ``size`` features per frame, or a ``(channels, height)`` plane."""
+
+    name: str
+    size: int | None = None
+    channels: int | None = None
+    height: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ParamcalcError(f"input {self.name!r}: a name must be a Python identifier")
+        for key in ("size", "channels", "height"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, check_size(key, getattr(self, key)))
+        if (self.channels is None) != (self.height is None):
+            raise ParamcalcError(f"input {self.name!r}: give channels and height together (a 2-D input)")
+        if self.channels is not None and self.height is not None:
+            plane = self.channels * self.height
+            if self.size is not None and self.size != plane:
+                raise ParamcalcError(
+                    f"input {self.name!r}: size {self.size} is not channels·height = {plane}"
+                )
+            object.__setattr__(self, "size", plane)
+        if self.size is None:
+            raise ParamcalcError(f"input {self.name!r}: give its size (features per frame)")
+
+    @property
+    def plane(self) -> tuple[int, int] | None:
+        return None if self.channels is None or self.height is None else (self.channels, self.height)
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """Where a component's input comes from: sources (inputs or earlier components), how several
+    are merged (``concat``: features add up; ``sum``: equal sizes, kept), and how many consecutive
+    frames are stacked into one first (pyramidal/time-reduction layers: the features multiply)."""
+
+    sources: tuple[str, ...] = ()
+    merge: str = "concat"
+    stack: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", tuple(self.sources))
+        if self.merge not in MERGES:
+            raise ParamcalcError(f"merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
+        object.__setattr__(self, "stack", check_size("stack", self.stack, maximum=1024))
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What a component receives and hands on (features per frame; a plane for 2-D layers)."""
+
+    sources: tuple[str, ...]
+    incoming: int | None
+    plane_in: tuple[int, int] | None
+    outgoing: int | None
+    plane_out: tuple[int, int] | None
+
+
+def _default_source(order: list[str], inputs: Mapping[str, Input]) -> tuple[str, ...]:
+    if order:
+        return (order[-1],)
+    if len(inputs) == 1:
+        return (next(iter(inputs)),)
+    return ()
+
+
+def _merged(
+    name: str, wiring: Wiring, sources: tuple[str, ...], known: Mapping[str, tuple[int | None, Any]]
+) -> tuple[int | None, tuple[int, int] | None]:
+    sizes = [known[src][0] for src in sources]
+    planes = [known[src][1] for src in sources]
+    if not sources:
+        return None, None
+    if len(sources) == 1:
+        size, plane = sizes[0], planes[0]
+    elif wiring.merge == "concat":
+        size = None if any(x is None for x in sizes) else sum(x for x in sizes if x is not None)
+        plane = None
+    else:
+        known_sizes = {x for x in sizes if x is not None}
+        if len(known_sizes) > 1:
+            shown = ", ".join(f"{src} {x}" for src, x in zip(sources, sizes, strict=True))
+            raise ParamcalcError(f"merge = 'sum' needs equal sizes, got {shown}")
+        size, plane = (known_sizes.pop() if known_sizes and None not in sizes else None), None
+    if wiring.stack > 1:
+        size = None if size is None else size * wiring.stack
+        plane = None
+    return size, plane
+
+
+def trace(
+    components: tuple[Component, ...], inputs: tuple[Input, ...], wiring: Mapping[str, Wiring]
+) -> dict[str, Flow]:
+    """The flow of features through the components, checked (one line per mistake)."""
+    ins = {i.name: i for i in inputs}
+    known: dict[str, tuple[int | None, Any]] = {i.name: (i.size, i.plane) for i in inputs}
+    order: list[str] = []
+    flows: dict[str, Flow] = {}
+    for c in components:
+        where = f"component {c.name!r} ({c.kind})"
+        w = wiring.get(c.name, Wiring())
+        sources = w.sources or _default_source(order, ins)
+        for src in sources:
+            if src not in known:
+                later = any(x.name == src for x in components)
+                raise ParamcalcError(
+                    f"{where}: from = {src!r}: "
+                    + ("it comes later; a source must come first" if later else "no such input or component")
+                )
+        incoming: int | None
+        plane: tuple[int, int] | None
+        try:
+            if isinstance(c, Attention):
+                if len(sources) != 2:
+                    raise ParamcalcError("attention takes two sources: from = [query, keys]")
+                (q, _), (k, _) = known[sources[0]], known[sources[1]]
+                for label, src, got, want in (
+                    ("query", sources[0], q, c.query_size),
+                    ("key", sources[1], k, c.key_size),
+                ):
+                    if got is not None and got != want:
+                        raise ParamcalcError(f"{label}_size is {want} but {src!r} outputs {got}")
+                incoming, plane = None, None
+            else:
+                incoming, plane = _merged(c.name, w, sources, known)
+        except ParamcalcError as exc:
+            raise ParamcalcError(f"{where}: {exc}") from None
+        expected = c.in_features
+        if expected is not None and incoming is not None and expected != incoming:
+            what = (
+                " + ".join(f"{s} ({known[s][0]})" for s in sources) if len(sources) > 1 else repr(sources[0])
+            )
+            stacked = f" x {w.stack} stacked frames" if w.stack > 1 else ""
+            raise ParamcalcError(
+                f"{where}: expects {expected} input features but {what}{stacked} gives {incoming}"
+            )
+        channels = getattr(c, "in_channels", None) if isinstance(c, (Conv2d, BatchNorm2d)) else None
+        if isinstance(c, BatchNorm2d):
+            channels = c.num_features
+        if channels is not None and plane is not None:
+            if plane[0] != channels:
+                raise ParamcalcError(f"{where}: expects {channels} channels but its input has {plane[0]}")
+            if isinstance(c, Conv2d) and c.height is not None and c.height != plane[1]:
+                raise ParamcalcError(f"{where}: height = {c.height} but its input is {plane[1]} high")
+        out = c.out_features(incoming)
+        out_plane = c.out_plane(plane) if isinstance(c, (Conv2d, BatchNorm2d)) else None
+        if isinstance(c, BatchNorm2d):
+            out = incoming
+        known[c.name] = (out, out_plane)
+        flows[c.name] = Flow(sources, incoming, plane, out, out_plane)
+        order.append(c.name)
+    return flows
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """An ordered, validated tuple of components with tied weights and matching sizes."""
+    """A validated set of components with tied weights and matching sizes.
+
+    Components run in order; each takes the previous one's output unless its :class:`Wiring`
+    names other sources (named inputs or earlier components: encoder and decoder
+    branches, an attention context fed to a decoder, summed directions, stacked frames).
+    """
 
     name: str
     components: tuple[Component, ...]
     description: str = ""
+    inputs: tuple[Input, ...] = ()
+    wiring: Mapping[str, Wiring] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "components", tuple(self.components))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "wiring", dict(self.wiring))
         if not self.components:
             raise ParamcalcError("an architecture needs at least one component")
         by_name: dict[str, Component] = {}
+        taken = {i.name for i in self.inputs}
         for c in self.components:
             if not isinstance(c, Component):
                 raise ParamcalcError(f"not a component: {c!r}")
@@ -414,23 +747,19 @@ class Architecture:
                     f"component {c.name!r} ({c.kind}): a name must be a Python identifier "
                     "(letters, digits, underscores), as torch module names are"
                 )
-            if c.name in by_name:
+            if c.name in by_name or c.name in taken:
                 raise ParamcalcError(f"component {c.name!r} ({c.kind}): the name is used twice")
             by_name[c.name] = c
+        for name in self.wiring:
+            if name not in by_name:
+                raise ParamcalcError(f"wiring names no component {name!r}")
         for c in self.components:
             self._check_tie(c, by_name)
-        incoming: int | None = None
-        previous: Component | None = None
-        for c in self.components:
-            want = c.in_features
-            if want is not None and incoming is not None and previous is not None and want != incoming:
-                raise ParamcalcError(
-                    f"component {c.name!r} ({c.kind}): expects {want} input features but "
-                    f"{previous.name!r} ({previous.kind}) outputs {incoming}"
-                )
-            out = c.out_features(incoming)
-            if out is not None:
-                incoming, previous = out, c
+        trace(self.components, self.inputs, self.wiring)
+
+    def flows(self) -> dict[str, Flow]:
+        """What each component receives and hands on."""
+        return trace(self.components, self.inputs, self.wiring)
 
     @staticmethod
     def _check_tie(c: Component, by_name: Mapping[str, Component]) -> None:
@@ -670,8 +999,25 @@ KIND_KEYS: dict[str, set[str]] = {
         "dilation",
     },
     "batchnorm1d": {"num_features", "affine", "eps", "momentum", "track_running_stats"},
+    "batchnorm2d": {"num_features", "affine", "eps", "momentum", "track_running_stats"},
+    "conv2d": {
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "bias",
+        "height",
+        "padding_mode",
+    },
+    "attention": {"query_size", "key_size", "attn_size", "normalize"},
 }
-TOP_KEYS = {"name", "description", "component"}
+#: Keys every component accepts: where its input comes from (see :class:`Wiring`).
+WIRING_KEYS = {"from", "merge", "stack"}
+TOP_KEYS = {"name", "description", "component", "input"}
+INPUT_KEYS = {"name", "size", "channels", "height"}
 #: Largest architecture file read (a real one is a few kB).
 MAX_TOML_BYTES = 1 << 20
 
@@ -727,7 +1073,14 @@ def _str(table: Mapping[str, Any], key: str) -> str | None:
     return v
 
 
-def _component_from_table(table: Mapping[str, Any], name: str, kind: str, incoming: int | None) -> Component:
+def _component_from_table(
+    table: Mapping[str, Any],
+    name: str,
+    kind: str,
+    incoming: int | None,
+    plane: tuple[int, int] | None = None,
+) -> Component:
+    table = {k: v for k, v in table.items() if k not in WIRING_KEYS}
     if kind in CELLS or kind in ALIASES:
         unknown = set(table) - _RECURRENT_KEYS - {"name", "kind"}
         _no_unknown(unknown, _RECURRENT_KEYS)
@@ -784,6 +1137,28 @@ def _component_from_table(table: Mapping[str, Any], name: str, kind: str, incomi
         "batchnorm1d": lambda: BatchNorm1d(
             name, _inferred(table, "num_features", incoming), table.get("affine", True)
         ),
+        "batchnorm2d": lambda: BatchNorm2d(
+            name, _inferred(table, "num_features", plane[0] if plane else None), table.get("affine", True)
+        ),
+        "conv2d": lambda: Conv2d(
+            name,
+            _inferred(table, "in_channels", plane[0] if plane else None),
+            _required(table, "out_channels"),
+            _required(table, "kernel_size"),
+            table.get("stride", 1),
+            table.get("padding", 0),
+            table.get("dilation", 1),
+            table.get("groups", 1),
+            table.get("bias", True),
+            table.get("height", plane[1] if plane else None),
+        ),
+        "attention": lambda: Attention(
+            name,
+            _required(table, "query_size"),
+            _required(table, "key_size"),
+            _required(table, "attn_size"),
+            table.get("normalize", False),
+        ),
     }
     return builders[kind]()
 
@@ -811,8 +1186,9 @@ def architecture_from_dict(data: Mapping[str, Any], default_name: str = "archite
         raise ParamcalcError("no components: add at least one [[component]] table")
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ParamcalcError("component must be an array of tables: write each as [[component]]")
+    inputs = _inputs(data.get("input"))
     components: list[Component] = []
-    incoming: int | None = None
+    wiring: dict[str, Wiring] = {}
     for i, table in enumerate(tables):
         kind_raw = table.get("kind")
         cname = table.get("name", f"{kind_raw or 'component'}_{i}")
@@ -825,14 +1201,63 @@ def architecture_from_dict(data: Mapping[str, Any], default_name: str = "archite
                     "missing kind" if kind_raw is None else f"kind must be a string, got {kind_raw!r}"
                 )
             kind = kind_raw.strip().lower().replace("-", "_")
-            comp = _component_from_table(table, cname, kind, incoming)
+            w = _wiring(table)
+            if w != Wiring():
+                wiring[cname] = w
+            incoming, plane = _incoming(components, inputs, wiring, cname, w)
+            comp = _component_from_table(table, cname, kind, incoming, plane)
         except ParamcalcError as exc:
             raise ParamcalcError(f"{where}: {exc}") from None
         components.append(comp)
-        out = comp.out_features(incoming)
-        if out is not None:
-            incoming = out
-    return Architecture(name, tuple(components), description)
+    return Architecture(name, tuple(components), description, inputs, wiring)
+
+
+def _inputs(raw: Any) -> tuple[Input, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ParamcalcError("input must be an array of tables: write each as [[input]]")
+    out = []
+    for t in raw:
+        unknown = set(t) - INPUT_KEYS
+        if unknown:
+            raise ParamcalcError(
+                f"input: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(INPUT_KEYS))})"
+            )
+        name = t.get("name")
+        if not isinstance(name, str):
+            raise ParamcalcError(f"input: name must be a string, got {name!r}")
+        try:
+            out.append(Input(name, t.get("size"), t.get("channels"), t.get("height")))
+        except ParamcalcError as exc:
+            raise ParamcalcError(f"input {name!r}: {exc}") from None
+    return tuple(out)
+
+
+def _wiring(table: Mapping[str, Any]) -> Wiring:
+    src = table.get("from", ())
+    if isinstance(src, str):
+        src = (src,)
+    if not isinstance(src, (list, tuple)) or not all(isinstance(x, str) for x in src):
+        raise ParamcalcError(f"from must be a name or a list of names, got {src!r}")
+    merge = table.get("merge", "concat")
+    if not isinstance(merge, str):
+        raise ParamcalcError(f"merge must be a string, got {merge!r}")
+    return Wiring(tuple(src), merge, table.get("stack", 1))
+
+
+def _incoming(
+    components: list[Component], inputs: tuple[Input, ...], wiring: dict[str, Wiring], name: str, w: Wiring
+) -> tuple[int | None, tuple[int, int] | None]:
+    """The merged input of the next component, from the flows of the ones before it."""
+    flows = trace(tuple(components), inputs, wiring)
+    known: dict[str, tuple[int | None, Any]] = {i.name: (i.size, i.plane) for i in inputs}
+    known.update({k: (f.outgoing, f.plane_out) for k, f in flows.items()})
+    sources = w.sources or _default_source([c.name for c in components], {i.name: i for i in inputs})
+    for src in sources:
+        if src not in known:
+            raise ParamcalcError(f"from = {src!r}: no such input or component before this one")
+    return _merged(name, w, sources, known)
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
@@ -841,7 +1266,8 @@ def _toml_loads(text: str) -> dict[str, Any]:
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
-        return tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
+        return data
     except tomllib.TOMLDecodeError as exc:
         raise ParamcalcError(f"invalid TOML: {exc}") from None
     except RecursionError:

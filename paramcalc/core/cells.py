@@ -32,8 +32,12 @@ from ..errors import ParamcalcError
 if TYPE_CHECKING:  # pragma: no cover
     from .spec import RecurrentSpec
 
-#: Naming presets: whose tensor names (and default bias layout) a spec uses.
-CONVENTIONS = ("torch", "keras")
+#: Naming presets: whose tensor names (and default bias layout) a spec uses. ``onnx`` names the
+#: inputs of ONNX's LSTM/GRU/RNN operators: ``W``, ``R``, ``B`` (both bias vectors), ``P``
+#: (peepholes), each holding both directions (leading dimension).
+CONVENTIONS = ("torch", "keras", "onnx")
+#: ONNX input name of each tensor kind (same-kind tensors are concatenated along the last axis).
+ONNX_NAMES = {"input": "W", "recurrent": "R", "recurrent_diag": "R", "bias": "B", "peephole": "P"}
 #: How a bidirectional layer hands its two directions on (Keras' ``Bidirectional(merge_mode=)``).
 MERGE_MODES = ("concat", "sum", "ave", "mul")
 
@@ -92,9 +96,9 @@ class TensorTemplate:
 
     def present(self, spec: RecurrentSpec) -> bool:
         if self.kind == "bias":
-            return spec.bias_vectors > self.index
+            return (spec.bias_vectors or 0) > self.index
         if self.kind == "peephole":
-            return spec.peephole
+            return bool(spec.peephole)
         if self.kind == "projection":
             return spec.proj_size > 0
         return True
@@ -150,7 +154,7 @@ def gated_templates(
         ts.append(
             TensorTemplate("weight_hh", "recurrent_diag", "weight_hh", "recurrent_kernel", "u ⊙ h_{t-1}")
         )
-    names = (("bias_ih", "+ b_ih"), ("bias_hh", "+ b_hh"))
+    names = (("bias_ih", "b_ih (added)"), ("bias_hh", "b_hh (added)"))
     for i in range(bias_vectors):
         role, term = names[i]
         ts.append(TensorTemplate(role, "bias", role, "bias", term, index=i))
@@ -202,6 +206,8 @@ class CellType:
     display_name: str
     single_step: bool = False
     keras_class: str | None = None
+    #: The ONNX operator of the cell (``LSTM``, ``GRU``, ``RNN``), if ONNX has one.
+    onnx_op: str | None = None
     torch: TorchBinding = field(default_factory=TorchBinding)
     # --- capabilities -------------------------------------------------------------------
     nonlinearity: str = ""
@@ -305,14 +311,21 @@ class CellType:
             self.torch.nn_class is not None
             and spec.bias_vectors == (2 if spec.bias else 0)
             and not spec.peephole
-            and spec.merge_mode == "concat"
+            # a one-layer stack's merge is an op on its output (DeepSpeech2 sums nn.LSTM's directions)
+            and (spec.merge_mode == "concat" or spec.num_layers == 1)
             and spec.reset_after
         )
 
     def layout_note(self, spec: RecurrentSpec) -> str:
         """One sentence naming the convention and bias layout of ``spec`` (shown with every count)."""
-        b = spec.bias_vectors
-        if spec.convention == "keras":
+        b = spec.bias_vectors or 0
+        if spec.convention == "onnx":
+            text = (
+                "ONNX convention: W, R, B (Wb and Rb), P per node, both directions stacked"
+                if b
+                else ("ONNX convention: no B (no biases)")
+            )
+        elif spec.convention == "keras":
             if not b:
                 text = "Keras convention: no biases"
             elif b == 2 and self.reset_after_option and spec.reset_after:
@@ -422,6 +435,7 @@ def _rnn(name: str, act: str, single: bool) -> CellType:
         display_name="RNNCell" if single else "RNN",
         single_step=single,
         keras_class="SimpleRNNCell" if single else "SimpleRNN",
+        onnx_op=None if single else "RNN",
         torch=TorchBinding(
             nn_class="RNNCell" if single else "RNN",
             mode=None if single else mode,
@@ -446,6 +460,7 @@ def _lstm(name: str, single: bool) -> CellType:
         display_name="LSTMCell" if single else "LSTM",
         single_step=single,
         keras_class="LSTMCell" if single else "LSTM",
+        onnx_op=None if single else "LSTM",
         torch=TorchBinding(
             nn_class="LSTMCell" if single else "LSTM",
             mode=None if single else "LSTM",
@@ -470,6 +485,7 @@ def _gru(name: str, single: bool) -> CellType:
         display_name="GRUCell" if single else "GRU",
         single_step=single,
         keras_class="GRUCell" if single else "GRU",
+        onnx_op=None if single else "GRU",
         torch=TorchBinding(
             nn_class="GRUCell" if single else "GRU",
             mode=None if single else "GRU",
@@ -578,17 +594,51 @@ def _key(name: str) -> str:
     return str(name).strip().lower().replace("-", "_")
 
 
+_PLUGINS_LOADED = False
+#: The entry-point group a package registers its cells under (see docs/extending.md).
+ENTRY_POINT_GROUP = "paramcalc.cells"
+
+
+def load_plugins() -> None:
+    """Register the cells other installed packages declare under :data:`ENTRY_POINT_GROUP`.
+
+    Each entry point names a :class:`CellType`, or a callable returning one or a list of them.
+    Loaded once, on the first lookup of a name the registry does not know.
+    """
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            cells = obj() if callable(obj) and not isinstance(obj, CellType) else obj
+            for cell in cells if isinstance(cells, (list, tuple)) else [cells]:
+                if isinstance(cell, CellType) and _key(cell.name) not in CELLS:
+                    register_cell(cell)
+        except Exception as exc:  # a broken plugin must not break paramcalc: say which, once
+            import warnings
+
+            warnings.warn(f"paramcalc plugin {ep.name!r} failed to load: {exc}", stacklevel=2)
+
+
 def get_cell(name: str | CellType) -> CellType:
     """Look a cell type up by name or alias (case-insensitive); one-line error if unknown."""
     if isinstance(name, CellType):
         return name
     key = _key(name)
     key = ALIASES.get(key, key)
+    if key not in CELLS:
+        load_plugins()
+        key = ALIASES.get(key, key)
     try:
         return CELLS[key]
     except KeyError:
         known = ", ".join([*CELLS, *ALIASES])
-        raise ParamcalcError(f"unknown cell {name!r}: expected one of {known}") from None
+        shown = name if len(str(name)) <= 40 else str(name)[:37] + "..."
+        raise ParamcalcError(f"unknown cell {shown!r}: expected one of {known}") from None
 
 
 def register_cell(cell: CellType, *, replace_existing: bool = False) -> CellType:
@@ -616,6 +666,19 @@ def unregister_cell(name: str) -> None:
     del CELLS[key]
     for alias in [a for a, c in ALIASES.items() if c == key]:
         del ALIASES[alias]
+
+
+def cell_for(framework: str, class_name: str, activation: str | None = None) -> CellType | None:
+    """The registered stack a framework's layer class is (``keras``: ``LSTM``, ``SimpleRNN``, ...;
+    ``onnx``: ``LSTM``, ``GRU``, ``RNN``), the one with that ``activation`` where several share the
+    class (``SimpleRNN(activation="relu")`` is ``rnn_relu``); ``None`` if none is."""
+    attr = {"keras": "keras_class", "onnx": "onnx_op"}[framework]
+    found = [c for c in CELLS.values() if not c.single_step and getattr(c, attr) == class_name]
+    if activation:
+        exact = [c for c in found if c.nonlinearity == activation]
+        if exact:
+            return exact[0]
+    return found[0] if found else None
 
 
 def cells_by_binding() -> Mapping[str, CellType]:

@@ -77,7 +77,8 @@ def _cost_values(c: CostResult) -> tuple[Any, ...]:
 def _bench_values(b: BenchResult | None) -> tuple[Any, ...]:
     if b is None:
         return (None, None, None, None, None)
-    return (b.median_s * 1e3, b.iqr_s * 1e3, b.tokens_per_s, b.flop_per_s / 1e9, b.kernel_path)
+    iqr = b.iqr_s * 1e3 if b.spread_known else None
+    return (b.median_s * 1e3, iqr, b.tokens_per_s, b.flop_per_s / 1e9, b.kernel_path)
 
 
 def _predict_values(p: PredictResult | None) -> tuple[Any, ...]:
@@ -135,17 +136,28 @@ def _predict_notes(preds: Sequence[PredictResult]) -> list[str]:
 
 
 def _noise_notes(benches: Sequence[BenchResult]) -> list[str]:
+    """The noise verdict of a set of timings, one sentence."""
     if not benches:
         return []
-    noisy = [b for b in benches if b.noisy]
-    if not noisy:
-        worst = max(b.iqr_s / b.median_s for b in benches)
-        return [f"timings are steady: every IQR is within {100 * worst:.0f}% of its median"]
-    worst = max(b.iqr_s / b.median_s for b in noisy)
-    return [
-        f"noisy: {len(noisy)} of {len(benches)} timings have an IQR above 10% of the median (up to "
-        f"{100 * worst:.0f}%): is something else running? try --min-time 1 or --threads"
-    ]
+    out = []
+    unknown = [b for b in benches if not b.spread_known]
+    if unknown:
+        out.append(
+            f"{len(unknown)} of {len(benches)} timings are single slow calls: no spread was measured "
+            "(raise --min-time)"
+        )
+    known = [b for b in benches if b.spread_known]
+    noisy = [b for b in known if b.noisy]
+    if known and not noisy:
+        worst = max(b.iqr_s / b.median_s for b in known)
+        out.append(f"timings are steady: every IQR is within {max(1, round(100 * worst))}% of its median")
+    elif noisy:
+        worst = max(b.iqr_s / b.median_s for b in noisy)
+        out.append(
+            f"noisy: {len(noisy)} of {len(benches)} timings have an IQR above 10% of the median (up to "
+            f"{100 * worst:.0f}%): is something else running? try --min-time 1 or --threads"
+        )
+    return out
 
 
 # --- compare -------------------------------------------------------------------------------
@@ -616,11 +628,12 @@ class SweepResult(_Plotted):
         """What the rows share: input size, and layers, batch, seq_len when they do not vary."""
         t = self.template
         parts = [f"sweep: {len(self.rows):,} configurations", f"d={t.input_size}"]
-        for fmt, get in (
+        shared: tuple[tuple[str, Callable[[SweepRow], int]], ...] = (
             ("L={}", lambda r: r.spec.num_layers),
             ("batch {}", lambda r: r.workload.batch),
             ("seq_len {}", lambda r: r.workload.seq_len),
-        ):
+        )
+        for fmt, get in shared:
             values = {get(r) for r in self.rows}
             if len(values) == 1:
                 parts.append(fmt.format(values.pop()))

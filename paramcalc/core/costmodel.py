@@ -31,7 +31,10 @@ Counting conventions, stated here where they are computed and in every result's 
     and the initial state is zero: dW for every GEMM; dX for every GEMM except the layer-0
     input projection and the recurrent GEMM of each sequence's first step (for a packed
     batch's reverse direction, only of the longest sequences: PyTorch concatenates the zero
-    state of shorter ones onto a state that needs a gradient). Bias and elementwise: 2 ×.
+    state of shorter ones onto a state that needs a gradient). In the reset-before form (Keras'
+    GRU with ``reset_after=False``, MGU) the first step's second matmul multiplies ``r ⊙ h_0 =
+    0``: its input gradient is zero and is not counted (paramcalc's reference module skips it
+    too). Bias and elementwise: 2 ×.
 
 Packed batches cost their real steps (``Workload.lengths``), not the padded rectangle. A cell
 whose recurrence is linear in ``h`` (minGRU, minLSTM) can run as a parallel scan: its result

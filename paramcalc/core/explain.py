@@ -20,7 +20,7 @@ EXPLAIN_COLUMNS = (
     Column("tensor", "str"),
     Column("shape", "shape"),
     Column("numel"),
-    Column("multiplies", "str"),
+    Column("term", "str", doc="the product or sum of the equations the tensor enters"),
     Column("why", "str"),
 )
 
@@ -53,7 +53,7 @@ class ExplainRow:
     tensor: str
     shape: tuple[int, ...]
     numel: int
-    multiplies: str
+    term: str
     why: str
 
 
@@ -68,9 +68,7 @@ class Explanation(Result):
     rows: tuple[ExplainRow, ...]
 
     def _table(self, view: str) -> Table:
-        return Table(
-            EXPLAIN_COLUMNS, tuple((r.tensor, r.shape, r.numel, r.multiplies, r.why) for r in self.rows)
-        )
+        return Table(EXPLAIN_COLUMNS, tuple((r.tensor, r.shape, r.numel, r.term, r.why) for r in self.rows))
 
     def title(self) -> str:
         ct = self.spec.cell_type

@@ -36,7 +36,7 @@ def check_size(name: str, value: Any, *, minimum: int = 1, maximum: int = MAX_SI
         raise ParamcalcError(f"{name} must be {rule}, got {_short(value)}")
     if value > maximum:
         raise ParamcalcError(f"{name} must be at most {maximum:,}, got {_short(value)}")
-    return value
+    return int(value)
 
 
 def _short(value: int) -> str:
@@ -132,6 +132,8 @@ class RecurrentSpec:
                 b = 0
             elif conv == "keras":
                 b = 2 if (ct.reset_after_option and self.reset_after) else 1
+            elif conv == "onnx":
+                b = 2
             else:
                 b = ct.default_bias_vectors
         else:
@@ -144,10 +146,19 @@ class RecurrentSpec:
         set_(self, "bias_vectors", b)
         set_(self, "bias", b > 0)
 
+        if conv == "onnx":
+            if ct.single_step or not ct.onnx_op:
+                raise ParamcalcError(
+                    f"the onnx convention names ONNX's LSTM/GRU/RNN operators: {ct.name} has none"
+                )
+            if b == 1:
+                raise ParamcalcError("ONNX's B holds both bias vectors (Wb and Rb): use 0 or 2 bias vectors")
         if self.proj_size:
             if not ct.projection:
                 with_proj = ", ".join(c.name for c in _cells_with("projection"))
                 raise ParamcalcError(f"proj_size is only supported for {with_proj}, not {ct.name}")
+            if conv == "onnx":
+                raise ParamcalcError("proj_size has no ONNX equivalent: ONNX's LSTM has no projection")
             if conv == "keras":
                 raise ParamcalcError(
                     "proj_size has no Keras equivalent: Keras' LSTM has no projection "
@@ -227,7 +238,7 @@ class RecurrentSpec:
         if ct.reset_after_option and (self.convention == "keras" or not self.reset_after):
             args.append(f"reset_after={self.reset_after}")
         label = f"{self.display_class}({', '.join(args)})"
-        return f"keras {label}" if self.convention == "keras" else label
+        return label if self.convention == "torch" else f"{self.convention} {label}"
 
 
 def _cells_with(attr: str) -> list[CellType]:

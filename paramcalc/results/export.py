@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParamcalcError
+from ..errors import ParamcalcError, Terminated
 from .render import cell_text, raw_value, safe_text
 from .table import INT64_MAX, Table
 
@@ -62,14 +62,26 @@ def check_target(path: str | os.PathLike[str], suffixes: Sequence[str], verb: st
     name the file system takes, not a folder. Returns the path (through a symlink: the file it
     points to) and its lower-case suffix; raises one line starting ``cannot {verb} 'PATH'``."""
     given = Path(path)
-    where = f"cannot {verb} {safe_text(str(given))!r}"
+    shown = safe_text(str(given))
+    if len(shown) > 100:
+        shown = f"{shown[:50]}...{shown[-40:]}"
+    where = f"cannot {verb} {shown!r}"
     suffix = given.suffix.lower()
     if suffix not in suffixes:
         raise ParamcalcError(
             f"{where}: unknown suffix {safe_text(suffix) or '(none)'!r}, "
             f"expected one of {', '.join(suffixes)}"
         )
-    target = Path(os.path.realpath(given)) if given.is_symlink() else given
+    try:
+        name_max = os.pathconf(given.parent if str(given.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    if len(given.name.encode("utf-8", "surrogateescape")) > name_max:
+        raise ParamcalcError(f"{where}: the file name is longer than {name_max} bytes")
+    try:
+        target = Path(os.path.realpath(given)) if given.is_symlink() else given
+    except OSError as exc:
+        raise ParamcalcError(f"{where}: {exc.strerror}") from None
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise ParamcalcError(f"{where}: folder {safe_text(str(folder))!r} does not exist")
@@ -77,17 +89,25 @@ def check_target(path: str | os.PathLike[str], suffixes: Sequence[str], verb: st
         raise ParamcalcError(f"{where}: it is a folder")
     if target.exists() and not target.is_file():
         raise ParamcalcError(f"{where}: it is not a regular file")
-    try:
-        name_max = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):
-        name_max = 255
-    if len(target.name.encode("utf-8", "surrogateescape")) > name_max:
-        raise ParamcalcError(f"{where}: the file name is longer than {name_max} bytes")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ParamcalcError(f"{where}: folder {safe_text(str(folder))!r} is not writable")
     if target.exists() and not os.access(target, os.W_OK):
         raise ParamcalcError(f"{where}: the file is read-only")
+    _probe(folder, where)
     return target, suffix
+
+
+def _probe(folder: Path, where: str) -> None:
+    """Create and remove a file in ``folder``: the real test of writability (root, read-only
+    mounts, pseudo file systems), before any work is done."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".paramcalc-probe-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ParamcalcError(
+            f"{where}: cannot create a file in {safe_text(str(folder))!r}: {exc.strerror}"
+        ) from None
+    os.close(fd)
+    _unlink(tmp)
 
 
 def check_export_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
@@ -105,13 +125,6 @@ def check_export_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
 
 
 # --- atomic writes -----------------------------------------------------------------------------
-
-
-class Terminated(SystemExit):
-    """Raised in the main thread when SIGTERM arrives during a write (exit status 143)."""
-
-    def __init__(self) -> None:
-        super().__init__(143)
 
 
 @contextlib.contextmanager
@@ -308,10 +321,10 @@ def _html(table: Table, doc: Document) -> str:
 def _latex(table: Table) -> str:
     from tabulate import tabulate
 
-    return (
-        tabulate(_display_rows(table), headers=table.names, tablefmt="latex_booktabs", disable_numparse=True)
-        + "\n"
+    text: str = tabulate(
+        _display_rows(table), headers=table.names, tablefmt="latex_booktabs", disable_numparse=True
     )
+    return text + "\n"
 
 
 def _frame_for_file(table: Table, suffix: str) -> Any:

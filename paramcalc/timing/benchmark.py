@@ -226,7 +226,8 @@ def timing_spec(spec: RecurrentSpec) -> tuple[RecurrentSpec, str]:
     target = torch_equivalent(spec)
     if is_torch_native(target):
         return target, ""
-    if spec.bias and spec.bias_vectors == 1:
+    ct = spec.cell_type
+    if spec.bias and spec.bias_vectors == 1 and ct.torch.nn_class and 2 in ct.bias_vectors_allowed:
         twin = target.replace(bias_vectors=2)
         if is_torch_native(twin):
             return twin, (
@@ -313,6 +314,11 @@ class BenchResult(Result):
         return self.flops / self.median_s
 
     @property
+    def spread_known(self) -> bool:
+        """Whether enough runs were timed for an interquartile range (:data:`MIN_RUNS`)."""
+        return len(self.times) >= MIN_RUNS
+
+    @property
     def timed_s(self) -> float:
         """Seconds spent inside the timed calls (every run's calls, warm-up excluded)."""
         return sum(self.times) * self.number_per_run
@@ -332,7 +338,7 @@ class BenchResult(Result):
     @property
     def noisy(self) -> bool:
         """True when the IQR exceeds :data:`NOISY_IQR` of the median (a busy machine?)."""
-        return self.iqr_s > NOISY_IQR * self.median_s
+        return self.spread_known and self.iqr_s > NOISY_IQR * self.median_s
 
     @property
     def mode(self) -> str:
@@ -364,7 +370,7 @@ class BenchResult(Result):
             len(self.times),
             self.number_per_run,
             self.median_s * 1e3,
-            self.iqr_s * 1e3,
+            self.iqr_s * 1e3 if self.spread_known else None,
             self.tokens_per_s,
             self.sequences_per_s,
             self.flops,
@@ -396,8 +402,11 @@ class BenchResult(Result):
                 f"noisy: the IQR is {100 * self.iqr_s / self.median_s:.0f}% of the median; is something "
                 "else running? try --min-time 1 or --threads"
             )
-        if len(self.times) < MIN_RUNS:
-            out.append(f"one call is slow: {len(self.times)} single call(s) timed within --min-time")
+        if not self.spread_known:
+            out.append(
+                f"one call is slow: {len(self.times)} single call(s) timed within --min-time, too few for "
+                "an IQR; raise --min-time for a spread"
+            )
         p = self.prediction
         if p is not None:
             if p.fused:

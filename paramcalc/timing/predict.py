@@ -480,7 +480,7 @@ def expected_kernel(spec: RecurrentSpec, dev: torch.device) -> str:
     if (
         is_torch_native(run_spec)
         and spec.cell_type.torch.runner == "stack"
-        and torch.backends.cudnn.is_available()
+        and torch.backends.cudnn.is_available()  # type: ignore[no-untyped-call]
         and torch.backends.cudnn.enabled
     ):
         return "cuDNN"
