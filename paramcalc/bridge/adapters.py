@@ -32,6 +32,8 @@ from ..errors import ParamcalcError
 Adapter = Callable[[Any, str], "Component | None"]
 
 _ADAPTERS: dict[type, Adapter] = {}
+#: The resolved adapter of each module type seen (cleared when an adapter is registered).
+_BY_TYPE: dict[type, Adapter | None] = {}
 _DEFAULTS_LOADED = False
 
 
@@ -51,6 +53,7 @@ def register_adapter(module_type: type) -> Callable[[Adapter], Adapter]:
         if not callable(fn):
             raise ParamcalcError(f"an adapter must be callable, got {type(fn).__name__}")
         _ADAPTERS[module_type] = fn
+        _BY_TYPE.clear()
         return fn
 
     return deco
@@ -59,15 +62,21 @@ def register_adapter(module_type: type) -> Callable[[Adapter], Adapter]:
 def adapter_for(module: Any) -> Adapter | None:
     """The adapter of the most specific registered class in ``type(module).__mro__``."""
     _load_default_adapters()
-    for cls in type(module).__mro__:
+    kind = type(module)
+    if kind in _BY_TYPE:
+        return _BY_TYPE[kind]
+    for cls in kind.__mro__:
         fn = _ADAPTERS.get(cls)
         if fn is not None:
+            _BY_TYPE[kind] = fn
             return fn
+    found: Adapter | None = None
     if quantized_rnn_types() and isinstance(module, quantized_rnn_types()):
-        return _recurrent
-    if quantized_linear_types() and isinstance(module, quantized_linear_types()):
-        return _quantized_linear
-    return None
+        found = _recurrent
+    elif quantized_linear_types() and isinstance(module, quantized_linear_types()):
+        found = _quantized_linear
+    _BY_TYPE[kind] = found
+    return found
 
 
 def _quantized_linear(m: Any, name: str) -> Component:

@@ -21,8 +21,9 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import prod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..bridge import adapters, statedict
 from ..bridge.devices import resolve_device
@@ -58,9 +59,11 @@ TENSOR_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class ParamInfo:
-    """One stored tensor: name, shape, and an identity key (equal keys = one tied tensor)."""
+class ParamInfo(NamedTuple):
+    """One stored tensor: name, shape, and an identity key (equal keys = one tied tensor).
+
+    Named tuples, not dataclasses, for the per-tensor records: a model has thousands of them.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -69,14 +72,10 @@ class ParamInfo:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return prod(self.shape)
 
 
-@dataclass(frozen=True)
-class Group:
+class Group(NamedTuple):
     """A module (or an inferred layer): path, type name and its analytic component, if any."""
 
     path: str
@@ -88,8 +87,7 @@ class Group:
     stored_names: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
-class TensorReport:
+class TensorReport(NamedTuple):
     name: str
     module: str
     shape: tuple[int, ...]
@@ -104,12 +102,10 @@ class TensorReport:
         return self.status is Status.MISMATCH
 
 
-@dataclass(frozen=True)
-class ModuleReport:
+class ModuleReport(NamedTuple):
     path: str
     type_name: str
-    layer: str | None  # e.g. "LSTM(400, 1150)"; None without a formula
-    formula: str | None
+    component: Component | None  # None: no formula for this module
     analytic: int | None  # None: no formula for this module
     actual: int
     status: Status
@@ -119,6 +115,15 @@ class ModuleReport:
     @property
     def ok(self) -> bool:
         return self.status is not Status.MISMATCH
+
+    @property
+    def layer(self) -> str | None:
+        """The module as code, e.g. ``LSTM(400, 1150)`` (drawn when the table is)."""
+        return None if self.component is None else self.component.describe()
+
+    @property
+    def formula(self) -> str | None:
+        return None if self.component is None else self.component.formula()
 
 
 @dataclass(frozen=True, repr=False)
@@ -242,7 +247,7 @@ def cli_args(spec: RecurrentSpec) -> str:
         parts.append(f"--proj-size {spec.proj_size}")
     if spec.convention != "torch":
         parts.append(f"--convention {spec.convention}")
-    default_b = spec.replace(bias_vectors=None).bias_vectors if spec.bias else 0
+    default_b = spec.default_bias_vectors
     if not spec.bias:
         parts.append("--no-bias")
     elif spec.bias_vectors != default_b:
@@ -316,11 +321,13 @@ def match_tensors(
     }
     # renamed tensors, indexed by the leaf of their canonical name (one pass over the params)
     renamed_by_leaf: dict[str, list[ParamInfo]] = {}
+    canon_of: dict[str, str] = {}
     for p in params:
         if p.name in claimed or p.name in buffers:
             continue
         canon = statedict.canonical_name(p.name)
         if canon != p.name:
+            canon_of[p.name] = canon
             renamed_by_leaf.setdefault(canon.rpartition(".")[2], []).append(p)
     renamed: dict[str, str] = {}
     for gi, g in enumerate(groups):
@@ -332,7 +339,7 @@ def match_tensors(
             for p in candidates:
                 if p.name in claimed:
                     continue
-                owner = statedict.canonical_name(p.name).rpartition(".")[0]
+                owner = canon_of[p.name].rpartition(".")[0]
                 if _related(owner, g.path):
                     claimed[p.name] = (gi, t)
                     renamed[p.name] = full
@@ -372,7 +379,7 @@ def match_tensors(
             acc[gi].actual += counted
             tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, counted, t.formula, status, detail))
         else:
-            canon = statedict.canonical_name(p.name)
+            canon = canon_of.get(p.name, p.name)
             if tied:
                 status, detail = Status.TIED, f"tied to {first_of_key[p.key]} (counted once)"
             elif canon != p.name and canon in reparametrized:
@@ -408,9 +415,7 @@ def match_tensors(
             continue  # a parameter-free layer (dropout)
         spec = comp.spec if isinstance(comp, Recurrent) else None
         if comp is None:
-            modules.append(
-                ModuleReport(g.path, g.type_name, None, None, None, a.actual, Status.NO_FORMULA, g.note)
-            )
+            modules.append(ModuleReport(g.path, g.type_name, None, None, a.actual, Status.NO_FORMULA, g.note))
             continue
         bits = []
         if a.missing:
@@ -428,8 +433,7 @@ def match_tensors(
             ModuleReport(
                 g.path,
                 g.type_name,
-                comp.describe(),
-                comp.formula(),
+                comp,
                 a.analytic,
                 a.actual,
                 status,
@@ -477,8 +481,22 @@ def walk(module: nn.Module) -> list[tuple[str, nn.Module]]:
 def analyze(module: nn.Module) -> Analysis:
     """Walk ``module``: analytic rows where an adapter knows the type, counted tensors elsewhere.
 
-    The walk is iterative (any nesting depth); each module is read by its adapter once.
+    The walk is iterative (any nesting depth); each module is read by its adapter once. The
+    garbage collector pauses meanwhile: the walk makes thousands of small records, and a
+    collection would traverse every tensor of the model for nothing.
     """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze(module)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _analyze(module: nn.Module) -> Analysis:
     from torch import nn
 
     if not isinstance(module, nn.Module):
@@ -489,14 +507,17 @@ def analyze(module: nn.Module) -> Analysis:
     named: list[tuple[str, Any]] = []
     packed: list[str] = []
     notes: list[str] = []
+    quantized = adapters.quantized_rnn_types() + adapters.quantized_linear_types()
     for path, m in walk(module):
+        prefix = f"{path}." if path else ""
         for leaf, p in m._parameters.items():
             if p is not None:
-                named.append((_join(path, leaf), p))
-        for leaf, shape, dtype in adapters.packed_tensors(m):
-            full = _join(path, leaf)
-            params.append(ParamInfo(full, shape, ("packed", full), dtype))
-            packed.append(path)
+                named.append((prefix + leaf, p))
+        if quantized and isinstance(m, quantized):
+            for leaf, shape, dtype in adapters.packed_tensors(m):
+                full = prefix + leaf
+                params.append(ParamInfo(full, shape, ("packed", full), dtype))
+                packed.append(path)
         if covered and (path == covered[-1] or path.startswith(covered[-1] + ".")):
             continue  # inside a module an adapter already read
         comp = adapters.component_from_module(m, path or type(m).__name__)

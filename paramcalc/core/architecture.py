@@ -26,6 +26,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from math import prod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -129,20 +130,10 @@ class Recurrent(Component):
         return s.output_size if s.cell_type.single_step else s.stack_output_size
 
     def tensors(self) -> tuple[TensorFormula, ...]:
-        return tuple(TensorFormula(r.name, r.shape, r.numel, r.formula) for r in count_spec(self.spec).rows)
+        return _recurrent_tensors(self.spec)
 
     def formula(self) -> str:
-        res = count_spec(self.spec)
-        seen: dict[tuple[str, str], int] = {}
-        for f in res.formulas:  # identical layers (k > 0) and directions collapse into "n × ..."
-            seen[(f.symbolic, f.substituted)] = seen.get((f.symbolic, f.substituted), 0) + 1
-        if len(seen) == 1 and next(iter(seen.values())) == 1:
-            (sym, num), _ = next(iter(seen.items()))
-            return f"{sym} = {num}"
-        parts = []
-        for (sym, num), n in seen.items():
-            parts.append(f"{n} × [{sym} = {num}]" if n > 1 else f"[{sym} = {num}]")
-        return " + ".join(parts)
+        return _recurrent_formula(self.spec)
 
     def describe(self) -> str:
         return self.spec.describe()
@@ -150,6 +141,26 @@ class Recurrent(Component):
     @property
     def params(self) -> int:
         return total_params(self.spec)
+
+
+@lru_cache(maxsize=4096)
+def _recurrent_tensors(spec: RecurrentSpec) -> tuple[TensorFormula, ...]:
+    return tuple(TensorFormula(r.name, r.shape, r.numel, r.formula) for r in count_spec(spec).rows)
+
+
+@lru_cache(maxsize=4096)
+def _recurrent_formula(spec: RecurrentSpec) -> str:
+    res = count_spec(spec)
+    seen: dict[tuple[str, str], int] = {}
+    for f in res.formulas:  # identical layers (k > 0) and directions collapse into "n × ..."
+        seen[(f.symbolic, f.substituted)] = seen.get((f.symbolic, f.substituted), 0) + 1
+    if len(seen) == 1 and next(iter(seen.values())) == 1:
+        (sym, num), _ = next(iter(seen.items()))
+        return f"{sym} = {num}"
+    parts = []
+    for (sym, num), n in seen.items():
+        parts.append(f"{n} × [{sym} = {num}]" if n > 1 else f"[{sym} = {num}]")
+    return " + ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -657,7 +657,17 @@ def register_cell(cell: CellType, *, replace_existing: bool = False) -> CellType
     CELLS[key] = cell
     for alias in cell.aliases:
         ALIASES[_key(alias)] = key
+    _forget_counts()
     return cell
+
+
+def _forget_counts() -> None:
+    """Drop memoised counts: a cell registered again under a name may have other tensors."""
+    import sys
+
+    params = sys.modules.get("paramcalc.core.params")
+    if params is not None:
+        params._count.cache_clear()
 
 
 def unregister_cell(name: str) -> None:
@@ -666,6 +676,7 @@ def unregister_cell(name: str) -> None:
     del CELLS[key]
     for alias in [a for a, c in ALIASES.items() if c == key]:
         del ALIASES[alias]
+    _forget_counts()
 
 
 def cell_for(framework: str, class_name: str, activation: str | None = None) -> CellType | None:

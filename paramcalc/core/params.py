@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from math import prod
 from typing import Any
 
@@ -298,10 +299,18 @@ class CountResult(Result):
 
 
 def count(spec: RecurrentSpec) -> CountResult:
-    """Count every parameter tensor of ``spec`` with its closed-form formula."""
+    """Count every parameter tensor of ``spec`` with its closed-form formula.
+
+    Results are memoised by spec (they are immutable), so a model with many identical layers
+    is counted once per distinct layer.
+    """
     from .coerce import as_spec
 
-    spec = as_spec(spec, "count")
+    return _count(as_spec(spec, "count"))
+
+
+@lru_cache(maxsize=4096)
+def _count(spec: RecurrentSpec) -> CountResult:
     rows: list[TensorRow] = []
     formulas: list[LayerFormula] = []
     for layer in range(spec.num_layers):

@@ -244,7 +244,7 @@ def retarget(spec: RecurrentSpec, cell: str) -> RecurrentSpec:
         changes["proj_size"] = 0
     if not ct.reset_after_option:
         changes["reset_after"] = True
-    default_b = spec.replace(bias_vectors=None).bias_vectors if spec.bias else 0
+    default_b = spec.default_bias_vectors
     if spec.bias_vectors != default_b and spec.bias_vectors in ct.bias_vectors_allowed:
         changes["bias_vectors"] = spec.bias_vectors
     if spec.peephole != old.default_peephole and ct.peephole_gates:

@@ -128,14 +128,7 @@ class RecurrentSpec:
 
         # bias vectors per gate block
         if self.bias_vectors is None:
-            if not self.bias:
-                b = 0
-            elif conv == "keras":
-                b = 2 if (ct.reset_after_option and self.reset_after) else 1
-            elif conv == "onnx":
-                b = 2
-            else:
-                b = ct.default_bias_vectors
+            b = default_bias_vectors(ct, conv, self.bias, self.reset_after)
         else:
             b = check_size("bias_vectors", self.bias_vectors, minimum=0, maximum=2)
             if not self.bias and b:
@@ -171,6 +164,11 @@ class RecurrentSpec:
                 )
 
     # -- derived quantities -------------------------------------------------------------
+    @property
+    def default_bias_vectors(self) -> int:
+        """Bias vectors per gate block the convention gives this cell when none is asked for."""
+        return default_bias_vectors(self.cell_type, self.convention, self.bias, self.reset_after)
+
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
@@ -222,7 +220,7 @@ class RecurrentSpec:
             args.append(f"num_layers={self.num_layers}")
         if self.bidirectional:
             args.append("bidirectional=True")
-        default_b = self.replace(bias_vectors=None).bias_vectors if self.bias else 0
+        default_b = self.default_bias_vectors
         if not self.bias:
             args.append("bias=False")
         elif self.bias_vectors != default_b:
@@ -239,6 +237,18 @@ class RecurrentSpec:
             args.append(f"reset_after={self.reset_after}")
         label = f"{self.display_class}({', '.join(args)})"
         return label if self.convention == "torch" else f"{self.convention} {label}"
+
+
+def default_bias_vectors(ct: CellType, convention: str, bias: bool, reset_after: bool) -> int:
+    """The preset: PyTorch's layout (the cell's default), Keras' (one; two for a reset-after GRU)
+    or ONNX's (two, Wb and Rb); none without bias."""
+    if not bias:
+        return 0
+    if convention == "keras":
+        return 2 if (ct.reset_after_option and reset_after) else 1
+    if convention == "onnx":
+        return 2
+    return ct.default_bias_vectors
 
 
 def _cells_with(attr: str) -> list[CellType]:
