@@ -2,7 +2,8 @@
 
 The examples are golden text for formatting (tests/core/test_docs_examples.py checks that each
 still prints exactly what the page shows); the numbers inside are checked by the other tests.
-Only deterministic commands are run: not --bench, --device cpu/cuda timings, nor bench.
+Only deterministic commands are run: not --bench, --predict, --from, --device cpu/cuda timings,
+nor bench or predict.
 
     python scripts/refresh_docs.py [FILE ...]
 """
@@ -25,7 +26,8 @@ DETERMINISTIC = {"count", "solve", "cost", "report", "check", "compare", "sweep"
 
 def runnable(cmd: str) -> bool:
     args = shlex.split(cmd)[1:]
-    return bool(args) and args[0] in DETERMINISTIC and not {"--bench", "--output", "--plot"} & set(args)
+    timed = {"--bench", "--predict", "--from", "--output", "--plot"}
+    return bool(args) and args[0] in DETERMINISTIC and not timed & set(args)
 
 
 def refresh_block(block: str) -> str:
