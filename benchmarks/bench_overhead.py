@@ -23,7 +23,6 @@ from torch import nn
 from torch.utils.benchmark import Timer
 
 import paramcalc as pc
-from paramcalc.cost import Workload
 
 TARGET = 1.03
 D, H, L, BATCH, T = 28, 256, 2, 64, 28
@@ -46,7 +45,7 @@ def main() -> int:
     args = ap.parse_args()
 
     spec = pc.RecurrentSpec("lstm", D, H, num_layers=L)
-    workload = Workload(batch=BATCH, seq_len=T)
+    workload = pc.Workload(batch=BATCH, seq_len=T)
     torch.manual_seed(0)
     module = nn.LSTM(D, H, L).eval()
     x = torch.randn(T, BATCH, D)
