@@ -18,7 +18,6 @@ from torch import nn
 
 import paramcalc as pc
 from paramcalc import Status
-from paramcalc.bridge.statedict import canonical_name
 from paramcalc.checks.inspection import analyze, inspect
 from paramcalc.core.architecture import Custom, tensor_formula
 from tests.helpers import invoke, needs_reference_modules, one_line_error
@@ -70,14 +69,6 @@ class LM(nn.Module):
         self.gate = Gate(7)
         self.decoder = nn.Linear(e, v)
         self.decoder.weight = self.encoder.weight
-
-
-def test_canonical_names():
-    assert canonical_name("rnn.weight_hh_l0_raw") == "rnn.weight_hh_l0"
-    assert canonical_name("conv.weight_orig") == "conv.weight"
-    assert canonical_name("a.parametrizations.weight.original") == "a.weight"
-    assert canonical_name("parametrizations.weight.original0") == "weight"
-    assert canonical_name("rnn.weight_hh_l0") == "rnn.weight_hh_l0"
 
 
 # --- analyze(module) ----------------------------------------------------------------------------
