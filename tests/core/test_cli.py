@@ -17,7 +17,10 @@ import sys
 
 import click
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
+import paramcalc as pc
 import paramcalc.core.params as params_module
 from paramcalc import __version__
 from tests.helpers import ROOT, invoke, one_line_error
@@ -384,3 +387,49 @@ def test_console_script_head_closes_the_pipe():
     rc, err = out.stdout.split(" ", 1)
     # click itself ends quietly on EPIPE (exit 0); paramcalc's own handler would say 141
     assert rc in ("0", "141") and err.strip() == "b''"
+
+
+# --- robustness: no combination of flags ends in an internal error --------------------------------
+
+CELLS = sorted(pc.CELLS)
+NUMBERS = st.sampled_from(["0", "1", "2", "7", "-1", "2147483647", "2147483648", "9" * 25, "x", "1.5", ""])
+FLAGS = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["-L", "--proj-size", "--bias-vectors", "--batch", "--seq-len"]), NUMBERS),
+        st.tuples(st.just("--lengths"), st.sampled_from(["3,2", "0", "5,x", "2147483648", "1,1,1", ","])),
+        st.tuples(
+            st.sampled_from(
+                [
+                    "--bidirectional",
+                    "--no-bias",
+                    "--peephole",
+                    "--no-peephole",
+                    "--no-reset-after",
+                    "--reset-after",
+                    "--train",
+                ]
+            )
+        ),
+        st.tuples(st.just("--merge-mode"), st.sampled_from(["sum", "ave", "mul", "concat"])),
+        st.tuples(st.just("--convention"), st.sampled_from(["torch", "keras"])),
+        st.tuples(st.just("--dtype"), st.sampled_from(["bf16", "int8", "fp64"])),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    command=st.sampled_from(["count", "cost", "explain"]),
+    cell=st.sampled_from(CELLS),
+    d=NUMBERS,
+    h=NUMBERS,
+    flags=FLAGS,
+)
+def test_no_flag_combination_is_an_internal_error(command, cell, d, h, flags):
+    args = [command, cell, "-d", d, "-H", h, *(x for flag in flags for x in flag)]
+    r = invoke(*args)
+    event(f"exit {r.exit_code}")
+    assert r.exit_code in (0, 2), (args, r.stderr)
+    if r.exit_code == 2:
+        one_line_error(r)

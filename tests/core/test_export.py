@@ -276,6 +276,7 @@ def test_interrupt_mid_write_cleans_up(tmp_path):
 def test_sigterm_mid_write_cleans_up_and_exits_143(tmp_path):
     target = tmp_path / "r.csv"
     target.write_text("old")
+    before = signal.getsignal(signal.SIGTERM)
 
     def terminated(tmp: str) -> None:
         Path(tmp).write_text("half")
@@ -285,9 +286,17 @@ def test_sigterm_mid_write_cleans_up_and_exits_143(tmp_path):
         atomic_write(target, terminated)
     assert info.value.code == 143
     assert target.read_text() == "old" and leftovers(tmp_path) == []
-    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.default_int_handler, None) or callable(
-        signal.getsignal(signal.SIGTERM)
-    )
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+
+
+def test_sigterm_during_an_export_exits_143_with_one_line(tmp_path, monkeypatch):
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(os, "fsync", terminated)  # SIGTERM arrives while the temporary file is written
+    r = invoke(*COUNT, "--output", tmp_path / "c.csv")
+    assert (r.exit_code, r.stderr) == (143, "Terminated.\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_overwrite_keeps_the_permissions(tmp_path):

@@ -557,3 +557,12 @@ def test_missing_target_and_toml(tmp_path):
 def test_cli_inspect_help_has_examples():
     r = invoke("inspect", "--help")
     assert r.exit_code == 0 and "paramcalc inspect checkpoint.pt" in r.stdout
+
+
+def test_untrusted_tensor_names_are_printed_escaped(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"\x1b[2Jevil\nname.weight": torch.zeros(3, 4), "ok.weight": torch.zeros(2)}, path)
+    for args in ([], ["--by", "tensor"], ["-f", "json"], ["-f", "csv"]):
+        r = invoke("inspect", path, *args)
+        assert r.exit_code == 0, r.output
+        assert "\x1b" not in r.stdout and "\\x1b[2Jevil\\x0aname" in r.stdout.replace("\\\\", "\\")
