@@ -444,6 +444,19 @@ def test_bench_command_table():
 
 
 @pytest.mark.slow
+def test_bench_command_defaults_to_one_step_of_one_sequence():
+    r = invoke("bench", "gru", "-d", "4", "-H", "8", "--min-time", "0.01", "--threads", "1", "-f", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["workload"] == {
+        "batch": 1,
+        "seq_len": 1,
+        "lengths": None,
+        "dtype": "fp32",
+        "mode": "inference",
+    }
+
+
+@pytest.mark.slow
 def test_bench_command_json_is_consistent():
     r = invoke("bench", "gru", *TINY, "--train", "--format", "json")
     assert r.exit_code == 0, r.output
