@@ -1,53 +1,64 @@
 """Re-run the `$ paramcalc ...` examples of README.md and docs/*.md and paste their real output.
 
-The examples are golden text for formatting (tests/core/test_docs_examples.py checks that each
-still prints exactly what the page shows); the numbers inside are checked by the other tests.
-Only deterministic commands are run: not --bench, --predict, --from, --device cpu/cuda timings,
-nor bench or predict.
+The examples are golden text for formatting (tests/core/test_docs_examples.py and
+tests/torch/test_docs_examples_torch.py check that each still prints exactly what the page
+shows); the numbers inside are checked by the other tests. Timed examples (bench, --bench,
+--predict) are left as they are. Run from a checkout:
 
     python scripts/refresh_docs.py [FILE ...]
 """
 
 from __future__ import annotations
 
+import os
 import re
-import shlex
 import sys
+import tempfile
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from paramcalc.cli import cli
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import invoke  # noqa: E402  (a development script, run from a checkout)
+
 BLOCK = re.compile(r"(```console\n)(.*?)(```)", re.S)
-DETERMINISTIC = {"count", "solve", "cost", "report", "check", "compare", "sweep", "explain", "inspect"}
+TIMED = ("bench", "--bench", "--predict", "--from", "predict")
 
 
-def runnable(cmd: str) -> bool:
+def run(cmd: str) -> str:
+    import shlex
+
     args = shlex.split(cmd)[1:]
-    timed = {"--bench", "--predict", "--from", "--output", "--plot"}
-    return bool(args) and args[0] in DETERMINISTIC and not timed & set(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if (args and args[0] in ("check", "inspect")) or "--check" in args or "--flop-check" in args:
+            from tests.torch.test_docs_examples_torch import make_workspace
+
+            make_workspace(folder, args)
+        else:
+            (folder / "data").symlink_to(ROOT / "data")
+        here = os.getcwd()
+        os.chdir(folder)
+        try:
+            return invoke(*args).output
+        finally:
+            os.chdir(here)
 
 
 def refresh_block(block: str) -> str:
     out = []
     for chunk in re.split(r"^(?=\$ )", block, flags=re.M):
-        if not chunk.startswith("$ paramcalc ") or not runnable(chunk.partition("\n")[0][2:]):
+        cmd = chunk.partition("\n")[0][2:]
+        if not chunk.startswith("$ paramcalc ") or any(t in cmd.split() for t in TIMED):
             out.append(chunk)
             continue
-        cmd = chunk.partition("\n")[0][2:]
-        res = CliRunner().invoke(cli, shlex.split(cmd)[1:])
-        text = res.output if res.output.endswith("\n") else res.output + "\n"
-        out.append(f"$ {cmd}\n{text}")
+        text = run(cmd)
+        out.append(f"$ {cmd}\n{text if text.endswith(chr(10)) or not text else text + chr(10)}")
     return "".join(out)
 
 
 def main(paths: list[str]) -> int:
     files = [Path(p).resolve() for p in paths] or [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    import os
-
-    os.chdir(ROOT)
     for f in files:
         text = f.read_text(encoding="utf-8")
         new = BLOCK.sub(lambda m: m.group(1) + refresh_block(m.group(2)) + m.group(3), text)

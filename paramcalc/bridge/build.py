@@ -70,7 +70,7 @@ def module_label(spec: RecurrentSpec) -> str:
         return f"torch.nn.{ct.torch.nn_class}"
     ref = ct.torch.reference
     if ref is None:
-        return "paramcalc reference module (the cell's equations, step by step)"
+        return "paramcalc's reference module"
     return f"the cell's registered module {ref if isinstance(ref, str) else getattr(ref, '__name__', ref)}"
 
 

@@ -254,7 +254,13 @@ def emit(
         text = "\n".join([text, *map(safe_text, extra_footer)])
     click.echo(text)
     if output:
+        from pathlib import Path
+
+        from ..results.export import lossless_notes
+
         result.export(output, view, links=links)
+        for note in lossless_notes(result.table(view), Path(output).suffix.lower()):
+            click.echo(f"note: {note}", err=True)
         click.echo(f"wrote {output}", err=True)
 
 
@@ -356,7 +362,8 @@ def timing_from_flags(
             if v is not None
         ]
         if given:
-            raise ParamcalcError(f"{', '.join(given)} only apply when timing: {hint}")
+            verb = "only applies" if len(given) == 1 else "only apply"
+            raise ParamcalcError(f"{', '.join(given)} {verb} when timing: {hint}")
         return {}
     from ..timing.benchmark import check_min_run_time, check_threads
 

@@ -105,7 +105,8 @@ def _timing(kw: dict[str, Any], do_bench: bool, do_predict: bool) -> dict[str, A
             f for f, v in (("--min-time", kw["min_time"]), ("--seed", kw["seed"] or None)) if v is not None
         ]
         if given:
-            raise ParamcalcError(f"{', '.join(given)} only apply when timing the modules: add --bench")
+            verb = "only applies" if len(given) == 1 else "only apply"
+            raise ParamcalcError(f"{', '.join(given)} {verb} when timing the modules: add --bench")
     timing = timing_from_flags(
         kw, timed=do_bench or do_predict, default_min_time=0.2, hint="add --bench or --predict"
     )
@@ -229,7 +230,7 @@ def compare(
             workload=workload,
             bench=do_bench,
             predict=do_predict,
-            multiple_of=multiple_of or 1,
+            multiple_of=1 if multiple_of is None else multiple_of,
             on_row=advance,
             on_gemm=on_gemm,
             **timing,

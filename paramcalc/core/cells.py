@@ -654,6 +654,12 @@ def register_cell(cell: CellType, *, replace_existing: bool = False) -> CellType
         cell = replace(cell, name=key)
     if not replace_existing and (key in CELLS or key in ALIASES):
         raise ParamcalcError(f"cell {key!r} is already registered (pass replace_existing=True)")
+    for alias in map(_key, cell.aliases):
+        taken = alias in CELLS or (alias in ALIASES and ALIASES[alias] != key)
+        if taken:
+            raise ParamcalcError(
+                f"cell {key!r}: the alias {alias!r} already names cell {get_cell(alias).name!r}"
+            )
     CELLS[key] = cell
     for alias in cell.aliases:
         ALIASES[_key(alias)] = key

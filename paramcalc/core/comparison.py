@@ -252,7 +252,9 @@ class CompareResult(_Plotted):
         if spec.bidirectional:
             parts.append("bidirectional")
         parts.append(w.describe())
-        if self.equal == "hidden":
+        if self.equal == "hidden" and len({r.spec.hidden_size for r in self.rows}) > 1:
+            parts.append("hidden sizes as given")
+        elif self.equal == "hidden":
             parts.append(f"equal hidden size {spec.hidden_size}")
         else:
             parts.append(f"equal parameters: {self.rows[0].params:,} ({spec.cell})")
@@ -716,9 +718,14 @@ def sweep_configs(
         base = retarget(spec, name)
         # A single-step cell (lstm_cell, ...) has exactly one layer: the layers range does not apply.
         layers = (1,) if base.cell_type.single_step else ls
+        if base.proj_size and min(hs) <= base.proj_size:
+            raise ParamcalcError(
+                f"hidden size {min(hs)} is not larger than proj_size {base.proj_size} "
+                f"(an LSTM's projection must be smaller than its hidden size): start the range above it"
+            )
         for h in hs:
             for n_layers in layers:
-                s = base.replace(hidden_size=max(h, base.proj_size + 1), num_layers=n_layers)
+                s = base.replace(hidden_size=h, num_layers=n_layers)
                 for b in bs:
                     for t in ts:
                         configs.append((s, Workload(batch=b, seq_len=t, dtype=dtype, mode=mode)))

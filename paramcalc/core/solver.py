@@ -21,7 +21,9 @@ from .params import total_params
 from .spec import MAX_SIZE, RecurrentSpec
 
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
-_BUDGET_RE = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]*)?)(?:e([+-]?[0-9]+))?\s*([kmgbt]?)\s*$", re.I)
+_BUDGET_RE = re.compile(
+    r"^\s*((?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9][0-9_]*)(?:\.[0-9]*)?)(?:e([+-]?[0-9]+))?\s*([kmgbt]?)\s*$", re.I
+)
 #: Largest budget accepted: far above any model (a 2**31-wide, 10,000-layer stack has ~10**23).
 MAX_COUNT = 10**30
 #: Longest text a count is parsed from (a typo of 5,000 digits is refused before conversion).

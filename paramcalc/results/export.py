@@ -8,7 +8,9 @@ Suffixes: ``.csv`` and ``.json`` (standard library writers: exact integers of an
   the target; on any failure, or SIGTERM, the temporary file is removed and the target is left
   as it was. A target that is a symbolic link is written through: the link stays.
 * **lossless**: integers beyond int64 (parquet) or beyond 2**53 (Excel stores numbers as
-  doubles) are written as decimal text, and a note says which columns.
+  doubles) are written as decimal text, and a note says which columns: in the file (parquet's
+  schema metadata holds the result's meta and notes; an Excel file gets a ``notes`` sheet) and
+  on stderr from the CLI.
 * **safe**: a text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
   prefixed with ``'`` in ``.csv`` and ``.xlsx`` so no spreadsheet runs it as a formula; control
   characters and lone surrogates are written escaped (``\\x1b``), never raw.
@@ -351,17 +353,30 @@ def _frame_for_file(table: Table, suffix: str) -> Any:
     return frame
 
 
-def _xlsx_bytes(table: Table) -> bytes:
+def _xlsx_bytes(table: Table, notes: Sequence[str]) -> bytes:
+    import pandas as pd
+
     frame = _frame_for_file(table, ".xlsx")
     buf = io.BytesIO()  # built in memory: a full disk fails in one place, with no half-written zip
-    frame.to_excel(buf, index=False, engine="openpyxl")
+    with pd.ExcelWriter(buf, engine="openpyxl") as writer:
+        frame.to_excel(writer, index=False, sheet_name="table")
+        if notes:  # the notes travel with the data: a second sheet
+            pd.DataFrame({"note": [_sheet_text(n) for n in notes]}).to_excel(
+                writer, index=False, sheet_name="notes"
+            )
     return buf.getvalue()
 
 
-def _parquet_bytes(table: Table) -> bytes:
+def _parquet_bytes(table: Table, meta: dict[str, Any]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     frame = _frame_for_file(table, ".parquet")
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    extra = {b"paramcalc": json.dumps(_jsonable(meta), default=str).encode("utf-8")}
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **extra})
     buf = io.BytesIO()
-    frame.to_parquet(buf, index=False, engine="pyarrow")
+    pq.write_table(arrow, buf)
     return buf.getvalue()
 
 
@@ -378,9 +393,9 @@ def encode(table: Table, suffix: str, meta: dict[str, Any], doc: Document) -> by
     if suffix == ".tex":
         return _latex(table).encode("utf-8")
     if suffix == ".parquet":
-        return _parquet_bytes(table)
+        return _parquet_bytes(table, meta)
     if suffix == ".xlsx":
-        return _xlsx_bytes(table)
+        return _xlsx_bytes(table, list(meta.get("notes", [])))
     raise ParamcalcError(f"unknown export suffix {suffix!r}")  # pragma: no cover - checked before
 
 

@@ -247,10 +247,23 @@ def probe_dtype(spec: RecurrentSpec, dev: torch.device, dtype: torch.dtype, name
         import torch
 
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not _is_dtype_error(detail, dtype):
+            raise  # a bug, not a missing kernel: the CLI reports it as an internal error
         raise ParamcalcError(
             f"dtype {name} is not supported for {spec.display_class} on {dev} by torch "
             f"{torch.__version__}: {detail}"
         ) from None
+
+
+def _is_dtype_error(message: str, dtype: torch.dtype) -> bool:
+    """Whether torch's message says a kernel is missing for ``dtype`` (not some other failure)."""
+    text = message.lower()
+    names = {
+        str(dtype).removeprefix("torch."),
+        {"float16": "half", "bfloat16": "bfloat16"}.get(str(dtype).removeprefix("torch."), ""),
+    } - {""}
+    missing = ("not implemented", "not supported", "unsupported", "no kernel", "does not support")
+    return any(m in text for m in missing) or any(n in text for n in names)
 
 
 # --- the result ----------------------------------------------------------------------------

@@ -181,11 +181,6 @@ def test_cell_type_validates_itself(changes, needle):
         dataclasses.replace(pc.get_cell("rnn"), **changes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: register_cell does not check a new cell's aliases against the registered names "
-    "and aliases (paramcalc/core/cells.py register_cell): alias 'lstm' silently hijacks the built-in LSTM",
-)
 def test_an_alias_cannot_take_over_a_registered_name(registry):
     rogue = dataclasses.replace(pc.get_cell("rnn"), name="rogue", aliases=("lstm",))
     with pytest.raises(pc.ParamcalcError):
@@ -193,11 +188,6 @@ def test_an_alias_cannot_take_over_a_registered_name(registry):
     assert pc.get_cell("lstm").name == "lstm"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an alias that repeats an existing alias is re-pointed, and unregister_cell then "
-    "deletes it, so 'rnn_tanh' no longer resolves to rnn (paramcalc/core/cells.py register_cell)",
-)
 def test_an_alias_cannot_take_over_an_existing_alias(registry):
     rogue = dataclasses.replace(pc.get_cell("rnn"), name="rogue", aliases=("rnn_tanh",))
     try:

@@ -122,11 +122,6 @@ def test_compare_an_explicit_list_of_specs():
     assert r.table().column("params") == [params("gru", 5, 7), params("lstm", 5, 9)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: CompareResult.configuration() says 'equal hidden size 7' for an explicit list of specs "
-    "whose hidden sizes differ (paramcalc/core/comparison.py)",
-)
 def test_title_of_specs_with_different_hidden_sizes_does_not_claim_equal_sizes():
     r = pc.compare([RecurrentSpec("gru", 5, 7), RecurrentSpec("lstm", 5, 9)])
     assert "equal hidden size" not in r.title()
@@ -202,7 +197,7 @@ def test_compare_command_template_takes_the_knobs_of_the_cell_that_has_them():
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--device", "cpu"], "--device only apply when timing: add --bench"),
+        (["--device", "cpu"], "--device only applies when timing: add --bench"),
         (["--cells", "rnn,gru", "--proj-size", "4"], "no cell in --cells takes --proj-size"),
         (["--cells", "rnn,lstm", "--reset-after"], "no cell in --cells takes --reset-after/--no-reset-after"),
         (["--cells", ","], "--cells is empty"),
@@ -218,11 +213,6 @@ def test_compare_user_errors(args, needle):
     assert needle in one_line_error(invoke("compare", "-d", "4", "-H", "8", *args))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: compare passes `multiple_of or 1`, so --multiple-of 0 is silently 1 "
-    "(paramcalc/cli/timingcmds.py compare); solve refuses it",
-)
 def test_compare_multiple_of_zero_is_refused():
     one_line_error(invoke("compare", "-d", "4", "-H", "8", "--equal", "params", "--multiple-of", "0"))
 
@@ -338,11 +328,6 @@ def test_sweep_caps():
     assert "601" not in line and "600 configurations" in line and "500 allowed when timing" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: sweep_configs raises hidden sizes below proj_size + 1 to proj_size + 1 "
-    "(paramcalc/core/comparison.py sweep_configs), so -H 4:8 --proj-size 6 gives four rows labelled 7",
-)
 def test_sweep_does_not_relabel_hidden_sizes_below_the_projection():
     try:
         r = pc.sweep(RecurrentSpec("lstm", 4, 8, proj_size=6), hidden_sizes="4:8")

@@ -1,4 +1,4 @@
-"""`paramcalc explain`: the equations and what each tensor of the first layer multiplies."""
+"""`paramcalc explain`: the equations and the term each tensor of the first layer enters."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ def test_seed_note_weight_ih_is_four_gate_blocks():
     assert list(rows) == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]  # first layer only
     ih = rows["weight_ih_l0"]
     assert ih["shape"] == (4 * 256, 28) and ih["numel"] == 28_672
-    assert ih["multiplies"] == "x_t·W_ihᵀ"
+    assert ih["term"] == "x_t·W_ihᵀ"
     assert ih["why"] == "4 gate blocks (i, f, g, o) of Dh=256 rows x 28 input features d"
-    assert rows["weight_hh_l0"]["multiplies"] == "h_{t-1}·W_hhᵀ"
+    assert rows["weight_hh_l0"]["term"] == "h_{t-1}·W_hhᵀ"
     assert e.summary() == [
         "layer 0, forward direction shown; 2 layer(s) x 1 direction(s) in all; "
         "layers above the first take 256 features"
@@ -33,7 +33,7 @@ def test_equations_follow_the_layout():
     assert "r_t ⊙ (h_{t-1}·W_hnᵀ + b_hn)" in pc.explain(RecurrentSpec("gru", 4, 8)).equations[2]
     peep = pc.explain(RecurrentSpec("lstm", 4, 8, peephole=True))
     assert "p_i ⊙ c_{t-1}" in peep.equations[0]
-    rows = {r["tensor"]: r["multiplies"] for r in peep.table().records()}
+    rows = {r["tensor"]: r["term"] for r in peep.table().records()}
     assert rows["weight_ci_l0"] == "p_i ⊙ c"
 
 
@@ -41,7 +41,7 @@ def test_keras_bias_is_one_tensor_for_both_vectors():
     e = pc.explain(RecurrentSpec("gru", 4, 8, convention="keras"))
     bias = e.table().records()[-1]
     assert bias["tensor"] == "bias" and bias["shape"] == (2, 24)
-    assert bias["multiplies"] == "+ b_ih and + b_hh"
+    assert bias["term"] == "b_ih (added) and b_hh (added)"
     assert bias["why"].startswith("2 vectors x 3 gate blocks (r, z, n)")
     assert (
         e.table().records()[0]["why"].startswith("3 gate blocks (r, z, n) of Dh=8 columns")

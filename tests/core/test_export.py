@@ -166,12 +166,6 @@ def test_big_integers_stay_exact(tmp_path):
     assert "integers beyond" not in (tmp_path / "b.md").read_text()  # markdown shows text anyway
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: export_table adds the lossless note ('params: integers beyond int64 are stored as decimal "
-    "text') to meta and doc, which only .json/.md/.html write, never to the .parquet/.xlsx files it is "
-    "about, and the CLI does not print it (paramcalc/results/export.py export_table)",
-)
 def test_lossless_note_reaches_the_user(tmp_path):
     pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -367,11 +361,6 @@ def test_a_fifo_in_the_way_is_one_line(tmp_path):
         RESULT.export(tmp_path / "t.csv")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: check_target calls target.is_dir() before its PC_NAME_MAX check, and a too-long name "
-    "raises OSError(ENAMETOOLONG) there (paramcalc/results/export.py:76): exit 3, not a one-line error",
-)
 def test_too_long_file_name_is_one_line(tmp_path):
     line = one_line_error(invoke(*COUNT, "--output", tmp_path / ("a" * 300 + ".csv")))
     assert "longer than" in line

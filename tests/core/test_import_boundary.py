@@ -39,7 +39,7 @@ with tempfile.TemporaryDirectory() as d:
 TORCH_EDGE = """
 import paramcalc.checks.tensorcheck, paramcalc.checks.flopcount, paramcalc.checks.inspection
 import paramcalc.timing.benchmark, paramcalc.bridge.build, paramcalc.bridge.devices
-import paramcalc.bridge.statedict, paramcalc.bridge.checkpoint, paramcalc.cli
+import paramcalc.bridge.statedict, paramcalc.bridge.readers.pickle_reader, paramcalc.cli
 import paramcalc as pc
 assert callable(pc.check) and callable(pc.bench) and callable(pc.flop_check) and callable(pc.inspect)
 """

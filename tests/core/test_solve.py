@@ -101,11 +101,6 @@ def test_parse_count_rejects(text, needle):
     assert needle in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: parse_count drops commas wherever they are (paramcalc/core/solver.py _BUDGET_RE), so a "
-    "decimal comma reads ten times too large: '1,5M' is 15,000,000, not an error",
-)
 def test_misplaced_thousands_separator_is_refused():
     with pytest.raises(ParamcalcError):
         pc.parse_count("1,5M")

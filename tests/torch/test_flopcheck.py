@@ -144,14 +144,14 @@ def test_dtype_does_not_change_the_flop_count() -> None:
 
 
 def test_long_sequences_are_extrapolated_exactly() -> None:
-    # 100 steps > DIRECT_STEPS: the module runs T = 2, 3, 4; every step runs the same GEMMs
+    # 100 steps > DIRECT_STEPS: the module runs B = 1 at T = 2, 3, 4 and B = 2 at T = 2
     assert DIRECT_STEPS < 100
     spec = S("lstm", 5, 7, num_layers=2)
     check = flop_check(spec, Workload(3, 100, mode="training"))
     assert check.extrapolated_from == (2, 3, 4)
     assert check.ok is True and check.counter_forward == 2 * (28 * 5 + 28 * 7 + 2 * 28 * 7) * 300
     assert check.torchinfo_mult_adds is None  # torchinfo would need the whole run
-    assert any("extrapolated to T = 100" in n for n in check.notes())
+    assert any("extrapolated exactly to B = 3, T = 100" in n for n in check.notes())
 
 
 def test_long_packed_batches_are_refused() -> None:
@@ -162,9 +162,13 @@ def test_long_packed_batches_are_refused() -> None:
 
 
 def test_extrapolation_refuses_counts_off_a_line() -> None:
-    with pytest.raises(ParamcalcError, match="not affine in the sequence length"):
-        fc._extrapolate([{"mm": 2}, {"mm": 4}, {"mm": 7}], (2, 3, 4), 100)
-    assert fc._extrapolate([{"mm": 2}, {"mm": 4}, {"mm": 6}], (2, 3, 4), 100) == {"mm": 2 * 100 - 2}
+    # counts at (B, T) = (1, 2), (1, 3), (1, 4), (2, 2)
+    with pytest.raises(ParamcalcError, match="not B times an affine function of T"):
+        fc._extrapolate([{"mm": 2}, {"mm": 4}, {"mm": 7}, {"mm": 4}], 1, 100)
+    with pytest.raises(ParamcalcError, match="not B times an affine function of T"):
+        fc._extrapolate([{"mm": 2}, {"mm": 4}, {"mm": 6}, {"mm": 5}], 1, 100)  # B = 2 not doubled
+    # 2T - 2 at B = 1, so 3 × (2·100 - 2) at B = 3
+    assert fc._extrapolate([{"mm": 2}, {"mm": 4}, {"mm": 6}, {"mm": 4}], 3, 100) == {"mm": 3 * (2 * 100 - 2)}
 
 
 @pytest.mark.slow

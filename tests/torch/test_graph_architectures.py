@@ -15,7 +15,7 @@ from torch import nn
 
 import paramcalc as pc
 from paramcalc.core.architecture import architecture_from_dict, count_architecture, load_architecture
-from tests.conftest import DATA
+from tests.helpers import DATA
 
 
 def deepspeech2() -> nn.Module:

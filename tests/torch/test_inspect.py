@@ -205,11 +205,6 @@ def test_failing_adapter_is_one_line_naming_the_module():
 
 
 @needs_adapters
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: analyze reads p.shape of every parameter (paramcalc/checks/inspection.py:463) before "
-    "its check for uninitialised lazy parameters (:465), so torch's RuntimeError escapes",
-)
 def test_lazy_modules_must_run_first():
     with pytest.raises(pc.ParamcalcError, match=r"not initialised yet .* run one forward pass first"):
         analyze(nn.Sequential(nn.LazyLinear(3)))
@@ -394,7 +389,9 @@ def test_checkpoint_nested_language_model_with_tie_and_buffers(tmp_path):
         "not a parameter",
     )
     kinds = {r.path: r.type_name for r in a.modules}
-    assert kinds == {"emb": "Embedding", "rnn": "GRU", "bn": "BatchNorm1d", "out": "Linear"}
+    # a batch norm alone (no Conv before it) may be 1d or 2d: the same tensors, and the note says so
+    assert kinds == {"emb": "Embedding", "rnn": "GRU", "bn": "BatchNorm", "out": "Linear"}
+    assert "BatchNorm1d or BatchNorm2d" in next(m.detail for m in a.modules if m.path == "bn")
 
 
 def test_checkpoint_under_model_key_and_unknown_tensors(tmp_path):
@@ -540,7 +537,7 @@ def test_not_a_regular_file(tmp_path):
     import os
 
     os.mkfifo(tmp_path / "fifo.pt")
-    assert "not a regular file" in one_line_error(invoke("inspect", tmp_path / "fifo.pt"))
+    assert "only regular files are read" in one_line_error(invoke("inspect", tmp_path / "fifo.pt"))
     assert "is a folder" in one_line_error(invoke("inspect", tmp_path))
 
 

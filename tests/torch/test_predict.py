@@ -27,7 +27,7 @@ from paramcalc.core.costmodel import cost
 from paramcalc.timing import gemm as G
 from paramcalc.timing import predict as P
 from paramcalc.timing.merge import load_runs, merge_files
-from tests.conftest import one_line_error
+from tests.helpers import one_line_error
 
 FAST = 0.002  # seconds of timing per GEMM shape in these tests
 TINY = ["--batch", "2", "--seq-len", "3", "--min-time", "0.002"]
