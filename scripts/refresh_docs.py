@@ -49,7 +49,8 @@ def refresh_block(block: str) -> str:
     out = []
     for chunk in re.split(r"^(?=\$ )", block, flags=re.M):
         cmd = chunk.partition("\n")[0][2:]
-        if not chunk.startswith("$ paramcalc ") or any(t in cmd.split() for t in TIMED):
+        words = cmd.split()
+        if not chunk.startswith("$ paramcalc ") or ("--help" not in words and any(t in words for t in TIMED)):
             out.append(chunk)
             continue
         text = run(cmd)

@@ -77,10 +77,10 @@ def spec_options(
             ),
             click.option(
                 "--convention",
-                type=click.Choice(["torch", "keras"]),
+                type=click.Choice(["torch", "keras", "onnx"]),
                 default="torch",
                 show_default=True,
-                help="Tensor names and default bias layout: torch (2 per block), keras (1).",
+                help="Tensor names and default bias layout: torch (2 per block), keras (1), onnx (W, R, B, P).",
             ),
             click.option(
                 "--peephole/--no-peephole",
