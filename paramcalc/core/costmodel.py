@@ -277,8 +277,8 @@ MEMORY_COLUMNS = (
     Column("assumption", "str", wide=True),
 )
 TOTAL_COLUMNS = (
-    Column("spec", "str"),
-    Column("workload", "str"),
+    Column("spec", "str", wide=True),
+    Column("workload", "str", wide=True),
     Column("macs_per_step"),
     Column("macs"),
     Column("flops"),

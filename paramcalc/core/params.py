@@ -44,7 +44,7 @@ TENSOR_COLUMNS = (
 LAYER_COLUMNS = (
     Column("layer"),
     Column("direction", "str"),
-    Column("input_size"),
+    Column("input_size", wide=True),
     Column("formula", "str"),
     Column("substituted", "str"),
     Column("params"),

@@ -22,7 +22,7 @@ EXAMPLES = [e for e in console_examples() if e.needs_torch and not e.timed]
 
 
 def lm_models_source() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "inspect.md").read_text(encoding="utf-8")
     start = text.index("Given this file, `lm_models.py`:")
     return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
 
