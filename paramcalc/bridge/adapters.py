@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from ..core.architecture import (
@@ -181,15 +182,25 @@ def spec_from_module(module: Any) -> RecurrentSpec:
     if ct is None:
         raise ParamcalcError(f"{type(module).__name__} is not a recurrent module paramcalc knows")
     if ct.single_step:
-        return RecurrentSpec(ct.name, module.input_size, module.hidden_size, bias=bool(module.bias))
-    return RecurrentSpec(
+        return _spec(ct.name, module.input_size, module.hidden_size, 1, False, bool(module.bias), 0)
+    return _spec(
         ct.name,
         module.input_size,
         module.hidden_size,
-        num_layers=module.num_layers,
-        bidirectional=bool(module.bidirectional),
-        bias=bool(module.bias),
-        proj_size=int(getattr(module, "proj_size", 0) or 0),
+        module.num_layers,
+        bool(module.bidirectional),
+        bool(module.bias),
+        int(getattr(module, "proj_size", 0) or 0),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _spec(
+    cell: str, d: int, h: int, layers: int, bidirectional: bool, bias: bool, proj: int
+) -> RecurrentSpec:
+    """Specs are immutable: a model of many identical layers validates each configuration once."""
+    return RecurrentSpec(
+        cell, d, h, num_layers=layers, bidirectional=bidirectional, bias=bias, proj_size=proj
     )
 
 
@@ -209,7 +220,7 @@ def _load_default_adapters() -> None:
         return Embedding(name, m.num_embeddings, m.embedding_dim)
 
     def linear(m: Any, name: str) -> Component | None:
-        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+        if issubclass(type(m.weight), nn.parameter.UninitializedParameter):
             return None
         return Linear(name, m.in_features, m.out_features, m.bias is not None)
 
@@ -217,22 +228,22 @@ def _load_default_adapters() -> None:
         return LayerNorm(name, tuple(m.normalized_shape), m.elementwise_affine, m.bias is not None)
 
     def conv1d(m: Any, name: str) -> Component | None:
-        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+        if issubclass(type(m.weight), nn.parameter.UninitializedParameter):
             return None
         return Conv1d(name, m.in_channels, m.out_channels, m.kernel_size[0], m.groups, m.bias is not None)
 
     def batchnorm1d(m: Any, name: str) -> Component | None:
-        if m.affine and isinstance(m.weight, nn.parameter.UninitializedParameter):
+        if m.affine and issubclass(type(m.weight), nn.parameter.UninitializedParameter):
             return None
         return BatchNorm1d(name, m.num_features, m.affine)
 
     def batchnorm2d(m: Any, name: str) -> Component | None:
-        if m.affine and isinstance(m.weight, nn.parameter.UninitializedParameter):
+        if m.affine and issubclass(type(m.weight), nn.parameter.UninitializedParameter):
             return None
         return BatchNorm2d(name, m.num_features, m.affine)
 
     def conv2d(m: Any, name: str) -> Component | None:
-        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+        if issubclass(type(m.weight), nn.parameter.UninitializedParameter):
             return None
         padding = (0, 0) if isinstance(m.padding, str) else m.padding  # "same"/"valid": no count change
         return Conv2d(

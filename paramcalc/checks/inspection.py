@@ -351,48 +351,52 @@ def match_tensors(
     tensors: list[TensorReport] = []
     acc = [_Acc() for _ in groups]
     deepest = _Deepest(groups)
+    ok, no_formula = Status.OK, Status.NO_FORMULA
     for p in params:
-        gi = claimed[p.name][0] if p.name in claimed else deepest(p.name)
+        name, shape, key = p.name, p.shape, p.key
+        numel = prod(shape)
+        claim = claimed.get(name)
+        gi = claim[0] if claim is not None else deepest(name)
         gpath = groups[gi].path if gi >= 0 else ""
-        if p.name in buffers:
-            tensors.append(
-                TensorReport(p.name, gpath, p.shape, p.numel, 0, None, Status.BUFFER, "not a parameter")
-            )
+        if name in buffers:
+            tensors.append(TensorReport(name, gpath, shape, numel, 0, None, Status.BUFFER, "not a parameter"))
             continue
-        tied = p.key in first_of_key
-        counted = 0 if tied else p.numel
+        first = first_of_key.get(key)
+        tied = first is not None
+        counted = 0 if tied else numel
         if not tied:
-            first_of_key[p.key] = p.name
-        if p.name in claimed:
-            _, t = claimed[p.name]
-            status, detail = Status.OK, ""
-            if p.name in renamed:
-                detail = f"renamed: matched to {renamed[p.name]}"
-            if tuple(t.shape) != p.shape:
+            first_of_key[key] = name
+        if claim is not None:
+            t = claim[1]
+            a = acc[gi]
+            status, detail = ok, ""
+            if renamed and name in renamed:
+                detail = f"renamed: matched to {renamed[name]}"
+            if t.shape != shape and tuple(t.shape) != shape:
                 status, detail = Status.MISMATCH, f"formula shape {tuple(t.shape)}"
-                acc[gi].bad.append(p.name)
+                a.bad.append(name)
             if tied:
-                status, detail = Status.TIED, f"tied to {first_of_key[p.key]} (counted once)"
-                acc[gi].tied.append(f"{p.name} tied to {first_of_key[p.key]}, counted once")
+                status, detail = Status.TIED, f"tied to {first} (counted once)"
+                a.tied.append(f"{name} tied to {first}, counted once")
             else:
-                acc[gi].analytic += t.numel
-            acc[gi].actual += counted
-            tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, counted, t.formula, status, detail))
+                a.analytic += t.numel
+            a.actual += counted
+            tensors.append(TensorReport(name, gpath, shape, numel, counted, t.formula, status, detail))
         else:
-            canon = canon_of.get(p.name, p.name)
+            canon = canon_of.get(name, name)
             if tied:
-                status, detail = Status.TIED, f"tied to {first_of_key[p.key]} (counted once)"
-            elif canon != p.name and canon in reparametrized:
+                status, detail = Status.TIED, f"tied to {first} (counted once)"
+            elif canon != name and canon in reparametrized:
                 status, detail = (
                     Status.NO_FORMULA,
                     f"re-parametrization of {canon} (e.g. weight norm's magnitude)",
                 )
             else:
-                status, detail = Status.NO_FORMULA, ""
+                status, detail = no_formula, ""
             if gi >= 0:
                 acc[gi].extra += counted
                 acc[gi].actual += counted
-            tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, counted, None, status, detail))
+            tensors.append(TensorReport(name, gpath, shape, numel, counted, None, status, detail))
 
     for gi, g in enumerate(groups):
         for full, t in expected[gi]:
@@ -524,15 +528,13 @@ def _analyze(module: nn.Module) -> Analysis:
         groups.append(Group(path, type(m).__name__, comp))
         if comp is not None:  # an adapter covers the module's whole subtree; its name is the path
             covered.append(path)
-    lazy = [n for n, p in named if isinstance(p, nn.parameter.UninitializedParameter)]
+    lazy = [n for n, p in named if issubclass(type(p), nn.parameter.UninitializedParameter)]
     if lazy:
         raise ParamcalcError(
             f"{len(lazy)} parameter(s) are not initialised yet (a Lazy module, e.g. {lazy[0]}): "
             "run one forward pass first so their shapes are known"
         )
-    params = [
-        ParamInfo(n, tuple(p.shape), id(p), str(p.dtype).removeprefix("torch.")) for n, p in named
-    ] + params
+    params = [ParamInfo(n, tuple(p.shape), id(p)) for n, p in named] + params
     if packed:
         where = ", ".join(sorted({p or "(root)" for p in packed}))
         dtypes = ", ".join(

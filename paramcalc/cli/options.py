@@ -80,7 +80,7 @@ def spec_options(
                 type=click.Choice(["torch", "keras", "onnx"]),
                 default="torch",
                 show_default=True,
-                help="Tensor names and default bias layout: torch (2 per block), keras (1), onnx (W, R, B, P).",
+                help="Tensor names and default bias layout: torch (2 per block), keras (1), onnx (W R B P).",
             ),
             click.option(
                 "--peephole/--no-peephole",

@@ -23,6 +23,8 @@ MAX_LAYERS = 10_000
 
 def check_size(name: str, value: Any, *, minimum: int = 1, maximum: int = MAX_SIZE) -> int:
     """Return ``value`` if it is an int in ``[minimum, maximum]``, else raise a one-line error."""
+    if type(value) is int and minimum <= value <= maximum:
+        return value  # the common case, first
     if isinstance(value, bool) or not isinstance(value, int):
         # Accept integral floats such as 256.0 only if they are exact.
         if isinstance(value, float) and value.is_integer() and abs(value) <= 2**63:
