@@ -2,7 +2,8 @@
 
 The analytic core (``RecurrentSpec``, ``count``, ``cost``, ``solve_budget``, ``match_hidden``,
 the cell registry) is pure Python and imports neither torch nor pandas; the functions that need
-them (``check``, ``bench``, ``inspect``, ...) are loaded on first use.
+them (``check``, ``bench``, ``inspect``, ...) import them when called. Every public name is
+loaded on first use, so ``import paramcalc`` (and the CLI's start-up) costs almost nothing.
 
 >>> import paramcalc as pc
 >>> pc.count(pc.RecurrentSpec("lstm", 28, 256, num_layers=2)).total
@@ -12,29 +13,41 @@ them (``check``, ``bench``, ``inspect``, ...) are loaded on first use.
 from __future__ import annotations
 
 import importlib as _importlib
+from typing import TYPE_CHECKING
 
-from .core.cells import (
-    CELLS,
-    CellType,
-    TensorTemplate,
-    TorchBinding,
-    gated_templates,
-    get_cell,
-    register_cell,
-    unregister_cell,
-)
-from .core.costmodel import CostResult, cost
-from .core.params import CountResult, LayerFormula, TensorRow, count, total_params
-from .core.solver import SolveResult, largest_hidden, match, match_hidden, parse_count, solve_budget
-from .core.spec import RecurrentSpec
-from .core.workload import Workload
 from .errors import ParamcalcError
-from .results.base import Result, Status
 
 __version__ = "0.2.0"
 
 #: public name -> (module, attribute), loaded on first access so ``import paramcalc`` stays light.
 _LAZY: dict[str, tuple[str, str]] = {
+    # the analytic core (pure Python)
+    "CELLS": ("paramcalc.core.cells", "CELLS"),
+    "CellType": ("paramcalc.core.cells", "CellType"),
+    "TensorTemplate": ("paramcalc.core.cells", "TensorTemplate"),
+    "TorchBinding": ("paramcalc.core.cells", "TorchBinding"),
+    "gated_templates": ("paramcalc.core.cells", "gated_templates"),
+    "get_cell": ("paramcalc.core.cells", "get_cell"),
+    "register_cell": ("paramcalc.core.cells", "register_cell"),
+    "unregister_cell": ("paramcalc.core.cells", "unregister_cell"),
+    "RecurrentSpec": ("paramcalc.core.spec", "RecurrentSpec"),
+    "Workload": ("paramcalc.core.workload", "Workload"),
+    "count": ("paramcalc.core.params", "count"),
+    "total_params": ("paramcalc.core.params", "total_params"),
+    "CountResult": ("paramcalc.core.params", "CountResult"),
+    "LayerFormula": ("paramcalc.core.params", "LayerFormula"),
+    "TensorRow": ("paramcalc.core.params", "TensorRow"),
+    "cost": ("paramcalc.core.costmodel", "cost"),
+    "CostResult": ("paramcalc.core.costmodel", "CostResult"),
+    "solve_budget": ("paramcalc.core.solver", "solve_budget"),
+    "largest_hidden": ("paramcalc.core.solver", "largest_hidden"),
+    "match_hidden": ("paramcalc.core.solver", "match_hidden"),
+    "match": ("paramcalc.core.solver", "match"),
+    "parse_count": ("paramcalc.core.solver", "parse_count"),
+    "SolveResult": ("paramcalc.core.solver", "SolveResult"),
+    "Result": ("paramcalc.results.base", "Result"),
+    "Status": ("paramcalc.results.base", "Status"),
+    # the rest
     "explain": ("paramcalc.core.explain", "explain"),
     "compare": ("paramcalc.core.comparison", "compare"),
     "sweep": ("paramcalc.core.comparison", "sweep"),
@@ -46,6 +59,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "count_architecture": ("paramcalc.core.architecture", "count_architecture"),
     "bench": ("paramcalc.timing.benchmark", "bench"),
     "BenchResult": ("paramcalc.timing.benchmark", "BenchResult"),
+    "predict": ("paramcalc.timing.predict", "predict"),
+    "PredictResult": ("paramcalc.timing.predict", "PredictResult"),
     "check": ("paramcalc.checks.tensorcheck", "check"),
     "CheckResult": ("paramcalc.checks.tensorcheck", "CheckResult"),
     "flop_check": ("paramcalc.checks.flopcount", "flop_check"),
@@ -61,34 +76,85 @@ _LAZY: dict[str, tuple[str, str]] = {
 
 __all__ = [
     "CELLS",
+    "Analysis",
+    "Architecture",
+    "ArchitectureCount",
+    "BenchResult",
     "CellType",
+    "CheckResult",
+    "CompareResult",
     "CostResult",
     "CountResult",
+    "FlopCheck",
     "LayerFormula",
     "ParamcalcError",
+    "PredictResult",
     "RecurrentSpec",
     "Result",
     "SolveResult",
     "Status",
+    "SweepResult",
     "TensorRow",
     "TensorTemplate",
     "TorchBinding",
     "Workload",
     "__version__",
+    "analyze",
+    "bench",
+    "build_module",
+    "check",
+    "compare",
     "cost",
     "count",
+    "count_architecture",
+    "explain",
+    "flop_check",
     "gated_templates",
     "get_cell",
+    "inspect",
+    "inspect_checkpoint",
     "largest_hidden",
+    "load_architecture",
     "match",
     "match_hidden",
     "parse_count",
+    "predict",
+    "register_adapter",
     "register_cell",
     "solve_budget",
+    "spec_from_module",
+    "sweep",
     "total_params",
     "unregister_cell",
-    *_LAZY,
 ]
+
+if TYPE_CHECKING:  # pragma: no cover - the names type checkers see
+    from .bridge.adapters import register_adapter, spec_from_module
+    from .bridge.build import build_module
+    from .checks.flopcount import FlopCheck, flop_check
+    from .checks.inspection import Analysis, analyze, inspect, inspect_checkpoint
+    from .checks.tensorcheck import CheckResult, check
+    from .core.architecture import Architecture, ArchitectureCount, count_architecture, load_architecture
+    from .core.cells import (
+        CELLS,
+        CellType,
+        TensorTemplate,
+        TorchBinding,
+        gated_templates,
+        get_cell,
+        register_cell,
+        unregister_cell,
+    )
+    from .core.comparison import CompareResult, SweepResult, compare, sweep
+    from .core.costmodel import CostResult, cost
+    from .core.explain import explain
+    from .core.params import CountResult, LayerFormula, TensorRow, count, total_params
+    from .core.solver import SolveResult, largest_hidden, match, match_hidden, parse_count, solve_budget
+    from .core.spec import RecurrentSpec
+    from .core.workload import Workload
+    from .results.base import Result, Status
+    from .timing.benchmark import BenchResult, bench
+    from .timing.predict import PredictResult, predict
 
 
 def __getattr__(name: str) -> object:

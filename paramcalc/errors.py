@@ -16,3 +16,10 @@ class ParamcalcError(ValueError):
     def __init__(self, message: str) -> None:
         # Keep messages on one line whatever the caller passed in.
         super().__init__(" ".join(str(message).split()))
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread when SIGTERM arrives during a write (exit status 143)."""
+
+    def __init__(self) -> None:
+        super().__init__(143)

@@ -5,3 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 .venv/bin/python -m pytest "$@"
 .venv/bin/ruff check paramcalc tests benchmarks
+.venv/bin/ruff format --check paramcalc
+.venv/bin/mypy

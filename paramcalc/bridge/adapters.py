@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from ..core.architecture import (
@@ -32,6 +33,8 @@ from ..errors import ParamcalcError
 Adapter = Callable[[Any, str], "Component | None"]
 
 _ADAPTERS: dict[type, Adapter] = {}
+#: The resolved adapter of each module type seen (cleared when an adapter is registered).
+_BY_TYPE: dict[type, Adapter | None] = {}
 _DEFAULTS_LOADED = False
 
 
@@ -51,6 +54,7 @@ def register_adapter(module_type: type) -> Callable[[Adapter], Adapter]:
         if not callable(fn):
             raise ParamcalcError(f"an adapter must be callable, got {type(fn).__name__}")
         _ADAPTERS[module_type] = fn
+        _BY_TYPE.clear()
         return fn
 
     return deco
@@ -59,15 +63,21 @@ def register_adapter(module_type: type) -> Callable[[Adapter], Adapter]:
 def adapter_for(module: Any) -> Adapter | None:
     """The adapter of the most specific registered class in ``type(module).__mro__``."""
     _load_default_adapters()
-    for cls in type(module).__mro__:
+    kind = type(module)
+    if kind in _BY_TYPE:
+        return _BY_TYPE[kind]
+    for cls in kind.__mro__:
         fn = _ADAPTERS.get(cls)
         if fn is not None:
+            _BY_TYPE[kind] = fn
             return fn
+    found: Adapter | None = None
     if quantized_rnn_types() and isinstance(module, quantized_rnn_types()):
-        return _recurrent
-    if quantized_linear_types() and isinstance(module, quantized_linear_types()):
-        return _quantized_linear
-    return None
+        found = _recurrent
+    elif quantized_linear_types() and isinstance(module, quantized_linear_types()):
+        found = _quantized_linear
+    _BY_TYPE[kind] = found
+    return found
 
 
 def _quantized_linear(m: Any, name: str) -> Component:
@@ -96,13 +106,13 @@ def component_from_module(module: Any, name: str) -> Component | None:
     return comp
 
 
-def quantized_rnn_types() -> tuple[type, ...]:
+def quantized_rnn_types() -> tuple[Any, ...]:
     """``torch.ao``'s dynamically quantized RNN base class, if the user's code loaded it."""
     mod = sys.modules.get("torch.ao.nn.quantized.dynamic.modules.rnn")
     return (mod.RNNBase,) if mod is not None else ()
 
 
-def quantized_linear_types() -> tuple[type, ...]:
+def quantized_linear_types() -> tuple[Any, ...]:
     mod = sys.modules.get("torch.ao.nn.quantized.dynamic.modules.linear")
     return (mod.Linear,) if mod is not None else ()
 
@@ -115,6 +125,7 @@ def packed_tensors(module: Any) -> list[tuple[str, tuple[int, ...], str]]:
     and shapes of the float module they replace.
     """
     out: list[tuple[str, tuple[int, ...], str]] = []
+    module = _any(module)
     if quantized_rnn_types() and isinstance(module, quantized_rnn_types()):
         wb = module._weight_bias()
         for kind in ("weight", "bias"):
@@ -129,10 +140,15 @@ def packed_tensors(module: Any) -> list[tuple[str, tuple[int, ...], str]]:
     return out
 
 
+def _any(obj: Any) -> Any:
+    return obj
+
+
 def cell_of_module(module: Any) -> CellType | None:
     """The registered cell whose torch binding recognises ``module`` (``None``: none does)."""
     from torch import nn
 
+    module = _any(module)
     if isinstance(module, nn.RNNBase) or (
         quantized_rnn_types() and isinstance(module, quantized_rnn_types())
     ):
@@ -166,15 +182,25 @@ def spec_from_module(module: Any) -> RecurrentSpec:
     if ct is None:
         raise ParamcalcError(f"{type(module).__name__} is not a recurrent module paramcalc knows")
     if ct.single_step:
-        return RecurrentSpec(ct.name, module.input_size, module.hidden_size, bias=bool(module.bias))
-    return RecurrentSpec(
+        return _spec(ct.name, module.input_size, module.hidden_size, 1, False, bool(module.bias), 0)
+    return _spec(
         ct.name,
         module.input_size,
         module.hidden_size,
-        num_layers=module.num_layers,
-        bidirectional=bool(module.bidirectional),
-        bias=bool(module.bias),
-        proj_size=int(getattr(module, "proj_size", 0) or 0),
+        module.num_layers,
+        bool(module.bidirectional),
+        bool(module.bias),
+        int(getattr(module, "proj_size", 0) or 0),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _spec(
+    cell: str, d: int, h: int, layers: int, bidirectional: bool, bias: bool, proj: int
+) -> RecurrentSpec:
+    """Specs are immutable: a model of many identical layers validates each configuration once."""
+    return RecurrentSpec(
+        cell, d, h, num_layers=layers, bidirectional=bidirectional, bias=bias, proj_size=proj
     )
 
 
@@ -194,7 +220,7 @@ def _load_default_adapters() -> None:
         return Embedding(name, m.num_embeddings, m.embedding_dim)
 
     def linear(m: Any, name: str) -> Component | None:
-        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+        if issubclass(type(m.weight), nn.parameter.UninitializedParameter):
             return None
         return Linear(name, m.in_features, m.out_features, m.bias is not None)
 
@@ -202,22 +228,22 @@ def _load_default_adapters() -> None:
         return LayerNorm(name, tuple(m.normalized_shape), m.elementwise_affine, m.bias is not None)
 
     def conv1d(m: Any, name: str) -> Component | None:
-        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+        if issubclass(type(m.weight), nn.parameter.UninitializedParameter):
             return None
         return Conv1d(name, m.in_channels, m.out_channels, m.kernel_size[0], m.groups, m.bias is not None)
 
     def batchnorm1d(m: Any, name: str) -> Component | None:
-        if m.affine and isinstance(m.weight, nn.parameter.UninitializedParameter):
+        if m.affine and issubclass(type(m.weight), nn.parameter.UninitializedParameter):
             return None
         return BatchNorm1d(name, m.num_features, m.affine)
 
     def batchnorm2d(m: Any, name: str) -> Component | None:
-        if m.affine and isinstance(m.weight, nn.parameter.UninitializedParameter):
+        if m.affine and issubclass(type(m.weight), nn.parameter.UninitializedParameter):
             return None
         return BatchNorm2d(name, m.num_features, m.affine)
 
     def conv2d(m: Any, name: str) -> Component | None:
-        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+        if issubclass(type(m.weight), nn.parameter.UninitializedParameter):
             return None
         padding = (0, 0) if isinstance(m.padding, str) else m.padding  # "same"/"valid": no count change
         return Conv2d(

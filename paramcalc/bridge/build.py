@@ -70,8 +70,29 @@ def module_label(spec: RecurrentSpec) -> str:
         return f"torch.nn.{ct.torch.nn_class}"
     ref = ct.torch.reference
     if ref is None:
-        return "paramcalc reference module (the cell's equations, step by step)"
+        return "paramcalc's reference module"
     return f"the cell's registered module {ref if isinstance(ref, str) else getattr(ref, '__name__', ref)}"
+
+
+#: torch indexes a tensor's elements with int64: no tensor can hold more.
+TORCH_MAX_NUMEL = 2**63 - 1
+
+
+def check_indexable(spec: RecurrentSpec) -> None:
+    """Refuse (one line) a spec with a tensor torch cannot even describe (beyond int64 elements)."""
+    from ..core.params import dims
+
+    for layer in range(min(spec.num_layers, 2)):  # layers > 1 repeat layer 1's shapes
+        dm = dims(spec, layer)
+        for t in spec.cell_type.templates_for(spec):
+            n = 1
+            for s in t.shape(dm):
+                n *= s
+            if n > TORCH_MAX_NUMEL:
+                raise ParamcalcError(
+                    f"{t.torch_name} of {spec.describe()} has {n:,} elements, more than torch can index "
+                    f"(2**63 - 1): no device, not even meta, can build it; count it with paramcalc count"
+                )
 
 
 def _reference_factory(spec: RecurrentSpec) -> Any:
@@ -104,6 +125,7 @@ def build_module(
 
     spec = torch_equivalent(as_spec(spec, "build_module"))
     dev = resolve_device(device)
+    check_indexable(spec)
     ensure_fits(total_params(spec), dev, dtype, spec.describe())
     ct = spec.cell_type
     with oom_as_error(f"building {spec.describe()}", dev, "use --device meta, which allocates no memory"):

@@ -252,7 +252,7 @@ def kernel_capabilities(dev: Any = None, *, fused: bool = True) -> dict[str, Any
     caps: dict[str, Any] = {"device_type": kind}
     if kind == "cpu":
         mkldnn = torch.backends.mkldnn
-        on = fused and bool(mkldnn.is_available() and mkldnn.enabled)
+        on = fused and bool(mkldnn.is_available() and mkldnn.enabled)  # type: ignore[no-untyped-call]
         caps["onednn"] = on
         ops = getattr(torch.ops, "mkldnn", None)
         for key, probe in (
@@ -265,7 +265,7 @@ def kernel_capabilities(dev: Any = None, *, fused: bool = True) -> dict[str, Any
                 caps[key] = False
     elif kind == "cuda":
         cudnn = torch.backends.cudnn
-        caps["cudnn"] = fused and bool(cudnn.is_available() and cudnn.enabled)
+        caps["cudnn"] = fused and bool(cudnn.is_available() and cudnn.enabled)  # type: ignore[no-untyped-call]
     return caps
 
 

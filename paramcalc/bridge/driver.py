@@ -146,7 +146,8 @@ def make_case(
         if lengths is not None:
             from torch.nn.utils.rnn import pack_padded_sequence
 
-            x = pack_padded_sequence(x, torch.tensor(lengths, dtype=torch.int64), enforce_sorted=False)
+            packed = pack_padded_sequence(x, torch.tensor(lengths, dtype=torch.int64), enforce_sorted=False)
+            return Case(module, spec, workload, packed, step_batches)
         return Case(module, spec, workload, x, step_batches)
     # cells: sequences sorted longest first, so step t runs rows [0, b_t)
     step_batches = tuple(workload.step_batch(t) for t in range(workload.steps))

@@ -353,6 +353,9 @@ class ReferenceRecurrent(_Reference):
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | State | None = None) -> tuple[Any, Any]:
         s = self.spec
         dirs = 2 if s.bidirectional else 1
+        batch_sizes_t: Tensor | None
+        sorted_idx: Tensor | None
+        unsorted_idx: Tensor | None
         if isinstance(input, PackedSequence):
             x, batch_sizes_t, sorted_idx, unsorted_idx = input
             batch_sizes = [int(b) for b in batch_sizes_t.tolist()]  # a CPU tensor, also for meta data

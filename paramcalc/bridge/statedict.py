@@ -59,6 +59,8 @@ def canonical_name(name: str) -> str:
     (``_v``, ``_g``) and ``torch.nn.utils.parametrize`` (``parametrizations.weight.original``,
     ``original0``/``original1`` for weight norm's magnitude and direction).
     """
+    if "parametrizations." not in name and not name.endswith(RENAME_SUFFIXES):
+        return name  # the common case, without a regular expression
     m = _PARAMETRIZED.match(name)
     if m:
         head, leaf = m.group(1), m.group(2)

@@ -12,11 +12,12 @@ What ``torch.utils.flop_counter.FlopCounterMode`` sees of a recurrent module (to
   the counter sees no matmul at all the result is *not observable*, never 0.
 * Training: forward and backward run under the counter; its matmul FLOPs are compared with
   our ``backward="autograd"`` rule (see :mod:`paramcalc.core.costmodel`).
-* Bounded work: every step of a recurrence runs the same GEMMs, so the counts are affine in the
-  sequence length. Up to :data:`DIRECT_STEPS` steps the module runs the whole workload; beyond,
-  it runs ``T = 2, 3, 4``, checks that the three counts lie on one line, and extrapolates to
-  ``T`` (exact, and said in the notes). A packed batch of more steps is refused. On ``cpu`` and
-  ``cuda`` the memory the run needs is checked first.
+* Bounded work: every step of a recurrence runs the same GEMMs on ``B`` rows, so the counts
+  are ``B`` times an affine function of the sequence length. Up to :data:`DIRECT_STEPS` steps
+  and :data:`DIRECT_TOKENS` tokens the module runs the whole workload; beyond, it runs
+  ``(B, T) = (1, 2), (1, 3), (1, 4), (2, 2)``, checks that the counts lie on one line in ``T``
+  and double with ``B``, and extrapolates (exact, and said in the notes). A larger packed batch
+  is refused. On ``cpu`` and ``cuda`` the memory of what runs is checked first.
 
 torchinfo's mult-adds are reported beside ours, with the rule that produces them (checked by
 the tests): torchinfo multiplies *every* parameter, biases included, by the product of the first
@@ -46,8 +47,9 @@ from ..errors import ParamcalcError
 from ..results.base import Result, Status
 from ..results.table import Column, Table
 
-#: Sequences up to this many steps run whole; longer ones are extrapolated from T = 2, 3, 4.
+#: Workloads up to this many steps and tokens run whole; larger ones are extrapolated.
 DIRECT_STEPS = 64
+DIRECT_TOKENS = 4096
 
 TORCHINFO_RULE = (
     "torchinfo multiplies every parameter, biases included, by the first two dimensions of the "
@@ -119,8 +121,8 @@ class FlopCheck(Result):
     def _table(self, view: str) -> Table:
         def st(ours: int | None, theirs: int | None) -> str:
             if theirs is None:
-                return Status.NOT_OBSERVABLE.value
-            return (Status.OK if ours == theirs else Status.MISMATCH).value
+                return str(Status.NOT_OBSERVABLE)
+            return str(Status.OK if ours == theirs else Status.MISMATCH)
 
         where = f"FlopCounterMode on {self.device}" + (" (fused kernels on)" if self.fused else "")
         rows: list[tuple[Any, ...]] = [
@@ -169,9 +171,10 @@ class FlopCheck(Result):
         ]
         if self.extrapolated_from:
             lines.append(
-                f"the module ran T = {', '.join(map(str, self.extrapolated_from))} steps; the counts lie on "
-                "one line (every step runs the same GEMMs) and were extrapolated to "
-                f"T = {self.workload.seq_len}"
+                "the module ran B = 1 with T = 2, 3, 4 and B = 2 with T = 2: the counts lie on one line in T "
+                "and double with B (every step runs the same GEMMs on B rows), so they were extrapolated "
+                f"exactly to B = {self.workload.batch:,}, T = {self.workload.seq_len:,}; "
+                "torchinfo was not run"
             )
         if not self.observable:
             lines.append(
@@ -258,7 +261,7 @@ def _torchinfo(case: Case) -> int:
             super().__init__()
             self.inner = inner
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor) -> Any:
             return case.objective()
 
     x = case.inputs.data if hasattr(case.inputs, "batch_sizes") else case.inputs
@@ -297,16 +300,18 @@ def flop_check(
         raise ParamcalcError(f"flop_check needs a Workload, got {type(wl).__name__}")
     dev = resolve_device(device)
     fp32 = replace(wl, dtype="fp32")
-    direct = wl.steps <= DIRECT_STEPS
+    direct = wl.steps <= DIRECT_STEPS and wl.tokens <= DIRECT_TOKENS
     if not direct and wl.lengths is not None:
         raise ParamcalcError(
-            f"--flop-check runs a packed batch of at most {DIRECT_STEPS} steps (this one has {wl.steps}); "
-            "the cost model's count stands on its own, or check a shorter batch"
+            f"--flop-check runs a packed batch of at most {DIRECT_STEPS} steps and {DIRECT_TOKENS:,} tokens "
+            f"(this one has {wl.steps:,} and {wl.tokens:,}); the cost model's count stands on its own, "
+            "or check a smaller batch"
         )
+    points = ((1, 2), (1, 3), (1, 4), (2, 2))
+    runs_on = [fp32] if direct else [replace(fp32, batch=b, seq_len=t) for b, t in points]
     if dev.type != "meta":
-        check_run_memory(
-            spec, fp32 if direct else replace(fp32, seq_len=4), dev, "the flop check", fused=fused
-        )
+        for w in runs_on:
+            check_run_memory(spec, w, dev, "the flop check", fused=fused)
     ours = cost(spec, wl, bias_ops=False, elementwise=False, backward="autograd")
     module = build_module(spec, dev, torch.float32)
     extrapolated: tuple[int, ...] = ()
@@ -316,31 +321,22 @@ def flop_check(
         if direct:
             case = make_case(spec, fp32, dev, dtype=torch.float32, module=module)
             fwd_ops, train_ops = _counts(case, wl.training)
+            if with_torchinfo:
+                try:
+                    with torch.no_grad():
+                        ti = _torchinfo(case)
+                except Exception as exc:  # torchinfo is a comparison, never fatal
+                    ti_err = f"{type(exc).__name__}: {exc}"
         else:
-            points = (2, 3, 4)
             runs = [
-                _counts(
-                    make_case(spec, replace(fp32, seq_len=t), dev, dtype=torch.float32, module=module),
-                    wl.training,
-                )
-                for t in points
+                _counts(make_case(spec, w, dev, dtype=torch.float32, module=module), wl.training)
+                for w in runs_on
             ]
-            fwd_ops = _extrapolate([r[0] for r in runs], points, wl.seq_len)
-            train_ops = _extrapolate([r[1] or {} for r in runs], points, wl.seq_len) if wl.training else None
-            extrapolated = points
-            case = make_case(
-                spec,
-                replace(fp32, seq_len=min(wl.seq_len, DIRECT_STEPS)),
-                dev,
-                dtype=torch.float32,
-                module=module,
+            fwd_ops = _extrapolate([r[0] for r in runs], wl.batch, wl.seq_len)
+            train_ops = (
+                _extrapolate([r[1] or {} for r in runs], wl.batch, wl.seq_len) if wl.training else None
             )
-        if with_torchinfo and direct:
-            try:
-                with torch.no_grad():
-                    ti = _torchinfo(case)
-            except Exception as exc:  # torchinfo is a comparison, never fatal
-                ti_err = f"{type(exc).__name__}: {exc}"
+            extrapolated = (2, 3, 4)
     fwd_total = sum(fwd_ops.values())
     observable = fwd_total > 0
     train_total = sum(train_ops.values()) if train_ops is not None else None
@@ -365,19 +361,23 @@ def flop_check(
     )
 
 
-def _extrapolate(counts: list[dict[str, int]], points: tuple[int, ...], target: int) -> dict[str, int]:
-    """Affine extrapolation per operator; refuses counts that are not on one line."""
+def _extrapolate(counts: list[dict[str, int]], batch: int, steps: int) -> dict[str, int]:
+    """Counts at ``(B, T) = (1, 2), (1, 3), (1, 4), (2, 2)`` -> the count at ``(batch, steps)``.
+
+    Per operator: affine in ``T`` (three points on one line) and proportional to ``B`` (the
+    ``B = 2`` count is twice the ``B = 1`` one), else a one-line refusal.
+    """
     keys = sorted({k for c in counts for k in c})
     out: dict[str, int] = {}
     for k in keys:
-        ys = [c.get(k, 0) for c in counts]
-        slope = ys[1] - ys[0]
-        if any(ys[i + 1] - ys[i] != slope * (points[i + 1] - points[i]) for i in range(len(ys) - 1)):
+        t2, t3, t4, b2 = (c.get(k, 0) for c in counts)
+        if t4 - t3 != t3 - t2 or b2 != 2 * t2:
             raise ParamcalcError(
-                f"the flop counts of {k} are not affine in the sequence length ({ys} at T={points}): "
-                f"cannot extrapolate; use a sequence of at most {DIRECT_STEPS} steps"
+                f"the flop counts of {k} are not B times an affine function of T ({t2}, {t3}, {t4} at B=1, "
+                f"T=2..4; {b2} at B=2, T=2): cannot extrapolate; use at most {DIRECT_STEPS} steps and "
+                f"{DIRECT_TOKENS:,} tokens"
             )
-        out[k] = ys[0] + slope * (target - points[0]) // (points[1] - points[0])
+        out[k] = batch * (t2 + (t3 - t2) * (steps - 2))
     return out
 
 

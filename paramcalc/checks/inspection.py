@@ -21,8 +21,9 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import prod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..bridge import adapters, statedict
 from ..bridge.devices import resolve_device
@@ -58,9 +59,11 @@ TENSOR_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class ParamInfo:
-    """One stored tensor: name, shape, and an identity key (equal keys = one tied tensor)."""
+class ParamInfo(NamedTuple):
+    """One stored tensor: name, shape, and an identity key (equal keys = one tied tensor).
+
+    Named tuples, not dataclasses, for the per-tensor records: a model has thousands of them.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -69,24 +72,22 @@ class ParamInfo:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return prod(self.shape)
 
 
-@dataclass(frozen=True)
-class Group:
+class Group(NamedTuple):
     """A module (or an inferred layer): path, type name and its analytic component, if any."""
 
     path: str
     type_name: str
     component: Component | None
     note: str = ""
+    #: The stored names of the component's tensors, in its order (files whose names differ
+    #: from the analytic ones: ONNX initializers, Keras weight paths); ``None``: match by name.
+    stored_names: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
-class TensorReport:
+class TensorReport(NamedTuple):
     name: str
     module: str
     shape: tuple[int, ...]
@@ -101,12 +102,10 @@ class TensorReport:
         return self.status is Status.MISMATCH
 
 
-@dataclass(frozen=True)
-class ModuleReport:
+class ModuleReport(NamedTuple):
     path: str
     type_name: str
-    layer: str | None  # e.g. "LSTM(400, 1150)"; None without a formula
-    formula: str | None
+    component: Component | None  # None: no formula for this module
     analytic: int | None  # None: no formula for this module
     actual: int
     status: Status
@@ -116,6 +115,15 @@ class ModuleReport:
     @property
     def ok(self) -> bool:
         return self.status is not Status.MISMATCH
+
+    @property
+    def layer(self) -> str | None:
+        """The module as code, e.g. ``LSTM(400, 1150)`` (drawn when the table is)."""
+        return None if self.component is None else self.component.describe()
+
+    @property
+    def formula(self) -> str | None:
+        return None if self.component is None else self.component.formula()
 
 
 @dataclass(frozen=True, repr=False)
@@ -239,7 +247,7 @@ def cli_args(spec: RecurrentSpec) -> str:
         parts.append(f"--proj-size {spec.proj_size}")
     if spec.convention != "torch":
         parts.append(f"--convention {spec.convention}")
-    default_b = spec.replace(bias_vectors=None).bias_vectors if spec.bias else 0
+    default_b = spec.default_bias_vectors
     if not spec.bias:
         parts.append("--no-bias")
     elif spec.bias_vectors != default_b:
@@ -298,18 +306,28 @@ def match_tensors(
     expected: list[list[tuple[str, Any]]] = []
     for gi, g in enumerate(groups):
         items = [] if g.component is None else [(_join(g.path, t.name), t) for t in g.component.tensors()]
+        if g.stored_names is not None:  # match by position: the i-th analytic tensor is the i-th stored one
+            names = list(g.stored_names) + [full for full, _ in items[len(g.stored_names) :]]
+            items = [(names[i], t) for i, (_, t) in enumerate(items)]
         expected.append(items)
         for full, t in items:
             if full in by_name and full not in claimed:
                 claimed[full] = (gi, t)
-    found = {(gi, full) for full, (gi, t) in claimed.items() if full == _join(groups[gi].path, t.name)}
+    found = {
+        (gi, full)
+        for gi, items in enumerate(expected)
+        for full, _ in items
+        if claimed.get(full, (-1,))[0] == gi
+    }
     # renamed tensors, indexed by the leaf of their canonical name (one pass over the params)
     renamed_by_leaf: dict[str, list[ParamInfo]] = {}
+    canon_of: dict[str, str] = {}
     for p in params:
         if p.name in claimed or p.name in buffers:
             continue
         canon = statedict.canonical_name(p.name)
         if canon != p.name:
+            canon_of[p.name] = canon
             renamed_by_leaf.setdefault(canon.rpartition(".")[2], []).append(p)
     renamed: dict[str, str] = {}
     for gi, g in enumerate(groups):
@@ -321,7 +339,7 @@ def match_tensors(
             for p in candidates:
                 if p.name in claimed:
                     continue
-                owner = statedict.canonical_name(p.name).rpartition(".")[0]
+                owner = canon_of[p.name].rpartition(".")[0]
                 if _related(owner, g.path):
                     claimed[p.name] = (gi, t)
                     renamed[p.name] = full
@@ -333,48 +351,52 @@ def match_tensors(
     tensors: list[TensorReport] = []
     acc = [_Acc() for _ in groups]
     deepest = _Deepest(groups)
+    ok, no_formula = Status.OK, Status.NO_FORMULA
     for p in params:
-        gi = claimed[p.name][0] if p.name in claimed else deepest(p.name)
+        name, shape, key = p.name, p.shape, p.key
+        numel = prod(shape)
+        claim = claimed.get(name)
+        gi = claim[0] if claim is not None else deepest(name)
         gpath = groups[gi].path if gi >= 0 else ""
-        if p.name in buffers:
-            tensors.append(
-                TensorReport(p.name, gpath, p.shape, p.numel, 0, None, Status.BUFFER, "not a parameter")
-            )
+        if name in buffers:
+            tensors.append(TensorReport(name, gpath, shape, numel, 0, None, Status.BUFFER, "not a parameter"))
             continue
-        tied = p.key in first_of_key
-        counted = 0 if tied else p.numel
+        first = first_of_key.get(key)
+        tied = first is not None
+        counted = 0 if tied else numel
         if not tied:
-            first_of_key[p.key] = p.name
-        if p.name in claimed:
-            _, t = claimed[p.name]
-            status, detail = Status.OK, ""
-            if p.name in renamed:
-                detail = f"renamed: matched to {renamed[p.name]}"
-            if tuple(t.shape) != p.shape:
+            first_of_key[key] = name
+        if claim is not None:
+            t = claim[1]
+            a = acc[gi]
+            status, detail = ok, ""
+            if renamed and name in renamed:
+                detail = f"renamed: matched to {renamed[name]}"
+            if t.shape != shape and tuple(t.shape) != shape:
                 status, detail = Status.MISMATCH, f"formula shape {tuple(t.shape)}"
-                acc[gi].bad.append(p.name)
+                a.bad.append(name)
             if tied:
-                status, detail = Status.TIED, f"tied to {first_of_key[p.key]} (counted once)"
-                acc[gi].tied.append(f"{p.name} tied to {first_of_key[p.key]}, counted once")
+                status, detail = Status.TIED, f"tied to {first} (counted once)"
+                a.tied.append(f"{name} tied to {first}, counted once")
             else:
-                acc[gi].analytic += t.numel
-            acc[gi].actual += counted
-            tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, counted, t.formula, status, detail))
+                a.analytic += t.numel
+            a.actual += counted
+            tensors.append(TensorReport(name, gpath, shape, numel, counted, t.formula, status, detail))
         else:
-            canon = statedict.canonical_name(p.name)
+            canon = canon_of.get(name, name)
             if tied:
-                status, detail = Status.TIED, f"tied to {first_of_key[p.key]} (counted once)"
-            elif canon != p.name and canon in reparametrized:
+                status, detail = Status.TIED, f"tied to {first} (counted once)"
+            elif canon != name and canon in reparametrized:
                 status, detail = (
                     Status.NO_FORMULA,
                     f"re-parametrization of {canon} (e.g. weight norm's magnitude)",
                 )
             else:
-                status, detail = Status.NO_FORMULA, ""
+                status, detail = no_formula, ""
             if gi >= 0:
                 acc[gi].extra += counted
                 acc[gi].actual += counted
-            tensors.append(TensorReport(p.name, gpath, p.shape, p.numel, counted, None, status, detail))
+            tensors.append(TensorReport(name, gpath, shape, numel, counted, None, status, detail))
 
     for gi, g in enumerate(groups):
         for full, t in expected[gi]:
@@ -397,9 +419,7 @@ def match_tensors(
             continue  # a parameter-free layer (dropout)
         spec = comp.spec if isinstance(comp, Recurrent) else None
         if comp is None:
-            modules.append(
-                ModuleReport(g.path, g.type_name, None, None, None, a.actual, Status.NO_FORMULA, g.note)
-            )
+            modules.append(ModuleReport(g.path, g.type_name, None, None, a.actual, Status.NO_FORMULA, g.note))
             continue
         bits = []
         if a.missing:
@@ -417,8 +437,7 @@ def match_tensors(
             ModuleReport(
                 g.path,
                 g.type_name,
-                comp.describe(),
-                comp.formula(),
+                comp,
                 a.analytic,
                 a.actual,
                 status,
@@ -466,8 +485,22 @@ def walk(module: nn.Module) -> list[tuple[str, nn.Module]]:
 def analyze(module: nn.Module) -> Analysis:
     """Walk ``module``: analytic rows where an adapter knows the type, counted tensors elsewhere.
 
-    The walk is iterative (any nesting depth); each module is read by its adapter once.
+    The walk is iterative (any nesting depth); each module is read by its adapter once. The
+    garbage collector pauses meanwhile: the walk makes thousands of small records, and a
+    collection would traverse every tensor of the model for nothing.
     """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze(module)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _analyze(module: nn.Module) -> Analysis:
     from torch import nn
 
     if not isinstance(module, nn.Module):
@@ -478,29 +511,30 @@ def analyze(module: nn.Module) -> Analysis:
     named: list[tuple[str, Any]] = []
     packed: list[str] = []
     notes: list[str] = []
+    quantized = adapters.quantized_rnn_types() + adapters.quantized_linear_types()
     for path, m in walk(module):
+        prefix = f"{path}." if path else ""
         for leaf, p in m._parameters.items():
             if p is not None:
-                named.append((_join(path, leaf), p))
-        for leaf, shape, dtype in adapters.packed_tensors(m):
-            full = _join(path, leaf)
-            params.append(ParamInfo(full, shape, ("packed", full), dtype))
-            packed.append(path)
+                named.append((prefix + leaf, p))
+        if quantized and isinstance(m, quantized):
+            for leaf, shape, dtype in adapters.packed_tensors(m):
+                full = prefix + leaf
+                params.append(ParamInfo(full, shape, ("packed", full), dtype))
+                packed.append(path)
         if covered and (path == covered[-1] or path.startswith(covered[-1] + ".")):
             continue  # inside a module an adapter already read
         comp = adapters.component_from_module(m, path or type(m).__name__)
         groups.append(Group(path, type(m).__name__, comp))
         if comp is not None:  # an adapter covers the module's whole subtree; its name is the path
             covered.append(path)
-    lazy = [n for n, p in named if isinstance(p, nn.parameter.UninitializedParameter)]
+    lazy = [n for n, p in named if issubclass(type(p), nn.parameter.UninitializedParameter)]
     if lazy:
         raise ParamcalcError(
             f"{len(lazy)} parameter(s) are not initialised yet (a Lazy module, e.g. {lazy[0]}): "
             "run one forward pass first so their shapes are known"
         )
-    params = [
-        ParamInfo(n, tuple(p.shape), id(p), str(p.dtype).removeprefix("torch.")) for n, p in named
-    ] + params
+    params = [ParamInfo(n, tuple(p.shape), id(p)) for n, p in named] + params
     if packed:
         where = ", ".join(sorted({p or "(root)" for p in packed}))
         dtypes = ", ".join(
@@ -569,23 +603,53 @@ def _describe(exc: BaseException) -> str:
 
 
 def inspect(path: str | Path) -> Analysis:
-    """Read every layer of a saved model back as specs, with analytic vs stored counts."""
-    from ..bridge.checkpoint import _identity, load_state_dict
+    """Read every layer of a saved model back as specs, with analytic vs stored counts.
 
-    tensors, where = load_state_dict(path)
-    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-    meta = [k for k, v in tensors.items() if getattr(v, "is_meta", False)]
-    inferred = statedict.infer_components(shapes)
-    groups = [Group(i.prefix, i.type_name, _renamed(i.component, i.prefix), i.note) for i in inferred]
-    buffers = frozenset(k for k in tensors if k.rpartition(".")[2] in statedict.BUFFER_NAMES)
-    params = [ParamInfo(k, shapes[k], _identity(v)) for k, v in tensors.items()]
-    notes = [f"state dict {where}: {len(tensors)} tensors"]
-    if meta:
-        notes.append(unseen_ties_note(shapes, buffers))
+    PyTorch checkpoints and safetensors files are read from tensor names and shapes (layers
+    inferred by :func:`paramcalc.bridge.statedict.infer_components`); ONNX and Keras files name
+    their recurrent layers in their own metadata (node attributes, the model config), whose
+    tensors are checked against the analytic ones of that layout, position by position.
+    """
+    from ..bridge.readers import read_model
+
+    model = read_model(path)
+    found = {n for layer in model.layers for n in layer.tensors}
+    rest = {t.name: t.shape for t in model.tensors if t.name not in found}
+    groups: list[Group] = []
+    for layer in model.layers:
+        spec = _file_layout(layer.spec, model.format)
+        comp = Recurrent(layer.path, spec)
+        stored = model.layer_tensors(layer)
+        names = tuple(t.name for t in stored)
+        groups.append(Group(layer.path, spec.display_class, comp, layer.note, names))
+    inferred = statedict.infer_components(rest) if rest else []
+    groups += [Group(i.prefix, i.type_name, _renamed(i.component, i.prefix), i.note) for i in inferred]
+    buffers = frozenset(k for k in rest if k.rpartition(".")[2] in statedict.BUFFER_NAMES)
+    unseen = [t for t in model.tensors if t.key is None]
+    params = [
+        ParamInfo(t.name, t.shape, ("file", t.key) if t.key is not None else ("own", t.name), t.dtype)
+        for t in model.tensors
+    ]
+    notes = list(model.notes)
+    ties_unknown = model.format == "pytorch" and bool(unseen)
+    if ties_unknown:
+        notes.append(unseen_ties_note(rest, buffers))
+    if model.format in ("onnx", "keras"):
+        notes.append(f"{model.format} file: recurrent layers from its metadata, checked position by position")
     analysis = match_tensors(
-        groups, params, source=f"checkpoint {path}", buffers=buffers, notes=notes, actual_label="stored"
+        groups, params, source=model.source, buffers=buffers, notes=notes, actual_label="stored"
     )
-    return dataclasses.replace(analysis, ties_unknown=bool(meta))
+    return dataclasses.replace(analysis, ties_unknown=ties_unknown)
+
+
+def _file_layout(spec: RecurrentSpec, fmt: str) -> RecurrentSpec:
+    """The spec with the tensor names and grouping of the file's framework (ONNX: W, R, B, P)."""
+    if fmt == "onnx" and spec.convention != "onnx":
+        try:
+            return spec.replace(convention="onnx", bias_vectors=spec.bias_vectors, peephole=spec.peephole)
+        except ParamcalcError:
+            return spec
+    return spec
 
 
 def unseen_ties_note(shapes: dict[str, tuple[int, ...]], buffers: frozenset[str]) -> str:
@@ -596,10 +660,8 @@ def unseen_ties_note(shapes: dict[str, tuple[int, ...]], buffers: frozenset[str]
             by_shape.setdefault(shape, []).append(name)
     pairs = [names for names in by_shape.values() if len(names) > 1]
     maybe = "; ".join(" and ".join(n[:3]) for n in pairs[:3])
-    return (
-        "the tensors were saved from the meta device: no storage survives, so tied weights cannot be "
-        "seen and each name is counted"
-        + (f"; same-shaped weights that may be one tensor: {maybe}" if maybe else "")
+    return "ties cannot be seen, so each name is counted" + (
+        f"; same-shaped weights that may be one tensor: {maybe}" if maybe else ""
     )
 
 

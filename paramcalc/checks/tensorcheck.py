@@ -276,14 +276,20 @@ def check_spec(
     *,
     dtype: torch.dtype | None = None,
     use_torchinfo: bool = True,
+    module: nn.Module | None = None,
 ) -> CheckResult:
     """Build ``spec``'s module on ``device`` and compare it with ``count(spec)``, tensor by tensor.
 
     A Keras-convention spec is built with PyTorch's tensor names and the same layout (so the
     same count); a note says so. Where the layout is not PyTorch's, the module is paramcalc's
-    reference module of the cell (a note says which).
+    reference module of the cell (a note says which). Given a ``module``, that module's own
+    tensors are compared (nothing is built).
     """
-    dev = resolve_device(device)
+    dev = (
+        resolve_device(device)
+        if module is None
+        else next((p.device for p in module.parameters()), resolve_device(device))
+    )
     target = build.torch_equivalent(spec)
     notes: list[str] = []
     if target is not spec:
@@ -291,13 +297,14 @@ def check_spec(
             f"{spec.describe()} uses Keras' tensor names; its twin with PyTorch's names and the same "
             f"layout ({count_spec(spec).total:,} parameters) is checked"
         )
-    label = build.module_label(target)
-    if not build.is_torch_native(target):
+    label = build.module_label(target) if module is None else f"the given {type(module).__name__}"
+    if module is None and not build.is_torch_native(target):
         notes.append(
             f"this layout is not a torch.nn module's, so it is checked against {label}, whose forward "
             "is tested against the paper's equations"
         )
-    module = build.build_module(target, dev, dtype)
+    if module is None:
+        module = build.build_module(target, dev, dtype)
     rows = count_spec(target).rows
     checks = compare_tensors([(r.name, r.shape) for r in rows], _named(module))
     torch_total = sum(p.numel() for p in module.parameters())
@@ -414,6 +421,9 @@ def check(
     """
     if isinstance(target, Architecture):
         return check_architecture(target, device, dtype=dtype, use_torchinfo=use_torchinfo)
-    if isinstance(target, RecurrentSpec) or is_module(target):
-        return check_spec(as_spec(target, "check"), device, dtype=dtype, use_torchinfo=use_torchinfo)
+    if isinstance(target, RecurrentSpec):
+        return check_spec(target, device, dtype=dtype, use_torchinfo=use_torchinfo)
+    if is_module(target):  # that module's own tensors, against the formulas of its spec
+        spec = as_spec(target, "check")
+        return check_spec(spec, device, dtype=dtype, use_torchinfo=use_torchinfo, module=target)
     raise ParamcalcError(f"check needs {EXPECTED} or an Architecture, got {type(target).__name__}")

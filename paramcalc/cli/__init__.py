@@ -13,20 +13,47 @@ import errno
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import ParamcalcError
-from .analytic import cost, count, explain, solve
-from .timingcmds import bench, compare, sweep
-from .torchcmds import check_cmd, inspect_cmd, report_cmd
+from ..errors import ParamcalcError, Terminated
 
 ISSUES_URL = "https://github.com/paramcalc/paramcalc/issues"
 
+#: command name -> (module, attribute): a command's module is imported only when it runs (or for
+#: the help listing), so ``paramcalc count`` loads the analytic commands and nothing else.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "count": ("paramcalc.cli.analytic", "count"),
+    "solve": ("paramcalc.cli.analytic", "solve"),
+    "cost": ("paramcalc.cli.analytic", "cost"),
+    "explain": ("paramcalc.cli.analytic", "explain"),
+    "check": ("paramcalc.cli.torchcmds", "check_cmd"),
+    "report": ("paramcalc.cli.torchcmds", "report_cmd"),
+    "inspect": ("paramcalc.cli.torchcmds", "inspect_cmd"),
+    "bench": ("paramcalc.cli.timingcmds", "bench"),
+    "predict": ("paramcalc.cli.predictcmds", "predict"),
+    "compare": ("paramcalc.cli.timingcmds", "compare"),
+    "sweep": ("paramcalc.cli.timingcmds", "sweep"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use (see :data:`COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            import importlib
+
+            module, attr = COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="paramcalc")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 def cli(debug: bool) -> None:
@@ -40,17 +67,21 @@ def cli(debug: bool) -> None:
       paramcalc cost lstm -d 28 -H 256 -L 2 --batch 64 --seq-len 28
       paramcalc check lstm -d 28 -H 256 -L 2
       paramcalc compare -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --bench
+      paramcalc predict lstm -d 28 -H 256 -L 2 --batch 64 --seq-len 28
     """
 
 
-for _command in (count, solve, cost, explain, check_cmd, report_cmd, inspect_cmd, bench, compare, sweep):
-    cli.add_command(_command)
+#: Longest message printed whole; a longer one (a 5,000-digit number echoed back) is cut.
+MAX_MESSAGE = 400
 
 
 def _line(message: str) -> str:
     from ..results.render import safe_text
 
-    return safe_text(" ".join(str(message).split()))
+    text = safe_text(" ".join(str(message).split()))
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[: MAX_MESSAGE - 40]}... ({len(text):,} characters in all)"
+    return text
 
 
 def _err(message: str) -> None:
@@ -83,10 +114,11 @@ def _stdout_failed(exc: OSError) -> int:
 
 def run(args: Sequence[str] | None = None) -> int:
     """Run the CLI on ``args`` (default ``sys.argv[1:]``) and return the exit code."""
-    from ..results.export import Terminated
-
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv or os.environ.get("PARAMCALC_DEBUG", "") not in ("", "0")
+    if sys.stdout is None:  # started with stdout closed (`>&-`): every result would be lost
+        _err("Error: standard output is closed: nothing could be printed")
+        return 2
     if not argv:
         ctx = click.Context(cli, info_name="paramcalc", help_option_names=["-h", "--help"])
         click.echo(cli.get_help(ctx))
@@ -98,8 +130,8 @@ def run(args: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
-        ctx = getattr(exc, "ctx", None)
-        where = f"{ctx.command_path}: " if ctx is not None else ""
+        exc_ctx = getattr(exc, "ctx", None)
+        where = f"{exc_ctx.command_path}: " if exc_ctx is not None else ""
         message = _line(exc.format_message())
         hint = _usage_hint(exc)
         _err(f"Error: {where}{message.rstrip('.') if hint else message}{hint}")
@@ -139,14 +171,11 @@ def _internal(exc: BaseException, debug: bool) -> int:
 def main() -> None:  # console-script entry point
     code = run()
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except OSError as exc:
         code = _stdout_failed(exc) if code == 0 else code
     sys.exit(code)
-
-
-def _command(name: str) -> Any:
-    return cli.commands[name]
 
 
 if __name__ == "__main__":  # pragma: no cover

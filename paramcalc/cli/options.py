@@ -23,11 +23,16 @@ def _apply(f: F, opts: Sequence[Callable[[F], F]]) -> F:
 
 
 def spec_options(
-    *, hidden_required: bool = True, cell_argument: bool = True, ranges: bool = False
+    *,
+    hidden_required: bool = True,
+    cell_argument: bool = True,
+    ranges: bool = False,
+    input_required: bool = True,
 ) -> Callable[[F], F]:
     """The flags that describe a ``RecurrentSpec``: ``CELL -d -H -L --bidirectional ...``.
 
     With ``ranges=True`` (``sweep``), ``-H`` and ``-L`` are range texts such as ``64:1024:64``.
+    ``input_required=False`` leaves ``-d`` optional (``compare --from`` reads no spec).
     """
 
     def deco(f: F) -> F:
@@ -53,7 +58,7 @@ def spec_options(
                 ),
             ]
         opts: list[Callable[[F], F]] = [
-            click.option("-d", "--input-size", type=int, required=True, help="Input features d."),
+            click.option("-d", "--input-size", type=int, required=input_required, help="Input features d."),
             *sizes,
             click.option("--bidirectional", is_flag=True, help="Two directions per layer."),
             click.option(
@@ -72,10 +77,10 @@ def spec_options(
             ),
             click.option(
                 "--convention",
-                type=click.Choice(["torch", "keras"]),
+                type=click.Choice(["torch", "keras", "onnx"]),
                 default="torch",
                 show_default=True,
-                help="Tensor names and default bias layout: torch (2 per block), keras (1).",
+                help="Tensor names and default bias layout: torch (2 per block), keras (1), onnx (W R B P).",
             ),
             click.option(
                 "--peephole/--no-peephole",
@@ -125,7 +130,11 @@ def build_spec(cell: str, kw: dict[str, Any], hidden_size: int | None = None) ->
     reset_after = kw.pop("reset_after")
     if reset_after is not None and not ct.reset_after_option:
         raise ParamcalcError(f"--reset-after/--no-reset-after applies only to GRU cells, not {ct.name}")
-    h = kw.pop("hidden_size")
+    h: int | None = kw.pop("hidden_size")
+    if h is None:
+        h = hidden_size
+    if h is None:
+        raise ParamcalcError("give the hidden size: -H/--hidden-size")
     no_bias, bias_vectors = kw.pop("no_bias"), kw.pop("bias_vectors")
     if no_bias and bias_vectors:
         raise ParamcalcError(f"--no-bias contradicts --bias-vectors {bias_vectors}")
@@ -133,7 +142,7 @@ def build_spec(cell: str, kw: dict[str, Any], hidden_size: int | None = None) ->
     return RecurrentSpec(
         cell=ct.name,
         input_size=kw.pop("input_size"),
-        hidden_size=h if h is not None else hidden_size,
+        hidden_size=h,
         num_layers=kw.pop("num_layers"),
         bidirectional=kw.pop("bidirectional"),
         bias=not no_bias,
@@ -148,9 +157,9 @@ def build_spec(cell: str, kw: dict[str, Any], hidden_size: int | None = None) ->
 
 def template_spec(cells: list[str], kw: dict[str, Any], hidden_size: int | None = None) -> Any:
     """One spec the compared cells are derived from: the first cell that takes every given knob."""
-    from ..core.cells import get_cell
+    from ..core.cells import CellType, get_cell
 
-    wants = {
+    wants: dict[str, tuple[bool, Callable[[CellType], bool]]] = {
         "--proj-size": (kw["proj_size"] > 0, lambda c: c.projection),
         "--peephole": (kw["peephole"] is True, lambda c: bool(c.peephole_gates)),
         "--reset-after/--no-reset-after": (kw["reset_after"] is not None, lambda c: c.reset_after_option),
@@ -166,7 +175,7 @@ def template_spec(cells: list[str], kw: dict[str, Any], hidden_size: int | None 
 # --- formats and output -----------------------------------------------------------------------
 
 
-class FormatChoice(click.ParamType):
+class FormatChoice(click.ParamType):  # type: ignore[type-arg]
     """Every tabulate table format plus csv and json (listed lazily, validated on use)."""
 
     name = "format"
@@ -245,7 +254,13 @@ def emit(
         text = "\n".join([text, *map(safe_text, extra_footer)])
     click.echo(text)
     if output:
+        from pathlib import Path
+
+        from ..results.export import lossless_notes
+
         result.export(output, view, links=links)
+        for note in lossless_notes(result.table(view), Path(output).suffix.lower()):
+            click.echo(f"note: {note}", err=True)
         click.echo(f"wrote {output}", err=True)
 
 
@@ -275,12 +290,12 @@ def workload_options(*, defaults: bool = False) -> Callable[[F], F]:
 
 def workload_from_flags(kw: dict[str, Any], *, always: bool = False) -> Any:
     """Pop the workload flags from ``kw``; a ``Workload``, or None when none was given."""
-    from ..core.workload import Workload
-
     batch, seq_len, text, dtype = kw.pop("batch"), kw.pop("seq_len"), kw.pop("lengths"), kw.pop("dtype")
     train = kw.pop("train")
     if not always and batch is None and seq_len is None and text is None and dtype is None and not train:
         return None
+    from ..core.workload import Workload
+
     lengths = None
     if text is not None:
         if len(text) > 100_000:
@@ -330,7 +345,9 @@ def timing_options(*, bench_flag: bool) -> Callable[[F], F]:
     return deco
 
 
-def timing_from_flags(kw: dict[str, Any], *, timed: bool, default_min_time: float) -> dict[str, Any]:
+def timing_from_flags(
+    kw: dict[str, Any], *, timed: bool, default_min_time: float, hint: str = "add --bench"
+) -> dict[str, Any]:
     """Pop the timing flags from ``kw``: keyword arguments for bench/compare/sweep."""
     device, threads, min_time, seed = kw.pop("device"), kw.pop("threads"), kw.pop("min_time"), kw.pop("seed")
     if not timed:
@@ -345,7 +362,8 @@ def timing_from_flags(kw: dict[str, Any], *, timed: bool, default_min_time: floa
             if v is not None
         ]
         if given:
-            raise ParamcalcError(f"{', '.join(given)} only apply when timing: add --bench")
+            verb = "only applies" if len(given) == 1 else "only apply"
+            raise ParamcalcError(f"{', '.join(given)} {verb} when timing: {hint}")
         return {}
     from ..timing.benchmark import check_min_run_time, check_threads
 
@@ -376,6 +394,39 @@ def progress(total: int, label: str, quiet: bool) -> Any:
     def bar_ctx() -> Any:
         with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
             yield lambda _row: bar.update(1)
+
+    return bar_ctx()
+
+
+def gemm_progress(quiet: bool, label: str = "timing GEMMs") -> Any:
+    """A context giving an ``on_timed(done, total)`` callback for GEMM timings, or None.
+
+    The bar (on stderr, as :func:`progress` draws it) appears at the first shape that has to
+    be timed, when the total is known; none when ``quiet``, when every shape is cached, or when
+    stderr is not a terminal.
+    """
+    import contextlib
+
+    if quiet or not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def bar_ctx() -> Any:
+        state: dict[str, Any] = {}
+
+        def on_timed(done: int, total: int) -> None:
+            bar = state.get("bar")
+            if bar is None:
+                bar = click.progressbar(length=total, label=label, file=sys.stderr)
+                bar.__enter__()
+                state["bar"] = bar
+            bar.update(done - bar.pos)
+
+        try:
+            yield on_timed
+        finally:
+            if "bar" in state:
+                state["bar"].__exit__(None, None, None)
 
     return bar_ctx()
 

@@ -1,4 +1,4 @@
-"""The commands that time real modules: bench, compare, sweep."""
+"""The commands that time real modules: bench, compare, sweep (and their --predict options)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from .options import (
     build_spec,
     check_targets,
     emit,
+    gemm_progress,
     output_options,
     plot_options,
     progress,
@@ -36,12 +37,30 @@ def warn_noisy(results: list[Any]) -> None:
         )
 
 
+def predict_option(f: Any) -> Any:
+    """``--predict``: also predict every row by the GEMM-sequence bound (compare, sweep)."""
+    return click.option(
+        "--predict",
+        "do_predict",
+        is_flag=True,
+        help="Also predict every row by the GEMM-sequence bound (each distinct GEMM shape timed "
+        "once, cached; no model built). With --bench: measured/predicted.",
+    )(f)
+
+
 @click.command()
 @spec_options()
 @workload_options(defaults=True)
 @timing_options(bench_flag=False)
+@click.option(
+    "--predict/--no-predict",
+    "do_predict",
+    default=True,
+    show_default=True,
+    help="Also give the GEMM-sequence prediction and measured/predicted (GEMM times from the cache).",
+)
 @output_options
-def bench(cell: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
+def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
     """Time the real torch module of CELL: time per batch, tokens/s and FLOP/s.
 
     Inference is one forward pass in eval mode under torch.inference_mode();
@@ -52,7 +71,10 @@ def bench(cell: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> Non
     model) and the kernel path (cuDNN, oneDNN, native, reference); the header
     names the device, threads and torch version. --batch and --seq-len default
     to 1. The memory the run needs is estimated first: a run the device cannot
-    hold is refused.
+    hold is refused. The table also gives the prediction of the GEMM-sequence
+    bound (paramcalc predict; GEMM timings from the cache) and
+    measured_over_predicted, left empty where the kernel fuses the whole
+    recurrence (a cuDNN persistent kernel) and the bound does not apply.
 
     \b
     Examples:
@@ -69,9 +91,29 @@ def bench(cell: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> Non
     workload = workload_from_flags(kw, always=True)
     timing = timing_from_flags(kw, timed=True, default_min_time=0.5)
     spec = build_spec(cell, kw)
-    result = run_bench(spec, workload, **timing)
+    result = run_bench(spec, workload, predict=do_predict, **timing)
     warn_noisy([result])
     emit(result, fmt, output, wide=wide)
+
+
+def _timing(kw: dict[str, Any], do_bench: bool, do_predict: bool) -> dict[str, Any]:
+    """The timing flags of compare/sweep: all with --bench; --device and --threads with --predict."""
+    from ..errors import ParamcalcError
+
+    if do_predict and not do_bench:
+        given = [
+            f for f, v in (("--min-time", kw["min_time"]), ("--seed", kw["seed"] or None)) if v is not None
+        ]
+        if given:
+            verb = "only applies" if len(given) == 1 else "only apply"
+            raise ParamcalcError(f"{', '.join(given)} {verb} when timing the modules: add --bench")
+    timing = timing_from_flags(
+        kw, timed=do_bench or do_predict, default_min_time=0.2, hint="add --bench or --predict"
+    )
+    if not do_bench:
+        timing.pop("min_run_time", None)
+        timing.pop("seed", None)
+    return timing
 
 
 def _link(plot: str | None, output: str | None) -> list[tuple[str, str]]:
@@ -82,7 +124,7 @@ def _link(plot: str | None, output: str | None) -> list[tuple[str, str]]:
 
 
 @click.command()
-@spec_options(cell_argument=False)
+@spec_options(cell_argument=False, input_required=False, hidden_required=False)
 @click.option(
     "--cells",
     default=",".join(FAMILIES),
@@ -102,13 +144,28 @@ def _link(plot: str | None, output: str | None) -> list[tuple[str, str]]:
 )
 @workload_options(defaults=True)
 @timing_options(bench_flag=True)
+@predict_option
+@click.option(
+    "--from",
+    "from_files",
+    is_flag=True,
+    help="Merge the JSON exports FILES (bench, predict, compare, sweep --output x.json, from any "
+    "machine) into one table, rows labelled by device name.",
+)
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @plot_options
 @output_options
+@click.pass_context
 def compare(
+    ctx: click.Context,
+    /,
     cells: str,
     equal: str,
     multiple_of: int | None,
     do_bench: bool,
+    do_predict: bool,
+    from_files: bool,
+    files: tuple[str, ...],
     plot: str | None,
     quiet: bool,
     fmt: str,
@@ -123,8 +180,15 @@ def compare(
     the measured time per batch (median, IQR), tokens/s, achieved GFLOP/s, the
     kernel path and the time relative to the first row. --equal params sizes
     every cell after the first (the reference) to the reference's parameter
-    count, so the comparison is fair. --output report.md writes a document
-    (configuration, device, conventions, the table, a link to --plot).
+    count, so the comparison is fair. --predict adds the GEMM-sequence
+    prediction of every row (and measured/predicted with --bench). --output
+    report.md writes a document (configuration, device, conventions, the
+    table, a link to --plot).
+
+    --from FILES merges JSON exports written with --output x.json by bench,
+    predict, compare or sweep (--bench or --predict), on any machine, into one
+    table with a row per run labelled by device name, and --plot draws
+    tokens/s per configuration and device as bars.
 
     \b
     Examples:
@@ -133,27 +197,42 @@ def compare(
       paramcalc compare -d 28 -H 256 --cells lstm,cifg,mgu,mingru,minlstm,indrnn --equal params
       paramcalc compare -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --bench --output report.md --plot report.png
       paramcalc compare -d 28 -H 256 --cells lstm,gru --equal params --batch 32 --seq-len 50 --bench
+      paramcalc compare -d 512 -H 1024 -L 4 --batch 64 --seq-len 100 --predict --device cuda
+      paramcalc compare --from cpu.json h200.json --plot devices.png
     """
     from ..core.comparison import compare as run_compare
     from ..core.comparison import parse_cells
     from ..errors import ParamcalcError
 
     check_targets(output, plot)
+    if from_files:
+        _merge(ctx, files, fmt, wide, output, plot)
+        return
+    if files:
+        raise ParamcalcError(f"unexpected argument {files[0]!r}: to merge JSON exports, add --from")
+    for key, flag in (("input_size", "'-d' / '--input-size'"), ("hidden_size", "'-H' / '--hidden-size'")):
+        if kw.get(key) is None:
+            raise click.UsageError(f"Missing option {flag}.", ctx)
     if multiple_of is not None and equal != "params":
         raise ParamcalcError("--multiple-of only applies with --equal params")
     cell_list = parse_cells(cells) or []
     workload = workload_from_flags(kw, always=True)
-    timing = timing_from_flags(kw, timed=do_bench, default_min_time=0.2)
+    timing = _timing(kw, do_bench, do_predict)
     spec = template_spec(cell_list, kw)
-    with progress(len(cell_list) if do_bench else 0, "timing", quiet) as advance:
+    with (
+        gemm_progress(quiet) as on_gemm,
+        progress(len(cell_list) if do_bench else 0, "timing", quiet) as advance,
+    ):
         result = run_compare(
             spec,
             cell_list,
             equal=equal,
             workload=workload,
             bench=do_bench,
-            multiple_of=multiple_of or 1,
+            predict=do_predict,
+            multiple_of=1 if multiple_of is None else multiple_of,
             on_row=advance,
+            on_gemm=on_gemm,
             **timing,
         )
     warn_noisy([r.bench for r in result.rows if r.bench is not None])
@@ -173,6 +252,7 @@ def compare(
 @click.option("--dtype", default="fp32", show_default=True, help="fp32, fp16, bf16 or int8.")
 @click.option("--train", is_flag=True, help="Training: backward in FLOPs (and timed with --bench).")
 @timing_options(bench_flag=True)
+@predict_option
 @plot_options
 @output_options
 def sweep(
@@ -182,6 +262,7 @@ def sweep(
     dtype: str,
     train: bool,
     do_bench: bool,
+    do_predict: bool,
     plot: str | None,
     quiet: bool,
     fmt: str,
@@ -197,6 +278,9 @@ def sweep(
     and training memory; with --bench also the measured time, tokens/s, GFLOP/s
     and kernel path, with a progress bar on stderr (not with --quiet or when
     stderr is not a terminal). At most 10,000 configurations, 500 when timing.
+    --predict adds the GEMM-sequence prediction of every row: only the distinct
+    GEMM shapes of the whole sweep are timed (once, cached), with a progress
+    bar, so even 10,000 configurations cost a few dozen GEMM timings.
 
     \b
     Examples:
@@ -204,6 +288,7 @@ def sweep(
       paramcalc sweep -d 28 -H 128,256,512 --batch 64 --seq-len 28 --format github
       paramcalc sweep -d 28 -H 64:512:64 -L 2 --batch 64 --seq-len 28 --bench --plot sweep.png
       paramcalc sweep -d 28 -H 256 --cells lstm --batch 1,8,64 --seq-len 28 --bench --output sweep.csv
+      paramcalc sweep -d 28 -H 64:1024:64 -L 1:4 --batch 64 --seq-len 28 --predict --output sweep.json
     """
     from ..core.comparison import parse_cells, parse_range, sweep_configs
     from ..core.comparison import sweep as run_sweep
@@ -212,7 +297,7 @@ def sweep(
     cell_list = parse_cells(cells) or []
     hs = parse_range(kw.pop("hidden_size"), "hidden sizes")
     layers = kw.pop("num_layers")
-    timing = timing_from_flags(kw, timed=do_bench, default_min_time=0.2)
+    timing = _timing(kw, do_bench, do_predict)
     kw.update(hidden_size=max(hs), num_layers=1)
     spec = template_spec(cell_list, kw)
     ranges: dict[str, Any] = {
@@ -225,9 +310,42 @@ def sweep(
         "mode": "training" if train else "inference",
     }
     n = len(sweep_configs(spec, **ranges, timed=do_bench))
-    with progress(n if do_bench else 0, "timing", quiet) as advance:
-        result = run_sweep(spec, **ranges, bench=do_bench, on_row=advance, **timing)
+    with gemm_progress(quiet) as on_gemm, progress(n if do_bench else 0, "timing", quiet) as advance:
+        result = run_sweep(
+            spec, **ranges, bench=do_bench, predict=do_predict, on_row=advance, on_gemm=on_gemm, **timing
+        )
     warn_noisy([r.bench for r in result.rows if r.bench is not None])
+    emit(result, fmt, output, wide=wide, links=_link(plot, output))
+    if plot:
+        result.plot(plot)
+        click.echo(f"wrote {plot}", err=True)
+
+
+#: compare's parameters that --from leaves alone (the output and plot options).
+_FROM_KEEPS = frozenset({"from_files", "files", "plot", "quiet", "fmt", "wide", "output"})
+
+
+def _merge(
+    ctx: click.Context, files: tuple[str, ...], fmt: str, wide: bool, output: str | None, plot: str | None
+) -> None:
+    """``compare --from FILES``: merge JSON exports into one table (and a bar plot)."""
+    from click.core import ParameterSource
+
+    from ..errors import ParamcalcError
+    from ..timing.merge import merge_files
+
+    given = [
+        p.opts[0] if p.opts else p.name
+        for p in ctx.command.params
+        if p.name not in _FROM_KEEPS
+        and ctx.get_parameter_source(p.name or "")
+        in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    ]
+    if given:
+        raise ParamcalcError(f"--from merges saved results: {', '.join(given)} do not apply")
+    if not files:
+        raise ParamcalcError("--from needs at least one JSON export, e.g. compare --from a.json b.json")
+    result = merge_files(files)
     emit(result, fmt, output, wide=wide, links=_link(plot, output))
     if plot:
         result.plot(plot)

@@ -26,6 +26,7 @@ from .options import (
 @click.pass_context
 def check_cmd(
     ctx: click.Context,
+    /,
     cell: str,
     device: str,
     use_torchinfo: bool,

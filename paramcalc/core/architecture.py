@@ -26,6 +26,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from math import prod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -111,13 +112,9 @@ class Recurrent(Component):
     def __post_init__(self) -> None:
         if not isinstance(self.spec, RecurrentSpec):
             raise ParamcalcError(f"component {self.name!r}: a recurrent component needs a RecurrentSpec")
-        if self.spec.convention != "torch":
-            raise ParamcalcError(
-                f"component {self.name!r}: architectures use the torch convention, got {self.spec.convention}"
-            )
 
-    @property  # type: ignore[override]
-    def kind(self) -> str:  # the cell name: lstm, gru, rnn, ...
+    @property
+    def kind(self) -> str:  # type: ignore[override]  # the cell name: lstm, gru, rnn, ...
         return self.spec.cell
 
     @property
@@ -133,20 +130,10 @@ class Recurrent(Component):
         return s.output_size if s.cell_type.single_step else s.stack_output_size
 
     def tensors(self) -> tuple[TensorFormula, ...]:
-        return tuple(TensorFormula(r.name, r.shape, r.numel, r.formula) for r in count_spec(self.spec).rows)
+        return _recurrent_tensors(self.spec)
 
     def formula(self) -> str:
-        res = count_spec(self.spec)
-        seen: dict[tuple[str, str], int] = {}
-        for f in res.formulas:  # identical layers (k > 0) and directions collapse into "n × ..."
-            seen[(f.symbolic, f.substituted)] = seen.get((f.symbolic, f.substituted), 0) + 1
-        if len(seen) == 1 and next(iter(seen.values())) == 1:
-            (sym, num), _ = next(iter(seen.items()))
-            return f"{sym} = {num}"
-        parts = []
-        for (sym, num), n in seen.items():
-            parts.append(f"{n} × [{sym} = {num}]" if n > 1 else f"[{sym} = {num}]")
-        return " + ".join(parts)
+        return _recurrent_formula(self.spec)
 
     def describe(self) -> str:
         return self.spec.describe()
@@ -154,6 +141,26 @@ class Recurrent(Component):
     @property
     def params(self) -> int:
         return total_params(self.spec)
+
+
+@lru_cache(maxsize=4096)
+def _recurrent_tensors(spec: RecurrentSpec) -> tuple[TensorFormula, ...]:
+    return tuple(TensorFormula(r.name, r.shape, r.numel, r.formula) for r in count_spec(spec).rows)
+
+
+@lru_cache(maxsize=4096)
+def _recurrent_formula(spec: RecurrentSpec) -> str:
+    res = count_spec(spec)
+    seen: dict[tuple[str, str], int] = {}
+    for f in res.formulas:  # identical layers (k > 0) and directions collapse into "n × ..."
+        seen[(f.symbolic, f.substituted)] = seen.get((f.symbolic, f.substituted), 0) + 1
+    if len(seen) == 1 and next(iter(seen.values())) == 1:
+        (sym, num), _ = next(iter(seen.items()))
+        return f"{sym} = {num}"
+    parts = []
+    for (sym, num), n in seen.items():
+        parts.append(f"{n} × [{sym} = {num}]" if n > 1 else f"[{sym} = {num}]")
+    return " + ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -675,6 +682,8 @@ def trace(
                     f"{where}: from = {src!r}: "
                     + ("it comes later; a source must come first" if later else "no such input or component")
                 )
+        incoming: int | None
+        plane: tuple[int, int] | None
         try:
             if isinstance(c, Attention):
                 if len(sources) != 2:
@@ -691,14 +700,14 @@ def trace(
                 incoming, plane = _merged(c.name, w, sources, known)
         except ParamcalcError as exc:
             raise ParamcalcError(f"{where}: {exc}") from None
-        want = c.in_features
-        if want is not None and incoming is not None and want != incoming:
+        expected = c.in_features
+        if expected is not None and incoming is not None and expected != incoming:
             what = (
                 " + ".join(f"{s} ({known[s][0]})" for s in sources) if len(sources) > 1 else repr(sources[0])
             )
             stacked = f" x {w.stack} stacked frames" if w.stack > 1 else ""
             raise ParamcalcError(
-                f"{where}: expects {want} input features but {what}{stacked} gives {incoming}"
+                f"{where}: expects {expected} input features but {what}{stacked} gives {incoming}"
             )
         channels = getattr(c, "in_channels", None) if isinstance(c, (Conv2d, BatchNorm2d)) else None
         if isinstance(c, BatchNorm2d):
@@ -1256,12 +1265,10 @@ def _incoming(
     known: dict[str, tuple[int | None, Any]] = {i.name: (i.size, i.plane) for i in inputs}
     known.update({k: (f.outgoing, f.plane_out) for k, f in flows.items()})
     sources = w.sources or _default_source([c.name for c in components], {i.name: i for i in inputs})
-    if any(src not in known for src in sources):
-        return None, None  # the Architecture names the missing source
-    try:
-        return _merged(name, w, sources, known)
-    except ParamcalcError:
-        return None, None  # reported with the component's name by the Architecture
+    for src in sources:
+        if src not in known:
+            raise ParamcalcError(f"from = {src!r}: no such input or component before this one")
+    return _merged(name, w, sources, known)
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
@@ -1270,7 +1277,8 @@ def _toml_loads(text: str) -> dict[str, Any]:
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
-        return tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
+        return data
     except tomllib.TOMLDecodeError as exc:
         raise ParamcalcError(f"invalid TOML: {exc}") from None
     except RecursionError:

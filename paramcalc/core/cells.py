@@ -32,8 +32,12 @@ from ..errors import ParamcalcError
 if TYPE_CHECKING:  # pragma: no cover
     from .spec import RecurrentSpec
 
-#: Naming presets: whose tensor names (and default bias layout) a spec uses.
-CONVENTIONS = ("torch", "keras")
+#: Naming presets: whose tensor names (and default bias layout) a spec uses. ``onnx`` names the
+#: inputs of ONNX's LSTM/GRU/RNN operators: ``W``, ``R``, ``B`` (both bias vectors), ``P``
+#: (peepholes), each holding both directions (leading dimension).
+CONVENTIONS = ("torch", "keras", "onnx")
+#: ONNX input name of each tensor kind (same-kind tensors are concatenated along the last axis).
+ONNX_NAMES = {"input": "W", "recurrent": "R", "recurrent_diag": "R", "bias": "B", "peephole": "P"}
 #: How a bidirectional layer hands its two directions on (Keras' ``Bidirectional(merge_mode=)``).
 MERGE_MODES = ("concat", "sum", "ave", "mul")
 
@@ -92,9 +96,9 @@ class TensorTemplate:
 
     def present(self, spec: RecurrentSpec) -> bool:
         if self.kind == "bias":
-            return spec.bias_vectors > self.index
+            return (spec.bias_vectors or 0) > self.index
         if self.kind == "peephole":
-            return spec.peephole
+            return bool(spec.peephole)
         if self.kind == "projection":
             return spec.proj_size > 0
         return True
@@ -202,6 +206,8 @@ class CellType:
     display_name: str
     single_step: bool = False
     keras_class: str | None = None
+    #: The ONNX operator of the cell (``LSTM``, ``GRU``, ``RNN``), if ONNX has one.
+    onnx_op: str | None = None
     torch: TorchBinding = field(default_factory=TorchBinding)
     # --- capabilities -------------------------------------------------------------------
     nonlinearity: str = ""
@@ -312,8 +318,14 @@ class CellType:
 
     def layout_note(self, spec: RecurrentSpec) -> str:
         """One sentence naming the convention and bias layout of ``spec`` (shown with every count)."""
-        b = spec.bias_vectors
-        if spec.convention == "keras":
+        b = spec.bias_vectors or 0
+        if spec.convention == "onnx":
+            text = (
+                "ONNX convention: W, R, B (Wb and Rb), P per node, both directions stacked"
+                if b
+                else ("ONNX convention: no B (no biases)")
+            )
+        elif spec.convention == "keras":
             if not b:
                 text = "Keras convention: no biases"
             elif b == 2 and self.reset_after_option and spec.reset_after:
@@ -423,6 +435,7 @@ def _rnn(name: str, act: str, single: bool) -> CellType:
         display_name="RNNCell" if single else "RNN",
         single_step=single,
         keras_class="SimpleRNNCell" if single else "SimpleRNN",
+        onnx_op=None if single else "RNN",
         torch=TorchBinding(
             nn_class="RNNCell" if single else "RNN",
             mode=None if single else mode,
@@ -447,6 +460,7 @@ def _lstm(name: str, single: bool) -> CellType:
         display_name="LSTMCell" if single else "LSTM",
         single_step=single,
         keras_class="LSTMCell" if single else "LSTM",
+        onnx_op=None if single else "LSTM",
         torch=TorchBinding(
             nn_class="LSTMCell" if single else "LSTM",
             mode=None if single else "LSTM",
@@ -471,6 +485,7 @@ def _gru(name: str, single: bool) -> CellType:
         display_name="GRUCell" if single else "GRU",
         single_step=single,
         keras_class="GRUCell" if single else "GRU",
+        onnx_op=None if single else "GRU",
         torch=TorchBinding(
             nn_class="GRUCell" if single else "GRU",
             mode=None if single else "GRU",
@@ -639,10 +654,26 @@ def register_cell(cell: CellType, *, replace_existing: bool = False) -> CellType
         cell = replace(cell, name=key)
     if not replace_existing and (key in CELLS or key in ALIASES):
         raise ParamcalcError(f"cell {key!r} is already registered (pass replace_existing=True)")
+    for alias in map(_key, cell.aliases):
+        taken = alias in CELLS or (alias in ALIASES and ALIASES[alias] != key)
+        if taken:
+            raise ParamcalcError(
+                f"cell {key!r}: the alias {alias!r} already names cell {get_cell(alias).name!r}"
+            )
     CELLS[key] = cell
     for alias in cell.aliases:
         ALIASES[_key(alias)] = key
+    _forget_counts()
     return cell
+
+
+def _forget_counts() -> None:
+    """Drop memoised counts: a cell registered again under a name may have other tensors."""
+    import sys
+
+    params = sys.modules.get("paramcalc.core.params")
+    if params is not None:
+        params._count.cache_clear()
 
 
 def unregister_cell(name: str) -> None:
@@ -651,6 +682,20 @@ def unregister_cell(name: str) -> None:
     del CELLS[key]
     for alias in [a for a, c in ALIASES.items() if c == key]:
         del ALIASES[alias]
+    _forget_counts()
+
+
+def cell_for(framework: str, class_name: str, activation: str | None = None) -> CellType | None:
+    """The registered stack a framework's layer class is (``keras``: ``LSTM``, ``SimpleRNN``, ...;
+    ``onnx``: ``LSTM``, ``GRU``, ``RNN``), the one with that ``activation`` where several share the
+    class (``SimpleRNN(activation="relu")`` is ``rnn_relu``); ``None`` if none is."""
+    attr = {"keras": "keras_class", "onnx": "onnx_op"}[framework]
+    found = [c for c in CELLS.values() if not c.single_step and getattr(c, attr) == class_name]
+    if activation:
+        exact = [c for c in found if c.nonlinearity == activation]
+        if exact:
+            return exact[0]
+    return found[0] if found else None
 
 
 def cells_by_binding() -> Mapping[str, CellType]:

@@ -1,9 +1,11 @@
 """Side-by-side comparison of cell types, and sweeps over ranges of configurations.
 
 Both are pure Python (count, cost model, solve) unless asked to time: then each configuration
-is handed to :func:`paramcalc.timing.benchmark.bench`, which imports torch. Results carry their
-specs and workloads (like torch.utils.benchmark's ``Measurement``) and follow the result
-protocol (``table``/``to_frame``/``render``/``export``/``plot``).
+is handed to :func:`paramcalc.timing.benchmark.bench`, which imports torch. Asked to predict
+(``predict=True``), the configurations go to :func:`paramcalc.timing.predict.predict_many`,
+which times each distinct GEMM shape of all of them once (cached on disk) and builds no model.
+Results carry their specs and workloads (like torch.utils.benchmark's ``Measurement``) and follow
+the result protocol (``table``/``to_frame``/``render``/``export``/``plot``).
 
 ``compare(spec, ..., equal="params")`` keeps the given spec (the reference, first row) as it
 is and gives every other cell the hidden size whose parameter count is closest to the
@@ -33,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
     from ..timing.benchmark import BenchResult
+    from ..timing.predict import PredictResult
 
 #: Most configurations a sweep may have (analytic only), and when every one is timed.
 MAX_CONFIGS = 10_000
@@ -58,6 +61,13 @@ BENCH_COLUMNS = (
     Column("gflop_per_s", "float", unit="GFLOP/s", wide=True),
     Column("kernel", "str"),
 )
+PREDICT_COLUMNS = (
+    Column("predicted_ms", "float", unit="ms", doc="the GEMM-sequence bound (paramcalc predict)"),
+    Column("predicted_tokens_per_s", "float", unit="1/s"),
+)
+RATIO_COLUMN = Column(
+    "measured_over_predicted", "float", doc="time_ms / predicted_ms; empty where the bound does not apply"
+)
 
 
 def _cost_values(c: CostResult) -> tuple[Any, ...]:
@@ -71,7 +81,20 @@ def _bench_values(b: BenchResult | None) -> tuple[Any, ...]:
     return (b.median_s * 1e3, iqr, b.tokens_per_s, b.flop_per_s / 1e9, b.kernel_path)
 
 
-def _environment(b: BenchResult | None) -> list[tuple[str, str]]:
+def _predict_values(p: PredictResult | None) -> tuple[Any, ...]:
+    if p is None:
+        return (None, None)
+    return (p.seconds * 1e3, p.tokens_per_s)
+
+
+def _ratio(b: BenchResult | None, p: PredictResult | None) -> float | None:
+    """Measured / predicted time, ``None`` where either is missing or the bound does not apply."""
+    if b is None or p is None or not p.bound_applies:
+        return None
+    return b.median_s / p.seconds
+
+
+def _environment(b: BenchResult | PredictResult | None) -> list[tuple[str, str]]:
     if b is None:
         return []
     return [
@@ -79,6 +102,37 @@ def _environment(b: BenchResult | None) -> list[tuple[str, str]]:
         ("threads", str(b.threads)),
         ("torch", b.torch_version),
     ]
+
+
+def _run_record(spec: RecurrentSpec, w: Workload, b: BenchResult | None, p: PredictResult | None) -> Any:
+    """One entry of the JSON export's ``runs`` (what ``compare --from`` reads back)."""
+    from ..timing.predict import run_record
+
+    env = b.environment() if b is not None else p.environment()  # type: ignore[union-attr]
+    return run_record(
+        spec,
+        w,
+        env,
+        measured=None if b is None else b.times,
+        iqr_s=None if b is None else b.iqr_s,
+        predicted_s=None if p is None else p.seconds,
+        kernel=None if b is None else b.kernel_path,
+        bound_applies=None if p is None else p.bound_applies,
+    )
+
+
+def _predict_notes(preds: Sequence[PredictResult]) -> list[str]:
+    if not preds:
+        return []
+    from ..timing.predict import MODEL_NOTE
+
+    out = [MODEL_NOTE]
+    out += sorted({p.fused + "; no measured/predicted ratio" for p in preds if p.fused})
+    tiled = sum(1 for p in preds if any(g.tiles for g in p.gemms))
+    if tiled:
+        out.append(f"{tiled} prediction(s) timed GEMMs too large to allocate as tiles with the same MACs")
+    out += sorted({n for p in preds for n in p.cache_notes})
+    return out
 
 
 def _noise_notes(benches: Sequence[BenchResult]) -> list[str]:
@@ -117,6 +171,7 @@ class CompareRow:
     params: int
     cost: CostResult
     bench: BenchResult | None = None
+    prediction: PredictResult | None = None
 
 
 class _Plotted(Result):
@@ -151,6 +206,10 @@ class CompareResult(_Plotted):
     def benched(self) -> bool:
         return all(r.bench is not None for r in self.rows)
 
+    @property
+    def predicted(self) -> bool:
+        return all(r.prediction is not None for r in self.rows)
+
     def _columns(self) -> tuple[Column, ...]:
         cols = [Column("cell", "str"), Column("hidden_size"), Column("params")]
         if self.equal == "params":
@@ -158,6 +217,10 @@ class CompareResult(_Plotted):
         cols += COST_COLUMNS
         if self.benched:
             cols += [*BENCH_COLUMNS, Column("time_vs_first", "float")]
+        if self.predicted:
+            cols += PREDICT_COLUMNS
+        if self.benched and self.predicted:
+            cols.append(RATIO_COLUMN)
         return tuple(cols)
 
     def _table(self, view: str) -> Table:
@@ -171,6 +234,10 @@ class CompareResult(_Plotted):
             if self.benched:
                 assert r.bench is not None and first.bench is not None
                 row += [*_bench_values(r.bench), r.bench.median_s / first.bench.median_s]
+            if self.predicted:
+                row += _predict_values(r.prediction)
+            if self.benched and self.predicted:
+                row.append(_ratio(r.bench, r.prediction))
             out.append(tuple(row))
         return Table(self._columns(), tuple(out))
 
@@ -185,7 +252,9 @@ class CompareResult(_Plotted):
         if spec.bidirectional:
             parts.append("bidirectional")
         parts.append(w.describe())
-        if self.equal == "hidden":
+        if self.equal == "hidden" and len({r.spec.hidden_size for r in self.rows}) > 1:
+            parts.append("hidden sizes as given")
+        elif self.equal == "hidden":
             parts.append(f"equal hidden size {spec.hidden_size}")
         else:
             parts.append(f"equal parameters: {self.rows[0].params:,} ({spec.cell})")
@@ -206,6 +275,15 @@ class CompareResult(_Plotted):
             )
             out += _noise_notes([r.bench for r in self.rows if r.bench is not None])
             out += sorted({r.bench.timed_as for r in self.rows if r.bench is not None and r.bench.timed_as})
+        if self.predicted:
+            p = self.rows[0].prediction
+            assert p is not None
+            if not self.benched:
+                out.append(
+                    f"predicted for {p.device} ({p.device_name}), {p.threads} threads, "
+                    f"torch {p.torch_version}"
+                )
+            out += _predict_notes([r.prediction for r in self.rows if r.prediction is not None])
         return out
 
     def meta(self) -> dict[str, Any]:
@@ -217,9 +295,15 @@ class CompareResult(_Plotted):
             "workload": self.workload.to_dict(),
             "cost_convention": self.rows[0].cost.convention,
         }
-        b = self.rows[0].bench
+        b = self.rows[0].bench or self.rows[0].prediction
         if b is not None:
             meta.update(b.environment())
+        if self.benched or self.predicted:
+            from ..timing.merge import RUNS_SCHEMA
+
+            meta["result"] = "compare"
+            meta["runs_schema"] = RUNS_SCHEMA
+            meta["runs"] = [_run_record(r.spec, self.workload, r.bench, r.prediction) for r in self.rows]
         return meta
 
     def context(self) -> list[tuple[str, str]]:
@@ -247,7 +331,7 @@ class CompareResult(_Plotted):
                 "time steps per second",
             ),
         ]
-        return ctx + _environment(self.rows[0].bench)
+        return ctx + _environment(self.rows[0].bench or self.rows[0].prediction)
 
 
 def _specs_for(spec: Any, cells: Sequence[str] | None) -> list[RecurrentSpec]:
@@ -311,6 +395,10 @@ def compare(
     seed: int = 0,
     multiple_of: int = 1,
     on_row: Callable[[CompareRow], None] | None = None,
+    predict: bool = False,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    on_gemm: Callable[[int, int], None] | None = None,
 ) -> CompareResult:
     """Compare cell types built like ``spec``, for one workload; ``spec`` itself is the first row.
 
@@ -319,7 +407,10 @@ def compare(
     cell has one) or an explicit list of specs. ``cells`` defaults to the spec's own cell and
     the classic RNN, LSTM, GRU. ``equal="params"`` resizes every cell after the first to the
     first one's parameter count. With ``bench=True`` each row is timed on ``device`` (see
-    :func:`paramcalc.timing.benchmark.bench`); memory is checked for every row first.
+    :func:`paramcalc.timing.benchmark.bench`); memory is checked for every row first. With
+    ``predict=True`` each row is also predicted by the GEMM-sequence bound (only the distinct
+    GEMM shapes of all rows are timed, once, cached unless ``cache=False``; ``on_gemm(done,
+    total)`` after each: a progress bar); with both, the table has measured/predicted.
 
     >>> import paramcalc as pc
     >>> r = pc.compare(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), equal="params")
@@ -335,18 +426,34 @@ def compare(
         check_threads(threads)
         check_min_run_time(min_run_time)
         _memory_checked(((s, w) for s in specs), device)
+    preds: list[Any] = [None] * len(specs)
+    if predict:
+        from ..timing.predict import predict_many
+
+        preds = list(
+            predict_many(
+                [(s, w) for s in specs],
+                device,
+                threads=threads,
+                cache=cache,
+                cache_dir=cache_dir,
+                on_timed=on_gemm,
+            )
+        )
     rows = []
-    for s, c in zip(specs, costs, strict=True):
+    for s, c, p in zip(specs, costs, preds, strict=True):
         b = None
         if bench:
             from ..timing.benchmark import bench as run_bench
 
-            b = run_bench(s, w, device=device, threads=threads, min_run_time=min_run_time, seed=seed)
-        row = CompareRow(s, total_params(s), c, b)
+            b = run_bench(
+                s, w, device=device, threads=threads, min_run_time=min_run_time, seed=seed, predict=False
+            )
+        row = CompareRow(s, total_params(s), c, b, p)
         rows.append(row)
         if on_row is not None:
             on_row(row)
-    return CompareResult(tuple(rows), w, equal, device if bench else None)
+    return CompareResult(tuple(rows), w, equal, device if bench or predict else None)
 
 
 # --- ranges --------------------------------------------------------------------------------
@@ -451,6 +558,7 @@ class SweepRow:
     params: int
     cost: CostResult
     bench: BenchResult | None = None
+    prediction: PredictResult | None = None
 
 
 SWEEP_COLUMNS = (
@@ -488,15 +596,33 @@ class SweepResult(_Plotted):
     def benched(self) -> bool:
         return bool(self.rows) and all(r.bench is not None for r in self.rows)
 
+    @property
+    def predicted(self) -> bool:
+        return bool(self.rows) and all(r.prediction is not None for r in self.rows)
+
     def _table(self, view: str) -> Table:
         cols = SWEEP_COLUMNS + (BENCH_COLUMNS if self.benched else ())
+        cols += PREDICT_COLUMNS if self.predicted else ()
+        cols += (RATIO_COLUMN,) if self.benched and self.predicted else ()
         out = []
         for r in self.rows:
             s, w = r.spec, r.workload
-            row = (s.cell, s.input_size, s.hidden_size, s.num_layers, w.batch, w.seq_len, r.params)
+            row: tuple[Any, ...] = (
+                s.cell,
+                s.input_size,
+                s.hidden_size,
+                s.num_layers,
+                w.batch,
+                w.seq_len,
+                r.params,
+            )
             row += (*_cost_values(r.cost), r.cost.flops)
             if self.benched:
                 row += _bench_values(r.bench)
+            if self.predicted:
+                row += _predict_values(r.prediction)
+            if self.benched and self.predicted:
+                row += (_ratio(r.bench, r.prediction),)
             out.append(row)
         return Table(cols, tuple(out))
 
@@ -504,11 +630,12 @@ class SweepResult(_Plotted):
         """What the rows share: input size, and layers, batch, seq_len when they do not vary."""
         t = self.template
         parts = [f"sweep: {len(self.rows):,} configurations", f"d={t.input_size}"]
-        for fmt, get in (
+        shared: tuple[tuple[str, Callable[[SweepRow], int]], ...] = (
             ("L={}", lambda r: r.spec.num_layers),
             ("batch {}", lambda r: r.workload.batch),
             ("seq_len {}", lambda r: r.workload.seq_len),
-        ):
+        )
+        for fmt, get in shared:
             values = {get(r) for r in self.rows}
             if len(values) == 1:
                 parts.append(fmt.format(values.pop()))
@@ -520,6 +647,9 @@ class SweepResult(_Plotted):
             b = self.rows[0].bench
             if b is not None:
                 parts.append(f"timed on {b.device} ({b.threads} threads)")
+            p = self.rows[0].prediction
+            if p is not None:
+                parts.append(f"predicted for {p.device} ({p.threads} threads)")
         return ", ".join(parts)
 
     def headline(self) -> str:
@@ -530,6 +660,7 @@ class SweepResult(_Plotted):
             return []
         out = [f"FLOPs: {self.rows[0].cost.convention}"]
         out += _noise_notes([r.bench for r in self.rows if r.bench is not None])
+        out += _predict_notes([r.prediction for r in self.rows if r.prediction is not None])
         return out
 
     def meta(self) -> dict[str, Any]:
@@ -538,13 +669,20 @@ class SweepResult(_Plotted):
             meta["cost_convention"] = self.rows[0].cost.convention
             w = self.rows[0].workload
             meta["dtype"], meta["mode"] = w.dtype, w.mode
-            b = self.rows[0].bench
+            b = self.rows[0].bench or self.rows[0].prediction
             if b is not None:
                 meta.update(b.environment())
+        if self.benched or self.predicted:
+            from ..timing.merge import RUNS_SCHEMA
+
+            meta["result"] = "sweep"
+            meta["runs_schema"] = RUNS_SCHEMA
+            meta["runs"] = [_run_record(r.spec, r.workload, r.bench, r.prediction) for r in self.rows]
         return meta
 
     def context(self) -> list[tuple[str, str]]:
-        return [("sweep", self.title())] + (_environment(self.rows[0].bench) if self.rows else [])
+        env = _environment(self.rows[0].bench or self.rows[0].prediction) if self.rows else []
+        return [("sweep", self.title()), *env]
 
 
 def sweep_configs(
@@ -580,9 +718,14 @@ def sweep_configs(
         base = retarget(spec, name)
         # A single-step cell (lstm_cell, ...) has exactly one layer: the layers range does not apply.
         layers = (1,) if base.cell_type.single_step else ls
+        if base.proj_size and min(hs) <= base.proj_size:
+            raise ParamcalcError(
+                f"hidden size {min(hs)} is not larger than proj_size {base.proj_size} "
+                f"(an LSTM's projection must be smaller than its hidden size): start the range above it"
+            )
         for h in hs:
             for n_layers in layers:
-                s = base.replace(hidden_size=max(h, base.proj_size + 1), num_layers=n_layers)
+                s = base.replace(hidden_size=h, num_layers=n_layers)
                 for b in bs:
                     for t in ts:
                         configs.append((s, Workload(batch=b, seq_len=t, dtype=dtype, mode=mode)))
@@ -605,6 +748,10 @@ def sweep(
     min_run_time: float = DEFAULT_MIN_RUN_TIME,
     seed: int = 0,
     on_row: Callable[[SweepRow], None] | None = None,
+    predict: bool = False,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    on_gemm: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
     """Every combination of cells, hidden sizes, layers, batch sizes and sequence lengths.
 
@@ -614,6 +761,9 @@ def sweep(
     objects or sequences of ints. At most :data:`MAX_CONFIGS` configurations
     (:data:`MAX_TIMED_CONFIGS` when timing); ``on_row`` is called after each one (a progress
     bar). When timing, the memory of every configuration is checked before the first is timed.
+    With ``predict=True`` every configuration is predicted by the GEMM-sequence bound: the
+    distinct GEMM shapes of the whole sweep are timed once (``on_gemm(done, total)`` after
+    each), so a 1,000-configuration sweep times only the shapes it has, not 1,000 models.
 
     >>> import paramcalc as pc
     >>> r = pc.sweep(pc.RecurrentSpec("lstm", 28, 256), cells="rnn,lstm", hidden_sizes="64:128:64")
@@ -638,15 +788,24 @@ def sweep(
         check_threads(threads)
         check_min_run_time(min_run_time)
         _memory_checked(configs, device)
+    preds: list[Any] = [None] * len(configs)
+    if predict:
+        from ..timing.predict import predict_many
+
+        preds = list(
+            predict_many(configs, device, threads=threads, cache=cache, cache_dir=cache_dir, on_timed=on_gemm)
+        )
     rows = []
-    for (s, w), c in zip(configs, costs, strict=True):
+    for (s, w), c, p in zip(configs, costs, preds, strict=True):
         b_res = None
         if bench:
             from ..timing.benchmark import bench as run_bench
 
-            b_res = run_bench(s, w, device=device, threads=threads, min_run_time=min_run_time, seed=seed)
-        row = SweepRow(s, w, total_params(s), c, b_res)
+            b_res = run_bench(
+                s, w, device=device, threads=threads, min_run_time=min_run_time, seed=seed, predict=False
+            )
+        row = SweepRow(s, w, total_params(s), c, b_res, p)
         rows.append(row)
         if on_row is not None:
             on_row(row)
-    return SweepResult(tuple(rows), as_spec(spec, "sweep"), device if bench else None)
+    return SweepResult(tuple(rows), as_spec(spec, "sweep"), device if bench or predict else None)

@@ -278,8 +278,8 @@ MEMORY_COLUMNS = (
     Column("assumption", "str", wide=True),
 )
 TOTAL_COLUMNS = (
-    Column("spec", "str"),
-    Column("workload", "str"),
+    Column("spec", "str", wide=True),
+    Column("workload", "str", wide=True),
     Column("macs_per_step"),
     Column("macs"),
     Column("flops"),
@@ -434,9 +434,8 @@ class CostResult(Result):
             ),
             f"critical path: {self.critical_path_steps:,} dependent steps ({chain}), {each}"
             + ("" if s.cell_type.single_step else f"; {self.layerwise_steps:,} steps run layer by layer"),
-            f"memory ({wl.dtype}): parameters {_bytes(self.param_bytes)}, "
-            f"inference working set {_bytes(self.inference_bytes)}, "
-            f"training with Adam {_bytes(self.training_bytes)}",
+            f"memory ({wl.dtype}, peak of one call on a CPU): parameters {_bytes(self.param_bytes)}, "
+            f"inference {_bytes(self.inference_bytes)}, training with Adam {_bytes(self.training_bytes)}",
         ]
         return lines
 
@@ -675,8 +674,15 @@ def cost(
     params = total_params(spec)
     param_bytes = params * nb
     inference = memory_model(spec, replace(wl, mode="inference"))
-    training = memory_model(spec, replace(wl, mode="training"), optimizer="adam")
-    activation_bytes = training.bytes_of("kept")
+    if wl.dtype == "int8":
+        # int8 is inference-only: the training figures are the fp16 model's at one byte an element
+        half = memory_model(spec, replace(wl, mode="training", dtype="fp16"), optimizer="adam")
+        activation_bytes = half.bytes_of("kept") // 2
+        training_bytes = (half.peak_bytes + half.optimizer_bytes) // 2
+    else:
+        training = memory_model(spec, replace(wl, mode="training"), optimizer="adam")
+        activation_bytes = training.bytes_of("kept")
+        training_bytes = training.peak_bytes + training.optimizer_bytes
     steps, nl = wl.steps, spec.num_layers
     critical = nl * steps if spec.bidirectional else steps + nl - 1
     if ct.single_step:
@@ -698,7 +704,7 @@ def cost(
         optimizer_bytes=2 * param_bytes,
         state_bytes=state_per_seq * b * nb,
         activation_bytes=activation_bytes,
-        training_bytes=training.peak_bytes + training.optimizer_bytes,
+        training_bytes=training_bytes,
         inference_bytes=inference.peak_bytes,
         critical_path_steps=critical,
         layerwise_steps=nl * steps,

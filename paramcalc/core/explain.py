@@ -68,9 +68,7 @@ class Explanation(Result):
     rows: tuple[ExplainRow, ...]
 
     def _table(self, view: str) -> Table:
-        return Table(
-            EXPLAIN_COLUMNS, tuple((r.tensor, r.shape, r.numel, r.term, r.why) for r in self.rows)
-        )
+        return Table(EXPLAIN_COLUMNS, tuple((r.tensor, r.shape, r.numel, r.term, r.why) for r in self.rows))
 
     def title(self) -> str:
         ct = self.spec.cell_type

@@ -14,20 +14,33 @@ from ..errors import ParamcalcError
 
 
 def check_regular_file(path: str | os.PathLike[str], what: str = "file") -> Path:
-    """``path`` if it is a readable regular file; else one line (missing, folder, FIFO, device)."""
-    p = Path(path)
+    """``path`` if it is a readable regular file; else one line (missing, folder, FIFO, device).
+
+    Uses ``os.stat`` (which follows symlinks and never blocks) before anything opens the path.
+    """
+    p = Path(os.fspath(path))
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        raise ParamcalcError(f"{p}: no such file") from None
+        raise ParamcalcError(f"cannot read {p}: no such file") from None
     except OSError as exc:
-        raise ParamcalcError(f"{p}: cannot read: {exc.strerror}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ParamcalcError(f"{p}: is a folder, not a {what}")
-    if not stat.S_ISREG(st.st_mode):
-        raise ParamcalcError(f"{p}: not a regular file (a FIFO, socket or device is not a {what})")
+        raise ParamcalcError(f"cannot read {p}: {exc.strerror or exc}") from None
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        raise ParamcalcError(f"cannot read {p}: it is a folder, not a {what}")
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a special file"
+        )
+        raise ParamcalcError(f"cannot read {p}: it is {kind}; only regular files are read")
     if not os.access(p, os.R_OK):
-        raise ParamcalcError(f"{p}: cannot read: permission denied")
+        raise ParamcalcError(f"cannot read {p}: permission denied")
     return p
 
 
@@ -38,10 +51,10 @@ def read_text(path: str | os.PathLike[str], max_bytes: int, what: str = "file") 
         with open(p, "rb") as fh:
             data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise ParamcalcError(f"{p}: cannot read: {exc.strerror}") from None
+        raise ParamcalcError(f"cannot read {p}: {exc.strerror}") from None
     if len(data) > max_bytes:
-        raise ParamcalcError(f"{p}: larger than {max_bytes:,} bytes: not a {what}")
+        raise ParamcalcError(f"cannot read {p}: larger than {max_bytes:,} bytes, so not a {what}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ParamcalcError(f"{p}: not UTF-8 text, so not a {what}") from None
+        raise ParamcalcError(f"cannot read {p}: not UTF-8 text, so not a {what}") from None

@@ -51,7 +51,7 @@ workspace) are estimates that were not measured: ``docs/memory.md``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -367,10 +367,10 @@ def _resident(c: _Ctx, states_saved: bool = False) -> list[MemoryTerm]:
     return terms
 
 
-def _grads(c: _Ctx, from_layer: int, grad_bytes: int) -> MemoryTerm | None:
+def _grads(c: _Ctx, from_layer: int, grad_bytes: int) -> MemoryTerm:
     """Parameter gradients of layers ``from_layer..L-1`` (set_to_none: none before backward)."""
     if from_layer >= c.layers:
-        return None
+        return MemoryTerm("parameter gradients", 0, "peak", "none yet", 0)
     dirs = c.dirs
     elements = sum(dirs * layer_params(c.spec, layer) for layer in range(from_layer, c.layers))
     which = "every layer" if from_layer == 0 else f"layers {from_layer}..{c.layers - 1}"
@@ -383,10 +383,10 @@ def _grads(c: _Ctx, from_layer: int, grad_bytes: int) -> MemoryTerm | None:
     )
 
 
-def _best(phases: Iterable[tuple[str, list[MemoryTerm | None]]]) -> tuple[str, list[MemoryTerm]]:
+def _best(phases: Iterable[tuple[str, Sequence[MemoryTerm]]]) -> tuple[str, list[MemoryTerm]]:
     best: tuple[str, list[MemoryTerm]] | None = None
     for name, terms in phases:
-        kept = [t for t in terms if t is not None and t.bytes > 0]
+        kept = [t for t in terms if t.bytes > 0]
         if best is None or sum(t.bytes for t in kept) > sum(t.bytes for t in best[1]):
             best = (name, kept)
     assert best is not None
@@ -784,7 +784,7 @@ def _fused_cell(c: _Ctx) -> tuple[str, list[MemoryTerm]]:
             )
         )
         terms.append(_grads(c, 0, nb))
-    return ("backward" if c.wl.training else "forward", [t for t in terms if t is not None])
+    return ("backward" if c.wl.training else "forward", [t for t in terms if t.bytes > 0])
 
 
 def largest_block(spec: RecurrentSpec, workload: Workload) -> int:

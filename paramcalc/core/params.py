@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from math import prod
 from typing import Any
 
 from ..results.base import Result
 from ..results.table import Column, Table
-from .cells import Dims, TensorTemplate
+from .cells import ONNX_NAMES, Dims, TensorTemplate
 from .spec import RecurrentSpec
 
 DIRECTIONS = ("forward", "reverse")
@@ -43,7 +44,7 @@ TENSOR_COLUMNS = (
 LAYER_COLUMNS = (
     Column("layer"),
     Column("direction", "str"),
-    Column("input_size"),
+    Column("input_size", wide=True),
     Column("formula", "str"),
     Column("substituted", "str"),
     Column("params"),
@@ -159,8 +160,30 @@ def _names(spec: RecurrentSpec, layer: int, direction: int, keras: bool) -> str:
     return f"_l{layer}" + ("_reverse" if direction else "")
 
 
+def _onnx_tensors(spec: RecurrentSpec, layer: int, direction: int) -> Iterator[TensorRow]:
+    """ONNX's operator inputs: one ``W``, ``R``, ``B``, ``P`` per layer holding both directions."""
+    if direction:
+        return  # the reverse direction is the second row of each tensor
+    dm = dims(spec, layer)
+    nd = spec.num_directions
+    suffix = f"_l{layer}" if spec.num_layers > 1 else ""
+    templates = spec.cell_type.templates_for(spec)
+    for kind, name in ONNX_NAMES.items():
+        same = [t for t in templates if t.kind == kind]
+        if not same:
+            continue
+        first = same[0].shape(dm)
+        last = sum(t.shape(dm)[-1] if len(first) == 1 else 0 for t in same) if len(first) == 1 else None
+        shape = (nd, last) if last is not None else (nd, *first)
+        formula = _tensor_formula(spec, layer, same[0], dm, len(same) * nd)
+        yield TensorRow(name + suffix, shape, prod(shape), layer, "both", name, same[0].gemm, formula)
+
+
 def layer_tensors(spec: RecurrentSpec, layer: int, direction: int) -> Iterator[TensorRow]:
     """The tensors of one layer and direction, in the order the module registers them."""
+    if spec.convention == "onnx":
+        yield from _onnx_tensors(spec, layer, direction)
+        return
     keras = spec.convention == "keras"
     dm = dims(spec, layer)
     suffix = _names(spec, layer, direction, keras)
@@ -276,21 +299,30 @@ class CountResult(Result):
 
 
 def count(spec: RecurrentSpec) -> CountResult:
-    """Count every parameter tensor of ``spec`` with its closed-form formula."""
+    """Count every parameter tensor of ``spec`` with its closed-form formula.
+
+    Results are memoised by spec (they are immutable), so a model with many identical layers
+    is counted once per distinct layer.
+    """
     from .coerce import as_spec
 
-    spec = as_spec(spec, "count")
+    return _count(as_spec(spec, "count"))
+
+
+@lru_cache(maxsize=4096)
+def _count(spec: RecurrentSpec) -> CountResult:
     rows: list[TensorRow] = []
     formulas: list[LayerFormula] = []
     for layer in range(spec.num_layers):
         sym, num = formula(spec, layer)
         n = layer_params(spec, layer)
+        layer_rows: list[TensorRow] = []
         for direction in range(spec.num_directions):
-            layer_rows = list(layer_tensors(spec, layer, direction))
-            assert sum(r.numel for r in layer_rows) == n  # the formula and the tensors agree
-            rows.extend(layer_rows)
+            layer_rows += layer_tensors(spec, layer, direction)
             formulas.append(
                 LayerFormula(layer, DIRECTIONS[direction], spec.layer_input_size(layer), sym, num, n)
             )
+        assert sum(r.numel for r in layer_rows) == n * spec.num_directions  # formula and tensors agree
+        rows.extend(layer_rows)
     total = sum(f.params for f in formulas)
     return CountResult(spec, tuple(rows), tuple(formulas), total)

@@ -21,7 +21,9 @@ from .params import total_params
 from .spec import MAX_SIZE, RecurrentSpec
 
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
-_BUDGET_RE = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]*)?)(?:e([+-]?[0-9]+))?\s*([kmgbt]?)\s*$", re.I)
+_BUDGET_RE = re.compile(
+    r"^\s*((?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9][0-9_]*)(?:\.[0-9]*)?)(?:e([+-]?[0-9]+))?\s*([kmgbt]?)\s*$", re.I
+)
 #: Largest budget accepted: far above any model (a 2**31-wide, 10,000-layer stack has ~10**23).
 MAX_COUNT = 10**30
 #: Longest text a count is parsed from (a typo of 5,000 digits is refused before conversion).
@@ -244,7 +246,7 @@ def retarget(spec: RecurrentSpec, cell: str) -> RecurrentSpec:
         changes["proj_size"] = 0
     if not ct.reset_after_option:
         changes["reset_after"] = True
-    default_b = spec.replace(bias_vectors=None).bias_vectors if spec.bias else 0
+    default_b = spec.default_bias_vectors
     if spec.bias_vectors != default_b and spec.bias_vectors in ct.bias_vectors_allowed:
         changes["bias_vectors"] = spec.bias_vectors
     if spec.peephole != old.default_peephole and ct.peephole_gates:

@@ -23,6 +23,8 @@ MAX_LAYERS = 10_000
 
 def check_size(name: str, value: Any, *, minimum: int = 1, maximum: int = MAX_SIZE) -> int:
     """Return ``value`` if it is an int in ``[minimum, maximum]``, else raise a one-line error."""
+    if type(value) is int and minimum <= value <= maximum:
+        return value  # the common case, first
     if isinstance(value, bool) or not isinstance(value, int):
         # Accept integral floats such as 256.0 only if they are exact.
         if isinstance(value, float) and value.is_integer() and abs(value) <= 2**63:
@@ -36,7 +38,7 @@ def check_size(name: str, value: Any, *, minimum: int = 1, maximum: int = MAX_SI
         raise ParamcalcError(f"{name} must be {rule}, got {_short(value)}")
     if value > maximum:
         raise ParamcalcError(f"{name} must be at most {maximum:,}, got {_short(value)}")
-    return value
+    return int(value)
 
 
 def _short(value: int) -> str:
@@ -128,12 +130,7 @@ class RecurrentSpec:
 
         # bias vectors per gate block
         if self.bias_vectors is None:
-            if not self.bias:
-                b = 0
-            elif conv == "keras":
-                b = 2 if (ct.reset_after_option and self.reset_after) else 1
-            else:
-                b = ct.default_bias_vectors
+            b = default_bias_vectors(ct, conv, self.bias, self.reset_after)
         else:
             b = check_size("bias_vectors", self.bias_vectors, minimum=0, maximum=2)
             if not self.bias and b:
@@ -144,10 +141,19 @@ class RecurrentSpec:
         set_(self, "bias_vectors", b)
         set_(self, "bias", b > 0)
 
+        if conv == "onnx":
+            if ct.single_step or not ct.onnx_op:
+                raise ParamcalcError(
+                    f"the onnx convention names ONNX's LSTM/GRU/RNN operators: {ct.name} has none"
+                )
+            if b == 1:
+                raise ParamcalcError("ONNX's B holds both bias vectors (Wb and Rb): use 0 or 2 bias vectors")
         if self.proj_size:
             if not ct.projection:
                 with_proj = ", ".join(c.name for c in _cells_with("projection"))
                 raise ParamcalcError(f"proj_size is only supported for {with_proj}, not {ct.name}")
+            if conv == "onnx":
+                raise ParamcalcError("proj_size has no ONNX equivalent: ONNX's LSTM has no projection")
             if conv == "keras":
                 raise ParamcalcError(
                     "proj_size has no Keras equivalent: Keras' LSTM has no projection "
@@ -160,6 +166,11 @@ class RecurrentSpec:
                 )
 
     # -- derived quantities -------------------------------------------------------------
+    @property
+    def default_bias_vectors(self) -> int:
+        """Bias vectors per gate block the convention gives this cell when none is asked for."""
+        return default_bias_vectors(self.cell_type, self.convention, self.bias, self.reset_after)
+
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
@@ -211,7 +222,7 @@ class RecurrentSpec:
             args.append(f"num_layers={self.num_layers}")
         if self.bidirectional:
             args.append("bidirectional=True")
-        default_b = self.replace(bias_vectors=None).bias_vectors if self.bias else 0
+        default_b = self.default_bias_vectors
         if not self.bias:
             args.append("bias=False")
         elif self.bias_vectors != default_b:
@@ -227,7 +238,19 @@ class RecurrentSpec:
         if ct.reset_after_option and (self.convention == "keras" or not self.reset_after):
             args.append(f"reset_after={self.reset_after}")
         label = f"{self.display_class}({', '.join(args)})"
-        return f"keras {label}" if self.convention == "keras" else label
+        return label if self.convention == "torch" else f"{self.convention} {label}"
+
+
+def default_bias_vectors(ct: CellType, convention: str, bias: bool, reset_after: bool) -> int:
+    """The preset: PyTorch's layout (the cell's default), Keras' (one; two for a reset-after GRU)
+    or ONNX's (two, Wb and Rb); none without bias."""
+    if not bias:
+        return 0
+    if convention == "keras":
+        return 2 if (ct.reset_after_option and reset_after) else 1
+    if convention == "onnx":
+        return 2
+    return ct.default_bias_vectors
 
 
 def _cells_with(attr: str) -> list[CellType]:

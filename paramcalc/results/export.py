@@ -8,7 +8,9 @@ Suffixes: ``.csv`` and ``.json`` (standard library writers: exact integers of an
   the target; on any failure, or SIGTERM, the temporary file is removed and the target is left
   as it was. A target that is a symbolic link is written through: the link stays.
 * **lossless**: integers beyond int64 (parquet) or beyond 2**53 (Excel stores numbers as
-  doubles) are written as decimal text, and a note says which columns.
+  doubles) are written as decimal text, and a note says which columns: in the file (parquet's
+  schema metadata holds the result's meta and notes; an Excel file gets a ``notes`` sheet) and
+  on stderr from the CLI.
 * **safe**: a text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
   prefixed with ``'`` in ``.csv`` and ``.xlsx`` so no spreadsheet runs it as a formula; control
   characters and lone surrogates are written escaped (``\\x1b``), never raw.
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParamcalcError
+from ..errors import ParamcalcError, Terminated
 from .render import cell_text, raw_value, safe_text
 from .table import INT64_MAX, Table
 
@@ -62,14 +64,26 @@ def check_target(path: str | os.PathLike[str], suffixes: Sequence[str], verb: st
     name the file system takes, not a folder. Returns the path (through a symlink: the file it
     points to) and its lower-case suffix; raises one line starting ``cannot {verb} 'PATH'``."""
     given = Path(path)
-    where = f"cannot {verb} {safe_text(str(given))!r}"
+    shown = safe_text(str(given))
+    if len(shown) > 100:
+        shown = f"{shown[:50]}...{shown[-40:]}"
+    where = f"cannot {verb} {shown!r}"
     suffix = given.suffix.lower()
     if suffix not in suffixes:
         raise ParamcalcError(
             f"{where}: unknown suffix {safe_text(suffix) or '(none)'!r}, "
             f"expected one of {', '.join(suffixes)}"
         )
-    target = Path(os.path.realpath(given)) if given.is_symlink() else given
+    try:
+        name_max = os.pathconf(given.parent if str(given.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    if len(given.name.encode("utf-8", "surrogateescape")) > name_max:
+        raise ParamcalcError(f"{where}: the file name is longer than {name_max} bytes")
+    try:
+        target = Path(os.path.realpath(given)) if given.is_symlink() else given
+    except OSError as exc:
+        raise ParamcalcError(f"{where}: {exc.strerror}") from None
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise ParamcalcError(f"{where}: folder {safe_text(str(folder))!r} does not exist")
@@ -77,17 +91,25 @@ def check_target(path: str | os.PathLike[str], suffixes: Sequence[str], verb: st
         raise ParamcalcError(f"{where}: it is a folder")
     if target.exists() and not target.is_file():
         raise ParamcalcError(f"{where}: it is not a regular file")
-    try:
-        name_max = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):
-        name_max = 255
-    if len(target.name.encode("utf-8", "surrogateescape")) > name_max:
-        raise ParamcalcError(f"{where}: the file name is longer than {name_max} bytes")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ParamcalcError(f"{where}: folder {safe_text(str(folder))!r} is not writable")
     if target.exists() and not os.access(target, os.W_OK):
         raise ParamcalcError(f"{where}: the file is read-only")
+    _probe(folder, where)
     return target, suffix
+
+
+def _probe(folder: Path, where: str) -> None:
+    """Create and remove a file in ``folder``: the real test of writability (root, read-only
+    mounts, pseudo file systems), before any work is done."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".paramcalc-probe-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ParamcalcError(
+            f"{where}: cannot create a file in {safe_text(str(folder))!r}: {exc.strerror}"
+        ) from None
+    os.close(fd)
+    _unlink(tmp)
 
 
 def check_export_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
@@ -105,13 +127,6 @@ def check_export_target(path: str | os.PathLike[str]) -> tuple[Path, str]:
 
 
 # --- atomic writes -----------------------------------------------------------------------------
-
-
-class Terminated(SystemExit):
-    """Raised in the main thread when SIGTERM arrives during a write (exit status 143)."""
-
-    def __init__(self) -> None:
-        super().__init__(143)
 
 
 @contextlib.contextmanager
@@ -308,10 +323,10 @@ def _html(table: Table, doc: Document) -> str:
 def _latex(table: Table) -> str:
     from tabulate import tabulate
 
-    return (
-        tabulate(_display_rows(table), headers=table.names, tablefmt="latex_booktabs", disable_numparse=True)
-        + "\n"
+    text: str = tabulate(
+        _display_rows(table), headers=table.names, tablefmt="latex_booktabs", disable_numparse=True
     )
+    return text + "\n"
 
 
 def _frame_for_file(table: Table, suffix: str) -> Any:
@@ -338,17 +353,30 @@ def _frame_for_file(table: Table, suffix: str) -> Any:
     return frame
 
 
-def _xlsx_bytes(table: Table) -> bytes:
+def _xlsx_bytes(table: Table, notes: Sequence[str]) -> bytes:
+    import pandas as pd
+
     frame = _frame_for_file(table, ".xlsx")
     buf = io.BytesIO()  # built in memory: a full disk fails in one place, with no half-written zip
-    frame.to_excel(buf, index=False, engine="openpyxl")
+    with pd.ExcelWriter(buf, engine="openpyxl") as writer:
+        frame.to_excel(writer, index=False, sheet_name="table")
+        if notes:  # the notes travel with the data: a second sheet
+            pd.DataFrame({"note": [_sheet_text(n) for n in notes]}).to_excel(
+                writer, index=False, sheet_name="notes"
+            )
     return buf.getvalue()
 
 
-def _parquet_bytes(table: Table) -> bytes:
+def _parquet_bytes(table: Table, meta: dict[str, Any]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     frame = _frame_for_file(table, ".parquet")
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    extra = {b"paramcalc": json.dumps(_jsonable(meta), default=str).encode("utf-8")}
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **extra})
     buf = io.BytesIO()
-    frame.to_parquet(buf, index=False, engine="pyarrow")
+    pq.write_table(arrow, buf)
     return buf.getvalue()
 
 
@@ -365,9 +393,9 @@ def encode(table: Table, suffix: str, meta: dict[str, Any], doc: Document) -> by
     if suffix == ".tex":
         return _latex(table).encode("utf-8")
     if suffix == ".parquet":
-        return _parquet_bytes(table)
+        return _parquet_bytes(table, meta)
     if suffix == ".xlsx":
-        return _xlsx_bytes(table)
+        return _xlsx_bytes(table, list(meta.get("notes", [])))
     raise ParamcalcError(f"unknown export suffix {suffix!r}")  # pragma: no cover - checked before
 
 

@@ -4,7 +4,9 @@
   FLOPs per sequence and, when timed, tokens/s with error bars from the interquartile range
   of the per-call times; every y axis starts at 0;
 * a **sweep** keeps lines over the swept axis (hidden size), one line per cell (and per
-  layers/batch/seq_len when those vary).
+  layers/batch/seq_len when those vary);
+* **devices side by side** (``compare --from``) are bars of tokens/s grouped by configuration,
+  one colour per device name; a bar from a prediction only is hatched.
 
 No pyplot and no global backend switch: the figure is drawn on an Agg canvas (SVG and PDF use
 matplotlib's own vector canvases) and written atomically through
@@ -25,6 +27,7 @@ from .export import atomic_write, check_target
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.comparison import CompareResult, SweepResult
+    from ..timing.merge import MergedResult
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -33,6 +36,7 @@ PANELS = (
     ("params", "Parameters", "parameters"),
     ("flops_per_seq", "FLOPs per sequence", "FLOP / sequence"),
     ("tokens_per_s", "Measured throughput", "tokens / s"),
+    ("predicted_tokens_per_s", "Predicted throughput (GEMM-sequence bound)", "tokens / s"),
 )
 #: Columns that identify a line besides the cell (only those that vary get into the legend).
 SERIES_KEYS = (("num_layers", "L"), ("batch", "B"), ("seq_len", "T"), ("input_size", "d"))
@@ -155,12 +159,65 @@ def plot_sweep(result: SweepResult, path: str | os.PathLike[str], *, title: str 
     return _save(fig, target, fmt)
 
 
+def plot_devices(result: MergedResult, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+    """Bars of tokens/s per configuration, one per device name (hatched: predicted only); y from 0."""
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import EngFormatter
+
+    target, fmt = check_plot_target(path)
+    configs, devices = result.configs(), result.devices
+    if not configs:
+        raise ParamcalcError("nothing to plot: no runs")
+    width = 0.8 / len(devices)
+    fig, axes = _figure(1)
+    ax = axes[0]
+    fig.set_size_inches(max(4.6, 1.1 * len(configs) * max(1, len(devices)) ** 0.5 + 2), 4.6)
+    for j, dev in enumerate(devices):
+        for i, key in enumerate(configs):
+            runs = [r for r in result.runs if r.device_name == dev and r.config_key() == key]
+            if not runs:
+                continue
+            r = next((x for x in runs if x.measured_s is not None), runs[0])  # measured first
+            ax.bar(
+                i - 0.4 + width * (j + 0.5),
+                r.tokens_per_s,
+                width=width,
+                color=f"C{j}",
+                hatch="//" if r.measured_s is None else None,
+                edgecolor="black",
+                linewidth=0.6,
+            )
+    labels = [f"{spec}\n{wl}" for spec, wl in configs]
+    rotate = len(configs) > 3
+    ax.set_xticks(
+        range(len(configs)),
+        labels,
+        fontsize="small",
+        rotation=20 if rotate else 0,
+        ha="right" if rotate else "center",
+    )
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(EngFormatter(sep=" "))
+    ax.set_ylabel("tokens / s")
+    ax.grid(True, axis="y", alpha=0.3)
+    handles = [Patch(facecolor=f"C{j}", edgecolor="black", label=d) for j, d in enumerate(devices)]
+    if any(r.measured_s is None for r in result.runs):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="predicted only"))
+    ax.legend(handles=handles, title="device", fontsize="small")
+    ax.set_title("Throughput by device (measured median; hatched: predicted)")
+    fig.suptitle(title or result.title(), fontsize="medium")
+    return _save(fig, target, fmt)
+
+
 def plot_result(result: Any, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
-    """Draw a compare result as bars, a sweep as lines (see the module docstring)."""
+    """Draw a compare result as bars, a sweep as lines, merged devices as grouped bars."""
     from ..core.comparison import CompareResult, SweepResult
+    from ..timing.merge import MergedResult
 
     if isinstance(result, CompareResult):
         return plot_compare(result, path, title=title)
     if isinstance(result, SweepResult):
         return plot_sweep(result, path, title=title)
+    if isinstance(result, MergedResult):
+        return plot_devices(result, path, title=title)
     raise ParamcalcError(f"nothing to plot for a {type(result).__name__}")

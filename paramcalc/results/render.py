@@ -8,9 +8,6 @@ escape sequence never reaches the terminal. No pandas here.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -95,7 +92,7 @@ def fmt_int(n: int) -> str:
 
 # --- untrusted text ----------------------------------------------------------------------------
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 
 
 def safe_text(text: str) -> str:
@@ -160,9 +157,14 @@ def render(
     text formats; CSV and JSON always hold every column.
     """
     if fmt == "json":
+        import json
+
         rows = [{c.name: raw_value(v, c) for c, v in zip(table.columns, r, strict=True)} for r in table.rows]
         return json.dumps({**(meta or {}), "rows": rows}, indent=2, ensure_ascii=False, default=str)
     if fmt == "csv":
+        import csv
+        import io
+
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(table.names)
@@ -172,7 +174,7 @@ def render(
     from tabulate import tabulate
 
     shown = table.select(wide)
-    body = tabulate(
+    body: str = tabulate(
         [[cell_text(v, c) for c, v in zip(shown.columns, r, strict=True)] for r in shown.rows],
         headers=shown.names,
         tablefmt=fmt,
@@ -196,9 +198,11 @@ def html_table(table: Table) -> str:
     """An HTML table (for notebooks' ``_repr_html_``); text is escaped by tabulate."""
     from tabulate import tabulate
 
-    return tabulate(
-        [[cell_text(v, c) for c, v in zip(table.columns, r, strict=True)] for r in table.rows],
-        headers=table.names,
-        tablefmt="html",
-        disable_numparse=True,
+    return str(
+        tabulate(
+            [[cell_text(v, c) for c, v in zip(table.columns, r, strict=True)] for r in table.rows],
+            headers=table.names,
+            tablefmt="html",
+            disable_numparse=True,
+        )
     )

@@ -113,6 +113,21 @@ class Table:
             values = [r[i] for r in self.rows]
             if c.kind == "shape" or c.name in big:
                 data[c.name] = pd.Series(values, dtype="object")
+            elif c.kind == "str":
+                data[c.name] = pd.Series([_storable(v) for v in values], dtype=FRAME_DTYPES[c.kind])
             else:
                 data[c.name] = pd.Series(values, dtype=FRAME_DTYPES[c.kind])
-        return pd.DataFrame(data, columns=self.names)
+        frame: pd.DataFrame = pd.DataFrame(data, columns=self.names)
+        return frame
+
+
+def _storable(value: Any) -> Any:
+    """Text a UTF-8 store takes: a lone surrogate (from a file's malformed names) is escaped."""
+    if value is None:
+        return None
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

@@ -18,9 +18,16 @@
   ``Timer.blocked_autorange`` (block size chosen so timer overhead is negligible) for at least
   ``min_run_time`` seconds and :data:`MIN_RUNS` blocks. The timer synchronises the device (CUDA,
   MPS) before reading the clock. Median and interquartile range are over the per-call times of
-  the blocks. When one call takes longer than ``min_run_time / MIN_RUNS``, the warm-up is one
-  call and as many single calls are timed as fit in ``min_run_time`` (at least one), so a run
-  costs about ``min_run_time`` plus two calls, whatever the depth.
+  the blocks. When one call takes longer than ``min_run_time / MIN_RUNS`` (judged on the
+  faster of the first two calls: the first one is cold), the warm-up is those calls and as
+  many single calls are timed as fit in ``min_run_time`` (at least one), so a run costs about
+  ``min_run_time`` plus three calls, whatever the depth.
+* **the prediction**: unless ``predict=False``, the run is also predicted by the GEMM-sequence
+  bound (:mod:`paramcalc.timing.predict`), from GEMM timings kept in the on-disk cache (timed
+  once per device, dtype, thread count and torch version), after the module is freed. The
+  result reports ``predicted_ms`` and ``measured_over_predicted`` (measured / predicted);
+  where the kernel fuses the whole recurrence (a cuDNN persistent kernel) the bound does not
+  apply: the ratio is ``None`` and a note says why.
 * **safety**: before anything is allocated the memory the run needs is estimated
   (:mod:`paramcalc.core.memory`, times a headroom) and compared with what the device has free;
   an out-of-memory error during the run becomes a one-line :class:`ParamcalcError`.
@@ -62,8 +69,13 @@ from ..results.render import fmt_bytes, fmt_seconds
 from ..results.table import Column, Table
 
 if TYPE_CHECKING:  # pragma: no cover
+    import os
+
     import torch
     from torch.utils.benchmark import Measurement
+
+    from .gemm import DeviceTimer
+    from .predict import PredictResult
 
 #: Smallest number of timed blocks behind a median and an IQR.
 MIN_RUNS = 5
@@ -98,6 +110,12 @@ BENCH_COLUMNS = (
     Column("sequences_per_s", "float", unit="1/s", wide=True),
     Column("flops", wide=True),
     Column("gflop_per_s", "float", unit="GFLOP/s"),
+    Column("predicted_ms", "float", unit="ms", doc="the GEMM-sequence bound (paramcalc predict)"),
+    Column(
+        "measured_over_predicted",
+        "float",
+        doc="measured time / predicted time; empty where the bound does not apply (a fused kernel)",
+    ),
     Column("memory_estimate_bytes", unit="B", wide=True),
     # -- memory: measured peak beside the memory model's (paramcalc.core.memory) --
     Column("peak_bytes", unit="B", wide=True, doc="peak the timed calls held (see peak_method)"),
@@ -180,6 +198,10 @@ def measure(
     start = clock()
     fn()
     first = clock() - start
+    if first * MIN_RUNS > min_run_time:  # the first call is cold (kernel set-up): look again
+        start = clock()
+        fn()
+        first = min(first, clock() - start)
     timer = Timer(
         "step()",
         globals={"step": fn},
@@ -236,10 +258,23 @@ def probe_dtype(spec: RecurrentSpec, dev: torch.device, dtype: torch.dtype, name
         import torch
 
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not _is_dtype_error(detail, dtype):
+            raise  # a bug, not a missing kernel: the CLI reports it as an internal error
         raise ParamcalcError(
             f"dtype {name} is not supported for {spec.display_class} on {dev} by torch "
             f"{torch.__version__}: {detail}"
         ) from None
+
+
+def _is_dtype_error(message: str, dtype: torch.dtype) -> bool:
+    """Whether torch's message says a kernel is missing for ``dtype`` (not some other failure)."""
+    text = message.lower()
+    names = {
+        str(dtype).removeprefix("torch."),
+        {"float16": "half", "bfloat16": "bfloat16"}.get(str(dtype).removeprefix("torch."), ""),
+    } - {""}
+    missing = ("not implemented", "not supported", "unsupported", "no kernel", "does not support")
+    return any(m in text for m in missing) or any(n in text for n in names)
 
 
 # --- the result ----------------------------------------------------------------------------
@@ -273,6 +308,7 @@ class BenchResult(Result):
     number_per_run: int
     timed_as: str = ""
     measurement: Measurement | None = field(default=None, compare=False)
+    prediction: PredictResult | None = field(default=None, compare=False)
     # -- memory: measured peak and the memory model's for the kernel path that ran --
     peak_bytes: int | None = None
     predicted_peak_bytes: int | None = None
@@ -318,6 +354,23 @@ class BenchResult(Result):
         return len(self.times) >= MIN_RUNS
 
     @property
+    def timed_s(self) -> float:
+        """Seconds spent inside the timed calls (every run's calls, warm-up excluded)."""
+        return sum(self.times) * self.number_per_run
+
+    @property
+    def predicted_s(self) -> float | None:
+        return self.prediction.seconds if self.prediction is not None else None
+
+    @property
+    def measured_over_predicted(self) -> float | None:
+        """Measured / predicted time; ``None`` without a prediction or where the bound does not apply."""
+        p = self.prediction
+        if p is None or not p.bound_applies:
+            return None
+        return self.median_s / p.seconds
+
+    @property
     def noisy(self) -> bool:
         """True when the IQR exceeds :data:`NOISY_IQR` of the median (a busy machine?)."""
         return self.spread_known and self.iqr_s > NOISY_IQR * self.median_s
@@ -357,6 +410,8 @@ class BenchResult(Result):
             self.sequences_per_s,
             self.flops,
             self.flop_per_s / 1e9,
+            None if self.predicted_s is None else self.predicted_s * 1e3,
+            self.measured_over_predicted,
             self.memory_estimate,
             self.peak_bytes,
             self.predicted_peak_bytes,
@@ -390,16 +445,35 @@ class BenchResult(Result):
                 f"one call is slow: {len(self.times)} single call(s) timed within --min-time, too few for "
                 "an IQR; raise --min-time for a spread"
             )
+        p = self.prediction
+        if p is not None:
+            if p.fused:
+                out.append(p.fused + ": no measured/predicted ratio")
+            out.append(
+                "predicted_ms: the GEMM-sequence bound (paramcalc predict: each distinct GEMM shape timed "
+                "alone, cached; elementwise at the copy bandwidth); measured_over_predicted = time_ms / "
+                "predicted_ms"
+            )
+            out += [n for n in p.notes() if n.startswith(("the cache", "no GEMM cache"))]
         return out
 
     def summary(self, view: str | None = None) -> list[str]:
-        return [
+        lines = [
             f"time per call: {fmt_seconds(self.median_s)} (median) ± {fmt_seconds(self.iqr_s)} (IQR) over "
             f"{len(self.times)} runs x {self.number_per_run} calls; kernel path: {self.kernel_path}",
             f"FLOPs per call (cost model): {self.flops:,}; {self.flop_per_s / 1e9:,.2f} GFLOP/s achieved",
-            f"memory estimate: {fmt_bytes(self.memory_estimate)}; FLOPs: {self.cost.convention}",
-            *self._peak_lines(),
         ]
+        p = self.prediction
+        if p is not None:
+            ratio = self.measured_over_predicted
+            lines.append(
+                f"predicted (GEMM-sequence bound): {fmt_seconds(p.seconds)} = GEMMs {fmt_seconds(p.gemm_s)} "
+                f"({p.gemm_call_count:,} calls, {len(p.gemms)} shapes) + elementwise "
+                f"{fmt_seconds(p.elementwise_s)}; measured/predicted: "
+                + (f"{ratio:.3g}" if ratio is not None else "n/a (the bound does not apply)")
+            )
+        lines.append(f"memory estimate: {fmt_bytes(self.memory_estimate)}; FLOPs: {self.cost.convention}")
+        return lines + self._peak_lines()
 
     def _peak_lines(self) -> list[str]:
         if self.predicted_peak_bytes is None:
@@ -411,8 +485,27 @@ class BenchResult(Result):
             f"{fmt_bytes(self.predicted_peak_bytes)}{ratio}"
         ]
 
+    def run_record(self) -> dict[str, Any]:
+        """This run as one entry of a JSON export's ``runs`` (see ``compare --from``)."""
+        from .predict import run_record
+
+        p = self.prediction
+        return run_record(
+            self.spec,
+            self.workload,
+            self.environment(),
+            measured=self.times,
+            iqr_s=self.iqr_s,
+            predicted_s=None if p is None else p.seconds,
+            kernel=self.kernel_path,
+            bound_applies=None if p is None else p.bound_applies,
+        )
+
     def meta(self) -> dict[str, Any]:
+        from .merge import RUNS_SCHEMA
+
         return {
+            "result": "bench",
             "spec": self.spec.to_dict(),
             "workload": self.workload.to_dict(),
             **self.environment(),
@@ -420,7 +513,12 @@ class BenchResult(Result):
             "kernel_ops": list(self.kernel_ops),
             "seed": self.seed,
             "times_s": list(self.times),
+            "median_s": self.median_s,
+            "predicted_s": self.predicted_s,
+            "measured_over_predicted": self.measured_over_predicted,
             "cost_convention": self.cost.convention,
+            "runs_schema": RUNS_SCHEMA,
+            "runs": [self.run_record()],
             "peak_method": self.peak_method,
         }
 
@@ -444,11 +542,17 @@ def bench(
     threads: int | None = None,
     min_run_time: float = DEFAULT_MIN_RUN_TIME,
     seed: int = 0,
+    predict: bool = True,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    timer: DeviceTimer | None = None,
 ) -> BenchResult:
     """Time ``spec``'s module on ``device`` for ``workload`` (batch, seq_len, dtype, mode).
 
     ``spec`` may be a :class:`RecurrentSpec` or a recurrent ``torch.nn`` module (its spec is
-    timed, on a fresh seeded module).
+    timed, on a fresh seeded module). With ``predict`` (default) the result also carries the
+    GEMM-sequence prediction (:func:`paramcalc.timing.predict.predict`), its GEMM timings from
+    the cache (``cache``, ``cache_dir``) or a shared ``timer``.
 
     >>> from paramcalc import RecurrentSpec, Workload
     >>> spec = RecurrentSpec("lstm", 28, 256, num_layers=2)
@@ -506,6 +610,21 @@ def bench(
     if path == NATIVE_PATH and not is_torch_native(run_spec):  # pragma: no cover - defensive
         path = REFERENCE_PATH
     predicted_peak = peak_bytes(run_spec, workload, path, device_type=dev.type)
+    del case  # free the module before any GEMM operand is allocated
+    prediction = None
+    if predict:
+        from .predict import predict as run_predict
+
+        prediction = run_predict(
+            spec,
+            workload,
+            device=dev,
+            threads=threads,
+            cache=cache,
+            cache_dir=cache_dir,
+            timer=timer,
+            kernel=path,
+        )
     return BenchResult(
         spec=spec,
         workload=workload,
@@ -526,6 +645,7 @@ def bench(
         number_per_run=int(meas.number_per_run),
         timed_as=timed_as,
         measurement=meas,
+        prediction=prediction,
         peak_bytes=peak.bytes,
         predicted_peak_bytes=predicted_peak,
         peak_method=peak.method,

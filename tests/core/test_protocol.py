@@ -17,7 +17,7 @@ from paramcalc.core.architecture import load_architecture
 from paramcalc.core.comparison import compare, sweep
 from paramcalc.core.explain import explain
 from paramcalc.results.export import SUFFIXES
-from tests.conftest import DATA
+from tests.helpers import DATA
 
 SEED = pc.RecurrentSpec("lstm", 28, 256, num_layers=2)
 WL = pc.Workload(batch=64, seq_len=28)

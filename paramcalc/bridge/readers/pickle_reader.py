@@ -1,4 +1,4 @@
-"""Torch checkpoints (``torch.save`` files): load the state dict safely, names and shapes only.
+"""PyTorch checkpoints (``torch.save`` files): the state dict's names and shapes, loaded safely.
 
 The file is loaded with ``torch.load(..., weights_only=True, mmap=True)``: nothing in it is
 executed (a pickle that would run code is refused), and with ``mmap`` no tensor data is read.
@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.files import check_regular_file
-from ..errors import ParamcalcError
+from ...core.files import check_regular_file
+from ...errors import ParamcalcError
+from . import StoredModel, StoredTensor
 
 #: Keys under which training scripts commonly nest the state dict in a checkpoint.
 NEST_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "model_state", "weights")
@@ -148,3 +149,26 @@ def _identity(t: Any) -> Any:
 def _first(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else ""
+
+
+def read_pickle(path: Path) -> StoredModel:
+    """The tensors of a checkpoint's state dict as a :class:`StoredModel` (names, shapes, ties).
+
+    Tensors saved from the meta device have no storage: their identity key is ``None`` (ties
+    cannot be seen), and a note says so.
+    """
+    tensors, where = load_state_dict(path)
+    stored = []
+    meta = 0
+    for name, t in tensors.items():
+        is_meta = bool(getattr(t, "is_meta", False))
+        meta += is_meta
+        key = None if is_meta else _identity(t)
+        stored.append(StoredTensor(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), key))
+    notes = [f"state dict {where}: {len(tensors)} tensors"]
+    if meta:
+        notes.append(
+            f"{meta} tensor(s) were saved from the meta device: no storage survives, so tied weights "
+            "cannot be seen"
+        )
+    return StoredModel(f"checkpoint {path}", "pytorch", tuple(stored), (), "torch", tuple(notes))

@@ -10,19 +10,17 @@ import warnings
 
 import pytest
 import torch
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.utils.flop_counter import FlopCounterMode
 
-import paramcalc.flopcheck as fc
-from paramcalc import RecurrentSpec
-from paramcalc.cli import cli
-from paramcalc.cost import Workload, cost
-from paramcalc.flopcheck import NOT_OBSERVABLE, flop_check
-from paramcalc.torch_bridge import build_module
+import paramcalc.checks.flopcount as fc
+from paramcalc import ParamcalcError, RecurrentSpec, Status, Workload
+from paramcalc.checks.flopcount import DIRECT_STEPS, flop_check
+from paramcalc.core.costmodel import cost
+from tests.helpers import invoke, needs_reference_modules, one_line_error
 
 warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
@@ -49,9 +47,10 @@ CASES = [
     (S("lstm", 5, 7, num_layers=2, bidirectional=True), Workload(4, 5, (5, 2, 5, 1))),
     (S("lstm", 5, 7, proj_size=4), Workload(3, 6, (6, 3, 2))),
     (S("rnn_cell", 5, 7), Workload(3, 4)),
+    (S("rnn_relu_cell", 5, 7), Workload(3, 4, (4, 2, 1))),
     (S("gru_cell", 5, 7), Workload(3, 1)),
     (S("lstm_cell", 5, 7), Workload(3, 4, (4, 1, 2))),
-    (S("gru", 5, 7, convention="keras", reset_after=False), Workload(2, 4)),
+    (S("gru", 5, 7, convention="keras"), Workload(2, 4)),  # Keras GRU(reset_after=True): torch's layout
 ]
 
 
@@ -69,13 +68,32 @@ def test_matmul_flops_equal_flop_counter_on_meta(case: tuple[RecurrentSpec, Work
     assert check.counter_forward == check.ours_forward == 2 * cost(spec, wl).macs
     if mode == "training":
         assert check.counter_training == check.ours_training
-    assert check.ok is True and check.status == "match"
+    assert check.ok is True and check.status is Status.OK
+
+
+@needs_reference_modules
+@pytest.mark.parametrize(
+    "spec",
+    [
+        S("cifg", 5, 7),
+        S("mgu", 5, 7, num_layers=2),
+        S("indrnn", 5, 7),
+        S("mingru", 5, 7),
+        S("minlstm", 5, 7),
+        S("lstm", 5, 7, peephole=True),
+        S("gru", 5, 7, reset_after=False),
+    ],
+    ids=lambda s: s.describe(),
+)
+def test_reference_modules_match_the_flop_counter(spec: RecurrentSpec) -> None:
+    check = flop_check(spec, Workload(3, 4, mode="training"), with_torchinfo=False)
+    assert check.ok is True, check.table().records()
 
 
 def test_flop_counter_directly_lstm_two_layers_meta() -> None:
     """FlopCounterMode on the real module, with our MACs derived from its named_parameters."""
     spec = RecurrentSpec("lstm", 28, 64, num_layers=2, bidirectional=True)
-    m = build_module(spec, "meta")
+    m = nn.LSTM(28, 64, 2, bidirectional=True, device="meta")
     weights = sum(p.numel() for name, p in m.named_parameters() if not name.startswith("bias"))
     x = torch.empty(10, 4, 28, device="meta")
     assert counter_flops(lambda: m(x)) == 2 * weights * 10 * 4
@@ -91,13 +109,15 @@ def test_flop_counter_packed_follows_real_steps() -> None:
     assert cost(RecurrentSpec("gru", 5, 7), Workload(3, 6, (6, 4, 1))).macs == weights * 11
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 def test_onednn_lstm_on_cpu_is_not_observable_never_zero() -> None:
     spec = RecurrentSpec("lstm", 5, 7)
     wl = Workload(3, 4)
     hidden = flop_check(spec, wl, device="cpu", fused=True, with_torchinfo=False)
     assert hidden.counter_forward is None and not hidden.observable
-    assert hidden.ok is None and hidden.status == NOT_OBSERVABLE
-    assert hidden.records()[0]["reference"] == NOT_OBSERVABLE
+    assert hidden.ok is None and hidden.status is Status.NOT_OBSERVABLE
+    assert hidden.table().records()[0]["reference"] is None
+    assert hidden.table().records()[0]["status"] == "not observable"
     # with oneDNN off, the same module on the same device is counted exactly
     shown = flop_check(spec, wl, device="cpu", with_torchinfo=False)
     assert shown.ok is True and shown.counter_forward == 2 * (28 * 5 + 28 * 7) * 12
@@ -117,6 +137,41 @@ def test_cpu_without_fused_kernels_matches(spec: RecurrentSpec, wl: Workload) ->
     assert check.ok is True
 
 
+def test_dtype_does_not_change_the_flop_count() -> None:
+    for dtype in ("bf16", "int8"):
+        check = flop_check(S("lstm", 5, 7), Workload(2, 4, dtype=dtype), with_torchinfo=False)
+        assert check.ok is True and check.counter_forward == 2 * (28 * 5 + 28 * 7) * 8
+
+
+def test_long_sequences_are_extrapolated_exactly() -> None:
+    # 100 steps > DIRECT_STEPS: the module runs B = 1 at T = 2, 3, 4 and B = 2 at T = 2
+    assert DIRECT_STEPS < 100
+    spec = S("lstm", 5, 7, num_layers=2)
+    check = flop_check(spec, Workload(3, 100, mode="training"))
+    assert check.extrapolated_from == (2, 3, 4)
+    assert check.ok is True and check.counter_forward == 2 * (28 * 5 + 28 * 7 + 2 * 28 * 7) * 300
+    assert check.torchinfo_mult_adds is None  # torchinfo would need the whole run
+    assert any("extrapolated exactly to B = 3, T = 100" in n for n in check.notes())
+
+
+def test_long_packed_batches_are_refused() -> None:
+    with pytest.raises(ParamcalcError, match="runs a packed batch of at most 64 steps"):
+        flop_check(S("gru", 5, 7), Workload(3, 100, (100, 50, 2)))
+    with pytest.raises(ParamcalcError, match="flop_check needs a Workload, got str"):
+        flop_check(S("gru", 5, 7), "B=3")  # type: ignore[arg-type]
+
+
+def test_extrapolation_refuses_counts_off_a_line() -> None:
+    # counts at (B, T) = (1, 2), (1, 3), (1, 4), (2, 2)
+    with pytest.raises(ParamcalcError, match="not B times an affine function of T"):
+        fc._extrapolate([{"mm": 2}, {"mm": 4}, {"mm": 7}, {"mm": 4}], 1, 100)
+    with pytest.raises(ParamcalcError, match="not B times an affine function of T"):
+        fc._extrapolate([{"mm": 2}, {"mm": 4}, {"mm": 6}, {"mm": 5}], 1, 100)  # B = 2 not doubled
+    # 2T - 2 at B = 1, so 3 × (2·100 - 2) at B = 3
+    assert fc._extrapolate([{"mm": 2}, {"mm": 4}, {"mm": 6}, {"mm": 4}], 3, 100) == {"mm": 3 * (2 * 100 - 2)}
+
+
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(
     cell=st.sampled_from(["rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell"]),
@@ -179,8 +234,8 @@ def test_flop_check_explains_torchinfo(spec: RecurrentSpec, wl: Workload) -> Non
     check = flop_check(spec, wl)
     assert check.torchinfo_mult_adds is not None
     assert check.torchinfo_mult_adds == check.torchinfo_expected
-    status = check.records()[-1]["status"]
-    assert status == "expected difference"
+    assert check.torchinfo_status() is Status.EXPECTED_DIFFERENCE
+    assert check.table().records()[-1]["status"] == "expected difference"
 
 
 def test_torchinfo_packed_rule_by_hand() -> None:
@@ -189,34 +244,67 @@ def test_torchinfo_packed_rule_by_hand() -> None:
     assert check.torchinfo_mult_adds == (3 * 7 * 5 + 3 * 7 * 7 + 2 * 3 * 7) * 7 * 7
 
 
+def test_torchinfo_failure_is_reported_not_fatal(monkeypatch) -> None:
+    def fails(case):
+        raise RuntimeError("torchinfo broke")
+
+    monkeypatch.setattr(fc, "_torchinfo", fails)
+    check = flop_check(S("gru", 5, 7), Workload(2, 3))
+    assert check.ok is True and check.torchinfo_status() is Status.FAILED
+    assert "torchinfo failed: RuntimeError: torchinfo broke" in check.notes()
+
+
 # --- CLI ---------------------------------------------------------------------------------------
-def test_cli_flop_check_match_exit_0() -> None:
+def test_cli_flop_check_ok_exit_0() -> None:
     args = ["cost", "lstm", "-d", "5", "-H", "7", "-L", "2", "--batch", "3", "--seq-len", "4"]
-    result = CliRunner().invoke(cli, [*args, "--train", "--flop-check"])
-    assert result.exit_code == 0, result.output
-    assert "match" in result.output and "MISMATCH" not in result.output
-    assert "torchinfo" in result.output
+    r = invoke(*args, "--train", "--flop-check")
+    assert r.exit_code == 0, r.output
+    rows = [ln for ln in r.stdout.splitlines() if "FlopCounterMode on meta" in ln]
+    assert len(rows) == 2 and all(ln.split()[-1] == "ok" for ln in rows)
+    assert "torchinfo" in r.stdout and "mismatch" not in r.stdout
+
+
+def test_cli_flop_check_json_keeps_stdout_one_document() -> None:
+    args = [
+        "cost",
+        "rnn",
+        "-d",
+        "5",
+        "-H",
+        "7",
+        "--batch",
+        "3",
+        "--seq-len",
+        "4",
+        "--flop-check",
+        "-f",
+        "json",
+    ]
+    r = invoke(*args)
+    import json
+
+    assert json.loads(r.stdout)["macs"] == 84 * 12
+    assert "flop check: RNN(5, 7)" in r.stderr
 
 
 def test_cli_flop_check_not_observable_exit_0_with_warning() -> None:
     args = ["cost", "lstm", "-d", "5", "-H", "7", "--batch", "3", "--seq-len", "4"]
-    result = CliRunner().invoke(cli, [*args, "--flop-check", "--flop-device", "cpu", "--fused"])
-    assert result.exit_code == 0
-    row = next(ln for ln in result.output.splitlines() if ln.startswith("forward matmul FLOPs"))
-    assert NOT_OBSERVABLE in row  # never a 0
-    assert f"flop check {NOT_OBSERVABLE}" in result.output  # the warning
+    r = invoke(*args, "--flop-check", "--flop-device", "cpu", "--fused")
+    assert r.exit_code == 0
+    row = next(ln for ln in r.stdout.splitlines() if ln.startswith("forward matmul FLOPs"))
+    assert "not observable" in row  # never a 0
+    assert r.stderr == "warning: flop check not observable on cpu\n"
 
 
 def test_cli_flop_check_mismatch_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
     real = fc._count
     monkeypatch.setattr(fc, "_count", lambda fn: {k: v + 2 for k, v in real(fn).items()})
     args = ["cost", "rnn", "-d", "5", "-H", "7", "--batch", "3", "--seq-len", "4", "--flop-check"]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 1
-    assert "MISMATCH" in result.output
+    r = invoke(*args)
+    assert r.exit_code == 1
+    assert "mismatch" in r.stdout and r.stderr == "flop check: mismatch\n"
 
 
 def test_cli_flop_check_bad_device_exit_2() -> None:
     args = ["cost", "rnn", "-d", "5", "-H", "7", "--flop-check", "--flop-device", "tpu"]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "unknown device 'tpu'" in one_line_error(invoke(*args))

@@ -1,0 +1,304 @@
+"""Read stored models (safetensors, ONNX, Keras, PyTorch checkpoints) into one neutral structure.
+
+:func:`read_model` picks a reader by the file's content (its magic bytes) first and its suffix
+second, and returns a :class:`StoredModel`: every stored tensor (name, shape, dtype and an
+identity key for tied tensors) and the recurrent layers the file's own metadata describes
+(ONNX node attributes, the Keras model config), each as a :class:`RecurrentSpec`.
+
+The readers are inspectors, not loaders: they read headers and metadata, never tensor data they
+do not need, never execute anything stored in the file, and never extract to disk. Every broken
+or hostile file (truncated, wrong magic, a header that claims more than the file holds, a zip
+with ``..`` members or inflated size claims, a FIFO or device) is one
+:class:`~paramcalc.errors.ParamcalcError` line. A missing optional library is one line naming
+the extra to install (``pip install 'paramcalc[onnx]'``).
+
+Formats and readers:
+
+* ``safetensors`` -> :func:`paramcalc.bridge.readers.safetensors_reader.read_safetensors`
+* ``onnx`` -> :func:`paramcalc.bridge.readers.onnx_reader.read_onnx`
+* ``keras`` (``.keras`` zip archives and legacy ``.h5``) ->
+  :func:`paramcalc.bridge.readers.keras_reader.read_keras`
+* ``pytorch`` (``.pt``, ``.pth``, ``.bin``, ``.ckpt``; zip archives holding ``data.pkl``; raw
+  pickles): dispatched to ``read_pickle(path: pathlib.Path) -> StoredModel`` imported lazily
+  from ``paramcalc.bridge.readers.pickle_reader`` (a separate module, not part of this package
+  yet). Until it exists, such files are refused with one line.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from math import prod
+from pathlib import Path
+from typing import TypeVar
+
+from ...core.spec import RecurrentSpec
+from ...errors import ParamcalcError
+
+__all__ = [
+    "FORMATS",
+    "FoundLayer",
+    "StoredModel",
+    "StoredTensor",
+    "detect_format",
+    "read_model",
+]
+
+#: The formats :func:`read_model` knows.
+FORMATS = ("safetensors", "onnx", "keras", "pytorch")
+
+#: Suffixes used when the content does not say what a file is.
+SUFFIXES: dict[str, str] = {
+    ".safetensors": "safetensors",
+    ".onnx": "onnx",
+    ".keras": "keras",
+    ".h5": "keras",
+    ".hdf5": "keras",
+    ".pt": "pytorch",
+    ".pth": "pytorch",
+    ".bin": "pytorch",
+    ".ckpt": "pytorch",
+}
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: Offsets where HDF5 looks for its signature (a user block shifts it by a power of two >= 512).
+HDF5_OFFSETS = (0, 512, 1024, 2048)
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+#: Longest library message kept in an error line.
+MAX_REASON = 240
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """One tensor as the file stores it (shape and dtype only; its data is never read)."""
+
+    #: As stored: safetensors key, ONNX initializer name, HDF5 dataset path of a Keras weight.
+    name: str
+    shape: tuple[int, ...]
+    #: e.g. ``float32``, ``bfloat16``, ``int8``.
+    dtype: str
+    #: Identity: equal keys are one tied tensor (safetensors data offsets, ONNX external data
+    #: location, HDF5 object address); ``None`` if unknown.
+    key: object = None
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+
+@dataclass(frozen=True)
+class FoundLayer:
+    """A recurrent layer identified from the file's own metadata."""
+
+    #: Module, layer or node name.
+    path: str
+    spec: RecurrentSpec
+    #: Names of the :class:`StoredTensor` entries that belong to this layer.
+    tensors: tuple[str, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """What a stored model file holds: its tensors and the recurrent layers its metadata names."""
+
+    #: e.g. ``"safetensors file x.safetensors"``.
+    source: str
+    #: ``safetensors``, ``onnx``, ``keras`` or ``pytorch``.
+    format: str
+    tensors: tuple[StoredTensor, ...]
+    #: Recurrent layers identified from metadata (empty for safetensors: names and shapes only).
+    layers: tuple[FoundLayer, ...]
+    #: Whose tensor names and layouts the file uses: ``torch``, ``keras`` or ``onnx``.
+    convention: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        """Elements of all stored tensors, each tied tensor (equal ``key``) counted once."""
+        seen: set[object] = set()
+        total = 0
+        for t in self.tensors:
+            if t.key is not None:
+                if t.key in seen:
+                    continue
+                seen.add(t.key)
+            total += t.numel
+        return total
+
+    def tensor(self, name: str) -> StoredTensor:
+        """The stored tensor called ``name`` (one-line error if there is none)."""
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise ParamcalcError(f"{self.source} has no tensor named {name!r}")
+
+    def layer_tensors(self, layer: FoundLayer) -> tuple[StoredTensor, ...]:
+        """The stored tensors of one found layer, in the layer's order."""
+        by_name = {t.name: t for t in self.tensors}
+        return tuple(by_name[n] for n in layer.tensors if n in by_name)
+
+
+# --- shared helpers for the readers -------------------------------------------------------------
+
+
+def refuse(path: str | os.PathLike[str], reason: str) -> ParamcalcError:
+    """The one-line error for an unreadable file."""
+    return ParamcalcError(f"cannot read {os.fspath(path)}: {reason}")
+
+
+def short_reason(exc: BaseException) -> str:
+    """A library exception as a short one-line reason."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > MAX_REASON:
+        text = text[: MAX_REASON - 3] + "..."
+    return text
+
+
+def missing_extra(what: str, library: str, extra: str) -> ParamcalcError:
+    """The one-line error for an optional library that is not installed."""
+    return ParamcalcError(f"reading {what} files needs {library}: pip install 'paramcalc[{extra}]'")
+
+
+def regular_file(path: str | os.PathLike[str]) -> tuple[Path, int]:
+    """``(path, size)`` of a readable regular file; refuses FIFOs, devices, directories up front.
+
+    Uses ``os.stat`` (which follows symlinks and never blocks) before anything opens the path,
+    so a FIFO or ``/dev/zero`` is refused instead of blocking or reading forever.
+    """
+    from ...core.files import check_regular_file
+
+    p = check_regular_file(path, "model file")
+    st = os.stat(p)
+    if st.st_size == 0:
+        raise refuse(p, "the file is empty")
+    return p, st.st_size
+
+
+def read_head(path: Path, n: int, offset: int = 0) -> bytes:
+    """At most ``n`` bytes at ``offset`` of a regular file (one-line error on an OS failure)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(n)
+    except OSError as e:
+        raise refuse(path, e.strerror or short_reason(e)) from None
+
+
+def is_hdf5(path: Path, size: int) -> bool:
+    return any(off + 8 <= size and read_head(path, 8, off) == HDF5_MAGIC for off in HDF5_OFFSETS)
+
+
+F = TypeVar("F", bound=Callable[..., "StoredModel"])
+
+
+def one_line_errors(func: F) -> F:
+    """Turn anything a hostile file makes a library raise into one ParamcalcError line."""
+
+    @functools.wraps(func)
+    def wrapper(path: str | os.PathLike[str], *args: object, **kwargs: object) -> StoredModel:
+        try:
+            return func(path, *args, **kwargs)
+        except ParamcalcError:
+            raise
+        except RecursionError:
+            raise refuse(path, "the file nests too deeply to inspect") from None
+        except MemoryError:
+            raise refuse(path, "the file needs more memory to inspect than is available") from None
+        except Exception as e:  # a library choking on a malformed file: one line, no traceback
+            raise refuse(path, f"{type(e).__name__}: {short_reason(e)}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# --- format detection and dispatch ---------------------------------------------------------------
+
+
+def _zip_kind(path: Path) -> str | None:
+    """``keras`` or ``pytorch`` from a zip archive's member names (its central directory only)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None  # the suffix decides; that reader reports the broken archive
+    if "config.json" in names or "model.weights.h5" in names:
+        return "keras"
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return "pytorch"
+    return None
+
+
+#: Tags of the ModelProto fields writers put right after ``ir_version``.
+_ONNX_NEXT_TAGS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72})
+
+
+def _looks_onnx(head: bytes) -> bool:
+    """A serialized ModelProto: ``ir_version`` (field 1, a small varint), then another field."""
+    return len(head) >= 3 and head[0] == 0x08 and 0 < head[1] < 0x80 and head[2] in _ONNX_NEXT_TAGS
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """The format of a model file: content magic first, suffix second (one-line error if neither)."""
+    p, size = regular_file(path)
+    head = read_head(p, 16)
+    suffix = p.suffix.lower()
+    if len(head) >= 9 and head[8:9] == b"{":
+        # an 8-byte little-endian header length, then the JSON header
+        if 8 + int.from_bytes(head[:8], "little") <= size or suffix == ".safetensors":
+            return "safetensors"
+    if head[:4] in ZIP_MAGICS:
+        kind = _zip_kind(p)
+        if kind:
+            return kind
+    elif is_hdf5(p, size):
+        return "keras"
+    elif head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pytorch"  # a pickle (legacy torch.save)
+    elif _looks_onnx(head):
+        return "onnx"
+    if suffix in SUFFIXES:
+        return SUFFIXES[suffix]
+    if head[:4] in ZIP_MAGICS:
+        raise refuse(p, "a zip archive that is neither a Keras .keras file nor a PyTorch checkpoint")
+    raise refuse(
+        p,
+        "unrecognised format (expected safetensors, ONNX, Keras .keras/.h5 or a PyTorch checkpoint "
+        ".pt/.pth/.bin/.ckpt)",
+    )
+
+
+def _read_pytorch(path: Path) -> StoredModel:
+    """The hook for PyTorch checkpoints: ``pickle_reader.read_pickle`` (imported lazily)."""
+    module = f"{__name__}.pickle_reader"
+    try:
+        from .pickle_reader import read_pickle
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        raise refuse(
+            path, f"reading PyTorch checkpoints is not available yet ({module} is not installed)"
+        ) from None
+    result: StoredModel = read_pickle(path)
+    return result
+
+
+def read_model(path: str | os.PathLike[str]) -> StoredModel:
+    """Inspect a stored model file: its tensors and its recurrent layers (see the module docs)."""
+    fmt = detect_format(path)
+    p = Path(os.fspath(path))
+    if fmt == "safetensors":
+        from .safetensors_reader import read_safetensors
+
+        return read_safetensors(p)
+    if fmt == "onnx":
+        from .onnx_reader import read_onnx
+
+        return read_onnx(p)
+    if fmt == "keras":
+        from .keras_reader import read_keras
+
+        return read_keras(p)
+    return _read_pytorch(p)

@@ -1,0 +1,855 @@
+"""Read a Keras model file: ``.keras`` archives (Keras 3) and legacy ``.h5`` files.
+
+Nothing in the file is executed and Keras itself is not imported: the model config is plain
+JSON, and the weights are HDF5 datasets whose shapes and dtypes are read with ``h5py`` (the
+``keras`` extra) without reading their data. libhdf5 is not hardened against hostile files (a
+corrupt attribute can crash it), so the HDF5 part is read in a child process: a crash or a hang
+there is a one-line refusal, not the end of the caller (:data:`ISOLATE_HDF5`).
+
+* ``.keras``: a zip archive with ``config.json``, ``metadata.json`` and ``model.weights.h5``.
+  Member names are checked first (an absolute path or a ``..`` component refuses the archive),
+  then the declared sizes (``config.json`` at most 16 MB, no member inflating more than 200-fold
+  beyond 1 MB); only then is anything read, and never more than declared. Keras stores
+  ``model.weights.h5`` uncompressed, so h5py reads it through a window onto the archive (only the
+  HDF5 metadata it needs; nothing is extracted to disk); a compressed one is inflated in memory
+  (at most 1 GiB). Weights live at ``layers/<snake_case(class)>[_n]/...`` in the order of the
+  model's layers (Keras' ``saving_lib`` naming), e.g. ``layers/lstm/cell/vars/0`` (the kernel).
+* legacy ``.h5``: the ``model_config`` attribute (JSON) and ``model_weights/<layer name>/...``.
+
+Each LSTM, GRU, SimpleRNN (and ``RNN`` wrapping one of their cells) is one :class:`FoundLayer`
+with ``num_layers=1`` (a stack of Keras layers is several layers); ``Bidirectional`` gives one
+bidirectional layer with its ``merge_mode``; models nested in models are searched too. The spec
+follows the Keras convention (one bias vector per gate block; two, stored ``(2, 3u)``, for
+``GRU(reset_after=True)``); ``input_size`` comes from the stored kernel ``(d, G·u)``. Optimizer
+state in the file is not listed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...core.cells import cell_for, get_cell
+from ...core.params import count
+from ...core.spec import RecurrentSpec
+from ...errors import ParamcalcError
+from . import (
+    HDF5_MAGIC,
+    ZIP_MAGICS,
+    FoundLayer,
+    StoredModel,
+    StoredTensor,
+    is_hdf5,
+    missing_extra,
+    one_line_errors,
+    read_head,
+    refuse,
+    regular_file,
+    short_reason,
+)
+
+MAX_CONFIG_BYTES = 16 * 2**20
+MAX_METADATA_BYTES = 2**20
+#: A compressed ``model.weights.h5`` is inflated in memory up to this size.
+MAX_INFLATE_BYTES = 2**30
+#: A member inflating more than this ratio (and beyond ``BOMB_FLOOR`` bytes) is a zip bomb.
+MAX_RATIO = 200
+BOMB_FLOOR = 2**20
+MAX_MEMBERS = 100_000
+#: HDF5 objects visited at most, and the deepest group nesting followed.
+MAX_OBJECTS = 1_000_000
+MAX_DEPTH = 64
+#: Top-level groups of a weights file that hold training state, not parameters.
+NON_PARAMETER_GROUPS = frozenset(
+    {"optimizer", "optimizer_weights", "compile_metrics", "compile_loss", "metrics"}
+)
+MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
+#: Keras 2's cuDNN layer classes -> the layer class of the same tensors.
+CUDNN_LAYERS = {"CuDNNLSTM": "LSTM", "CuDNNGRU": "GRU"}
+CELL_LAYERS = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
+
+
+# --- reading the zip archive without extracting it ----------------------------------------------
+
+
+class _MemberView(io.RawIOBase):
+    """A read-only, seekable window onto an uncompressed zip member (no copy, nothing extracted)."""
+
+    def __init__(self, raw: io.BufferedReader, start: int, size: int) -> None:
+        super().__init__()
+        self._raw, self._start, self._size, self._pos = raw, start, size, 0
+        #: Bytes h5py has read through the window (HDF5 metadata, not the weights).
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(len(view), self._size - self._pos))
+        if not n:
+            return 0
+        self._raw.seek(self._start + self._pos)
+        got = self._raw.readinto(view[:n])
+        got = got or 0
+        self._pos += got
+        self.bytes_read += got
+        return got
+
+
+def _unsafe_name(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return (
+        name.startswith(("/", "\\"))
+        or "\x00" in name
+        or bool(re.match(r"^[A-Za-z]:", name))
+        or any(part == ".." for part in parts)
+    )
+
+
+def _check_archive(path: Path, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """Member names and declared sizes, checked before any member is read."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise refuse(path, f"the archive has {len(infos):,} members (limit {MAX_MEMBERS:,})")
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        name = info.filename
+        if _unsafe_name(name) or _unsafe_name(info.orig_filename):
+            raise refuse(
+                path, f"zip member {name!r} has an unsafe path (absolute or '..'); refusing the archive"
+            )
+        if name in members:
+            raise refuse(path, f"zip member {name!r} appears twice; refusing the archive")
+        if (
+            info.compress_type != zipfile.ZIP_STORED
+            and info.file_size > BOMB_FLOOR
+            and info.file_size > MAX_RATIO * max(info.compress_size, 1)
+        ):
+            raise refuse(
+                path,
+                f"zip member {name!r} claims {info.file_size:,} bytes from {info.compress_size:,} compressed "
+                "(a zip bomb?); refusing the archive",
+            )
+        members[name] = info
+    return members
+
+
+def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    """A small member's bytes: its declared size is checked first, and no more than that is read."""
+    if info.flag_bits & 0x1:
+        raise refuse(path, f"zip member {info.filename!r} is encrypted")
+    if info.file_size > cap:
+        raise refuse(path, f"{info.filename} is {info.file_size:,} bytes uncompressed (limit {cap:,})")
+    with zf.open(info) as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise refuse(path, f"{info.filename} inflates beyond {cap:,} bytes")
+    return data
+
+
+def _weights_file(
+    path: Path, raw: io.BufferedReader, zf: zipfile.ZipFile, info: zipfile.ZipInfo
+) -> io.IOBase:
+    """``model.weights.h5`` as a seekable file object: a window when stored, else inflated in memory."""
+    if info.flag_bits & 0x1:
+        raise refuse(path, f"zip member {info.filename!r} is encrypted")
+    if info.compress_type != zipfile.ZIP_STORED:
+        if info.file_size > MAX_INFLATE_BYTES:
+            raise refuse(
+                path,
+                f"{info.filename} is compressed and {info.file_size:,} bytes inflated (limit "
+                f"{MAX_INFLATE_BYTES:,}; Keras stores it uncompressed)",
+            )
+        return io.BytesIO(_read_member(path, zf, info, MAX_INFLATE_BYTES))
+    raw.seek(0, io.SEEK_END)
+    size = raw.tell()
+    raw.seek(info.header_offset)
+    local = raw.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise refuse(path, f"zip member {info.filename!r} has a broken local header")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    start = info.header_offset + 30 + name_len + extra_len
+    if info.compress_size != info.file_size or start + info.file_size > size:
+        raise refuse(
+            path, f"zip member {info.filename!r} claims more bytes than the archive holds (truncated?)"
+        )
+    return _MemberView(raw, start, info.file_size)
+
+
+# --- walking the HDF5 weights ---------------------------------------------------------------------
+
+
+def _natural(name: str) -> list[Any]:
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+
+
+@dataclass
+class _Weights:
+    tensors: list[StoredTensor] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    links: int = 0
+
+
+def _walk_h5(
+    h5py: Any, path: Path, group: Any, prefix: str, out: _Weights, seen: set[int], depth: int
+) -> None:
+    """Datasets under ``group`` (hard links only; soft and external links are not followed)."""
+    if depth > MAX_DEPTH:
+        raise refuse(path, f"HDF5 groups nest deeper than {MAX_DEPTH} levels")
+    for name in sorted(group.keys(), key=_natural):
+        full = f"{prefix}{name}"
+        if depth == 0 and name in NON_PARAMETER_GROUPS:
+            out.skipped[name] = _count_datasets(h5py, group[name])
+            continue
+        link = group.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            out.links += 1
+            continue
+        obj = group[name]
+        try:
+            addr: int | None = int(h5py.h5o.get_info(obj.id).addr)
+        except Exception:  # pragma: no cover - HDF5 builds without object addresses
+            addr = None
+        if isinstance(obj, h5py.Group):
+            if addr is not None:
+                if addr in seen:
+                    continue  # a group hard-linked into itself: visit once
+                seen.add(addr)
+            _walk_h5(h5py, path, obj, f"{full}/", out, seen, depth + 1)
+        elif isinstance(obj, h5py.Dataset):
+            if len(out.tensors) >= MAX_OBJECTS:
+                raise refuse(path, f"more than {MAX_OBJECTS:,} HDF5 datasets")
+            try:
+                dtype = str(obj.dtype.name)
+            except Exception:
+                dtype = "unknown"
+            shape = tuple(int(d) for d in (obj.shape or ()))
+            out.tensors.append(StoredTensor(full, shape, dtype, ("hdf5", addr) if addr is not None else None))
+
+
+def _count_datasets(h5py: Any, group: Any) -> int:
+    n = 0
+
+    def visit(_name: str, obj: Any) -> None:
+        nonlocal n
+        n += isinstance(obj, h5py.Dataset)
+
+    if isinstance(group, h5py.Group):
+        group.visititems(visit)
+    return n
+
+
+# --- the model config ------------------------------------------------------------------------------
+
+
+def _snake(name: str) -> str:
+    """Keras' ``naming.to_snake_case`` (the weights-file names of a model's layers)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _unique(name: str, used: dict[str, int]) -> str:
+    if name in used:
+        used[name] += 1
+        return f"{name}_{used[name]}"
+    used[name] = 0
+    return name
+
+
+def _layer_list(cfg: Any) -> list[dict[str, Any]] | None:
+    """The layer configs of a model config (``None`` if it has no layer list)."""
+    if isinstance(cfg, list):
+        return [c for c in cfg if isinstance(c, dict)]
+    if not isinstance(cfg, dict):
+        return None
+    conf = cfg.get("config")
+    if isinstance(conf, list):
+        return [c for c in conf if isinstance(c, dict)]
+    if isinstance(conf, dict) and isinstance(conf.get("layers"), list):
+        return [c for c in conf["layers"] if isinstance(c, dict)]
+    return None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A layer of the config and where its weights are."""
+
+    name: str
+    cls: str
+    cfg: dict[str, Any]
+    #: ``.keras``: the layer's group; legacy ``.h5``: the top-level layer's group.
+    group: str
+    #: legacy ``.h5`` nested layers: the path segment that names the layer.
+    segment: str | None = None
+
+
+def _entries_keras3(
+    layers: list[dict[str, Any]], group: str, prefix: str, out: list[_Entry], depth: int
+) -> None:
+    used: dict[str, int] = {}
+    for cfg in layers:
+        cls = str(cfg.get("class_name", ""))
+        conf = _conf(cfg)
+        path = f"{group}/{_unique(_snake(cls), used)}"
+        name = f"{prefix}{conf.get('name', path.rsplit('/', 1)[-1])}"
+        inner = _layer_list(cfg)
+        if cls in MODEL_CLASSES and inner is not None and depth < MAX_DEPTH:
+            _entries_keras3(inner, f"{path}/layers", f"{name}/", out, depth + 1)
+        else:
+            out.append(_Entry(name, cls, cfg, path))
+
+
+def _entries_h5(
+    layers: list[dict[str, Any]], top: str | None, prefix: str, out: list[_Entry], depth: int
+) -> None:
+    for cfg in layers:
+        cls = str(cfg.get("class_name", ""))
+        conf = _conf(cfg)
+        own = str(conf.get("name", ""))
+        inner = _layer_list(cfg)
+        if cls in MODEL_CLASSES and inner is not None and depth < MAX_DEPTH:
+            _entries_h5(inner, top or own, f"{prefix}{own}/", out, depth + 1)
+        else:
+            group = f"model_weights/{top or own}"
+            out.append(_Entry(f"{prefix}{own}", cls, cfg, group, own if top else None))
+
+
+@dataclass
+class _Rnn:
+    """A recurrent Keras layer's config, as paramcalc's cell and layout."""
+
+    cls: str
+    cell: str
+    gates: int
+    units: int
+    bias_vectors: int
+    reset_after: bool
+    notes: list[str]
+
+    def same(self, other: _Rnn) -> bool:
+        return (self.cell, self.units, self.bias_vectors, self.reset_after) == (
+            other.cell,
+            other.units,
+            other.bias_vectors,
+            other.reset_after,
+        )
+
+
+def _conf(cfg: Any) -> dict[str, Any]:
+    conf = cfg.get("config") if isinstance(cfg, dict) else None
+    return conf if isinstance(conf, dict) else {}
+
+
+def _activation(value: Any) -> str:
+    if isinstance(value, dict):  # a serialized activation: {"class_name": ..., "config": ...}
+        value = value.get("config", {}).get("name") if isinstance(value.get("config"), dict) else None
+        value = value or "custom"
+    return str(value)
+
+
+def _describe(path: Path, name: str, cfg: dict[str, Any]) -> _Rnn | None:
+    """The recurrent layer ``cfg`` describes, or ``None`` if it is not one paramcalc models."""
+    cls = str(cfg.get("class_name", ""))
+    conf = _conf(cfg)
+    if cls == "RNN":
+        cell = conf.get("cell")
+        if not isinstance(cell, dict) or str(cell.get("class_name")) not in CELL_LAYERS:
+            return None
+        cls, conf = CELL_LAYERS[str(cell["class_name"])], _conf(cell)
+    act = _activation(conf.get("activation", "tanh"))
+    ct = cell_for("keras", CUDNN_LAYERS.get(cls, cls), act)
+    if ct is None:
+        return None
+    cell_name, gates = ct.name, ct.gates
+    units = conf.get("units")
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        raise refuse(path, f"layer {name!r} ({cls}): units must be a positive integer, got {units!r}")
+    notes: list[str] = []
+    use_bias = conf.get("use_bias", True) is not False
+    bias_vectors = 1 if use_bias else 0
+    reset_after = True
+    if cls.startswith("CuDNN"):
+        bias_vectors = 2
+        notes.append(f"{cls} keeps two bias vectors per gate block (cuDNN layout)")
+    if ct.reset_after_option:
+        reset_after = bool(conf.get("reset_after", cls == "CuDNNGRU"))
+        if use_bias and reset_after:
+            bias_vectors = 2
+    if act != "tanh" and act != ct.nonlinearity:
+        notes.append(f"activation={act!r} (the activation does not change the count)")
+    return _Rnn(cls, cell_name, gates, units, bias_vectors, reset_after, notes)
+
+
+def _build_input(cfg: dict[str, Any]) -> int | None:
+    """The input features recorded in a layer's build config (fallback when no kernel is stored)."""
+    conf = _conf(cfg)
+    for shape in (
+        (cfg.get("build_config") or {}).get("input_shape")
+        if isinstance(cfg.get("build_config"), dict)
+        else None,
+        conf.get("batch_input_shape"),
+        conf.get("batch_shape"),
+    ):
+        if isinstance(shape, list) and shape and isinstance(shape[-1], int) and shape[-1] > 0:
+            return int(shape[-1])
+    return None
+
+
+# --- matching config layers to stored weights -------------------------------------------------------
+
+
+def _segments(name: str) -> list[str]:
+    return [s.split(":")[0] for s in name.split("/")]
+
+
+@dataclass
+class _Store:
+    """The stored tensors, with lookups by the layout of ``.keras`` or legacy ``.h5`` files."""
+
+    tensors: list[StoredTensor]
+    legacy: bool
+
+    def under(self, entry: _Entry) -> list[StoredTensor]:
+        group = entry.group + "/"
+        found = [t for t in self.tensors if t.name.startswith(group)]
+        if self.legacy and entry.segment is not None:
+            found = [t for t in found if entry.segment in _segments(t.name[len(group) :])]
+        return found
+
+    def side(self, entry: _Entry, side: str, side_name: str) -> list[StoredTensor]:
+        """The tensors of one direction of a Bidirectional (``side``: ``forward``/``backward``).
+
+        ``.keras`` files keep them under ``forward_layer``/``backward_layer``; legacy ``.h5``
+        files under the inner layer's own name (``forward_lstm``, or any name for a custom
+        backward layer).
+        """
+        found = self.under(entry)
+        if not self.legacy:
+            return [t for t in found if t.name.startswith(f"{entry.group}/{side}_layer/")]
+        group = entry.group + "/"
+        by_name = [t for t in found if side_name and side_name in _segments(t.name[len(group) :])]
+        if by_name:
+            return by_name
+        return [t for t in found if any(s.startswith(side) for s in _segments(t.name[len(group) :]))]
+
+    def kernel(self, entry: _Entry, side: str = "", side_name: str = "") -> StoredTensor | None:
+        """The input kernel of a layer, or of one direction of a Bidirectional."""
+        found = self.side(entry, side, side_name) if side else self.under(entry)
+        if not self.legacy:
+            cands = [t for t in found if "/cell/vars/" in t.name]
+            return cands[0] if cands else None
+        group = entry.group + "/"
+        for t in found:
+            if _segments(t.name[len(group) :])[-1] == "kernel":
+                return t
+        return None
+
+
+def _name(cfg: dict[str, Any]) -> str:
+    return str(_conf(cfg).get("name", ""))
+
+
+def _input_size(store: _Store, entry: _Entry, rnn: _Rnn, side: str, cfg: dict[str, Any]) -> int | None:
+    k = store.kernel(entry, side, _name(cfg))
+    if k is not None and len(k.shape) == 2 and k.shape[1] == rnn.gates * rnn.units:
+        return k.shape[0]
+    return _build_input(cfg)
+
+
+def _reset_from_bias(store: _Store, entry: _Entry, rnn: _Rnn) -> None:
+    """A stored ``(2, 3u)`` GRU bias settles ``reset_after`` when an old config leaves it out."""
+    if (
+        not get_cell(rnn.cell).reset_after_option
+        or "reset_after" in _conf(entry.cfg)
+        or rnn.bias_vectors == 0
+    ):
+        return
+    for t in store.under(entry):
+        if t.shape == (2, 3 * rnn.units):
+            rnn.reset_after, rnn.bias_vectors = True, 2
+            return
+
+
+def _spec(path: Path, name: str, rnn: _Rnn, d: int, bidirectional: bool, merge: str) -> RecurrentSpec:
+    extra: dict[str, Any] = {"reset_after": rnn.reset_after} if get_cell(rnn.cell).reset_after_option else {}
+    try:
+        return RecurrentSpec(
+            rnn.cell,
+            d,
+            rnn.units,
+            bidirectional=bidirectional,
+            convention="keras",
+            bias_vectors=rnn.bias_vectors,
+            merge_mode=merge if bidirectional else "concat",
+            **extra,
+        )
+    except ParamcalcError as e:
+        raise refuse(path, f"layer {name!r}: {e}") from None
+
+
+def _checked(spec: RecurrentSpec, stored: list[StoredTensor], notes: list[str]) -> None:
+    """Note when the stored shapes are not the ones the config implies."""
+    rows = count(spec).rows
+    expected = sorted(r.shape for r in rows)
+    got = sorted(t.shape for t in stored)
+    if not stored or expected == got:
+        return
+    if sum(t.numel for t in stored) == sum(r.numel for r in rows):
+        notes.append(f"stored as {got} (the Keras layout is {expected}; the same count)")
+    else:
+        notes.append(f"stored shapes {got} differ from the config's {expected}")
+
+
+def _found(path: Path, store: _Store, entries: list[_Entry], notes: list[str]) -> list[FoundLayer]:
+    layers: list[FoundLayer] = []
+    for entry in entries:
+        cfg, name = entry.cfg, entry.name
+        if entry.cls == "Bidirectional":
+            conf = _conf(cfg)
+            fwd_cfg = conf.get("layer")
+            bwd_cfg = conf.get("backward_layer") or fwd_cfg
+            if not isinstance(fwd_cfg, dict) or not isinstance(bwd_cfg, dict):
+                notes.append(f"layer {name!r} (Bidirectional) has no inner layer config; not identified")
+                continue
+            fwd, bwd = _describe(path, name, fwd_cfg), _describe(path, name, bwd_cfg)
+            if fwd is None or bwd is None:
+                inner = fwd_cfg.get("class_name") if fwd is None else bwd_cfg.get("class_name")
+                notes.append(f"layer {name!r}: Bidirectional({inner}) is not a layer paramcalc models")
+                continue
+            _reset_from_bias(store, entry, fwd)
+            _reset_from_bias(store, entry, bwd)
+            merge_raw = conf.get("merge_mode", "concat")
+            merge = "concat" if merge_raw is None else str(merge_raw)
+            stored = store.under(entry)
+            if fwd.same(bwd):
+                d = _input_size(store, entry, fwd, "forward", fwd_cfg)
+                if d is None:
+                    notes.append(f"layer {name!r}: input size unknown (no stored kernel); not identified")
+                    continue
+                spec = _spec(path, name, fwd, d, True, merge)
+                lnotes = [f"Keras Bidirectional(merge_mode={merge_raw!r})", *fwd.notes]
+                if merge_raw is None:
+                    lnotes.append("merge_mode=None returns both directions separately (counted as concat)")
+                _layout_note(spec, lnotes)
+                _checked(spec, stored, lnotes)
+                layers.append(FoundLayer(name, spec, tuple(t.name for t in stored), "; ".join(lnotes)))
+                continue
+            for side, rnn, side_cfg in (("forward", fwd, fwd_cfg), ("backward", bwd, bwd_cfg)):
+                d = _input_size(store, entry, rnn, side, side_cfg)
+                if d is None:
+                    notes.append(
+                        f"layer {name!r} {side}: input size unknown (no stored kernel); not identified"
+                    )
+                    continue
+                spec = _spec(path, name, rnn, d, False, "concat")
+                part = store.side(entry, side, _name(side_cfg))
+                lnotes = [
+                    f"Keras Bidirectional(merge_mode={merge_raw!r}) with a different backward layer: "
+                    f"its {side} direction",
+                    *rnn.notes,
+                ]
+                _layout_note(spec, lnotes)
+                _checked(spec, part, lnotes)
+                layers.append(
+                    FoundLayer(f"{name}/{side}_layer", spec, tuple(t.name for t in part), "; ".join(lnotes))
+                )
+            continue
+        one = _describe(path, name, cfg)
+        if one is None:
+            if any(k in entry.cls.upper() for k in ("LSTM", "GRU", "RNN")):
+                notes.append(
+                    f"layer {name!r} ({entry.cls}) is not a recurrent layer paramcalc models; "
+                    "its tensors are listed, not identified"
+                )
+            continue
+        _reset_from_bias(store, entry, one)
+        d = _input_size(store, entry, one, "", cfg)
+        if d is None:
+            notes.append(f"layer {name!r}: input size unknown (no stored kernel); not identified")
+            continue
+        spec = _spec(path, name, one, d, False, "concat")
+        stored = store.under(entry)
+        lnotes = [f"Keras {one.cls}" if entry.cls != "RNN" else f"Keras RNN({one.cls}Cell)", *one.notes]
+        _layout_note(spec, lnotes)
+        _checked(spec, stored, lnotes)
+        layers.append(FoundLayer(name, spec, tuple(t.name for t in stored), "; ".join(lnotes)))
+    return layers
+
+
+def _layout_note(spec: RecurrentSpec, notes: list[str]) -> None:
+    if spec.cell_type.reset_after_option and spec.reset_after and spec.bias_vectors == 2:
+        notes.append("GRU(reset_after=True): bias (2, 3u) holds an input and a recurrent bias")
+    elif spec.cell_type.reset_after_option and not spec.reset_after:
+        notes.append("GRU(reset_after=False): one bias vector per gate block")
+
+
+# --- the two container formats ------------------------------------------------------------------------
+
+
+def _parse_json(path: Path, data: bytes | str, what: str) -> Any:
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text)
+    except UnicodeDecodeError:
+        raise refuse(path, f"{what} is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise refuse(path, f"{what} is not valid JSON ({e.msg} at {e.pos})") from None
+    except RecursionError:
+        raise refuse(path, f"{what} nests too deeply") from None
+
+
+def _open_h5(h5py: Any, path: Path, target: Any, what: str) -> Any:
+    try:
+        return h5py.File(target, "r")
+    except OSError as e:
+        raise refuse(path, f"{what} is not a readable HDF5 file ({short_reason(e)})") from None
+
+
+def _weights(h5py: Any, path: Path, h5: Any, root: str) -> _Weights:
+    out = _Weights()
+    group = h5[root] if root else h5
+    _walk_h5(h5py, path, group, f"{root}/" if root else "", out, set(), 0)
+    return out
+
+
+# --- the HDF5 inspection, isolated in a child process --------------------------------------------------
+
+#: libhdf5 is not hardened against hostile files: a corrupt attribute can crash the process. The
+#: HDF5 part is therefore read in a child process (``python -c``, same interpreter and path), so a
+#: crash or a hang is a one-line refusal instead of the end of the caller. ``False`` reads it in
+#: this process (debugging).
+ISOLATE_HDF5 = True
+HDF5_TIMEOUT_S = 300.0
+_CHILD = (
+    "import sys; from paramcalc.bridge.readers.keras_reader import _child_main; "
+    "sys.exit(_child_main(sys.argv[1:]))"
+)
+
+
+def _summary(h5py: Any, path: Path, h5: Any, legacy: bool) -> dict[str, Any]:
+    """What an open HDF5 file holds, as plain data: weights, and for legacy files the config."""
+    out: dict[str, Any] = {"model_config": None, "attrs": {}, "root": ""}
+    if legacy:
+        attrs = h5.attrs
+        if "model_config" in attrs:
+            try:
+                stored = attrs.get_id("model_config").get_storage_size()
+            except Exception:
+                stored = 0
+            if stored > MAX_CONFIG_BYTES:
+                raise refuse(path, f"model_config is {stored:,} bytes (limit {MAX_CONFIG_BYTES:,})")
+            value = attrs["model_config"]
+            if hasattr(value, "tolist"):
+                value = value.tolist()
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            if not isinstance(value, str):
+                raise refuse(path, "model_config is not a JSON string")
+            out["model_config"] = value
+            for key in ("keras_version", "backend"):
+                if key in attrs:
+                    v = attrs[key]
+                    out["attrs"][key] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+        out["root"] = "model_weights" if "model_weights" in h5 else ""
+    w = _weights(h5py, path, h5, out["root"])
+    if out["root"] and "optimizer_weights" in h5:
+        w.skipped["optimizer_weights"] = _count_datasets(h5py, h5["optimizer_weights"])
+    out["tensors"] = [[t.name, list(t.shape), t.dtype, t.key] for t in w.tensors]
+    out["skipped"], out["links"] = w.skipped, w.links
+    return out
+
+
+def _inspect_h5(path: Path, kind: str) -> dict[str, Any]:
+    """The HDF5 part of a ``.keras`` archive (``kind="zip"``) or of a legacy ``.h5`` file."""
+    import h5py
+
+    if kind != "zip":
+        with _open_h5(h5py, path, os.fspath(path), "the file") as h5:
+            return _summary(h5py, path, h5, legacy=True)
+    with open(path, "rb") as raw, zipfile.ZipFile(raw) as zf:
+        info = _check_archive(path, zf)["model.weights.h5"]
+        fileobj = _weights_file(path, raw, zf, info)
+        with fileobj, _open_h5(h5py, path, fileobj, "model.weights.h5") as h5:
+            out = _summary(h5py, path, h5, legacy=False)
+        out["bytes_read"] = getattr(fileobj, "bytes_read", None)
+        out["bytes_total"] = info.file_size
+        return out
+
+
+def _child_main(argv: list[str]) -> int:
+    """The child process: inspect, print one JSON object (``ok`` or a one-line ``error``)."""
+    kind, path = argv
+    try:
+        result: dict[str, Any] = {"ok": _inspect_h5(Path(path), kind)}
+    except ParamcalcError as e:
+        result = {"error": str(e)}
+    except Exception as e:  # anything h5py raises on a malformed file
+        result = {"error": str(refuse(path, f"{type(e).__name__}: {short_reason(e)}"))}
+    sys.stdout.write(json.dumps(result))
+    return 0
+
+
+def _run_h5(path: Path, kind: str) -> dict[str, Any]:
+    """:func:`_inspect_h5` in a child process (see :data:`ISOLATE_HDF5`)."""
+    if not ISOLATE_HDF5 or not sys.executable:
+        return _inspect_h5(path, kind)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, kind, os.fspath(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=HDF5_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise refuse(
+            path, f"reading its HDF5 data took over {HDF5_TIMEOUT_S:g} s (a hostile file?)"
+        ) from None
+    except OSError as e:
+        raise refuse(path, f"cannot start the HDF5 inspector ({short_reason(e)})") from None
+    if proc.returncode < 0:
+        raise refuse(
+            path,
+            f"the HDF5 library crashed on it (signal {-proc.returncode}): the file is corrupt or hostile",
+        )
+    try:
+        message = json.loads(proc.stdout)
+    except ValueError:
+        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        why = lines[-1] if lines else f"exit status {proc.returncode}"
+        raise refuse(path, f"the HDF5 inspector failed ({short_reason(ValueError(why))})") from None
+    if "error" in message:
+        raise ParamcalcError(str(message["error"]))
+    result: dict[str, Any] = message["ok"]
+    return result
+
+
+def _tensors(found: dict[str, Any]) -> list[StoredTensor]:
+    return [
+        StoredTensor(str(n), tuple(int(d) for d in shape), str(dtype), tuple(key) if key else None)
+        for n, shape, dtype, key in found["tensors"]
+    ]
+
+
+def _found_notes(found: dict[str, Any], notes: list[str]) -> None:
+    for group, n in found["skipped"].items():
+        notes.append(f"{group}: {n} tensor(s) of training state not listed")
+    if found["links"]:
+        notes.append(f"{found['links']} soft or external HDF5 link(s) not followed")
+
+
+def _read_zip(path: Path) -> StoredModel:
+    notes: list[str] = []
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise refuse(path, f"not a valid zip archive ({short_reason(e)})") from None
+    with zf:
+        members = _check_archive(path, zf)
+        if "config.json" not in members:
+            raise refuse(path, "the archive has no config.json (not a Keras .keras file)")
+        cfg = _parse_json(
+            path, _read_member(path, zf, members["config.json"], MAX_CONFIG_BYTES), "config.json"
+        )
+        if "metadata.json" in members:
+            data = _read_member(path, zf, members["metadata.json"], MAX_METADATA_BYTES)
+            meta = _parse_json(path, data, "metadata.json")
+            if isinstance(meta, dict) and meta.get("keras_version"):
+                notes.append(f"saved by Keras {meta['keras_version']}")
+    tensors: list[StoredTensor] = []
+    if "model.weights.h5" in members:
+        found = _run_h5(path, "zip")
+        tensors = _tensors(found)
+        _found_notes(found, notes)
+        if found.get("bytes_read") is not None:
+            notes.append(
+                f"read {found['bytes_read']:,} of the {found['bytes_total']:,} bytes of model.weights.h5 "
+                "(HDF5 metadata only)"
+            )
+        else:
+            notes.append("model.weights.h5 is compressed in the archive: inflated in memory")
+    elif "model.weights.npz" in members:
+        notes.append("weights are stored as model.weights.npz, which is not read; no tensors listed")
+    else:
+        notes.append("the archive holds no model.weights.h5; no tensors listed")
+    entries: list[_Entry] = []
+    layer_cfgs = _layer_list(cfg)
+    if layer_cfgs is None:
+        notes.append("config.json has no layer list (a subclassed model?); recurrent layers not identified")
+    else:
+        _entries_keras3(layer_cfgs, "layers", "", entries, 0)
+    layers = _found(path, _Store(tensors, legacy=False), entries, notes)
+    return StoredModel(f"Keras file {path}", "keras", tuple(tensors), tuple(layers), "keras", tuple(notes))
+
+
+def _read_legacy_h5(path: Path) -> StoredModel:
+    notes: list[str] = []
+    found = _run_h5(path, "h5")
+    cfg = None if found["model_config"] is None else _parse_json(path, found["model_config"], "model_config")
+    notes.extend(f"{k}: {v}" for k, v in found["attrs"].items())
+    tensors = _tensors(found)
+    _found_notes(found, notes)
+    entries: list[_Entry] = []
+    if cfg is None:
+        notes.append("weights only (no model_config): tensors listed, recurrent layers not identified")
+    else:
+        layer_cfgs = _layer_list(cfg)
+        if layer_cfgs is None:
+            notes.append(
+                "model_config has no layer list (a subclassed model?); recurrent layers not identified"
+            )
+        elif found["root"]:
+            _entries_h5(layer_cfgs, None, "", entries, 0)
+        else:
+            notes.append("no model_weights group: recurrent layers not identified")
+    layers = _found(path, _Store(tensors, legacy=True), entries, notes)
+    return StoredModel(
+        f"Keras HDF5 file {path}", "keras", tuple(tensors), tuple(layers), "keras", tuple(notes)
+    )
+
+
+@one_line_errors
+def read_keras(path: str | os.PathLike[str]) -> StoredModel:
+    """Tensors and recurrent layers of a ``.keras`` archive or a legacy Keras ``.h5`` file."""
+    p, size = regular_file(path)
+    head = read_head(p, 8)
+    is_zip = head[:4] in ZIP_MAGICS
+    if not is_zip and not is_hdf5(p, size):
+        shown = head[:8].hex(" ")
+        raise refuse(
+            p,
+            f"neither a .keras zip archive (PK\\x03\\x04) nor an HDF5 file ({HDF5_MAGIC!r}): "
+            f"wrong magic {shown}",
+        )
+    try:
+        import h5py  # noqa: F401  (read in a child process; checked here for a clear message)
+    except ImportError:
+        raise missing_extra("Keras .keras/.h5", "h5py", "keras") from None
+    return _read_zip(p) if is_zip else _read_legacy_h5(p)

@@ -1,0 +1,660 @@
+"""The GEMM-sequence speed model: a recurrent stack's time from GEMMs timed alone on the device.
+
+No module is built: only the operands of one GEMM shape at a time are allocated (large shapes
+as tiles, see :mod:`paramcalc.timing.gemm`), so a model that does not fit in memory can still
+be estimated. The model, stated here and in every :class:`PredictResult`'s notes:
+
+* **the work** is the cost model's own GEMM list (:meth:`paramcalc.core.costmodel.CostResult.gemms`):
+  per layer and direction, a stack's input GEMM once over all real tokens (a single-step cell's
+  once per step), then the recurrent (and projection) GEMMs once per step with the sequences
+  still running: a packed batch gives one entry per distinct row count, its rows shrinking as
+  sequences end.
+* **training** adds, for every forward GEMM ``(M, K, N)``, the input gradient
+  ``dX = (M×N)·(N×K)``, timed as the shape ``(M, N, K)``, and the weight gradient
+  ``dW = (K×M)·(M×N)``, timed as ``(K, M, N)``, with the forward GEMM's calls; as autograd
+  runs them on data input and a zero initial state (the cost model's ``autograd`` rule): no dX
+  for the layer-0 input GEMM, nor for the recurrent GEMMs of each sequence's first step
+  (a packed reverse direction: of the longest sequences only).
+* **time** = Σ over distinct GEMM shapes of calls × (median time of one call, timed alone)
+  + elementwise bytes / the device's copy bandwidth. GEMMs are taken to run one after another
+  at the speed each has alone: no overlap of directions or layers, no fusion of steps.
+* **elementwise and bias work**: every op reads and writes its elements once in the dtype:
+  bytes = (bias additions + elementwise ops) × 2 × element size, at the measured ``copy_``
+  bandwidth; training: 3 × (backward = 2 × forward, the cost model's rule).
+* **left out**: the launch and Python overhead between calls beyond what each timed call
+  holds, allocations, layout copies, the objective's sum in training.
+* **where it does not apply**: a kernel that fuses the whole recurrence into one persistent
+  kernel keeps the weights on chip and launches nothing per step, so the sum of isolated GEMMs
+  overestimates it. :func:`cudnn_persistent` repeats PyTorch's own choice of cuDNN algorithm
+  (``get_algo`` in ``aten/src/ATen/native/cudnn/RNN.cpp``): the small-hidden persistent
+  kernel for RNN Dh ≤ 384 and LSTM/GRU Dh ≤ 192 forward (≤ 256 and ≤ 128 backward), and the
+  fp16 persistent kernel for one unidirectional layer with Dh ≤ 1024, Dh and d multiples of
+  128 and the device and batch rules PyTorch checks; never with a projection or a packed
+  batch. oneDNN on CPUs is not persistent: the bound applies there.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..core.coerce import as_spec
+from ..core.costmodel import CostResult, cost, gemm_stages
+from ..core.spec import RecurrentSpec
+from ..core.workload import Workload
+from ..errors import ParamcalcError
+from ..results.base import Result
+from ..results.render import fmt_bytes, fmt_seconds
+from ..results.table import Column, Table
+from .gemm import DEFAULT_GEMM_MIN_RUN_TIME, GemmRequest
+from .merge import RUNS_SCHEMA
+
+if TYPE_CHECKING:  # pragma: no cover
+    import os
+
+    import torch
+
+    from .gemm import DeviceTimer
+
+MODEL_NOTE = (
+    "model: GEMM-sequence bound = Σ calls × time of one call of each distinct GEMM shape, timed alone "
+    "on this device (torch.mm(A, Bᵀ, out=C), median of torch.utils.benchmark runs), run one after "
+    "another without overlap or fusion, + elementwise and bias bytes (read + write of each element per "
+    "op) / measured copy bandwidth; the GEMMs are the cost model's (cost --by gemm)"
+)
+
+
+# --- the GEMM list -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GemmCall:
+    """One GEMM of the model: pass (``forward``, ``dX``, ``dW``), role, shape and calls."""
+
+    phase: str
+    name: str
+    layer: int
+    direction: str
+    m: int
+    k: int
+    n: int
+    calls: int
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.k * self.n * self.calls
+
+    @property
+    def role(self) -> str:
+        return self.name if self.phase == "forward" else f"{self.phase} {self.name}"
+
+
+def gemm_calls(spec: RecurrentSpec, workload: Workload, c: CostResult | None = None) -> list[GemmCall]:
+    """Every GEMM the model times for ``spec`` on ``workload``: forward, and backward in training.
+
+    Pure Python (see the module docstring for the backward shapes and the autograd rule).
+    """
+    c = c if c is not None else cost(spec, workload)
+    fwd = [GemmCall("forward", g.name, g.layer, g.direction, g.m, g.k, g.n, g.calls) for g in c.gemms()]
+    if not workload.training:
+        return fwd
+    recurrent = {name for name, _, _ in gemm_stages(spec) if name.startswith("recurrent")}
+    first_rows = {"forward": workload.step_batch(0), "reverse": workload.longest}
+    out = list(fwd)
+    for g in fwd:
+        dx_calls = g.calls
+        if g.name == "input" and g.layer == 0:
+            dx_calls = 0  # the data input needs no gradient
+        elif g.name in recurrent and g.m == first_rows[g.direction]:
+            dx_calls -= 1  # the zero initial state needs no gradient
+        if dx_calls:
+            out.append(GemmCall("dX", g.name, g.layer, g.direction, g.m, g.n, g.k, dx_calls))
+        out.append(GemmCall("dW", g.name, g.layer, g.direction, g.k, g.m, g.n, g.calls))
+    return out
+
+
+# --- where the bound does not apply --------------------------------------------------------------
+
+
+def cudnn_persistent(
+    spec: RecurrentSpec,
+    workload: Workload,
+    props: tuple[int, int, int],
+    *,
+    forward: bool = True,
+) -> str:
+    """The cuDNN persistent algorithm PyTorch picks for ``spec`` on a GPU, or ``""`` for the standard one.
+
+    ``props`` = (compute capability major, minor, multiprocessor count). Mirrors PyTorch's
+    choice in ``aten/src/ATen/native/cudnn/RNN.cpp`` (``get_algo``): see the module docstring.
+    """
+    mode = spec.cell_type.torch.mode
+    if mode is None or spec.proj_size or workload.lengths is not None:
+        return ""
+    major, minor, sms = props
+    h, bsize = spec.hidden_size, workload.batch
+    small_h = {True: (384, 192), False: (256, 128)}[forward]
+    limit = small_h[0] if mode in ("RNN_TANH", "RNN_RELU") else small_h[1]
+    if major >= 6 and h <= limit:
+        return "persistent small-hidden kernel (CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H)"
+    if workload.dtype != "fp16":
+        return ""
+    common = (
+        spec.num_layers == 1
+        and h <= 1024
+        and not spec.bidirectional
+        and h % 128 == 0
+        and spec.input_size % 128 == 0
+    )
+    if not common:
+        return ""
+    persist = False
+    if major == 7 and minor != 5:
+        t = workload.seq_len
+        persist = ((bsize % 16 == 0 and bsize not in (80, 112)) or bsize == 8) and (
+            (t >= 40 and bsize <= 128) or (t >= 20 and bsize <= 96) or (t >= 10 and bsize <= 32)
+        )
+    elif major >= 8 and sms >= 98 and minor != 6:
+        if mode == "LSTM":
+            persist = bsize % 8 == 0 and bsize <= 128
+        elif mode in ("RNN_TANH", "RNN_RELU"):
+            persist = bsize % 8 == 0 and bsize <= 128 and (bsize < 96 or h < 896)
+    return "persistent fp16 kernel (CUDNN_RNN_ALGO_PERSIST_STATIC)" if persist else ""
+
+
+def fused_reason(
+    spec: RecurrentSpec, workload: Workload, kernel: str, props: tuple[int, int, int] | None
+) -> str:
+    """Why the GEMM-sequence bound does not apply to this run (``""`` when it does)."""
+    if kernel != "cuDNN" or props is None:
+        return ""
+    algo = cudnn_persistent(spec, workload, props, forward=True)
+    if not algo and workload.training:
+        algo = cudnn_persistent(spec, workload, props, forward=False)
+        algo = f"{algo} in backward" if algo else ""
+    if not algo:
+        return ""
+    return (
+        f"the GEMM-sequence bound does not apply: cuDNN runs {spec.describe()} as a {algo}, which keeps "
+        "the weights on chip for the whole recurrence instead of one GEMM per step"
+    )
+
+
+# --- the result -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GemmShare:
+    """One distinct GEMM shape of a prediction: its calls, time per call and what uses it."""
+
+    m: int
+    k: int
+    n: int
+    calls: int
+    roles: tuple[str, ...]
+    seconds_per_call: float
+    tiles: str
+    noisy: bool
+
+    @property
+    def seconds(self) -> float:
+        return self.calls * self.seconds_per_call
+
+
+TOTAL_COLUMNS = (
+    Column("spec", "str", wide=True),
+    Column("cell", "str"),
+    Column("hidden_size"),
+    Column("batch"),
+    Column("seq_len"),
+    Column("dtype", "str"),
+    Column("mode", "str"),
+    Column("device", "str"),
+    Column("device_name", "str", wide=True),
+    Column("threads", wide=True),
+    Column("torch", "str", wide=True),
+    Column("predicted_ms", "float", unit="ms", doc="the GEMM-sequence bound: GEMMs + elementwise"),
+    Column("gemm_ms", "float", unit="ms"),
+    Column("elementwise_ms", "float", unit="ms"),
+    Column("tokens_per_s", "float", unit="1/s"),
+    Column("gemm_calls"),
+    Column("distinct_gemms"),
+    Column("bound_applies", "bool"),
+)
+GEMM_COLUMNS = (
+    Column("gemm", "str", doc="pass and role: input, recurrent, projection; dX, dW in training"),
+    Column("M"),
+    Column("K"),
+    Column("N"),
+    Column("calls"),
+    Column("time_per_call_us", "float", unit="µs"),
+    Column("total_ms", "float", unit="ms"),
+    Column("share_pct", "float", unit="%"),
+    Column("timed_as", "str", wide=True, doc="tiles timed for a shape too large to allocate"),
+    Column("noisy", "bool", wide=True),
+)
+
+
+@dataclass(frozen=True, repr=False)
+class PredictResult(Result):
+    """The predicted time of one call (forward, or forward + backward in training).
+
+    ``seconds`` = ``gemm_s`` + ``elementwise_s`` (see the module docstring for the model).
+    ``fused`` says why the bound does not apply (``""`` when it does). Views: ``total``
+    (one row) and ``gemm`` (each distinct GEMM shape, its calls, time per call and share).
+    """
+
+    VIEWS = ("total", "gemm")
+
+    spec: RecurrentSpec
+    workload: Workload
+    device: str
+    device_name: str
+    threads: int
+    torch_version: str
+    gemms: tuple[GemmShare, ...]
+    gemm_s: float
+    elementwise_bytes: int
+    copy_bandwidth: float
+    elementwise_s: float
+    gemm_call_count: int
+    kernel: str = ""
+    fused: str = ""
+    math: str = "ieee"
+    cache_path: str = ""
+    cache_notes: tuple[str, ...] = ()
+    timed_now: int = 0
+    cost: CostResult | None = field(default=None, compare=False)
+
+    @property
+    def seconds(self) -> float:
+        return self.gemm_s + self.elementwise_s
+
+    @property
+    def bound_applies(self) -> bool:
+        return not self.fused
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.workload.tokens / self.seconds
+
+    @property
+    def mode(self) -> str:
+        return self.workload.mode
+
+    def run_record(self) -> dict[str, Any]:
+        """This prediction as one entry of a JSON export's ``runs`` (see ``compare --from``)."""
+        return run_record(self.spec, self.workload, self.environment(), predicted_s=self.seconds)
+
+    def environment(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "device_name": self.device_name,
+            "threads": self.threads,
+            "torch": self.torch_version,
+        }
+
+    # -- the protocol ------------------------------------------------------------------------
+    def _table(self, view: str) -> Table:
+        if view == "gemm":
+            total = self.seconds
+            rows = [
+                (
+                    ", ".join(g.roles),
+                    g.m,
+                    g.k,
+                    g.n,
+                    g.calls,
+                    g.seconds_per_call * 1e6,
+                    g.seconds * 1e3,
+                    100 * g.seconds / total,
+                    g.tiles or None,
+                    g.noisy,
+                )
+                for g in self.gemms
+            ]
+            return Table(GEMM_COLUMNS, tuple(rows))
+        s, w = self.spec, self.workload
+        row = (
+            s.describe(),
+            s.cell,
+            s.hidden_size,
+            w.batch,
+            w.seq_len,
+            w.dtype,
+            w.mode,
+            self.device,
+            self.device_name,
+            self.threads,
+            self.torch_version,
+            self.seconds * 1e3,
+            self.gemm_s * 1e3,
+            self.elementwise_s * 1e3,
+            self.tokens_per_s,
+            self.gemm_call_count,
+            len(self.gemms),
+            self.bound_applies,
+        )
+        return Table(TOTAL_COLUMNS, (row,))
+
+    def title(self) -> str:
+        what = "forward + backward" if self.workload.training else "forward"
+        return (
+            f"{self.spec.describe()}  [{self.workload.describe()}]: predicted {what} on {self.device} "
+            f"({self.device_name}), {self.threads} threads, torch {self.torch_version}"
+        )
+
+    def headline(self) -> str:
+        return f"{self.spec.describe()} on {self.device}: {fmt_seconds(self.seconds)} predicted per call"
+
+    def summary(self, view: str | None = None) -> list[str]:
+        lines = [
+            f"predicted time per call: {fmt_seconds(self.seconds)} = GEMMs {fmt_seconds(self.gemm_s)} "
+            f"({self.gemm_call_count:,} calls of {len(self.gemms)} distinct shapes) + elementwise "
+            f"{fmt_seconds(self.elementwise_s)} ({fmt_bytes(self.elementwise_bytes)} at "
+            f"{self.copy_bandwidth / 1e9:,.1f} GB/s); {self.tokens_per_s:,.0f} tokens/s",
+        ]
+        if view != "gemm" and self.gemms:
+            top = sorted(self.gemms, key=lambda g: -g.seconds)[:3]
+            lines.append(
+                "largest shares: "
+                + "; ".join(
+                    f"{', '.join(g.roles)} ({g.m}, {g.k}, {g.n}) × {g.calls:,}: "
+                    f"{100 * g.seconds / self.seconds:.0f}%"
+                    for g in top
+                )
+                + " (--by gemm lists every shape)"
+            )
+        return lines
+
+    def notes(self) -> list[str]:
+        out = [MODEL_NOTE]
+        if self.workload.training:
+            out.append(
+                "training: forward GEMMs + backward dX (M, N, K) and dW (K, M, N) per forward GEMM "
+                "(M, K, N), no dX for the layer-0 input nor the first step's recurrent GEMM; "
+                "elementwise 3 × forward"
+            )
+        if self.fused:
+            out.append(self.fused + "; the prediction overestimates it")
+        tiled = [g for g in self.gemms if g.tiles]
+        if tiled:
+            out.append(
+                f"{len(tiled)} shape(s) too large to allocate at once were timed as tiles with the same "
+                "MACs (timed_as, --wide): the sum of the tiles' times stands in for one call"
+            )
+        if self.math == "tf32":
+            out.append("fp32 GEMMs timed with TF32 tensor cores, as the kernel is allowed to run them")
+        noisy = [g for g in self.gemms if g.noisy]
+        if noisy:
+            out.append(
+                f"{len(noisy)} GEMM timing(s) are noisy (IQR over 10% of the median): is something else "
+                "running? a later prediction that needs them times them once more"
+            )
+        out += list(self.cache_notes)
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "result": "predict",
+            "spec": self.spec.to_dict(),
+            "workload": self.workload.to_dict(),
+            **self.environment(),
+            "kernel": self.kernel or None,
+            "predicted_s": self.seconds,
+            "gemm_s": self.gemm_s,
+            "elementwise_s": self.elementwise_s,
+            "elementwise_bytes": self.elementwise_bytes,
+            "copy_bandwidth_bytes_per_s": self.copy_bandwidth,
+            "bound_applies": self.bound_applies,
+            "gemm_cache": self.cache_path or None,
+            "runs_schema": RUNS_SCHEMA,
+            "runs": [self.run_record()],
+        }
+
+    def context(self) -> list[tuple[str, str]]:
+        return [
+            ("spec", self.spec.describe()),
+            ("workload", self.workload.describe()),
+            ("device", f"{self.device} ({self.device_name}), {self.threads} threads"),
+            ("torch", self.torch_version),
+        ]
+
+
+def run_record(
+    spec: RecurrentSpec,
+    workload: Workload,
+    env: dict[str, Any],
+    *,
+    measured: Sequence[float] | None = None,
+    iqr_s: float | None = None,
+    predicted_s: float | None = None,
+    kernel: str | None = None,
+    bound_applies: bool | None = None,
+) -> dict[str, Any]:
+    """One entry of a JSON export's ``runs``: what ``compare --from`` reads back."""
+    return {
+        "spec": spec.to_dict(),
+        "workload": workload.to_dict(),
+        "device": env["device"],
+        "device_name": env["device_name"],
+        "threads": env["threads"],
+        "torch": env["torch"],
+        "kernel": kernel,
+        "measured_s": statistics.median(measured) if measured else None,
+        "iqr_s": iqr_s,
+        "times_s": list(measured) if measured else None,
+        "predicted_s": predicted_s,
+        "bound_applies": bound_applies,
+    }
+
+
+# --- the entry points ------------------------------------------------------------------------
+
+
+def _props(dev: torch.device) -> tuple[int, int, int] | None:
+    import torch
+
+    if dev.type != "cuda":
+        return None
+    p = torch.cuda.get_device_properties(dev)
+    return (int(p.major), int(p.minor), int(p.multi_processor_count))
+
+
+def expected_kernel(spec: RecurrentSpec, dev: torch.device) -> str:
+    """The kernel path a run of ``spec`` is expected to take on ``dev`` without building it.
+
+    ``cuDNN`` for a torch.nn stack on CUDA with cuDNN enabled; ``""`` otherwise (not needed
+    by the model: only a cuDNN persistent kernel changes whether the bound applies).
+    """
+    import torch
+
+    from ..bridge.build import is_torch_native
+    from .benchmark import timing_spec
+
+    if dev.type != "cuda" or spec.cell_type.torch.nn_class is None:
+        return ""
+    run_spec = timing_spec(spec)[0]
+    if (
+        is_torch_native(run_spec)
+        and spec.cell_type.torch.runner == "stack"
+        and torch.backends.cudnn.is_available()  # type: ignore[no-untyped-call]
+        and torch.backends.cudnn.enabled
+    ):
+        return "cuDNN"
+    return ""
+
+
+def math_mode(dtype: str, dev: torch.device, kernel: str) -> str:
+    """``tf32`` when fp32 GEMMs of this run may use TF32 tensor cores (CUDA), else ``ieee``."""
+    import torch
+
+    if dtype != "fp32" or dev.type != "cuda":
+        return "ieee"
+    allowed = torch.backends.cudnn.allow_tf32 if kernel == "cuDNN" else torch.backends.cuda.matmul.allow_tf32
+    return "tf32" if allowed else "ieee"
+
+
+@dataclass
+class _Plan:
+    spec: RecurrentSpec
+    workload: Workload
+    cost: CostResult
+    calls: list[GemmCall]
+    requests: dict[tuple[int, int, int], GemmRequest]
+    kernel: str
+    math: str
+
+
+def _plan(spec: RecurrentSpec, workload: Workload, dev: torch.device, kernel: str | None) -> _Plan:
+    from ..bridge.devices import torch_dtype
+
+    torch_dtype(workload.dtype)  # int8 and unknown dtypes: one line
+    c = cost(spec, workload)
+    calls = gemm_calls(spec, workload, c)
+    k = expected_kernel(spec, dev) if kernel is None else kernel
+    mm = math_mode(workload.dtype, dev, k)
+    requests = {(g.m, g.k, g.n): GemmRequest(g.m, g.k, g.n, workload.dtype, mm) for g in calls}
+    return _Plan(spec, workload, c, calls, requests, k, mm)
+
+
+def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
+    by_shape: dict[tuple[int, int, int], list[GemmCall]] = {}
+    for g in plan.calls:
+        by_shape.setdefault((g.m, g.k, g.n), []).append(g)
+    shares = []
+    for shape, uses in by_shape.items():
+        gt = timer.gemm_time(plan.requests[shape])
+        roles = tuple(dict.fromkeys(u.role for u in uses))
+        shares.append(
+            GemmShare(*shape, sum(u.calls for u in uses), roles, gt.seconds, gt.describe_tiles(), gt.noisy)
+        )
+    c, w = plan.cost, plan.workload
+    passes = 3 if w.training else 1
+    ew_bytes = passes * (c.bias_ops + c.elementwise_ops) * 2 * w.dtype_bytes
+    bw = timer.copy_bandwidth()
+    notes = [n for n in (timer.cache_problem, timer.write_problem) if n]
+    if not timer.use_cache:
+        notes.append("no GEMM cache: every shape was timed for this prediction")
+    return PredictResult(
+        spec=plan.spec,
+        workload=w,
+        device=str(timer.dev),
+        device_name=timer.device_name,
+        threads=timer.host_threads(),
+        torch_version=timer.torch_version,
+        gemms=tuple(shares),
+        gemm_s=sum(s.seconds for s in shares),
+        elementwise_bytes=ew_bytes,
+        copy_bandwidth=bw,
+        elementwise_s=ew_bytes / bw,
+        gemm_call_count=sum(g.calls for g in plan.calls),
+        kernel=plan.kernel,
+        fused=fused,
+        math=plan.math,
+        cache_path=str(timer.path) if timer.use_cache else "",
+        cache_notes=tuple(notes),
+        timed_now=timer.timed,
+        cost=c,
+    )
+
+
+def make_timer(
+    device: str | torch.device = "cpu",
+    *,
+    threads: int | None = None,
+    min_run_time: float = DEFAULT_GEMM_MIN_RUN_TIME,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    refresh: bool = False,
+) -> DeviceTimer:
+    """A :class:`~paramcalc.timing.gemm.DeviceTimer` to share between predictions."""
+    from .gemm import DeviceTimer
+
+    return DeviceTimer(
+        device, threads=threads, min_run_time=min_run_time, folder=cache_dir, cache=cache, refresh=refresh
+    )
+
+
+def predict_many(
+    pairs: Iterable[tuple[RecurrentSpec, Workload]],
+    device: str | torch.device = "cpu",
+    *,
+    threads: int | None = None,
+    min_run_time: float = DEFAULT_GEMM_MIN_RUN_TIME,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    timer: DeviceTimer | None = None,
+    kernels: Sequence[str | None] | None = None,
+    on_timed: Callable[[int, int], None] | None = None,
+    refresh: bool = False,
+) -> list[PredictResult]:
+    """Predict every ``(spec, workload)``, timing each distinct GEMM shape once for all of them.
+
+    The union of the shapes is timed first (``on_timed(done, total)`` after each: a progress
+    bar), then every prediction is read from the timings. ``kernels``: the measured kernel
+    path of each pair (``None``: expected from the spec and device).
+    """
+    timer = timer or make_timer(
+        device, threads=threads, min_run_time=min_run_time, cache=cache, cache_dir=cache_dir, refresh=refresh
+    )
+    pairs = list(pairs)
+    ks = list(kernels) if kernels is not None else [None] * len(pairs)
+    if len(ks) != len(pairs):
+        raise ParamcalcError("give one kernel path per configuration")
+    plans = [
+        _plan(as_spec(s, "predict"), _workload(w), timer.dev, k) for (s, w), k in zip(pairs, ks, strict=True)
+    ]
+    timer.ensure((r for p in plans for r in p.requests.values()), on_timed)
+    timer.copy_bandwidth()
+    props = _props(timer.dev)
+    return [_result(p, timer, fused_reason(p.spec, p.workload, p.kernel, props)) for p in plans]
+
+
+def predict(
+    spec: RecurrentSpec,
+    workload: Workload | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    min_run_time: float = DEFAULT_GEMM_MIN_RUN_TIME,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    timer: DeviceTimer | None = None,
+    kernel: str | None = None,
+    on_timed: Callable[[int, int], None] | None = None,
+    refresh: bool = False,
+) -> PredictResult:
+    """Predict the time of one call of ``spec`` on ``workload`` without building the model.
+
+    Each distinct GEMM shape of the cost model's list is timed alone on ``device`` (once per
+    device, dtype, thread count and torch version: the timings are cached in
+    :func:`paramcalc.timing.gemm.cache_dir` unless ``cache=False``; ``refresh=True`` times
+    every shape again and replaces its cached timing); ``min_run_time`` is the seconds of timing
+    per shape. See the module docstring for the model.
+
+    >>> import paramcalc as pc
+    >>> r = pc.predict(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), pc.Workload(64, 28))  # doctest: +SKIP
+    >>> r.seconds > 0, r.VIEWS  # doctest: +SKIP
+    (True, ('total', 'gemm'))
+    """
+    return predict_many(
+        [(spec, workload if workload is not None else Workload())],
+        device,
+        threads=threads,
+        min_run_time=min_run_time,
+        cache=cache,
+        cache_dir=cache_dir,
+        timer=timer,
+        kernels=[kernel],
+        on_timed=on_timed,
+        refresh=refresh,
+    )[0]
+
+
+def _workload(w: Any) -> Workload:
+    if not isinstance(w, Workload):
+        raise ParamcalcError(f"predict needs a Workload, got {type(w).__name__}")
+    return w

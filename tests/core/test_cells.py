@@ -1,0 +1,199 @@
+"""The cell registry: built-in entries against the papers' equations, lookup, registration.
+
+Gate blocks and elementwise ops per unit are counted here from the update equations (written in
+each test), not read back from the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import paramcalc as pc
+from paramcalc.core.cells import ALIASES, CELLS, CellType, gated_templates
+
+
+@pytest.fixture
+def registry():
+    """Restore the registry after a test that registers or removes cells."""
+    cells, aliases = dict(CELLS), dict(ALIASES)
+    yield
+    CELLS.clear()
+    CELLS.update(cells)
+    ALIASES.clear()
+    ALIASES.update(aliases)
+
+
+def test_builtin_cells_in_order():
+    assert list(pc.CELLS) == [
+        "rnn",
+        "rnn_relu",
+        "lstm",
+        "gru",
+        "rnn_cell",
+        "rnn_relu_cell",
+        "lstm_cell",
+        "gru_cell",
+        "cifg",
+        "mgu",
+        "indrnn",
+        "mingru",
+        "minlstm",
+    ]
+
+
+@pytest.mark.parametrize(
+    "cell, gates",
+    [
+        ("rnn", ("h",)),
+        ("lstm", ("i", "f", "g", "o")),  # PyTorch's row order of weight_ih
+        ("gru", ("r", "z", "n")),
+        ("cifg", ("i", "g", "o")),  # Greff et al.: f = 1 - i has no weights of its own
+        ("mgu", ("f", "n")),  # Zhou et al.: one forget gate and the candidate
+        ("indrnn", ("h",)),
+        ("mingru", ("z", "n")),  # Feng et al.: z and the candidate
+        ("minlstm", ("f", "i", "n")),  # Feng et al.: f, i and the candidate
+    ],
+)
+def test_gate_blocks(cell, gates):
+    ct = pc.get_cell(cell)
+    assert ct.gate_names == gates and ct.gates == len(gates)
+
+
+@pytest.mark.parametrize(
+    "cell, per_unit",
+    [
+        # RNN: the sum joining the two matmuls + the activation
+        ("rnn", 1 + 1),
+        ("rnn_relu", 1 + 1),
+        # LSTM: 4 joining sums, 3 σ, tanh(g), c = f⊙c + i⊙g (2 ⊙ 1 +), h = o⊙tanh(c) (tanh, ⊙)
+        ("lstm", 4 + 3 + 1 + 3 + 2),
+        # GRU: 3 joining sums, 2 σ, tanh, r⊙(...), (1 - z)⊙n + z⊙h (1 -, 2 ⊙, 1 +)
+        ("gru", 3 + 2 + 1 + 1 + 4),
+        # CIFG: 3 joining sums, 2 σ, tanh(g), f = 1 - i, c (2 ⊙ 1 +), h (tanh, ⊙)
+        ("cifg", 3 + 2 + 1 + 1 + 3 + 2),
+        # MGU: 2 joining sums, σ, f⊙h, tanh, (1 - f)⊙h + f⊙n (1 -, 2 ⊙, 1 +)
+        ("mgu", 2 + 1 + 1 + 1 + 4),
+        # IndRNN: u⊙h, the joining sum, ReLU
+        ("indrnn", 1 + 1 + 1),
+        # minGRU: σ(z), (1 - z)⊙h + z⊙n (1 -, 2 ⊙, 1 +)
+        ("mingru", 1 + 4),
+        # minLSTM: 2 σ, f + i, 2 divisions, f'⊙h + i'⊙n (2 ⊙, 1 +)
+        ("minlstm", 2 + 1 + 2 + 3),
+    ],
+)
+def test_elementwise_ops_per_unit_from_the_equations(cell, per_unit):
+    assert pc.get_cell(cell).elementwise_per_unit == per_unit
+
+
+def test_peepholes_add_a_product_and_a_sum_per_gate():
+    spec = pc.RecurrentSpec("lstm", 2, 3, peephole=True)
+    ops = dict(spec.cell_type.ops_for(spec))
+    base = dict(pc.get_cell("lstm").elementwise_ops)
+    assert ops["mul"] == base["mul"] + 3 and ops["add"] == base["add"] + 3  # on i, f and o
+
+
+@pytest.mark.parametrize(
+    "cell, kind",
+    [("lstm", "gemm"), ("indrnn", "diagonal"), ("mingru", "none"), ("minlstm", "none"), ("mgu", "gemm")],
+)
+def test_recurrent_weight_kind(cell, kind):
+    ct = pc.get_cell(cell)
+    assert ct.recurrent_kind == kind
+    assert ct.recurrent_gemm == (kind == "gemm")
+
+
+def test_scan_cells_are_the_linear_recurrences():
+    assert sorted(c.name for c in CELLS.values() if c.recurrence == "scan") == ["mingru", "minlstm"]
+
+
+def test_torch_bindings():
+    assert pc.get_cell("lstm").torch.mode == "LSTM" and pc.get_cell("lstm").torch.runner == "stack"
+    assert pc.get_cell("rnn_relu").torch.mode == "RNN_RELU"
+    cell = pc.get_cell("rnn_relu_cell")
+    assert (cell.torch.nn_class, cell.torch.nonlinearity, cell.torch.runner) == ("RNNCell", "relu", "cell")
+    for name in ("cifg", "mgu", "indrnn", "mingru", "minlstm"):
+        assert pc.get_cell(name).torch.nn_class is None  # built as paramcalc's reference module
+
+
+@pytest.mark.parametrize(
+    "name, canonical",
+    [
+        ("RNN_TANH", "rnn"),
+        ("rnn-tanh", "rnn"),
+        (" LSTM ", "lstm"),
+        ("Rnn-Relu", "rnn_relu"),
+        ("rnn_tanh_cell", "rnn_cell"),
+        ("minGRU", "mingru"),
+    ],
+)
+def test_lookup_is_case_and_dash_insensitive(name, canonical):
+    assert pc.get_cell(name).name == canonical
+
+
+def test_unknown_cell_lists_the_known_ones():
+    with pytest.raises(pc.ParamcalcError) as info:
+        pc.get_cell("transformer")
+    msg = str(info.value)
+    assert msg.startswith("unknown cell 'transformer': expected one of rnn, rnn_relu, lstm")
+    assert "minlstm" in msg and "rnn_tanh" in msg and "\n" not in msg
+
+
+def test_register_a_cell_then_count_and_remove_it(registry):
+    # a "gated RNN" with two blocks and one bias vector: params = 2(Dh·d + Dh·Dh + Dh)
+    cell = CellType(
+        name="Two-Gate",
+        family="twogate",
+        gate_names=("a", "b"),
+        templates=gated_templates(bias_vectors=1),
+        equations=("h_t = ...",),
+        display_name="TwoGate",
+        default_bias_vectors=1,
+        aliases=("tg",),
+    )
+    registered = pc.register_cell(cell)
+    assert registered.name == "two_gate"
+    spec = pc.RecurrentSpec("tg", 3, 4)
+    assert spec.cell == "two_gate"
+    assert pc.count(spec).total == 2 * (4 * 3 + 4 * 4 + 4) == 64
+    with pytest.raises(pc.ParamcalcError, match="already registered"):
+        pc.register_cell(cell)
+    pc.unregister_cell("tg")
+    with pytest.raises(pc.ParamcalcError, match="unknown cell 'tg'"):
+        pc.get_cell("tg")
+
+
+def test_register_rejects_what_is_not_a_cell(registry):
+    with pytest.raises(pc.ParamcalcError, match="register_cell needs a CellType, got str"):
+        pc.register_cell("lstm")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"templates": ()}, "the first tensor template must be the input weight"),
+        ({"bias_vectors_allowed": (0, 1), "default_bias_vectors": 2}, "default_bias_vectors not in"),
+    ],
+)
+def test_cell_type_validates_itself(changes, needle):
+    with pytest.raises(pc.ParamcalcError, match=needle):
+        dataclasses.replace(pc.get_cell("rnn"), **changes)
+
+
+def test_an_alias_cannot_take_over_a_registered_name(registry):
+    rogue = dataclasses.replace(pc.get_cell("rnn"), name="rogue", aliases=("lstm",))
+    with pytest.raises(pc.ParamcalcError):
+        pc.register_cell(rogue)
+    assert pc.get_cell("lstm").name == "lstm"
+
+
+def test_an_alias_cannot_take_over_an_existing_alias(registry):
+    rogue = dataclasses.replace(pc.get_cell("rnn"), name="rogue", aliases=("rnn_tanh",))
+    try:
+        pc.register_cell(rogue)
+    except pc.ParamcalcError:
+        pass
+    else:
+        pc.unregister_cell("rogue")
+    assert pc.get_cell("rnn_tanh").name == "rnn"

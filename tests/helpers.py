@@ -1,0 +1,115 @@
+"""Helpers shared by both test layers. No torch here: tests/core imports this module."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+ARCHS = DATA / "architectures"
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What one ``paramcalc`` run printed, and its exit code."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> CliResult:
+    """Run the CLI through its error boundary (``paramcalc.cli.run``, what the console script
+    calls), with stdout and stderr captured separately; stdin is empty."""
+    from paramcalc.cli import run
+
+    runner = CliRunner()
+    with runner.isolation(env=env) as (out, err, _):
+        code = run([str(a) for a in args])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    return CliResult(code, stdout, stderr)
+
+
+def one_line_error(result: CliResult, code: int = 2) -> str:
+    """Assert ``result`` is a one-line error on stderr (nothing on stdout) with ``code``; return it."""
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert result.stdout == "", result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("Error: "), lines[0]
+    return lines[0]
+
+
+# --- console examples in the documentation ------------------------------------------------------
+
+DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+_BLOCK = re.compile(r"```console\n(.*?)```", re.S)
+#: Commands, or flags, that build or run torch modules.
+TORCH_COMMANDS = frozenset({"check", "inspect", "bench"})
+TORCH_FLAGS = frozenset({"--check", "--flop-check", "--bench"})
+
+
+@dataclass(frozen=True)
+class Example:
+    """One ``$ paramcalc ...`` line of a ```console block and the output shown under it."""
+
+    doc: str
+    command: str
+    expected: str
+
+    @property
+    def args(self) -> list[str]:
+        return shlex.split(self.command)[1:]
+
+    @property
+    def timed(self) -> bool:
+        """Timing output differs from run to run: only its formatting is golden."""
+        return "bench" in self.args[:1] or "--bench" in self.args
+
+    @property
+    def needs_torch(self) -> bool:
+        return bool(self.args[:1] and self.args[0] in TORCH_COMMANDS) or bool(TORCH_FLAGS & set(self.args))
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc}: {self.command}"
+
+
+def console_examples(docs: tuple[Path, ...] = DOCS) -> list[Example]:
+    """Every ``$ paramcalc ...`` example of the documentation, with the output shown for it."""
+    found = []
+    for path in docs:
+        text = path.read_text(encoding="utf-8")
+        for block in _BLOCK.findall(text):
+            for chunk in re.split(r"^(?=\$ )", block, flags=re.M):
+                if chunk.startswith("$ paramcalc "):
+                    cmd, _, out = chunk.partition("\n")
+                    found.append(Example(path.relative_to(ROOT).as_posix(), cmd[2:], out.rstrip("\n")))
+    return found
+
+
+# --- the reference modules (paramcalc.bridge.modules) -------------------------------------------
+
+#: Whether paramcalc's reference modules (every layout torch.nn cannot build) are installed yet.
+HAS_REFERENCE_MODULES = importlib.util.find_spec("paramcalc.bridge.modules") is not None
+needs_reference_modules = pytest.mark.skipif(
+    not HAS_REFERENCE_MODULES,
+    reason="needs paramcalc.bridge.modules (reference modules for layouts torch.nn cannot build), "
+    "which has not landed yet",
+)

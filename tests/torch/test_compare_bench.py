@@ -1,0 +1,184 @@
+"""compare and sweep with ``--bench``: the timing columns, the memory check before any timing,
+the progress bar and the README's main job. Timing values are checked for consistency only.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import paramcalc as pc
+import paramcalc.bridge.devices as devices
+import paramcalc.cli.options as options
+import paramcalc.timing.benchmark as B
+from paramcalc import ParamcalcError, RecurrentSpec, Workload
+from tests.helpers import invoke, one_line_error
+
+FAST = "0.01"
+
+
+@pytest.mark.slow
+def test_compare_bench_columns_are_consistent():
+    w = Workload(batch=3, seq_len=4)
+    r = pc.compare(RecurrentSpec("lstm", 4, 8), workload=w, bench=True, min_run_time=0.01, threads=1)
+    assert r.benched and r.device == "cpu"
+    first = r.rows[0].bench.median_s
+    t = r.table()
+    assert t.names[-6:] == ["time_ms", "iqr_ms", "tokens_per_s", "gflop_per_s", "kernel", "time_vs_first"]
+    for row, rec in zip(r.rows, t.records(), strict=True):
+        b = row.bench
+        assert b.spec == row.spec and b.workload == w
+        assert rec["time_ms"] == pytest.approx(b.median_s * 1e3)
+        assert rec["tokens_per_s"] == pytest.approx(12 / b.median_s)
+        assert rec["time_vs_first"] == pytest.approx(b.median_s / first)
+        assert rec["kernel"] == b.kernel_path
+    assert t.records()[0]["time_vs_first"] == 1
+    assert r.meta()["threads"] == 1 and r.meta()["torch"] == torch.__version__
+    assert any(n.startswith("timed on cpu") for n in r.notes())
+
+
+@pytest.mark.slow
+def test_sweep_bench_rows_carry_their_timings():
+    r = pc.sweep(
+        RecurrentSpec("gru", 4, 8),
+        hidden_sizes="4,8",
+        batches="2",
+        seq_lens="3",
+        bench=True,
+        min_run_time=0.01,
+        threads=1,
+    )
+    assert r.benched and [row.bench.spec.hidden_size for row in r.rows] == [4, 8]
+    for rec in r.table().records():
+        assert rec["tokens_per_s"] == pytest.approx(6 / (rec["time_ms"] / 1e3))
+    assert "timed on cpu (1 threads)" in r.title()
+
+
+def test_compare_checks_memory_of_every_row_before_timing(monkeypatch):
+    from paramcalc.core.memory import peak_bytes
+
+    timed = []
+    w = Workload(64, 28)
+    rnn, lstm = (peak_bytes(RecurrentSpec(c, 28, 64), w) * devices.MEMORY_HEADROOM for c in ("rnn", "lstm"))
+    assert rnn < lstm
+    monkeypatch.setattr(devices, "available_bytes", lambda dev: int((rnn + lstm) / 2))
+    monkeypatch.setattr(B, "bench", lambda *a, **k: timed.append(a))
+    with pytest.raises(ParamcalcError, match="not enough memory on cpu for the timed run of LSTM"):
+        # the RNN fits in 1 MB, the LSTM does not: nothing may be timed
+        pc.compare(RecurrentSpec("rnn", 28, 64), ["rnn", "lstm"], workload=w, bench=True)
+    assert timed == []
+
+
+def test_sweep_checks_memory_of_every_row_before_timing(monkeypatch):
+    timed = []
+    monkeypatch.setattr(devices, "available_bytes", lambda dev: 10**6)
+    monkeypatch.setattr(B, "bench", lambda *a, **k: timed.append(a))
+    with pytest.raises(ParamcalcError, match="not enough memory"):
+        pc.sweep(RecurrentSpec("rnn", 28, 8), hidden_sizes="8,512", batches=64, seq_lens=28, bench=True)
+    assert timed == []
+
+
+def test_bad_output_fails_before_anything_is_timed(monkeypatch):
+    monkeypatch.setattr(B, "bench", lambda *a, **k: pytest.fail("timed before checking --output"))
+    line = one_line_error(invoke("compare", "-d", "4", "-H", "8", "--bench", "--output", "table.txt"))
+    assert "unknown suffix '.txt'" in line
+
+
+def test_meta_device_cannot_be_timed():
+    line = one_line_error(invoke("compare", "-d", "4", "-H", "8", "--bench", "--device", "meta"))
+    assert line == "Error: the meta device holds no data and cannot be timed: use cpu, cuda or mps"
+
+
+@pytest.mark.slow
+def test_main_job_command(tmp_path, monkeypatch):
+    """The README's main job, verbatim: RNN vs LSTM vs GRU, measured on CPU, exported."""
+    monkeypatch.chdir(tmp_path)
+    args = "compare -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --bench --device cpu --output report.md"
+    r = invoke(*args.split(), "--min-time", FAST, "--threads", "1")
+    assert r.exit_code == 0, r.output
+    text = Path("report.md").read_text()
+    assert text.startswith("# RNN vs LSTM vs GRU: d=28, L=2, B=64 T=28 fp32 inference, equal hidden size 256")
+    table = [ln for ln in text.splitlines() if ln.startswith("|")]
+    assert len(table) == 2 + 3
+    for col in (
+        "params",
+        "macs_per_step",
+        "flops_per_seq",
+        "param_bytes",
+        "train_bytes",
+        "time_ms",
+        "tokens_per_s",
+        "time_vs_first",
+    ):
+        assert col in table[0]
+    assert [ln.split("|")[1].strip() for ln in table[2:]] == ["rnn", "lstm", "gru"]
+    assert "819,200" in table[3]  # LSTM(28, 256, 2)
+    assert r.stdout.startswith(
+        "RNN vs LSTM vs GRU: d=28, L=2, B=64 T=28 fp32 inference, equal hidden size 256"
+    )
+    assert "timed on cpu" in r.stdout and r.stderr.endswith("wrote report.md\n")
+
+
+@pytest.mark.slow
+def test_sweep_bench_progress_bar(monkeypatch):
+    updates: list[int] = []
+
+    class Bar:
+        def __init__(self, length, **kwargs):
+            updates.append(-length)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            updates.append(n)
+
+    monkeypatch.setattr(options.click, "progressbar", Bar)
+    args = ["sweep", "-d", "4", "-H", "4,8", "--cells", "rnn", "--batch", "2", "--seq-len", "3"]
+    timed = [*args, "--bench", "--min-time", FAST, "--threads", "1"]
+    # stderr is not a terminal here: no bar
+    assert invoke(*timed).exit_code == 0 and updates == []
+
+    class TTY:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(options, "sys", types.SimpleNamespace(stderr=TTY()))
+    r = invoke(*timed)
+    assert r.exit_code == 0, r.output
+    assert updates == [-2, 1, 1]  # a bar of 2 configurations, advanced after each
+    updates.clear()
+    assert invoke(*timed, "--quiet").exit_code == 0 and updates == []
+    assert invoke(*args).exit_code == 0 and updates == []  # nothing timed: no bar
+
+
+@pytest.mark.slow
+def test_compare_bench_plot_png_has_a_throughput_panel(tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the plot extra (matplotlib)")
+    svg = tmp_path / "compare.svg"
+    r = invoke(
+        "compare", "-d", "4", "-H", "8", "--bench", "--min-time", FAST, "--threads", "1", "--plot", svg, "-q"
+    )
+    assert r.exit_code == 0, r.output
+    text = svg.read_text()
+    assert "tokens / s" in text and "Measured throughput (median, IQR)" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compare.svg"]  # no temporary file left
+
+
+@pytest.mark.slow
+def test_one_bias_rows_are_timed_as_the_torch_module_with_a_note():
+    r = pc.compare(
+        RecurrentSpec("lstm", 4, 8, convention="keras"),
+        ["lstm"],
+        workload=Workload(2, 3),
+        bench=True,
+        min_run_time=0.01,
+        threads=1,
+    )
+    assert any(n.startswith("timed as torch.nn.LSTM with two bias vectors") for n in r.notes())
