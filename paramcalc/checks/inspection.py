@@ -275,14 +275,16 @@ def _join(path: str, leaf: str) -> str:
     return f"{path}.{leaf}" if path else leaf
 
 
-@dataclass
 class _Acc:
-    analytic: int = 0
-    actual: int = 0
-    extra: int = 0
-    missing: list[str] = field(default_factory=list)
-    bad: list[str] = field(default_factory=list)
-    tied: list[str] = field(default_factory=list)
+    """What one group collects while the tensors are matched (slots: thousands are made)."""
+
+    __slots__ = ("actual", "analytic", "bad", "extra", "missing", "tied")
+
+    def __init__(self) -> None:
+        self.analytic = self.actual = self.extra = 0
+        self.missing: list[str] = []
+        self.bad: list[str] = []
+        self.tied: list[str] = []
 
 
 def match_tensors(
@@ -301,11 +303,16 @@ def match_tensors(
     (3) whatever is left is *counted, no formula*, under the deepest group that holds it.
     A tensor whose identity key was claimed before is tied: shown, counted once.
     """
-    by_name = {p.name: p for p in params}
+    by_name = {p.name for p in params}
     claimed: dict[str, tuple[int, Any]] = {}  # param name -> (group index, expected tensor)
     expected: list[list[tuple[str, Any]]] = []
     for gi, g in enumerate(groups):
-        items = [] if g.component is None else [(_join(g.path, t.name), t) for t in g.component.tensors()]
+        comp = g.component
+        if comp is None:
+            expected.append([])
+            continue
+        prefix = f"{g.path}." if g.path else ""
+        items = [(prefix + t.name, t) for t in comp.tensors()]
         if g.stored_names is not None:  # match by position: the i-th analytic tensor is the i-th stored one
             names = list(g.stored_names) + [full for full, _ in items[len(g.stored_names) :]]
             items = [(names[i], t) for i, (_, t) in enumerate(items)]
@@ -313,12 +320,13 @@ def match_tensors(
         for full, t in items:
             if full in by_name and full not in claimed:
                 claimed[full] = (gi, t)
-    found = {
-        (gi, full)
-        for gi, items in enumerate(expected)
-        for full, _ in items
-        if claimed.get(full, (-1,))[0] == gi
-    }
+
+    renamed_hits: set[tuple[int, str]] = set()  # (group, analytic name) matched under another name
+
+    def found(gi: int, full: str) -> bool:
+        claim = claimed.get(full)
+        return (claim is not None and claim[0] == gi) or (gi, full) in renamed_hits
+
     # renamed tensors, indexed by the leaf of their canonical name (one pass over the params)
     renamed_by_leaf: dict[str, list[ParamInfo]] = {}
     canon_of: dict[str, str] = {}
@@ -330,21 +338,22 @@ def match_tensors(
             canon_of[p.name] = canon
             renamed_by_leaf.setdefault(canon.rpartition(".")[2], []).append(p)
     renamed: dict[str, str] = {}
-    for gi, g in enumerate(groups):
-        for full, t in expected[gi]:
-            if (gi, full) in found:
-                continue
-            # weight norm stores two tensors for one weight: the one of the weight's shape is it
-            candidates = sorted(renamed_by_leaf.get(t.name, ()), key=lambda p: p.shape != tuple(t.shape))
-            for p in candidates:
-                if p.name in claimed:
+    if renamed_by_leaf:
+        for gi, g in enumerate(groups):
+            for full, t in expected[gi]:
+                if found(gi, full):
                     continue
-                owner = canon_of[p.name].rpartition(".")[0]
-                if _related(owner, g.path):
-                    claimed[p.name] = (gi, t)
-                    renamed[p.name] = full
-                    found.add((gi, full))
-                    break
+                # weight norm stores two tensors for one weight: the one of the weight's shape is it
+                candidates = sorted(renamed_by_leaf.get(t.name, ()), key=lambda p: p.shape != tuple(t.shape))
+                for p in candidates:
+                    if p.name in claimed:
+                        continue
+                    owner = canon_of[p.name].rpartition(".")[0]
+                    if _related(owner, g.path):
+                        claimed[p.name] = (gi, t)
+                        renamed[p.name] = full
+                        renamed_hits.add((gi, full))
+                        break
 
     reparametrized = set(renamed.values())
     first_of_key: dict[Any, str] = {}
@@ -400,7 +409,8 @@ def match_tensors(
 
     for gi, g in enumerate(groups):
         for full, t in expected[gi]:
-            if (gi, full) not in found:
+            claim = claimed.get(full)
+            if (claim is None or claim[0] != gi) and (gi, full) not in renamed_hits:
                 acc[gi].missing.append(full)
                 acc[gi].analytic += t.numel
                 tensors.append(
@@ -413,13 +423,17 @@ def match_tensors(
     for gi, g in enumerate(groups):
         a = acc[gi]
         comp = g.component
-        if comp is None and a.actual == 0:
+        if comp is None:
+            if a.actual:
+                modules.append(
+                    ModuleReport(g.path, g.type_name, None, None, a.actual, Status.NO_FORMULA, g.note)
+                )
             continue
-        if comp is not None and not expected[gi] and a.actual == 0:
+        if not expected[gi] and a.actual == 0:
             continue  # a parameter-free layer (dropout)
         spec = comp.spec if isinstance(comp, Recurrent) else None
-        if comp is None:
-            modules.append(ModuleReport(g.path, g.type_name, None, None, a.actual, Status.NO_FORMULA, g.note))
+        if not (a.missing or a.bad or a.extra or a.tied or g.note):  # the common case: all agree
+            modules.append(ModuleReport(g.path, g.type_name, comp, a.analytic, a.actual, ok, "", spec))
             continue
         bits = []
         if a.missing:
@@ -432,18 +446,9 @@ def match_tensors(
         details += a.tied
         if g.note:
             details.append(g.note)
-        status = Status.MISMATCH if bits else Status.OK
+        status = Status.MISMATCH if bits else ok
         modules.append(
-            ModuleReport(
-                g.path,
-                g.type_name,
-                comp,
-                a.analytic,
-                a.actual,
-                status,
-                "; ".join(details),
-                spec,
-            )
+            ModuleReport(g.path, g.type_name, comp, a.analytic, a.actual, status, "; ".join(details), spec)
         )
     total = sum(t.counted for t in tensors)
     return Analysis(source, tuple(modules), tuple(tensors), total, tuple(notes), actual_label)

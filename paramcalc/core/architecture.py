@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from math import prod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ..errors import ParamcalcError
 from ..results.base import Result
@@ -42,8 +42,7 @@ from .spec import RecurrentSpec, check_size
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass(frozen=True)
-class TensorFormula:
+class TensorFormula(NamedTuple):
     """One analytic parameter tensor of a component: local name, shape, count and formula."""
 
     name: str
