@@ -38,9 +38,10 @@ dispatches to in ``tests/torch/test_memory.py``):
   ``optimizer`` term that the cost view shows and the bench peak leaves out);
 * inference: layer by layer, the layer's input, its input projection of all steps, the
   per-step outputs and their stacked copy (native), or the output and oneDNN's scratchpad;
-* an allocator term: glibc keeps freed blocks of the per-step tensors (below its mmap threshold)
-  resident, so the resident set exceeds the live tensors by a measured fraction of them
-  (:data:`ALLOCATOR_RETENTION`).
+* on a CPU, two allocator terms fitted to measured peaks (``docs/memory.md``): the buffers the
+  GEMM and threading libraries keep (:data:`BLAS_BUFFERS`), and what glibc keeps resident once
+  its mmap threshold has risen to the call's largest block, in units of that block
+  (:data:`ALLOCATOR_RETENTION`, :func:`largest_block`).
 
 CPU peaks are resident-set peaks: oneDNN allocates a workspace of which a run touches only part
 (the diff states of only some iterations, no ``ht`` without projection), and untouched pages cost
@@ -911,6 +912,8 @@ __all__ = [
     "PATHS",
     "MemoryModel",
     "MemoryTerm",
+    "good_ld",
+    "largest_block",
     "memory_model",
     "memory_terms",
     "onednn_workspace_bytes",
