@@ -349,6 +349,8 @@ class DeviceTimer:
         self.cache_problem = ""
         #: Why the cache file could not be written ("" when it could).
         self.write_problem = ""
+        #: Time every shape again (once per object), whatever the cache holds.
+        self.refresh = bool(refresh)
         if self.use_cache and not refresh:
             self._gemm, self._copy, self.cache_problem = self._read()
 
@@ -425,14 +427,17 @@ class DeviceTimer:
     def missing(self, requests: Iterable[GemmRequest]) -> list[tuple[GemmRequest, Tile]]:
         """The distinct tiles of ``requests`` to time, in first-seen order: those without a
         timing, and those whose cached timing is noisy and was timed fewer than :data:`MAX_TRIES`
-        times (at most once per object)."""
+        times (at most once per object); with ``refresh``, every tile this object has not timed."""
         out: dict[str, tuple[GemmRequest, Tile]] = {}
         for req in requests:
             _check_request(req)
             for t in self.tiles(req):
                 key = self._key(req.dtype, req.math, t.m, t.k, t.n)
                 have = self._gemm.get(key)
-                stale = have is not None and have.noisy and have.tries < MAX_TRIES and key not in self._fresh
+                if key in self._fresh:
+                    stale = False
+                else:
+                    stale = have is not None and (self.refresh or (have.noisy and have.tries < MAX_TRIES))
                 if (have is None or stale) and key not in out:
                     out[key] = (req, t)
         return list(out.values())
@@ -451,7 +456,7 @@ class DeviceTimer:
             key = self._key(req.dtype, req.math, t.m, t.k, t.n)
             old = self._gemm.get(key)
             new = self._time_gemm(req, t)
-            self._gemm[key] = replace(new, tries=old.tries + 1) if old is not None else new
+            self._gemm[key] = replace(new, tries=old.tries + 1) if old is not None and not self.refresh else new
             self._fresh.add(key)
             self.timed += 1
             if on_timed is not None:
@@ -509,8 +514,9 @@ class DeviceTimer:
     def copy_bandwidth(self) -> float:
         """Bytes per second a large ``copy_`` moves (read + write), timed once and cached."""
         key = f"t{self.threads}"
-        if key not in self._copy:
+        if key not in self._copy or (self.refresh and f"copy:{key}" not in self._fresh):
             self._copy[key] = self._time_copy()
+            self._fresh.add(f"copy:{key}")
             self.timed += 1
             self.save()
         return 2 * self.copy_bytes / self._copy[key].median_s

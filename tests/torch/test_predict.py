@@ -314,6 +314,20 @@ def test_refresh_times_again_and_replaces_the_cached_timings(cache_dir):
     assert res.exit_code == 0, res.output
 
 
+def test_refresh_retimes_every_shape_even_after_its_first_save(cache_dir):
+    # the first timing saves, and saving merges the file back in: a later shape and the copy,
+    # cached at 1000 s, must still be timed again by the same refreshing timer
+    probe = P.make_timer("cpu", min_run_time=FAST)
+    _write_cache(probe)
+    t = P.make_timer("cpu", min_run_time=FAST, refresh=True)
+    assert t.gemm_time(G.GemmRequest(3, 5, 7)).seconds < 1000  # not cached: timed, then saved
+    assert t.gemm_time(G.GemmRequest(2, 4, 24)).seconds < 1000  # cached at 1000 s: timed again
+    assert t.copy_bandwidth() > 2 * t.copy_bytes / 1000
+    assert t.timed == 3
+    again = t.gemm_time(G.GemmRequest(2, 4, 24))
+    assert t.timed == 3 and again.seconds < 1000  # once per object
+
+
 def test_no_cache_writes_nothing(cache_dir):
     r = P.predict(RecurrentSpec("rnn", 4, 8), Workload(2, 3), min_run_time=FAST, cache=False)
     assert r.cache_path == "" and not list(cache_dir.iterdir())
