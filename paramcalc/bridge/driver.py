@@ -12,14 +12,17 @@ binding says the module runs (:attr:`paramcalc.core.cells.TorchBinding.runner`):
 ``Case.forward()`` is one forward pass; ``Case.train_step()`` is ``zero_grad`` + forward +
 backward of the summed output. :func:`kernel_ops` records which aten operators a forward
 dispatches to (the kernel path: cuDNN, oneDNN or native) with torch's lightweight autograd
-profiler, which needs no ``torch._dynamo``.
+profiler, which needs no ``torch._dynamo``. :func:`dispatched_ops` counts the operator calls of
+a forward that are not GEMMs, per sequence and per step, for the speed model's dispatch term.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -195,6 +198,82 @@ def kernel_ops(case: Case, train: bool) -> tuple[str, ...]:
         if name not in ops:
             ops.append(name)
     return tuple(ops)
+
+
+#: aten operators whose time the speed model's GEMM timings already hold (torch.mm with out=).
+GEMM_OPS = frozenset({"addmm", "mm", "bmm", "baddbmm", "addmv", "mv", "matmul", "linear", "addbmm"})
+
+
+def tiny_spec(spec: RecurrentSpec) -> RecurrentSpec:
+    """``spec`` with 4 input features and 4 hidden units (a projection of 2): the same operator
+    sequence per step, at sizes where every call costs only its dispatch."""
+    proj = min(spec.proj_size, 2) if spec.proj_size else 0
+    return spec.replace(input_size=4, hidden_size=4, proj_size=proj)
+
+
+def step_case(spec: RecurrentSpec, dtype: str, device: str | torch.device, steps: int) -> Case:
+    """A :class:`Case` of :func:`tiny_spec`, batch 2, ``steps`` steps (to count and time dispatch)."""
+    return make_case(tiny_spec(spec), Workload(batch=2, seq_len=steps, dtype=dtype), device)
+
+
+def dispatched_ops(spec: RecurrentSpec, dtype: str, device: str | torch.device) -> tuple[int, int, int]:
+    """Operator calls of one forward of ``spec``: ``(once, per_step, all_per_step)``.
+
+    A forward of ``T`` steps dispatches ``once + T · per_step`` calls that are not GEMMs (views,
+    pointwise ops, splits, fused-RNN kernels; each costs the device's per-call overhead however
+    small its tensors) and ``all_per_step`` calls per step counting the GEMMs too. A call is one
+    the caller's code makes (a Python module's ``forward``, or ATen's recurrent entry point such
+    as ``aten::gru`` for a ``torch.nn`` stack); what a call runs inside is its own cost. Recorded
+    with torch's lightweight autograd profiler (no ``torch._dynamo``) on :func:`tiny_spec` (the
+    call sequence does not depend on the sizes), one step and two, in ``dtype`` on ``device``,
+    so the kernel path is the one a real run takes: oneDNN's and cuDNN's fused layers make no
+    call per step, ATen's native GRU layer a dozen. Memoised per spec shape, dtype and device.
+    """
+    from .devices import resolve_device
+
+    return _dispatched_ops(tiny_spec(spec), dtype, str(resolve_device(device)))
+
+
+#: ATen's recurrent entry points: their own calls are what a step costs (see :func:`dispatched_ops`).
+RNN_DRIVERS = frozenset(
+    {"lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell"}
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _dispatched_ops(spec: RecurrentSpec, dtype: str, device: str) -> tuple[int, int, int]:
+    import torch
+
+    counts = []
+    for steps in (1, 2):
+        case = step_case(spec, dtype, device, steps)
+        with torch.no_grad(), warnings.catch_warnings(), _quiet_fd2():
+            warnings.simplefilter("ignore")  # "LSTM with projections is not supported with oneDNN"
+            with torch.autograd.profiler.profile(use_kineto=False) as prof:
+                case.forward()
+        counts.append(_calls(prof.function_events))
+    (ops1, gemms1), (ops2, gemms2) = counts
+    per_step = max(ops2 - ops1, 0)
+    return max(ops1 - per_step, 0), per_step, per_step + max(gemms2 - gemms1, 0)
+
+
+def _calls(events: Any) -> tuple[int, int]:
+    """(non-GEMM, GEMM) calls among the recorded events: the calls the caller's code made (top
+    level), with an ATen recurrent entry point replaced by the calls it made itself."""
+    ops = gemms = 0
+    for e in events:
+        name = str(e.name).removeprefix("aten::")
+        parent = e.cpu_parent
+        top = parent is None or (
+            parent.cpu_parent is None and str(parent.name).removeprefix("aten::") in RNN_DRIVERS
+        )
+        if not top or (parent is None and name in RNN_DRIVERS):
+            continue
+        if name in GEMM_OPS:
+            gemms += 1
+        else:
+            ops += 1
+    return ops, gemms
 
 
 def kernel_path(ops: tuple[str, ...] | list[str], native: bool = True) -> str:

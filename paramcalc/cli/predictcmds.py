@@ -70,10 +70,12 @@ def predict(
     count and torch version, kept in the cache ($PARAMCALC_CACHE_DIR, else
     $XDG_CACHE_HOME/paramcalc or ~/.cache/paramcalc). The prediction is the
     GEMM-sequence bound: the sum of calls x time per call, plus the
-    elementwise and bias bytes at the measured copy bandwidth; --train adds
-    the backward GEMMs (dX, dW). Only one GEMM's operands are allocated at a
-    time, and a shape too large for memory is timed as tiles with the same
-    MACs, so a model that does not fit can still be estimated. Where a cuDNN
+    elementwise and bias bytes at the measured copy bandwidth, plus the
+    operator calls a forward dispatches (counted on a 4-unit copy of the
+    module) at the measured per-call overhead; --train adds the backward GEMMs
+    (dX, dW). Only one GEMM's operands are allocated at a time, and a shape
+    too large for memory is timed as tiles with the same MACs, so a model that
+    does not fit can still be estimated. Where a cuDNN
     persistent kernel runs the whole recurrence (small hidden sizes on CUDA)
     a note says the bound does not apply. --by gemm lists every shape.
 

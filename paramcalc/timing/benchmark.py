@@ -451,7 +451,8 @@ class BenchResult(Result):
                 out.append(p.fused + ": no measured/predicted ratio")
             out.append(
                 "predicted_ms: the GEMM-sequence bound (paramcalc predict: each distinct GEMM shape timed "
-                "alone, cached; elementwise at the copy bandwidth); measured_over_predicted = time_ms / "
+                "alone, cached; elementwise at the copy bandwidth; operator calls at the per-call overhead); "
+                "measured_over_predicted = time_ms / "
                 "predicted_ms"
             )
             out += [n for n in p.notes() if n.startswith(("the cache", "no GEMM cache"))]
@@ -469,7 +470,7 @@ class BenchResult(Result):
             lines.append(
                 f"predicted (GEMM-sequence bound): {fmt_seconds(p.seconds)} = GEMMs {fmt_seconds(p.gemm_s)} "
                 f"({p.gemm_call_count:,} calls, {len(p.gemms)} shapes) + elementwise "
-                f"{fmt_seconds(p.elementwise_s)}; measured/predicted: "
+                f"{fmt_seconds(p.elementwise_s)} + dispatch {fmt_seconds(p.dispatch_s)}; measured/predicted: "
                 + (f"{ratio:.3g}" if ratio is not None else "n/a (the bound does not apply)")
             )
         lines.append(f"memory estimate: {fmt_bytes(self.memory_estimate)}; FLOPs: {self.cost.convention}")

@@ -24,6 +24,10 @@ its notes):
   at most as fast as the whole one would: small tiles can only lose efficiency).
 * **copy bandwidth**: ``dst.copy_(src)`` of :data:`COPY_BYTES` per tensor, timed the same way;
   bandwidth = ``2 · nbytes / median`` (every byte read once and written once).
+* **per-operator overhead**: what one operator call costs in dispatch and launch however small
+  its tensors, per kernel path: a 4-unit copy of the module run for 8 and 24 steps, the extra
+  time per step over the calls per step (:meth:`DeviceTimer.op_seconds`); ``torch.add`` of 64
+  elements where the path dispatches nothing per step. Cached beside the copy timing.
 * **the cache**: one JSON file per device name and torch version in :func:`cache_dir`
   (``$PARAMCALC_CACHE_DIR``, else ``$XDG_CACHE_HOME/paramcalc``, else
   ``~/.cache/paramcalc``), keyed by dtype, math mode (TF32 or not), shape and thread count.
@@ -54,6 +58,8 @@ from ..errors import ParamcalcError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from ..core.spec import RecurrentSpec
+
 #: Schema of the cache file; another value makes the file foreign (ignored, then replaced).
 SCHEMA = "paramcalc.gemm-cache/1"
 #: Environment variable naming the cache folder (it wins over ``XDG_CACHE_HOME``).
@@ -66,6 +72,8 @@ NOISE_THRESHOLD = 0.1
 MIN_RUNS = 5
 #: Times a shape whose timing stays noisy is timed in all (by successive processes).
 MAX_TRIES = 2
+#: Steps of the short run that times the per-call overhead of a kernel path (the long run: 3 ×).
+OP_STEPS = 8
 #: Seconds of small GEMMs before the first timing of a process (threads awake, clocks up).
 SPIN_UP_S = 0.2
 #: Warm-up: calls (at least two) for this many seconds before a shape is judged slow or fast.
@@ -456,7 +464,8 @@ class DeviceTimer:
             key = self._key(req.dtype, req.math, t.m, t.k, t.n)
             old = self._gemm.get(key)
             new = self._time_gemm(req, t)
-            self._gemm[key] = replace(new, tries=old.tries + 1) if old is not None and not self.refresh else new
+            again = old is not None and not self.refresh
+            self._gemm[key] = replace(new, tries=old.tries + 1) if again and old is not None else new
             self._fresh.add(key)
             self.timed += 1
             if on_timed is not None:
@@ -520,6 +529,69 @@ class DeviceTimer:
             self.timed += 1
             self.save()
         return 2 * self.copy_bytes / self._copy[key].median_s
+
+    def op_seconds(self, spec: RecurrentSpec | None = None, dtype: str = "fp32") -> float:
+        """Seconds of overhead per operator call, timed once and cached.
+
+        With ``spec``: measured on its own kernel path, from a 4-unit copy of its module
+        (:func:`paramcalc.bridge.driver.step_case`) run for :data:`OP_STEPS` steps and for 3 ×
+        as many: the extra time per step over the operator calls per step (GEMMs included: at
+        4 units every call is dispatch). So ATen's native cells (calls from C++) and a reference
+        module (calls from Python, with its ``forward``) each get their own figure. Without, or
+        where the path dispatches nothing per step (a fused layer): one ``torch.add`` of 64
+        elements.
+        """
+        key = f"op:t{self.threads}"
+        calls = 0
+        if spec is not None:
+            from ..bridge.driver import dispatched_ops, tiny_spec
+
+            calls = dispatched_ops(spec, dtype, self.dev)[2]
+            if calls:
+                text = json.dumps([tiny_spec(spec).to_dict(), dtype], sort_keys=True)
+                key = f"op:{hashlib.sha1(text.encode()).hexdigest()[:10]}:t{self.threads}"
+        if key not in self._copy or (self.refresh and key not in self._fresh):
+            timing = self._time_steps(spec, dtype, calls) if calls and spec is not None else None
+            self._copy[key] = timing or self._time_op()
+            self._fresh.add(key)
+            self.timed += 1
+            self.save()
+        return self._copy[key].median_s
+
+    def _time_steps(self, spec: RecurrentSpec, dtype: str, calls: int) -> Timing | None:
+        import torch
+
+        from ..bridge.driver import step_case
+
+        self._warm_up()
+        timings = []
+        for steps in (OP_STEPS, 3 * OP_STEPS):
+            case = step_case(spec, dtype, self.dev, steps)
+
+            def run(case: Any = case) -> None:
+                with torch.no_grad():
+                    case.forward()
+
+            timings.append(time_call(run, self.dev, self.host_threads(), self.min_run_time))
+        short, long = timings
+        per_call = (long.median_s - short.median_s) / (2 * OP_STEPS * calls)
+        if per_call <= 0:  # lost in the noise: the tiny op stands in
+            return None
+        iqr = (long.iqr_s + short.iqr_s) / (2 * OP_STEPS * calls)
+        return Timing(per_call, iqr, min(short.runs, long.runs), short.noisy or long.noisy)
+
+    def _time_op(self) -> Timing:
+        import torch
+
+        self._warm_up()
+        a = torch.ones(64, device=self.dev)
+        b = torch.ones(64, device=self.dev)
+        c = torch.empty(64, device=self.dev)
+        fn = functools.partial(torch.add, a, b, out=c)
+        try:
+            return time_call(fn, self.dev, self.host_threads(), self.min_run_time)
+        finally:
+            del fn, a, b, c
 
     @property
     def copy_bytes(self) -> int:
@@ -613,7 +685,7 @@ def read_cache(path: Path, identity: dict[str, str]) -> tuple[dict[str, Timing],
             gemm[k] = Timing.from_json(v)
         copy = {}
         for k, v in copy_doc.items():
-            if not isinstance(k, str) or not re.match(r"^t\d+$", k):
+            if not isinstance(k, str) or not re.match(r"^(op:([0-9a-f]{10}:)?)?t\d+$", k):
                 raise ValueError(f"bad key {k!r}")
             copy[k] = Timing.from_json(v)
     except ValueError as exc:

@@ -16,13 +16,24 @@ be estimated. The model, stated here and in every :class:`PredictResult`'s notes
   for the layer-0 input GEMM, nor for the recurrent GEMMs of each sequence's first step
   (a packed reverse direction: of the longest sequences only).
 * **time** = Σ over distinct GEMM shapes of calls × (median time of one call, timed alone)
-  + elementwise bytes / the device's copy bandwidth. GEMMs are taken to run one after another
-  at the speed each has alone: no overlap of directions or layers, no fusion of steps.
+  + elementwise bytes / the device's copy bandwidth + operator calls × the per-call overhead.
+  GEMMs are taken to run one after another at the speed each has alone: no overlap of
+  directions or layers, no fusion of steps.
 * **elementwise and bias work**: every op reads and writes its elements once in the dtype:
   bytes = (bias additions + elementwise ops) × 2 × element size, at the measured ``copy_``
   bandwidth; training: 3 × (backward = 2 × forward, the cost model's rule).
-* **left out**: the launch and Python overhead between calls beyond what each timed call
-  holds, allocations, layout copies, the objective's sum in training.
+* **dispatch overhead**: every operator call that is not a GEMM (pointwise ops, views, splits,
+  a fused layer's kernel) costs a few microseconds however small its tensors: the calls one
+  forward makes (:func:`paramcalc.bridge.driver.dispatched_ops`, counted on a 4-unit copy of
+  the module on the device: oneDNN's and cuDNN's fused layers make none per step, ATen's native
+  GRU layer 12) × the kernel path's overhead per call
+  (:meth:`~paramcalc.timing.gemm.DeviceTimer.op_seconds`: the 4-unit copy's extra time per
+  step over its calls per step, which also holds a reference module's Python); training: 3 ×
+  forward. It dominates small shapes on ATen's native path, where the GEMMs and the bytes
+  alone predicted half the time.
+* **left out**: allocations, layout copies, the layer's output ``stack``, the objective's sum
+  in training; transcendental ops (``tanh``, ``sigmoid``) are priced at the copy bandwidth,
+  which on a CPU is optimistic.
 * **where it does not apply**: a kernel that fuses the whole recurrence into one persistent
   kernel keeps the weights on chip and launches nothing per step, so the sum of isolated GEMMs
   overestimates it. :func:`cudnn_persistent` repeats PyTorch's own choice of cuDNN algorithm
@@ -62,7 +73,8 @@ MODEL_NOTE = (
     "model: GEMM-sequence bound = Σ calls × time of one call of each distinct GEMM shape, timed alone "
     "on this device (torch.mm(A, Bᵀ, out=C), median of torch.utils.benchmark runs), run one after "
     "another without overlap or fusion, + elementwise and bias bytes (read + write of each element per "
-    "op) / measured copy bandwidth; the GEMMs are the cost model's (cost --by gemm)"
+    "op) / measured copy bandwidth, + the non-GEMM operator calls one forward dispatches × the kernel "
+    "path's measured overhead per call; the GEMMs are the cost model's (cost --by gemm)"
 )
 
 
@@ -215,9 +227,10 @@ TOTAL_COLUMNS = (
     Column("device_name", "str", wide=True),
     Column("threads", wide=True),
     Column("torch", "str", wide=True),
-    Column("predicted_ms", "float", unit="ms", doc="the GEMM-sequence bound: GEMMs + elementwise"),
+    Column("predicted_ms", "float", unit="ms", doc="the GEMM-sequence bound: GEMMs + elementwise + dispatch"),
     Column("gemm_ms", "float", unit="ms"),
     Column("elementwise_ms", "float", unit="ms"),
+    Column("dispatch_ms", "float", unit="ms", doc="non-GEMM operator calls × the per-op overhead"),
     Column("tokens_per_s", "float", unit="1/s"),
     Column("gemm_calls"),
     Column("distinct_gemms"),
@@ -241,7 +254,8 @@ GEMM_COLUMNS = (
 class PredictResult(Result):
     """The predicted time of one call (forward, or forward + backward in training).
 
-    ``seconds`` = ``gemm_s`` + ``elementwise_s`` (see the module docstring for the model).
+    ``seconds`` = ``gemm_s`` + ``elementwise_s`` + ``dispatch_s`` (see the module docstring for
+    the model).
     ``fused`` says why the bound does not apply (``""`` when it does). Views: ``total``
     (one row) and ``gemm`` (each distinct GEMM shape, its calls, time per call and share).
     """
@@ -263,14 +277,21 @@ class PredictResult(Result):
     kernel: str = ""
     fused: str = ""
     math: str = "ieee"
+    dispatch_ops: int = 0
+    op_s: float = 0.0
     cache_path: str = ""
     cache_notes: tuple[str, ...] = ()
     timed_now: int = 0
     cost: CostResult | None = field(default=None, compare=False)
 
     @property
+    def dispatch_s(self) -> float:
+        """Seconds of per-operator overhead: ``dispatch_ops`` × ``op_s``."""
+        return self.dispatch_ops * self.op_s
+
+    @property
     def seconds(self) -> float:
-        return self.gemm_s + self.elementwise_s
+        return self.gemm_s + self.elementwise_s + self.dispatch_s
 
     @property
     def bound_applies(self) -> bool:
@@ -332,6 +353,7 @@ class PredictResult(Result):
             self.seconds * 1e3,
             self.gemm_s * 1e3,
             self.elementwise_s * 1e3,
+            self.dispatch_s * 1e3,
             self.tokens_per_s,
             self.gemm_call_count,
             len(self.gemms),
@@ -354,7 +376,9 @@ class PredictResult(Result):
             f"predicted time per call: {fmt_seconds(self.seconds)} = GEMMs {fmt_seconds(self.gemm_s)} "
             f"({self.gemm_call_count:,} calls of {len(self.gemms)} distinct shapes) + elementwise "
             f"{fmt_seconds(self.elementwise_s)} ({fmt_bytes(self.elementwise_bytes)} at "
-            f"{self.copy_bandwidth / 1e9:,.1f} GB/s); {self.tokens_per_s:,.0f} tokens/s",
+            f"{self.copy_bandwidth / 1e9:,.1f} GB/s) + dispatch {fmt_seconds(self.dispatch_s)} "
+            f"({self.dispatch_ops:,} operator calls at {self.op_s * 1e6:.2f} µs); "
+            f"{self.tokens_per_s:,.0f} tokens/s",
         ]
         if view != "gemm" and self.gemms:
             top = sorted(self.gemms, key=lambda g: -g.seconds)[:3]
@@ -375,7 +399,7 @@ class PredictResult(Result):
             out.append(
                 "training: forward GEMMs + backward dX (M, N, K) and dW (K, M, N) per forward GEMM "
                 "(M, K, N), no dX for the layer-0 input nor the first step's recurrent GEMM; "
-                "elementwise 3 × forward"
+                "elementwise and dispatch 3 × forward"
             )
         if self.fused:
             out.append(self.fused + "; the prediction overestimates it")
@@ -407,6 +431,9 @@ class PredictResult(Result):
             "gemm_s": self.gemm_s,
             "elementwise_s": self.elementwise_s,
             "elementwise_bytes": self.elementwise_bytes,
+            "dispatch_s": self.dispatch_s,
+            "dispatch_ops": self.dispatch_ops,
+            "op_overhead_s": self.op_s,
             "copy_bandwidth_bytes_per_s": self.copy_bandwidth,
             "bound_applies": self.bound_applies,
             "gemm_cache": self.cache_path or None,
@@ -506,6 +533,9 @@ class _Plan:
     requests: dict[tuple[int, int, int], GemmRequest]
     kernel: str
     math: str
+    ops: tuple[int, int, int] = (0, 0, 0)
+    ops_note: str = ""
+    probe: RecurrentSpec | None = None
 
 
 def _plan(spec: RecurrentSpec, workload: Workload, dev: torch.device, kernel: str | None) -> _Plan:
@@ -517,7 +547,17 @@ def _plan(spec: RecurrentSpec, workload: Workload, dev: torch.device, kernel: st
     k = expected_kernel(spec, dev) if kernel is None else kernel
     mm = math_mode(workload.dtype, dev, k)
     requests = {(g.m, g.k, g.n): GemmRequest(g.m, g.k, g.n, workload.dtype, mm) for g in calls}
-    return _Plan(spec, workload, c, calls, requests, k, mm)
+    from ..bridge.driver import dispatched_ops
+    from .benchmark import timing_spec
+
+    probe = timing_spec(spec)[0]
+    try:
+        ops, note = dispatched_ops(probe, workload.dtype, dev), ""
+    except Exception as exc:  # a tiny module that cannot run here: the term is left out, said so
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        ops = (0, 0, 0)
+        note = f"dispatch overhead left out: the operator calls could not be counted ({first[:120]})"
+    return _Plan(spec, workload, c, calls, requests, k, mm, ops, note, probe if ops[2] else None)
 
 
 def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
@@ -535,7 +575,9 @@ def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
     passes = 3 if w.training else 1
     ew_bytes = passes * (c.bias_ops + c.elementwise_ops) * 2 * w.dtype_bytes
     bw = timer.copy_bandwidth()
-    notes = [n for n in (timer.cache_problem, timer.write_problem) if n]
+    once, per_step, _ = plan.ops
+    dispatch_ops = passes * (once + w.steps * per_step)
+    notes = [n for n in (timer.cache_problem, timer.write_problem, plan.ops_note) if n]
     if not timer.use_cache:
         notes.append("no GEMM cache: every shape was timed for this prediction")
     return PredictResult(
@@ -554,6 +596,8 @@ def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
         kernel=plan.kernel,
         fused=fused,
         math=plan.math,
+        dispatch_ops=dispatch_ops,
+        op_s=timer.op_seconds(plan.probe, w.dtype),
         cache_path=str(timer.path) if timer.use_cache else "",
         cache_notes=tuple(notes),
         timed_now=timer.timed,

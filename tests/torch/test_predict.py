@@ -199,7 +199,8 @@ def test_predict_every_registered_cell(timer):
     for cell, r in zip(pc.CELLS, results, strict=True):
         assert isinstance(r, pc.PredictResult)
         assert r.seconds > 0 and r.gemm_s > 0 and r.elementwise_s > 0
-        assert r.seconds == pytest.approx(r.gemm_s + r.elementwise_s)
+        assert r.seconds == pytest.approx(r.gemm_s + r.elementwise_s + r.dispatch_s)
+        assert r.dispatch_s == pytest.approx(r.dispatch_ops * r.op_s) and r.op_s > 0
         assert r.tokens_per_s == pytest.approx(wl.tokens / r.seconds)
         roles = {role for g in r.gemms for role in g.roles}
         if pc.get_cell(cell).recurrent_gemm:
@@ -209,7 +210,7 @@ def test_predict_every_registered_cell(timer):
         assert sum(g.calls for g in r.gemms) == r.gemm_call_count
         assert sum(g.seconds for g in r.gemms) == pytest.approx(r.gemm_s)
         shares = r.table("gemm").column("share_pct")
-        assert sum(shares) + 100 * r.elementwise_s / r.seconds == pytest.approx(100)
+        assert sum(shares) + 100 * (r.elementwise_s + r.dispatch_s) / r.seconds == pytest.approx(100)
         text = r.render(wide=True) + r.render(view="gemm", wide=True)
         assert "GEMM-sequence bound" in text and "efficiency" not in text.lower()
 
@@ -219,6 +220,7 @@ def test_predict_training_adds_backward_and_three_elementwise_passes(timer):
     inf = P.predict(spec, Workload(2, 3), timer=timer)
     tr = P.predict(spec, Workload(2, 3, mode="training"), timer=timer)
     assert tr.elementwise_bytes == 3 * inf.elementwise_bytes
+    assert tr.dispatch_ops == 3 * inf.dispatch_ops
     roles = {role for g in tr.gemms for role in g.roles}
     assert {"dW input", "dX recurrent", "dW recurrent"} <= roles
     assert "dX input" not in roles  # layer 0's input is data
@@ -236,15 +238,72 @@ def test_predict_checks_its_inputs(timer):
 
 def test_a_module_that_would_not_fit_is_never_built(monkeypatch, timer):
     import paramcalc.bridge.build as build
+    import paramcalc.bridge.driver as driver
 
-    def refuse(*a, **k):
-        raise AssertionError("predict built a module")
+    real = build.build_module
+
+    def refuse(spec, *a, **k):  # only the 4-unit copy that counts and times the dispatch
+        if spec.hidden_size > 4 or spec.input_size > 4:
+            raise AssertionError("predict built the module")
+        return real(spec, *a, **k)
 
     monkeypatch.setattr(build, "build_module", refuse)
+    monkeypatch.setattr(driver, "build_module", refuse)
     spec = RecurrentSpec("lstm", 2048, 2048)  # 134 MB of fp32 weights would be allocated
     r = P.predict(spec, Workload(1, 2), timer=replace_budget(timer, 4 * 2**20))
     assert any(g.tiles for g in r.gemms)
     assert any("tiles" in n for n in r.notes())
+
+
+# --- the dispatch term -------------------------------------------------------------------------
+# Calls per step of ATen's native cells (aten/src/ATen/native/RNN.cpp, the input GEMM
+# pre-computed for the whole sequence): SimpleCell: linear_hh(h) (the GEMM), add_, tanh (relu);
+# GRUCell: unsafe_chunk of the input part and of linear_hh(h) (the GEMM), r and z as add_ +
+# sigmoid_ each, n as mul_ + add + tanh_, h' as sub + mul_ + add_.
+NATIVE_CALLS_PER_STEP = {"rnn": 2, "rnn_relu": 2, "gru": 12}
+
+
+@pytest.mark.parametrize("cell", sorted(NATIVE_CALLS_PER_STEP))
+def test_dispatched_calls_per_step_of_the_native_cells(cell):
+    from paramcalc.bridge.driver import dispatched_ops
+
+    n = NATIVE_CALLS_PER_STEP[cell]
+    _, per_step, all_calls = dispatched_ops(RecurrentSpec(cell, 28, 256), "fp32", "cpu")
+    assert (per_step, all_calls) == (n, n + 1)  # + the recurrent GEMM
+    # per layer and per direction, whatever the sizes
+    assert dispatched_ops(RecurrentSpec(cell, 300, 64, num_layers=3), "fp32", "cpu")[1] == 3 * n
+    assert dispatched_ops(RecurrentSpec(cell, 8, 16, bidirectional=True), "fp32", "cpu")[1] == 2 * n
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch build")
+def test_a_fused_onednn_lstm_dispatches_nothing_per_step(timer):
+    from paramcalc.bridge.driver import dispatched_ops
+
+    once, per_step, _ = dispatched_ops(RecurrentSpec("lstm", 28, 256, num_layers=2), "fp32", "cpu")
+    assert per_step == 0 and 0 < once < 40
+    r = P.predict(RecurrentSpec("lstm", 28, 256, num_layers=2), Workload(4, 50), timer=timer)
+    assert r.dispatch_ops == once  # the same for 50 steps as for one
+
+
+def test_the_dispatch_term_is_calls_times_the_per_call_overhead(timer, monkeypatch):
+    monkeypatch.setattr(timer, "op_seconds", lambda spec=None, dtype="fp32": 1e-3)
+    spec, wl = RecurrentSpec("gru", 4, 8, num_layers=2), Workload(2, 5)
+    r = P.predict(spec, wl, timer=timer)
+    n = NATIVE_CALLS_PER_STEP["gru"]
+    assert r.dispatch_ops >= 5 * 2 * n  # 5 steps of 2 layers, + the calls made once
+    assert r.dispatch_s == pytest.approx(r.dispatch_ops * 1e-3)
+    assert r.seconds == pytest.approx(r.gemm_s + r.elementwise_s + r.dispatch_ops * 1e-3)
+    assert "dispatch" in r.render()
+
+
+def test_the_per_call_overhead_of_a_native_path_is_measured_and_cached(timer):
+    spec = RecurrentSpec("gru", 28, 64)
+    first = timer.op_seconds(spec, "fp32")
+    assert 1e-8 < first < 1e-3  # from the 4-unit GRU's extra time per step over its 14 calls
+    keys = [k for k in timer._copy if k.startswith("op:") and k.count(":") == 2]
+    assert len(keys) == 1
+    again = P.make_timer("cpu", min_run_time=FAST)
+    assert again.op_seconds(spec, "fp32") == first and again.timed == 0  # from the cache file
 
 
 def replace_budget(timer: G.DeviceTimer, budget: int) -> G.DeviceTimer:
