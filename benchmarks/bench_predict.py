@@ -7,7 +7,7 @@ predicted time and their ratios, then the median absolute error ``|measured/pred
 over the rows where the bound applies (a cuDNN persistent kernel is reported, not scored),
 with the device, its name, the dtypes and the torch version. A row marked ``noisy`` has a
 measurement or a GEMM timing whose IQR exceeds 10% of its median. The same command runs on a CPU
-and on CUDA (``--device cuda``); the default grid takes about two minutes on two CPU cores.
+and on CUDA (``--device cuda``); the default grid takes 20-30 seconds on two CPU cores.
 
     python benchmarks/bench_predict.py [--device cpu|cuda] [--dtypes fp32,bf16] [--cells rnn,lstm,gru]
         [--hidden 64,256] [--layers 1,2] [--batch 16,64] [--seq-len 32] [--train]

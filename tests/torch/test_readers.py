@@ -453,7 +453,8 @@ KERAS_CASES: dict[str, tuple[Callable[[Any], list[Any]], list[RecurrentSpec]]] =
 }
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+# the legacy .h5 layout of every case runs with the slow tests; the fast subset reads .keras
+@pytest.mark.parametrize("suffix", [".keras", pytest.param(".h5", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("case", list(KERAS_CASES))
 def test_keras_models(keras: Any, tmp_path: Path, case: str, suffix: str) -> None:
     build, expected = KERAS_CASES[case]
