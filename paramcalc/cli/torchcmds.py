@@ -155,10 +155,13 @@ def inspect_cmd(
 
     \b
     TARGET is either
-      a file: a torch checkpoint (a state dict, or a dict holding one under
-      state_dict, model, ...; loaded with torch.load(weights_only=True), so
-      nothing in it is executed); every recurrent layer is read back from
-      names and shapes (cell, sizes, projection, layers, directions, bias);
+      a file, told by its content:
+        a torch checkpoint (a state dict, or a dict holding one under
+        state_dict, model, ...; torch.load(weights_only=True): nothing in it
+        is executed) or a .safetensors file (header only, [safetensors]):
+        every recurrent layer is read back from names and shapes;
+        an ONNX model ([onnx]): its LSTM/GRU/RNN nodes and their attributes;
+        a Keras .keras or .h5 file ([keras]): its layers from the config;
     or
       package.module:factory, a callable (or an nn.Module) that is imported and
       called with no arguments, under --device (meta builds it with no memory).
@@ -170,6 +173,9 @@ def inspect_cmd(
     Examples:
       paramcalc inspect checkpoint.pt
       paramcalc inspect checkpoint.pt --by tensor
+      paramcalc inspect data/models/rows_lstm.safetensors
+      paramcalc inspect data/models/rows_lstm.onnx
+      paramcalc inspect data/models/rows_lstm.keras
       paramcalc inspect mypkg.models:build_lm
       paramcalc inspect mypkg.models:build_lm --device meta --format json
     """

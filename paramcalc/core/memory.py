@@ -399,7 +399,8 @@ def _saved(c: _Ctx, path: str) -> tuple[int, int, str]:
     s, h, r = c.spec, c.h, c.r
     fam = s.cell_type.family
     table = REFERENCE_SAVED if path == REFERENCE else NATIVE_SAVED
-    key = "gru_reset_before" if fam == "gru" and not s.reset_after and path == REFERENCE else fam
+    reset_before = s.cell_type.reset_after_option and not s.reset_after  # Keras' reset_after=False
+    key = f"{fam}_reset_before" if reset_before and path == REFERENCE else fam
     known = table.get(key)
     if known is None:
         k = s.cell_type.saved_per_unit + c.g
@@ -412,8 +413,8 @@ def _saved(c: _Ctx, path: str) -> tuple[int, int, str]:
             ),
         )
     k, first, what = known
-    if path == REFERENCE and s.peephole and fam == "lstm":
-        first += 1  # p_i ⊙ c_0 and p_f ⊙ c_0 keep c_0 apart
+    if path == REFERENCE and s.peephole and "f" in s.cell_type.peephole_gates:
+        first += 1  # p_i ⊙ c_0 and p_f ⊙ c_0 keep c_0 apart (a forget-gate peephole: LSTM's)
     proj = h if s.proj_size else 0
     more = " + o ⊙ tanh(c_t) before the projection" if s.proj_size else ""
     return k * h + proj + r, first * c.b * r, f"h_(t-1) and {k}·Dh per token: {what}{more}"

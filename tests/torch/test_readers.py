@@ -765,3 +765,29 @@ def test_stored_model_total_counts_tied_keys_once() -> None:
     assert sm.total == 12 + 5 + 5
     with pytest.raises(ParamcalcError):
         sm.tensor("missing")
+
+
+# --- the example files in data/models (scripts/make_example_models.py) -------------------------
+# LSTM(28, 64, 2) + Linear(64, 10), by hand: 4(64·28 + 64·64 + 2·64) + 4(64·64 + 64·64 + 2·64)
+# + 64·10 + 10 = 24,064 + 33,280 + 650; Keras' LSTMs have one bias per block:
+# 4(64·28 + 64·64 + 64) + 4(64·64 + 64·64 + 64) = 23,808 + 33,024, and the Dense head 650.
+EXAMPLE_FILES = {
+    "pt": (57_994, [(28, 64, 2, 2)]),
+    "safetensors": (57_994, [(28, 64, 2, 2)]),
+    "onnx": (57_994, [(28, 64, 1, 2), (64, 64, 1, 2)]),
+    "keras": (57_482, [(28, 64, 1, 1), (64, 64, 1, 1)]),
+}
+
+
+@pytest.mark.parametrize("ext", list(EXAMPLE_FILES))
+def test_the_shipped_example_files(ext: str) -> None:
+    import paramcalc as pc
+
+    total, layers = EXAMPLE_FILES[ext]  # (d, Dh, layers, bias vectors per gate block) per LSTM
+    pytest.importorskip({"safetensors": "safetensors", "onnx": "onnx", "keras": "h5py"}.get(ext, "torch"))
+    path = Path(__file__).resolve().parents[2] / "data" / "models" / f"rows_lstm.{ext}"
+    result = pc.inspect(str(path))
+    assert result.ok and result.actual_total == total
+    specs = list(result.specs.values())
+    got = [(s.input_size, s.hidden_size, s.num_layers, s.bias_vectors) for s in specs]
+    assert all(s.cell == "lstm" for s in specs) and got == layers
