@@ -92,6 +92,10 @@ class Case:
         self.module.zero_grad(set_to_none=True)
         self.objective().backward()
 
+    def first(self, steps: int) -> Case:
+        """The same module on the first ``steps`` steps of the input (a padded input only)."""
+        return Case(self.module, self.spec, self.workload, self.inputs[:steps], self.step_batches[:steps])
+
     def callable(self, train: bool) -> Callable[[], Any]:
         return self.train_step if train else self.forward
 
@@ -184,20 +188,27 @@ def kernel_ops(case: Case, train: bool) -> tuple[str, ...]:
     Recorded outside ``inference_mode`` (which hides the decomposition of ``aten::lstm``) with
     the same module, device, dtype and batch, so the same kernel is chosen.
     """
-    import torch
 
-    grad = torch.enable_grad() if train else torch.no_grad()
     probe = case
     if not hasattr(case.inputs, "batch_sizes") and case.workload.seq_len > 1:
-        probe = Case(case.module, case.spec, case.workload, case.inputs[:1], case.step_batches[:1])
-    with grad, _quiet_fd2(), torch.autograd.profiler.profile(use_kineto=False) as prof:
-        probe.forward()
+        probe = case.first(1)
     ops: list[str] = []
-    for e in prof.function_events:
+    for e in _record(probe, train):
         name = str(e.name).removeprefix("aten::")
         if name not in ops:
             ops.append(name)
     return tuple(ops)
+
+
+def _record(case: Case, train: bool = False) -> Any:
+    """The events torch's lightweight autograd profiler records during one forward of ``case``
+    (its C++ log lines silenced)."""
+    import torch
+
+    grad = torch.enable_grad() if train else torch.no_grad()
+    with grad, _quiet_fd2(), torch.autograd.profiler.profile(use_kineto=False) as prof:
+        case.forward()
+    return prof.function_events
 
 
 #: aten operators whose time the speed model's GEMM timings already hold (torch.mm with out=).
@@ -242,17 +253,10 @@ RNN_DRIVERS = frozenset(
 
 @functools.lru_cache(maxsize=256)
 def _dispatched_ops(spec: RecurrentSpec, dtype: str, device: str) -> tuple[int, int, int]:
-    import torch
-
-    counts = []
-    for steps in (1, 2):
-        case = step_case(spec, dtype, device, steps)
-        with torch.no_grad(), warnings.catch_warnings(), _quiet_fd2():
-            warnings.simplefilter("ignore")  # "LSTM with projections is not supported with oneDNN"
-            with torch.autograd.profiler.profile(use_kineto=False) as prof:
-                case.forward()
-        counts.append(_calls(prof.function_events))
-    (ops1, gemms1), (ops2, gemms2) = counts
+    case = step_case(spec, dtype, device, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "LSTM with projections is not supported with oneDNN"
+        (ops1, gemms1), (ops2, gemms2) = (_calls(_record(case.first(steps))) for steps in (1, 2))
     per_step = max(ops2 - ops1, 0)
     return max(ops1 - per_step, 0), per_step, per_step + max(gemms2 - gemms1, 0)
 

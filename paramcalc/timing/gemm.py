@@ -522,13 +522,17 @@ class DeviceTimer:
     # -- copy bandwidth ----------------------------------------------------------------------
     def copy_bandwidth(self) -> float:
         """Bytes per second a large ``copy_`` moves (read + write), timed once and cached."""
-        key = f"t{self.threads}"
-        if key not in self._copy or (self.refresh and f"copy:{key}" not in self._fresh):
-            self._copy[key] = self._time_copy()
-            self._fresh.add(f"copy:{key}")
+        return 2 * self.copy_bytes / self._cached(f"t{self.threads}", self._time_copy).median_s
+
+    def _cached(self, key: str, time: Callable[[], Timing]) -> Timing:
+        """The copy-side timing under ``key`` (copy bandwidth, per-call overhead): from the cache,
+        or timed now by ``time()`` and saved (with ``refresh``: timed once per object)."""
+        if key not in self._copy or (self.refresh and key not in self._fresh):
+            self._copy[key] = time()
+            self._fresh.add(key)
             self.timed += 1
             self.save()
-        return 2 * self.copy_bytes / self._copy[key].median_s
+        return self._copy[key]
 
     def op_seconds(self, spec: RecurrentSpec | None = None, dtype: str = "fp32") -> float:
         """Seconds of overhead per operator call, timed once and cached.
@@ -550,13 +554,12 @@ class DeviceTimer:
             if calls:
                 text = json.dumps([tiny_spec(spec).to_dict(), dtype], sort_keys=True)
                 key = f"op:{hashlib.sha1(text.encode()).hexdigest()[:10]}:t{self.threads}"
-        if key not in self._copy or (self.refresh and key not in self._fresh):
+
+        def time() -> Timing:
             timing = self._time_steps(spec, dtype, calls) if calls and spec is not None else None
-            self._copy[key] = timing or self._time_op()
-            self._fresh.add(key)
-            self.timed += 1
-            self.save()
-        return self._copy[key].median_s
+            return timing or self._time_op()
+
+        return self._cached(key, time).median_s
 
     def _time_steps(self, spec: RecurrentSpec, dtype: str, calls: int) -> Timing | None:
         import torch
@@ -564,9 +567,9 @@ class DeviceTimer:
         from ..bridge.driver import step_case
 
         self._warm_up()
+        whole = step_case(spec, dtype, self.dev, 3 * OP_STEPS)
         timings = []
-        for steps in (OP_STEPS, 3 * OP_STEPS):
-            case = step_case(spec, dtype, self.dev, steps)
+        for case in (whole.first(OP_STEPS), whole):
 
             def run(case: Any = case) -> None:
                 with torch.no_grad():
