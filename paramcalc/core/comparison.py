@@ -104,6 +104,21 @@ def _environment(b: BenchResult | PredictResult | None) -> list[tuple[str, str]]
     ]
 
 
+def _runs_meta(
+    kind: str, rows: Sequence[Any], every_row: bool, workload_of: Callable[[Any], Workload]
+) -> dict[str, Any]:
+    """A table's JSON header entries for its timed or predicted rows: the first row's environment,
+    and, when ``every_row`` was timed or predicted, the ``runs`` that ``compare --from`` reads."""
+    first = (rows[0].bench or rows[0].prediction) if rows else None
+    out: dict[str, Any] = first.environment() if first is not None else {}
+    if every_row:
+        from ..timing.merge import RUNS_SCHEMA
+
+        runs = [_run_record(r.spec, workload_of(r), r.bench, r.prediction) for r in rows]
+        out.update(result=kind, runs_schema=RUNS_SCHEMA, runs=runs)
+    return out
+
+
 def _run_record(spec: RecurrentSpec, w: Workload, b: BenchResult | None, p: PredictResult | None) -> Any:
     """One entry of the JSON export's ``runs`` (what ``compare --from`` reads back)."""
     from ..timing.predict import run_record
@@ -295,15 +310,7 @@ class CompareResult(_Plotted):
             "workload": self.workload.to_dict(),
             "cost_convention": self.rows[0].cost.convention,
         }
-        b = self.rows[0].bench or self.rows[0].prediction
-        if b is not None:
-            meta.update(b.environment())
-        if self.benched or self.predicted:
-            from ..timing.merge import RUNS_SCHEMA
-
-            meta["result"] = "compare"
-            meta["runs_schema"] = RUNS_SCHEMA
-            meta["runs"] = [_run_record(r.spec, self.workload, r.bench, r.prediction) for r in self.rows]
+        meta.update(_runs_meta("compare", self.rows, self.benched or self.predicted, lambda r: self.workload))
         return meta
 
     def context(self) -> list[tuple[str, str]]:
@@ -669,15 +676,7 @@ class SweepResult(_Plotted):
             meta["cost_convention"] = self.rows[0].cost.convention
             w = self.rows[0].workload
             meta["dtype"], meta["mode"] = w.dtype, w.mode
-            b = self.rows[0].bench or self.rows[0].prediction
-            if b is not None:
-                meta.update(b.environment())
-        if self.benched or self.predicted:
-            from ..timing.merge import RUNS_SCHEMA
-
-            meta["result"] = "sweep"
-            meta["runs_schema"] = RUNS_SCHEMA
-            meta["runs"] = [_run_record(r.spec, r.workload, r.bench, r.prediction) for r in self.rows]
+        meta.update(_runs_meta("sweep", self.rows, self.benched or self.predicted, lambda r: r.workload))
         return meta
 
     def context(self) -> list[tuple[str, str]]:

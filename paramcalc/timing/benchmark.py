@@ -67,6 +67,7 @@ from ..errors import ParamcalcError
 from ..results.base import Result
 from ..results.render import fmt_bytes, fmt_seconds
 from ..results.table import Column, Table
+from .predict import timed_context
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
@@ -524,12 +525,7 @@ class BenchResult(Result):
         }
 
     def context(self) -> list[tuple[str, str]]:
-        return [
-            ("spec", self.spec.describe()),
-            ("workload", self.workload.describe()),
-            ("device", f"{self.device} ({self.device_name}), {self.threads} threads"),
-            ("torch", self.torch_version),
-        ]
+        return timed_context(self)
 
 
 # --- the entry point -----------------------------------------------------------------------

@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     import torch
 
+    from .benchmark import BenchResult
     from .gemm import DeviceTimer
 
 MODEL_NOTE = (
@@ -442,12 +443,17 @@ class PredictResult(Result):
         }
 
     def context(self) -> list[tuple[str, str]]:
-        return [
-            ("spec", self.spec.describe()),
-            ("workload", self.workload.describe()),
-            ("device", f"{self.device} ({self.device_name}), {self.threads} threads"),
-            ("torch", self.torch_version),
-        ]
+        return timed_context(self)
+
+
+def timed_context(r: BenchResult | PredictResult) -> list[tuple[str, str]]:
+    """The document context of a timed or predicted run: spec, workload, device, torch."""
+    return [
+        ("spec", r.spec.describe()),
+        ("workload", r.workload.describe()),
+        ("device", f"{r.device} ({r.device_name}), {r.threads} threads"),
+        ("torch", r.torch_version),
+    ]
 
 
 def run_record(
