@@ -50,7 +50,7 @@ from typing import Any
 
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import fmt_bytes
+from ..results.render import fmt_bytes, plural
 from ..results.table import Column, Table
 from .memory import memory_model
 from .params import DIRECTIONS, dims, total_params
@@ -242,8 +242,8 @@ LAYER_COLUMNS = (
     Column("input_macs"),
     Column("recurrent_macs"),
     Column("proj_macs", wide=True),
-    Column("bias_ops"),
-    Column("elementwise_ops"),
+    Column("bias_ops", wide=True),
+    Column("elementwise_ops", wide=True),
     Column("macs_per_step"),
     Column("macs_per_seq", wide=True),
     Column("macs"),
@@ -427,13 +427,17 @@ class CostResult(Result):
         lines = [
             f"GEMM MACs: {self.macs_per_step:,} per step, "
             f"{self.macs_per_step * wl.seq_len:,} per sequence (T={wl.seq_len}), "
-            f"{self.macs:,} per batch ({wl.tokens:,} real steps)",
+            f"{self.macs:,} per batch ({plural(wl.tokens, 'real step')})",
             f"FLOPs: {self.flops_per_sequence:,} per sequence, {self.flops:,} per batch"
             + (
                 f" (forward {self.forward_flops:,} + backward {self.backward_flops:,})" if wl.training else ""
             ),
-            f"critical path: {self.critical_path_steps:,} dependent steps ({chain}), {each}"
-            + ("" if s.cell_type.single_step else f"; {self.layerwise_steps:,} steps run layer by layer"),
+            f"critical path: {plural(self.critical_path_steps, 'dependent step')} ({chain}), {each}"
+            + (
+                ""
+                if s.cell_type.single_step
+                else f"; {plural(self.layerwise_steps, 'step')} run layer by layer"
+            ),
             f"memory ({wl.dtype}, peak of one call on a CPU): parameters {_bytes(self.param_bytes)}, "
             f"inference {_bytes(self.inference_bytes)}, training with Adam {_bytes(self.training_bytes)}",
         ]
