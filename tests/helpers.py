@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
-ARCHS = ROOT / "paramcalc" / "data" / "architectures"  # shipped with the package; data/architectures links here
+#: The example architectures, shipped with the package (data/architectures links here).
+ARCHS = ROOT / "paramcalc" / "data" / "architectures"
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,9 @@ def report_cmd(
         from ..results.render import MACHINE_FORMATS
 
         if fmt in MACHINE_FORMATS:
-            click.echo("\n".join(result.summary()), err=True)
+            from ..results.render import safe_text
+
+            click.echo("\n".join(map(safe_text, result.summary())), err=True)
         else:
             click.echo("")
             click.echo(result.render(fmt, wide=wide))

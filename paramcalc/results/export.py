@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ParamcalcError, Terminated
-from .render import cell_text, csv_text, md_cell, md_text, raw_value, safe_text, sheet_text
+from .render import cell_text, csv_text, json_document, jsonable, md_cell, md_text, safe_text, sheet_text
 from .render import neutralise as neutralise  # re-exported: the spreadsheet rule lives in .render
 from .table import INT64_MAX, Column, Table
 
@@ -240,18 +240,7 @@ def lossless_notes(table: Table, suffix: str) -> list[str]:
 
 
 def _json_text(table: Table, meta: dict[str, Any]) -> str:
-    rows = [{c.name: raw_value(v, c) for c, v in zip(table.columns, r, strict=True)} for r in table.rows]
-    return json.dumps({**_jsonable(meta), "rows": rows}, indent=2, ensure_ascii=False, default=str) + "\n"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {safe_text(str(k)): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, str):
-        return safe_text(obj)
-    return obj
+    return json.dumps(json_document(table, meta), indent=2, ensure_ascii=False, default=str) + "\n"
 
 
 def _display_rows(table: Table) -> list[list[str]]:
@@ -384,7 +373,7 @@ def _parquet_bytes(table: Table, meta: dict[str, Any]) -> bytes:
 
     frame = _frame_for_file(table, ".parquet")
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    extra = {b"paramcalc": json.dumps(_jsonable(meta), default=str).encode("utf-8")}
+    extra = {b"paramcalc": json.dumps(jsonable(meta), default=str).encode("utf-8")}
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **extra})
     buf = io.BytesIO()
     pq.write_table(arrow, buf)

@@ -51,8 +51,9 @@ MACHINE_FORMATS = frozenset(
 
 #: Markdown table formats: their cells, headers, header and footer lines are Markdown-escaped.
 MARKDOWN_FORMATS = frozenset({"github", "pipe"})
-#: Other names accepted for a format: ``markdown`` is GitHub-flavoured Markdown.
-FORMAT_ALIASES = {"markdown": "github"}
+#: Other names accepted for a format: ``markdown`` is GitHub-flavoured Markdown; tabulate's raw
+#: markup formats are drawn escaped (paramcalc's cells hold no markup, only untrusted names could).
+FORMAT_ALIASES = {"markdown": "github", "unsafehtml": "html", "latex_raw": "latex"}
 #: Widest default table, in terminal columns: text cells wrap to fit (``--wide`` shows them whole).
 MAX_TABLE_WIDTH = 120
 #: Terminal formats in which a cell may span lines (a wrapped cell): everything but markup.
@@ -83,10 +84,11 @@ WRAP_FORMATS = frozenset(
 
 
 def table_formats() -> list[str]:
-    """Every tabulate table format, plus ``csv``, ``json`` and the aliases (``markdown``)."""
+    """Every tabulate table format, plus ``csv``, ``json`` and ``markdown`` (see
+    :data:`FORMAT_ALIASES`)."""
     from tabulate import tabulate_formats
 
-    return [*tabulate_formats, "csv", "json", *FORMAT_ALIASES]
+    return [*tabulate_formats, "csv", "json", *(a for a in FORMAT_ALIASES if a not in tabulate_formats)]
 
 
 def resolve_format(fmt: str) -> str:
@@ -228,6 +230,24 @@ def raw_value(value: Any, col: Column) -> Any:
     return value
 
 
+def json_document(table: Table, meta: dict[str, Any]) -> dict[str, Any]:
+    """``{**meta, "rows": [...]}`` with raw values and every text escaped (:func:`safe_text`):
+    what JSON on stdout and ``.json`` files hold."""
+    rows = [{c.name: raw_value(v, c) for c, v in zip(table.columns, r, strict=True)} for r in table.rows]
+    return {**jsonable(meta), "rows": rows}
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with every string (keys too) escaped by :func:`safe_text`."""
+    if isinstance(obj, dict):
+        return {safe_text(str(k)): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, str):
+        return safe_text(obj)
+    return obj
+
+
 def _numeric(col: Column) -> bool:
     return col.kind in ("int", "float")
 
@@ -254,8 +274,7 @@ def render(
     if fmt == "json":
         import json
 
-        rows = [{c.name: raw_value(v, c) for c, v in zip(table.columns, r, strict=True)} for r in table.rows]
-        return json.dumps({**(meta or {}), "rows": rows}, indent=2, ensure_ascii=False, default=str)
+        return json.dumps(json_document(table, meta or {}), indent=2, ensure_ascii=False, default=str)
     if fmt == "csv":
         return csv_text(table).rstrip("\n")
     shown = table.select(wide)
