@@ -297,7 +297,7 @@ def check_spec(
     if target is not spec:
         notes.append(
             f"{spec.describe()} uses Keras' tensor names; its twin with PyTorch's names and the same "
-            f"layout ({count_spec(spec).total:,} parameters) is checked"
+            f"layout ({plural(count_spec(spec).total, 'parameter')}) is checked"
         )
     label = build.module_label(target) if module is None else f"the given {type(module).__name__}"
     if module is None and not build.is_torch_native(target):

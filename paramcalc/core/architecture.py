@@ -960,6 +960,7 @@ def count_architecture(arch: Architecture, source: str = "") -> ArchitectureCoun
     for c in arch.components:
         if c.tie:
             key_of[f"{c.name}.weight"] = f"{c.tie}.weight"
+    targets = set(key_of.values())
     first: dict[str, str] = {}
     rows: list[ArchTensorRow] = []
     comps: list[ArchComponentRow] = []
@@ -967,9 +968,10 @@ def count_architecture(arch: Architecture, source: str = "") -> ArchitectureCoun
         counted_here = 0
         notes = []
         ts = c.tensors()
-        for t in ts:
+        for i, t in enumerate(ts):
             full = f"{c.name}.{t.name}"
-            key = key_of.get(full, full)
+            # only a tie makes two tensors one; Keras' names repeat per layer and direction
+            key = key_of.get(full) or (full if full in targets else f"{full}#{i}")
             if key in first:
                 rows.append(ArchTensorRow(c.name, full, t.shape, t.numel, 0, t.formula, first[key]))
                 notes.append(f"{t.name} tied to {first[key]} (counted once)")
@@ -1255,7 +1257,8 @@ def _inputs(raw: Any) -> tuple[Input, ...]:
         unknown = set(t) - INPUT_KEYS
         if unknown:
             raise ParamcalcError(
-                f"input: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(INPUT_KEYS))})"
+                f"input: unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(INPUT_KEYS))})"
             )
         name = t.get("name")
         if not isinstance(name, str):

@@ -652,7 +652,7 @@ class SweepResult(_Plotted):
             cols = tuple(_hidden(list(cols), {c.name for c in COST_COLUMNS} | {"flops"}))
         if self.benched and self.predicted:
             cols = tuple(_hidden(list(cols), {"iqr_ms", "predicted_tokens_per_s"}))
-        cols = tuple(_hidden(list(cols), set(self._shared())))  # the title states them
+        cols = tuple(_hidden(list(cols), {*self._shared(), "flops_per_seq"}))  # title; flops / batch
         out = []
         for r in self.rows:
             s, w = r.spec, r.workload
@@ -757,8 +757,9 @@ def sweep_configs(
     cap = MAX_TIMED_CONFIGS if timed else MAX_CONFIGS
     if n > cap:
         raise ParamcalcError(
-            f"the sweep has {n:,} configurations ({len(cell_list)} cells x {len(hs)} hidden x {len(ls)} "
-            f"layers x {len(bs)} batch x {len(ts)} seq_len), more than the {cap:,} allowed"
+            f"the sweep has {n:,} configurations ({plural(len(cell_list), 'cell')} x {len(hs)} hidden x "
+            f"{plural(len(ls), 'layer count')} x {len(bs)} batch x {len(ts)} seq_len), more than the "
+            f"{cap:,} allowed"
             f"{' when timing' if timed else ''}: use fewer values or larger steps"
         )
     Workload(dtype=dtype, mode=mode)  # a bad dtype or mode fails here, once

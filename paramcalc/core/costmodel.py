@@ -256,7 +256,7 @@ PART_COLUMNS = (
     Column("per_sequence"),
     Column("per_batch"),
     Column("flops"),
-    Column("counted", "bool"),
+    Column("counted", "bool", wide=True),  # the convention note names the parts left out
     Column("runs", "str"),
 )
 GEMM_COLUMNS = (
@@ -284,9 +284,9 @@ TOTAL_COLUMNS = (
     Column("macs"),
     Column("flops"),
     Column("critical_path"),
-    Column("param_bytes", unit="B"),
-    Column("inference_bytes", unit="B"),
-    Column("training_bytes", unit="B"),
+    Column("param_bytes", unit="B", wide=True),  # the memory line under the table states them
+    Column("inference_bytes", unit="B", wide=True),
+    Column("training_bytes", unit="B", wide=True),
 )
 
 
@@ -408,8 +408,9 @@ class CostResult(Result):
         if self.scan_levels is not None:
             out.append(
                 f"{self.spec.cell_type.display_name}'s recurrence is linear in h: a parallel scan takes "
-                f"{self.scan_levels:,} dependent levels (L·⌈log₂ T⌉) instead of {self.critical_path_steps:,} "
-                "steps; paramcalc's reference module runs the sequential form"
+                f"{plural(self.scan_levels, 'dependent level')} (L·⌈log₂ T⌉) instead of "
+                f"{plural(self.critical_path_steps, 'step')}; paramcalc's reference module runs the "
+                "sequential form"
             )
         return out
 

@@ -162,7 +162,7 @@ class SolveResult(Result):
         if self.mode == "budget":
             return f"largest hidden size within a budget of {plural(self.target, 'parameter')}"
         assert self.reference is not None
-        return f"hidden sizes matching {self.reference.describe()} = {self.target:,} parameters"
+        return f"hidden sizes matching {self.reference.describe()} = {plural(self.target, 'parameter')}"
 
     def headline(self) -> str:
         return (
