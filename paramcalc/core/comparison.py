@@ -270,8 +270,9 @@ class CompareResult(_Plotted):
             cols = _hidden(cols, {HIDDEN_COLUMN.name})
         if self.benched or self.predicted:  # timings first; the cost model's numbers with --wide
             cols = _hidden(cols, {c.name for c in COST_COLUMNS})
-        if self.benched and self.predicted:
-            cols = _hidden(cols, {DIFF_COLUMN.name, TIME_VS_FIRST_COLUMN.name, "predicted_tokens_per_s"})
+        if self.benched and self.predicted:  # the notes give the noise verdict
+            hide = {DIFF_COLUMN.name, TIME_VS_FIRST_COLUMN.name, "iqr_ms", "predicted_tokens_per_s"}
+            cols = _hidden(cols, hide)
         return tuple(cols)
 
     def _table(self, view: str) -> Table:
@@ -650,8 +651,9 @@ class SweepResult(_Plotted):
         cols += (RATIO_COLUMN,) if self.benched and self.predicted else ()
         if self.benched or self.predicted:  # timings first; the cost model's numbers with --wide
             cols = tuple(_hidden(list(cols), {c.name for c in COST_COLUMNS} | {"flops"}))
-        if self.benched and self.predicted:
-            cols = tuple(_hidden(list(cols), {"iqr_ms", "predicted_tokens_per_s"}))
+        if self.benched and self.predicted:  # the ratio; the rest with --wide
+            hide = {"iqr_ms", "kernel", "predicted_ms", "predicted_tokens_per_s"}
+            cols = tuple(_hidden(list(cols), hide))
         cols = tuple(_hidden(list(cols), {*self._shared(), "flops_per_seq"}))  # title; flops / batch
         out = []
         for r in self.rows:
