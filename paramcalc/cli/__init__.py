@@ -90,7 +90,7 @@ def cli(debug: bool) -> None:
 
 
 #: Longest message printed whole; a longer one (a 5,000-digit number echoed back) is cut.
-MAX_MESSAGE = 600
+MAX_MESSAGE = 400
 
 
 def _line(message: str) -> str:

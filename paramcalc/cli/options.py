@@ -200,7 +200,12 @@ class FormatChoice(click.ParamType):  # type: ignore[type-arg]
             shown = repr(str(value)[:40])
             close = get_close_matches(str(value), formats, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            self.fail(f"{shown} is not a table format{hint}; use one of {' '.join(formats)}", param, ctx)
+            self.fail(
+                f"{shown} is not a table format{hint}; use simple, github (alias markdown), grid, plain, "
+                "tsv, csv, json, html, latex or another of tabulate's formats (docs/cli.md lists all)",
+                param,
+                ctx,
+            )
         return resolve_format(str(value))
 
     def shell_complete(self, ctx: Any, param: Any, incomplete: str) -> list[Any]:
