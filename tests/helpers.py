@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
-ARCHS = DATA / "architectures"
+#: The example architectures, shipped with the package (data/architectures links here).
+ARCHS = ROOT / "paramcalc" / "data" / "architectures"
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,22 @@ class CliResult:
         return self.stdout + self.stderr
 
 
+#: The terminal width help text is drawn for: what click gives an 80-column terminal, or a pipe
+#: with COLUMNS unset (shutil's fallback), the same 78-column text a user sees.
+TERMINAL_COLUMNS = "80"
+
+
 def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> CliResult:
     """Run the CLI through its error boundary (``paramcalc.cli.run``, what the console script
-    calls), with stdout and stderr captured separately; stdin is empty."""
+    calls), with stdout and stderr captured separately; stdin is empty. Help text is wrapped as
+    in a user's terminal (CliRunner's own forced width of 80 is lifted: click draws 78)."""
+    import click.formatting
+
     from paramcalc.cli import run
 
     runner = CliRunner()
-    with runner.isolation(env=env) as (out, err, _):
+    with runner.isolation(env={"COLUMNS": TERMINAL_COLUMNS, **(env or {})}) as (out, err, _):
+        click.formatting.FORCED_WIDTH = None  # restored by isolation
         code = run([str(a) for a in args])
         sys.stdout.flush()
         sys.stderr.flush()

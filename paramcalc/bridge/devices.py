@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamcalcError
+from ..results.render import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -65,7 +66,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
         i = int(index or 0)
         if i >= count:
             raise ParamcalcError(
-                f"device {name!r} is not available: only {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+                f"device {name!r} is not available: only {plural(count, 'CUDA device')} "
+                f"(cuda:0..cuda:{count - 1})"
             )
         return torch.device("cuda", i)
     if index not in (None, "0"):

@@ -39,6 +39,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
+from ..results.render import plural
 
 State = tuple[Tensor, ...]
 
@@ -409,7 +410,9 @@ class ReferenceRecurrent(_Reference):
             return tuple(x.new_zeros(layers, batch, w) for w in widths)
         given = (hx,) if isinstance(hx, Tensor) else tuple(hx)
         if len(given) != len(widths):
-            raise ParamcalcError(f"hx must hold {len(widths)} tensor(s) ({', '.join(self.family.states)})")
+            raise ParamcalcError(
+                f"hx must hold {plural(len(widths), 'tensor')} ({', '.join(self.family.states)})"
+            )
         if unbatched:
             given = tuple(t.unsqueeze(1) for t in given)
         for name, t, w in zip(self.family.states, given, widths, strict=True):

@@ -31,6 +31,7 @@ from ..core.architecture import Component, Recurrent
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 from ..results.base import Result, Status
+from ..results.render import plural
 from ..results.table import Column, Table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -195,7 +196,7 @@ class Analysis(Result):
         return self.source
 
     def headline(self) -> str:
-        return f"{self.source}: {self.actual_total:,} parameters, {self.status.value}"
+        return f"{self.source}: {plural(self.actual_total, 'parameter')}, {self.status.value}"
 
     def notes(self) -> list[str]:
         return [*self.extra_notes, f"actual = the {self.actual_label} tensors, tied ones counted once"]
@@ -203,7 +204,7 @@ class Analysis(Result):
     def summary(self, view: str | None = None) -> list[str]:
         lines = [
             f"analytic (formulas): {self.analytic_total:,}; {NO_FORMULA}: {self.no_formula_total:,}; "
-            f"{self.actual_label}: {self.actual_total:,} parameters",
+            f"{self.actual_label}: {plural(self.actual_total, 'parameter')}",
         ]
         for path, spec in self.specs.items():
             lines.append(f"{path or '(root)'}: {spec.describe()}  ->  paramcalc count {cli_args(spec)}")
@@ -211,7 +212,8 @@ class Analysis(Result):
         lines.append(
             f"OK: every formula matches the {self.actual_label} tensors"
             if self.ok
-            else f"MISMATCH in {len(problems)} module(s): " + ", ".join(m.path or "(root)" for m in problems)
+            else f"MISMATCH in {plural(len(problems), 'module')}: "
+            + ", ".join(m.path or "(root)" for m in problems)
         )
         if self.ties_unknown:
             lines.append(
@@ -536,7 +538,8 @@ def _analyze(module: nn.Module) -> Analysis:
     lazy = [n for n, p in named if issubclass(type(p), nn.parameter.UninitializedParameter)]
     if lazy:
         raise ParamcalcError(
-            f"{len(lazy)} parameter(s) are not initialised yet (a Lazy module, e.g. {lazy[0]}): "
+            f"{plural(len(lazy), 'parameter')} {'is' if len(lazy) == 1 else 'are'} not initialised yet "
+            f"(a Lazy module, e.g. {lazy[0]}): "
             "run one forward pass first so their shapes are known"
         )
     params = [ParamInfo(n, tuple(p.shape), id(p)) for n, p in named] + params

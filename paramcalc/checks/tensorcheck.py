@@ -28,6 +28,7 @@ from ..core.params import count as count_spec
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 from ..results.base import Result, Status
+from ..results.render import plural
 from ..results.table import Column, Table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -166,7 +167,8 @@ class CheckResult(Result):
     def summary(self, view: str | None = None) -> list[str]:
         n = len(self.tensors)
         verdict = (
-            f"OK: all {n} tensors (name, order, shape, numel) and the totals agree"
+            f"OK: {'the' if n == 1 else 'all'} {plural(n, 'tensor')} (name, order, shape, numel) and "
+            "the totals agree"
             if self.ok
             else f"MISMATCH ({len(self.problems())}): " + " | ".join(self.problems())
         )
@@ -295,7 +297,7 @@ def check_spec(
     if target is not spec:
         notes.append(
             f"{spec.describe()} uses Keras' tensor names; its twin with PyTorch's names and the same "
-            f"layout ({count_spec(spec).total:,} parameters) is checked"
+            f"layout ({plural(count_spec(spec).total, 'parameter')}) is checked"
         )
     label = build.module_label(target) if module is None else f"the given {type(module).__name__}"
     if module is None and not build.is_torch_native(target):
@@ -371,7 +373,8 @@ def check_architecture(
     notes = []
     if counted.tied:
         notes.append(
-            f"{len(counted.tied)} tied tensor(s): each is one Parameter held by two modules, counted once"
+            f"{plural(len(counted.tied), 'tied tensor')}: each is one Parameter held by two modules, "
+            "counted once"
         )
     subject = f"architecture {arch.name!r}"
     return CheckResult(

@@ -20,6 +20,8 @@ from .. import __version__
 from ..errors import ParamcalcError, Terminated
 
 ISSUES_URL = "https://github.com/paramcalc/paramcalc/issues"
+#: The variable click's shell completion sets: ``eval "$(_PARAMCALC_COMPLETE=bash_source paramcalc)"``.
+COMPLETE_VAR = "_PARAMCALC_COMPLETE"
 
 #: command name -> (module, attribute): a command's module is imported only when it runs (or for
 #: the help listing), so ``paramcalc count`` loads the analytic commands and nothing else.
@@ -51,6 +53,22 @@ class LazyGroup(click.Group):
             module, attr = COMMANDS[cmd_name]
             self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
         return self.commands.get(cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """click's resolution, with "did you mean" drawn from every command (loaded or not)."""
+        name = click.utils.make_str(args[0])
+        if self.get_command(ctx, name) is None and not name.startswith("-") and not ctx.resilient_parsing:
+            no_such = getattr(click.exceptions, "NoSuchCommand", None)  # click >= 8.4
+            if no_such is not None:
+                raise no_such(name, possibilities=self.list_commands(ctx), ctx=ctx)
+            from difflib import get_close_matches
+
+            close = get_close_matches(name, self.list_commands(ctx))
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
+        return super().resolve_command(ctx, args)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,6 +114,8 @@ def _usage_hint(exc: click.ClickException) -> str:
     if ctx is None or not isinstance(exc, click.UsageError):
         return ""
     path = ctx.command_path
+    if getattr(exc, "possibilities", None):  # "Did you mean ...?" says it already
+        return ""
     return f"; try '{path} -h'"
 
 
@@ -119,12 +139,18 @@ def run(args: Sequence[str] | None = None) -> int:
     if sys.stdout is None:  # started with stdout closed (`>&-`): every result would be lost
         _err("Error: standard output is closed: nothing could be printed")
         return 2
+    if COMPLETE_VAR in os.environ:  # the shell asks for completions (docs/cli.md: shell completion)
+        try:
+            cli.main(argv, prog_name="paramcalc", complete_var=COMPLETE_VAR)
+        except SystemExit as exc:  # click ends completion with sys.exit
+            return exc.code if isinstance(exc.code, int) else 0
+        return 0
     if not argv:
         ctx = click.Context(cli, info_name="paramcalc", help_option_names=["-h", "--help"])
         click.echo(cli.get_help(ctx))
         return 0
     try:
-        rv = cli.main(argv, prog_name="paramcalc", standalone_mode=False)
+        rv = cli.main(argv, prog_name="paramcalc", standalone_mode=False, obj={"argv": argv})
         sys.stdout.flush()
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:

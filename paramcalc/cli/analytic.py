@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..errors import ParamcalcError
+from ..results.render import plural
 from .options import (
     build_spec,
     check_targets,
@@ -27,25 +28,37 @@ CELL_HELP = (
 @click.command()
 @spec_options()
 @click.option(
+    "--head",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Add a classifier nn.Linear with N outputs on the stack's output (out·in + out "
+    "parameters; in = P or Dh, twice that for concatenated directions).",
+)
+@click.option(
     "--by",
-    type=click.Choice(["tensor", "layer", "total"]),
+    type=click.Choice(["tensor", "layer", "component", "total"]),
     default="tensor",
     show_default=True,
-    help="One row per tensor, per layer and direction, or in total.",
+    help="One row per tensor, per layer and direction (without --head), per component "
+    "(with --head), or in total.",
 )
 @workload_options()
 @output_options
-def count(cell: str, by: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
+def count(cell: str, head: int | None, by: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
     """Count the parameters of CELL, tensor by tensor, with formulas.
 
     CELL is a registered cell: rnn (alias rnn_tanh), rnn_relu, lstm, gru, the
     single-step rnn_cell, rnn_relu_cell, lstm_cell, gru_cell, and cifg, mgu,
-    indrnn, mingru, minlstm. With --batch/--seq-len the cost model's totals
-    are added under the table (paramcalc cost has the details).
+    indrnn, mingru, minlstm. --head N adds a classifier nn.Linear on the
+    stack's output (components rnn and head, as paramcalc report counts a
+    model). With --batch/--seq-len the cost model's totals of the recurrent
+    stack are added under the table (paramcalc cost has the details).
 
     \b
     Examples:
       paramcalc count lstm -d 28 -H 256 -L 2
+      paramcalc count lstm -d 28 -H 256 -L 2 --head 10      # + Linear(256, 10): 821,770
       paramcalc count lstm -d 12 -H 16 -L 2 --bidirectional --proj-size 6
       paramcalc count lstm -d 40 -H 512 --proj-size 128 --bias-vectors 1   # TF num_proj LSTMP
       paramcalc count lstm -d 28 -H 256 --peephole
@@ -57,17 +70,22 @@ def count(cell: str, by: str, fmt: str, wide: bool, output: str | None, **kw: An
     from ..core.params import count as count_
 
     check_targets(output)
+    if head is None and by == "component":
+        raise ParamcalcError("--by component applies with --head (the stack and its head); use --by layer")
+    if head is not None and by == "layer":
+        raise ParamcalcError("--by layer lists the recurrent layers: with --head, use --by component")
     workload = workload_from_flags(kw)
     spec = build_spec(cell, kw)
-    result = count_(spec)
+    result: Any = count_(spec) if head is None else count_(spec, head=head)
     footer: list[str] = []
     if workload is not None:
         from ..core.costmodel import cost
 
         c = cost(spec, workload)
+        what = "cost of the recurrent stack" if head is not None else "cost"
         footer = [
-            f"cost ({workload.describe()}): {c.macs:,} GEMM MACs, {c.flops:,} FLOPs, "
-            f"critical path {c.critical_path_steps:,} steps (paramcalc cost for the details)"
+            f"{what} ({workload.describe()}): {c.macs:,} GEMM MACs, {c.flops:,} FLOPs, "
+            f"critical path {plural(c.critical_path_steps, 'step')} (paramcalc cost for the details)"
         ]
     emit(result, fmt, output, view=by, wide=wide, extra_footer=footer)
 

@@ -100,10 +100,19 @@ def spec_options(
             ),
         ]
         if cell_argument:
-            opts.insert(0, click.argument("cell"))
+            opts.insert(0, click.argument("cell", shell_complete=_complete_cell))
         return _apply(f, opts)
 
     return deco
+
+
+def _complete_cell(ctx: Any, param: Any, incomplete: str) -> list[Any]:
+    """Shell completion of CELL: every registered cell and alias."""
+    from click.shell_completion import CompletionItem
+
+    from ..core.cells import ALIASES, CELLS
+
+    return [CompletionItem(name) for name in sorted({*CELLS, *ALIASES}) if name.startswith(incomplete)]
 
 
 SPEC_KEYS = (
@@ -176,17 +185,35 @@ def template_spec(cells: list[str], kw: dict[str, Any], hidden_size: int | None 
 
 
 class FormatChoice(click.ParamType):  # type: ignore[type-arg]
-    """Every tabulate table format plus csv and json (listed lazily, validated on use)."""
+    """Every tabulate table format plus csv, json and ``markdown`` (an alias of ``github``),
+    listed lazily (for completion too) and validated on use."""
 
     name = "format"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        from ..results.render import table_formats
+        from difflib import get_close_matches
+
+        from ..results.render import resolve_format, table_formats
 
         formats = table_formats()
         if value not in formats:
-            self.fail(f"{value!r} is not a table format; use one of {', '.join(formats)}", param, ctx)
-        return str(value)
+            shown = repr(str(value)[:40])
+            close = get_close_matches(str(value), formats, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.fail(
+                f"{shown} is not a table format{hint}; use simple, github (alias markdown), grid, plain, "
+                "tsv, csv, json, html, latex or another of tabulate's formats (docs/cli.md lists all)",
+                param,
+                ctx,
+            )
+        return resolve_format(str(value))
+
+    def shell_complete(self, ctx: Any, param: Any, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        from ..results.render import table_formats
+
+        return [CompletionItem(f) for f in table_formats() if f.startswith(incomplete)]
 
 
 def output_options(f: F) -> F:
@@ -201,7 +228,7 @@ def output_options(f: F) -> F:
                 type=FormatChoice(),
                 default="simple",
                 show_default=True,
-                help="Any tabulate format (simple, github, grid, ...), csv or json.",
+                help="simple, github (alias markdown), grid, plain, tsv, csv, json or any tabulate format.",
             ),
             click.option(
                 "-w", "--wide", is_flag=True, help="Show every column (files always hold every column)."
@@ -258,10 +285,20 @@ def emit(
 
         from ..results.export import lossless_notes
 
-        result.export(output, view, links=links)
+        result.export(output, view, links=links, command=command_line())
         for note in lossless_notes(result.table(view), Path(output).suffix.lower()):
             click.echo(f"note: {note}", err=True)
         click.echo(f"wrote {output}", err=True)
+
+
+def command_line() -> str:
+    """The command line being run (``paramcalc compare -d 28 ...``), as a shell would take it."""
+    import shlex
+
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx is not None else None
+    argv = root.obj.get("argv") if root is not None and isinstance(root.obj, dict) else None
+    return "paramcalc " + shlex.join(argv) if argv else ""
 
 
 # --- the workload (cost model) ------------------------------------------------------------------

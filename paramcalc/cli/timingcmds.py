@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..core.cells import FAMILIES
+from ..results.render import plural
 from .options import (
     build_spec,
     check_targets,
@@ -31,7 +32,8 @@ def warn_noisy(results: list[Any]) -> None:
     if noisy:
         worst = max(r.iqr_s / r.median_s for r in noisy)
         click.echo(
-            f"warning: {len(noisy)} of {len(results)} timings are noisy (IQR up to {100 * worst:.0f}% "
+            f"warning: {len(noisy)} of {plural(len(results), 'timing')} "
+            f"{'is' if len(noisy) == 1 else 'are'} noisy (IQR up to {100 * worst:.0f}% "
             "of the median): is something else running? try --min-time 1 or --threads",
             err=True,
         )

@@ -68,7 +68,7 @@ def check_cmd(
 
 
 @click.command("report")
-@click.argument("file")
+@click.argument("file", metavar="NAME_OR_FILE", required=False)
 @click.option(
     "--by",
     type=click.Choice(["tensor", "component", "total"]),
@@ -76,6 +76,7 @@ def check_cmd(
     show_default=True,
     help="One row per tensor, per component, or in total.",
 )
+@click.option("--list", "do_list", is_flag=True, help="List the bundled architectures (no NAME_OR_FILE).")
 @click.option("--check", "do_check", is_flag=True, help="Also build it in torch and compare every tensor.")
 @click.option("--device", default=None, help="With --check: meta (default), cpu, cuda, cuda:N or mps.")
 @torchinfo_option
@@ -83,8 +84,9 @@ def check_cmd(
 @click.pass_context
 def report_cmd(
     ctx: click.Context,
-    file: str,
+    file: str | None,
     by: str,
+    do_list: bool,
     do_check: bool,
     device: str | None,
     use_torchinfo: bool,
@@ -92,32 +94,46 @@ def report_cmd(
     wide: bool,
     output: str | None,
 ) -> None:
-    """Count a whole architecture described in a TOML FILE, with formulas.
+    """Count a whole architecture described in a TOML file, with formulas.
 
-    FILE lists components: recurrent stacks (any registered cell), embedding,
-    linear, layernorm, dropout, conv1d, batchnorm1d. A linear may tie its
-    weight to an embedding (tie = "encoder"): the tensor is shown under both
-    and counted once. The schema is in docs/architectures.md;
-    data/architectures/ has examples. With --check the same model is built in
-    torch on --device and compared tensor by tensor (exit 1 on any disagreement).
+    NAME_OR_FILE is a TOML file, or the name of an architecture bundled with
+    paramcalc (--list shows them: the seed's mnist_rows_lstm, awd_lstm_lm,
+    deepspeech2, gnmt, ...). A file lists components: recurrent stacks (any
+    registered cell), embedding, linear, layernorm, dropout, conv1d, conv2d,
+    batchnorm1d, batchnorm2d, attention. A linear may tie its weight to an
+    embedding (tie = "encoder"): the tensor is shown under both and counted
+    once. The schema is in docs/architectures.md. With --check the same model
+    is built in torch on --device and compared tensor by tensor (exit 1 on any
+    disagreement).
 
     \b
     Examples:
-      paramcalc report data/architectures/mnist_rows_lstm.toml
-      paramcalc report data/architectures/awd_lstm_lm.toml --by component
-      paramcalc report data/architectures/awd_lstm_lm.toml --check
-      paramcalc report data/architectures/mnist_rows_lstm.toml --check --device cpu
+      paramcalc report --list
+      paramcalc report mnist_rows_lstm
+      paramcalc report awd_lstm_lm --by component
+      paramcalc report awd_lstm_lm --check
+      paramcalc report mnist_rows_lstm --check --device cpu
       paramcalc report my_model.toml --format json --output report.json
     """
-    from ..core.architecture import count_architecture, load_architecture
+    from ..core.architecture import count_architecture, find_architecture, load_architecture
 
     check_targets(output)
     if device is not None and not do_check:
         raise ParamcalcError("--device only applies with --check")
     if not use_torchinfo and not do_check:
         raise ParamcalcError("--no-torchinfo only applies with --check")
-    arch = load_architecture(file)
-    counted = count_architecture(arch, source=file)
+    if do_list:
+        if file is not None or do_check or by != "tensor":
+            raise ParamcalcError("--list takes no NAME_OR_FILE, --by or --check")
+        from ..core.architecture import BundledArchitectures
+
+        emit(BundledArchitectures(), fmt, output, wide=wide)
+        return
+    if file is None:
+        raise click.UsageError("Missing argument 'NAME_OR_FILE'.", ctx)
+    path, source = find_architecture(file)
+    arch = load_architecture(path)
+    counted = count_architecture(arch, source=source)
     result = None
     if do_check:
         from ..checks.tensorcheck import check_architecture
@@ -128,7 +144,9 @@ def report_cmd(
         from ..results.render import MACHINE_FORMATS
 
         if fmt in MACHINE_FORMATS:
-            click.echo("\n".join(result.summary()), err=True)
+            from ..results.render import safe_text
+
+            click.echo("\n".join(map(safe_text, result.summary())), err=True)
         else:
             click.echo("")
             click.echo(result.render(fmt, wide=wide))

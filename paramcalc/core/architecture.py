@@ -33,6 +33,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from ..errors import ParamcalcError
 from ..results.base import Result
+from ..results.render import plural
 from ..results.table import Column, Table
 from .cells import ALIASES, CELLS, get_cell
 from .params import count as count_spec
@@ -813,6 +814,28 @@ class Architecture:
         return {c.name: c.spec for c in self.components if isinstance(c, Recurrent)}
 
 
+def with_head(spec: RecurrentSpec, head: int) -> Architecture:
+    """The recurrent stack ``spec`` (component ``rnn``) with a classifier ``nn.Linear`` on its
+    output (component ``head``): the seed's ``nn.LSTM(28, 256, 2)`` + ``nn.Linear(256, 10)``.
+
+    The head reads the stack's output features: ``P or Dh`` per direction, both directions
+    concatenated (``2·(P or Dh)``) unless they are merged (``merge_mode`` sum, ave, mul); for a
+    single-step cell, ``P or Dh``. It has ``out·in + out`` parameters (weight and bias).
+    """
+    if not isinstance(spec, RecurrentSpec):
+        from .coerce import as_spec
+
+        spec = as_spec(spec, "with_head")
+    rnn = Recurrent("rnn", spec)
+    width = rnn.out_features(None)
+    assert width is not None
+    linear = Linear("head", width, check_size("head", head))
+    note = spec.cell_type.layout_note(spec)
+    return Architecture(
+        f"{spec.cell}_head", (rnn, linear), f"{spec.describe()} + {linear.describe()}  [{note}]"
+    )
+
+
 # --- counting --------------------------------------------------------------------------------
 
 ARCH_TENSOR_COLUMNS = (
@@ -831,7 +854,7 @@ ARCH_COMPONENT_COLUMNS = (
     Column("tensors"),
     Column("params"),
     Column("formula", "str", wide=True),
-    Column("note", "str"),
+    Column("note", "str", wide=True),  # ties also show in the total line, buffers in the tensor view
 )
 ARCH_TOTAL_COLUMNS = (Column("architecture", "str"), Column("components"), Column("params"))
 
@@ -907,7 +930,7 @@ class ArchitectureCount(Result):
         return f"architecture {self.arch.name!r}{where}{desc}"
 
     def headline(self) -> str:
-        return f"architecture {self.arch.name!r}: {self.total:,} parameters"
+        return f"architecture {self.arch.name!r}: {plural(self.total, 'parameter')}"
 
     def summary(self, view: str | None = None) -> list[str]:
         lines = []
@@ -917,8 +940,8 @@ class ArchitectureCount(Result):
             if c.all_params != c.params:
                 line += f"; counted here {c.params:,}"
             lines.append(line + (f"  [{c.note}]" if c.note else ""))
-        tied = f" ({len(self.tied)} tied tensor(s) counted once)" if self.tied else ""
-        lines.append(f"total: {self.total:,} parameters{tied}")
+        tied = f" ({plural(len(self.tied), 'tied tensor')} counted once)" if self.tied else ""
+        lines.append(f"total: {plural(self.total, 'parameter')}{tied}")
         return lines
 
     def meta(self) -> dict[str, Any]:
@@ -937,6 +960,7 @@ def count_architecture(arch: Architecture, source: str = "") -> ArchitectureCoun
     for c in arch.components:
         if c.tie:
             key_of[f"{c.name}.weight"] = f"{c.tie}.weight"
+    targets = set(key_of.values())
     first: dict[str, str] = {}
     rows: list[ArchTensorRow] = []
     comps: list[ArchComponentRow] = []
@@ -944,9 +968,10 @@ def count_architecture(arch: Architecture, source: str = "") -> ArchitectureCoun
         counted_here = 0
         notes = []
         ts = c.tensors()
-        for t in ts:
+        for i, t in enumerate(ts):
             full = f"{c.name}.{t.name}"
-            key = key_of.get(full, full)
+            # only a tie makes two tensors one; Keras' names repeat per layer and direction
+            key = key_of.get(full) or (full if full in targets else f"{full}#{i}")
             if key in first:
                 rows.append(ArchTensorRow(c.name, full, t.shape, t.numel, 0, t.formula, first[key]))
                 notes.append(f"{t.name} tied to {first[key]} (counted once)")
@@ -1232,7 +1257,8 @@ def _inputs(raw: Any) -> tuple[Input, ...]:
         unknown = set(t) - INPUT_KEYS
         if unknown:
             raise ParamcalcError(
-                f"input: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(INPUT_KEYS))})"
+                f"input: unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(INPUT_KEYS))})"
             )
         name = t.get("name")
         if not isinstance(name, str):
@@ -1294,6 +1320,79 @@ def load_architecture(path: str | Path) -> Architecture:
         return architecture_from_dict(_toml_loads(text), default_name=p.stem)
     except ParamcalcError as exc:
         raise ParamcalcError(f"{p}: {exc}") from None
+
+
+#: Where the example architectures ship inside the package (``paramcalc report NAME``).
+BUNDLED = ("data", "architectures")
+
+
+def bundled_architectures() -> dict[str, Path]:
+    """The example architectures installed with paramcalc, by name (the file's stem):
+    ``mnist_rows_lstm`` (the seed's classifier), ``awd_lstm_lm``, ``deepspeech2``, ..."""
+    from importlib.resources import files
+
+    folder = files("paramcalc")
+    for part in BUNDLED:
+        folder = folder.joinpath(part)
+    out = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".toml") and entry.is_file():
+            out[entry.name[: -len(".toml")]] = Path(str(entry))
+    return dict(sorted(out.items()))
+
+
+def find_architecture(name_or_path: str | Path) -> tuple[Path, str]:
+    """A TOML file to load: ``name_or_path`` if such a file exists, else the bundled example of
+    that name (``mnist_rows_lstm``, also ``mnist-rows-lstm`` or ``mnist_rows_lstm.toml``).
+    Returns the path and how to name it in a title."""
+    import os
+
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ParamcalcError(
+            f"an architecture is a TOML file path or a bundled name, got {type(name_or_path).__name__}"
+        )
+    given = os.fspath(name_or_path)
+    if os.path.lexists(given) or os.sep in given or (os.altsep and os.altsep in given):
+        return Path(given), given
+    key = given[: -len(".toml")] if given.lower().endswith(".toml") else given
+    key = key.strip().lower().replace("-", "_")
+    bundled = bundled_architectures()
+    if key in bundled:
+        return bundled[key], f"bundled {key}"
+    raise ParamcalcError(
+        f"{given}: no such file, nor a bundled architecture (bundled: {', '.join(bundled)}; "
+        "paramcalc report --list describes them)"
+    )
+
+
+BUNDLED_COLUMNS = (
+    Column("name", "str", doc="what paramcalc report takes"),
+    Column("architecture", "str", wide=True, doc="the name the file gives"),
+    Column("components"),
+    Column("params"),
+    Column("description", "str"),
+)
+
+
+class BundledArchitectures(Result):
+    """The example architectures shipped with paramcalc (``paramcalc report --list``)."""
+
+    VIEWS = ("rows",)
+
+    def __init__(self) -> None:
+        self.counts = {
+            name: count_architecture(load_architecture(p)) for name, p in bundled_architectures().items()
+        }
+
+    def _table(self, view: str) -> Table:
+        rows = [
+            (name, c.arch.name, len(c.arch.components), c.total, c.arch.description)
+            for name, c in self.counts.items()
+        ]
+        return Table(BUNDLED_COLUMNS, tuple(rows))
+
+    def title(self) -> str:
+        return "architectures bundled with paramcalc: paramcalc report NAME"
 
 
 @dataclass(frozen=True)

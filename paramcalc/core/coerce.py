@@ -40,3 +40,28 @@ def _type_name(obj: Any) -> str:
         shown = obj if len(obj) <= 30 else obj[:27] + "..."
         return f"the string {shown!r}"
     return type(obj).__name__
+
+
+def spec_from_arguments(
+    cell: Any, args: tuple[Any, ...], options: dict[str, Any], what: str
+) -> RecurrentSpec:
+    """A spec from ``RecurrentSpec``'s own arguments given to ``what``: ``("lstm", 28, 256, 2)``.
+
+    Only a cell name starts them; anything else with extra arguments is one line naming the two
+    ways to call ``what``."""
+    usage = (
+        f"{what}(spec) takes a RecurrentSpec (or a recurrent torch.nn module) alone, or a cell name "
+        f"and RecurrentSpec's arguments: {what}('lstm', 28, 256, 2) = "
+        f"{what}(RecurrentSpec('lstm', input_size=28, hidden_size=256, num_layers=2))"
+    )
+    if not isinstance(cell, str):
+        from ..results.render import plural
+
+        more = plural(len(args) + len(options), "more argument")
+        raise ParamcalcError(f"{usage}; got {_type_name(cell)} and {more}")
+    try:
+        return RecurrentSpec(cell, *args, **options)
+    except TypeError as exc:  # a missing, surplus or unknown argument
+        raise ParamcalcError(
+            f"{usage}: {str(exc).replace('RecurrentSpec.__init__()', 'RecurrentSpec()')}"
+        ) from None

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ParamcalcError
 from ..results.base import Result
+from ..results.render import plural
 from ..results.table import Column, Table
 from .cells import FAMILIES, get_cell
 from .coerce import as_spec
@@ -48,26 +49,51 @@ MAX_RANGE_DIGITS = 12
 
 EQUAL_MODES = ("hidden", "params")
 
+#: The columns every comparison starts with (``doc`` defines them in report.md).
+CELL_COLUMN = Column("cell", "str", doc="the recurrent cell (paramcalc explain CELL shows its equations)")
+HIDDEN_COLUMN = Column("hidden_size", doc="hidden size Dh of each layer", fold=True)
+PARAMS_COLUMN = Column("params", doc="parameters of the recurrent stack (exact, from the formulas)")
+DIFF_COLUMN = Column(
+    "params_diff_pct", "float", unit="%", doc="params relative to the first row's (with --equal params)"
+)
 COST_COLUMNS = (
-    Column("macs_per_step"),
-    Column("flops_per_seq"),
-    Column("param_bytes", unit="B", wide=True),
-    Column("train_bytes", unit="B", wide=True),
+    Column("macs_per_step", doc="GEMM multiply-adds per time step of one sequence (cost model)"),
+    Column("flops_per_seq", doc="FLOPs of one sequence: 2·MACs + bias and elementwise ops (cost model)"),
+    Column("param_bytes", unit="B", wide=True, doc="memory of the parameters in the dtype"),
+    Column(
+        "train_bytes", unit="B", wide=True, doc="peak memory of one training step with Adam (memory model)"
+    ),
 )
 BENCH_COLUMNS = (
-    Column("time_ms", "float", unit="ms"),
-    Column("iqr_ms", "float", unit="ms"),
-    Column("tokens_per_s", "float", unit="1/s"),
-    Column("gflop_per_s", "float", unit="GFLOP/s", wide=True),
-    Column("kernel", "str"),
+    Column("time_ms", "float", unit="ms", doc="measured time per batch: the median of the timed runs"),
+    Column("iqr_ms", "float", unit="ms", doc="interquartile range of the timed runs; empty: one slow call"),
+    Column("tokens_per_s", "float", unit="1/s", doc="time steps of the batch (B·T, real steps) per second"),
+    Column(
+        "gflop_per_s",
+        "float",
+        unit="GFLOP/s",
+        wide=True,
+        doc="achieved: the cost model's FLOPs of one call / time_ms",
+    ),
+    Column(
+        "kernel",
+        "str",
+        doc="the kernel path that ran: cuDNN, oneDNN (mkldnn), native (ATen's loop) or reference",
+    ),
 )
+TIME_VS_FIRST_COLUMN = Column("time_vs_first", "float", doc="time_ms / the first row's time_ms")
 PREDICT_COLUMNS = (
     Column("predicted_ms", "float", unit="ms", doc="the GEMM-sequence bound (paramcalc predict)"),
-    Column("predicted_tokens_per_s", "float", unit="1/s"),
+    Column("predicted_tokens_per_s", "float", unit="1/s", doc="tokens_per_s at predicted_ms"),
 )
 RATIO_COLUMN = Column(
     "measured_over_predicted", "float", doc="time_ms / predicted_ms; empty where the bound does not apply"
 )
+
+
+def _hidden(cols: list[Column], names: set[str]) -> list[Column]:
+    """``cols`` with those named left to ``--wide`` (a default table fits 120 columns)."""
+    return [replace(c, wide=True) if c.name in names else c for c in cols]
 
 
 def _cost_values(c: CostResult) -> tuple[Any, ...]:
@@ -145,7 +171,9 @@ def _predict_notes(preds: Sequence[PredictResult]) -> list[str]:
     out += sorted({p.fused + "; no measured/predicted ratio" for p in preds if p.fused})
     tiled = sum(1 for p in preds if any(g.tiles for g in p.gemms))
     if tiled:
-        out.append(f"{tiled} prediction(s) timed GEMMs too large to allocate as tiles with the same MACs")
+        out.append(
+            f"{plural(tiled, 'prediction')} timed GEMMs too large to allocate as tiles with the same MACs"
+        )
     out += sorted({n for p in preds for n in p.cache_notes})
     return out
 
@@ -158,8 +186,9 @@ def _noise_notes(benches: Sequence[BenchResult]) -> list[str]:
     unknown = [b for b in benches if not b.spread_known]
     if unknown:
         out.append(
-            f"{len(unknown)} of {len(benches)} timings are single slow calls: no spread was measured "
-            "(raise --min-time)"
+            f"{len(unknown)} of {plural(len(benches), 'timing')} "
+            f"{'is a single slow call' if len(unknown) == 1 else 'are single slow calls'}: "
+            "no spread was measured (raise --min-time)"
         )
     known = [b for b in benches if b.spread_known]
     noisy = [b for b in known if b.noisy]
@@ -169,7 +198,8 @@ def _noise_notes(benches: Sequence[BenchResult]) -> list[str]:
     elif noisy:
         worst = max(b.iqr_s / b.median_s for b in noisy)
         out.append(
-            f"noisy: {len(noisy)} of {len(benches)} timings have an IQR above 10% of the median (up to "
+            f"noisy: {len(noisy)} of {plural(len(benches), 'timing')} "
+            f"{'has' if len(noisy) == 1 else 'have'} an IQR above 10% of the median (up to "
             f"{100 * worst:.0f}%): is something else running? try --min-time 1 or --threads"
         )
     return out
@@ -226,16 +256,23 @@ class CompareResult(_Plotted):
         return all(r.prediction is not None for r in self.rows)
 
     def _columns(self) -> tuple[Column, ...]:
-        cols = [Column("cell", "str"), Column("hidden_size"), Column("params")]
+        cols = [CELL_COLUMN, HIDDEN_COLUMN, PARAMS_COLUMN]
         if self.equal == "params":
-            cols.append(Column("params_diff_pct", "float", unit="%"))
+            cols.append(DIFF_COLUMN)
         cols += COST_COLUMNS
         if self.benched:
-            cols += [*BENCH_COLUMNS, Column("time_vs_first", "float")]
+            cols += [*BENCH_COLUMNS, TIME_VS_FIRST_COLUMN]
         if self.predicted:
             cols += PREDICT_COLUMNS
         if self.benched and self.predicted:
             cols.append(RATIO_COLUMN)
+        if self.equal == "hidden":  # the title states it
+            cols = _hidden(cols, {HIDDEN_COLUMN.name})
+        if self.benched or self.predicted:  # timings first; the cost model's numbers with --wide
+            cols = _hidden(cols, {c.name for c in COST_COLUMNS})
+        if self.benched and self.predicted:  # the notes give the noise verdict
+            hide = {DIFF_COLUMN.name, TIME_VS_FIRST_COLUMN.name, "iqr_ms", "predicted_tokens_per_s"}
+            cols = _hidden(cols, hide)
         return tuple(cols)
 
     def _table(self, view: str) -> Table:
@@ -284,7 +321,8 @@ class CompareResult(_Plotted):
             b = self.rows[0].bench
             assert b is not None
             out.append(
-                f"timed on {b.device} ({b.device_name}), {b.threads} threads, torch {b.torch_version}; "
+                f"timed on {b.device} ({b.device_name}), {plural(b.threads, 'thread')}, torch "
+                f"{b.torch_version}; "
                 "time_ms = median per batch, iqr_ms = its interquartile range, "
                 "time_vs_first = time / first row's time"
             )
@@ -295,7 +333,7 @@ class CompareResult(_Plotted):
             assert p is not None
             if not self.benched:
                 out.append(
-                    f"predicted for {p.device} ({p.device_name}), {p.threads} threads, "
+                    f"predicted for {p.device} ({p.device_name}), {plural(p.threads, 'thread')}, "
                     f"torch {p.torch_version}"
                 )
             out += _predict_notes([r.prediction for r in self.rows if r.prediction is not None])
@@ -569,15 +607,15 @@ class SweepRow:
 
 
 SWEEP_COLUMNS = (
-    Column("cell", "str"),
-    Column("input_size", wide=True),
-    Column("hidden_size"),
-    Column("num_layers"),
-    Column("batch"),
-    Column("seq_len"),
-    Column("params"),
+    replace(CELL_COLUMN, fold=True),
+    Column("input_size", wide=True, doc="input features d"),
+    HIDDEN_COLUMN,
+    Column("num_layers", doc="stacked layers L"),
+    Column("batch", doc="sequences per batch B"),
+    Column("seq_len", doc="time steps T"),
+    PARAMS_COLUMN,
     *COST_COLUMNS,
-    Column("flops"),
+    Column("flops", doc="FLOPs of the batch (cost model)"),
 )
 
 
@@ -611,6 +649,12 @@ class SweepResult(_Plotted):
         cols = SWEEP_COLUMNS + (BENCH_COLUMNS if self.benched else ())
         cols += PREDICT_COLUMNS if self.predicted else ()
         cols += (RATIO_COLUMN,) if self.benched and self.predicted else ()
+        if self.benched or self.predicted:  # timings first; the cost model's numbers with --wide
+            cols = tuple(_hidden(list(cols), {c.name for c in COST_COLUMNS} | {"flops"}))
+        if self.benched and self.predicted:  # the ratio; the rest with --wide
+            hide = {"iqr_ms", "kernel", "predicted_ms", "predicted_tokens_per_s"}
+            cols = tuple(_hidden(list(cols), hide))
+        cols = tuple(_hidden(list(cols), {*self._shared(), "flops_per_seq"}))  # title; flops / batch
         out = []
         for r in self.rows:
             s, w = r.spec, r.workload
@@ -633,19 +677,27 @@ class SweepResult(_Plotted):
             out.append(row)
         return Table(cols, tuple(out))
 
+    #: Columns the title states when every row shares their value: (column, title text, value).
+    SHARED: ClassVar[tuple[tuple[str, str, Callable[[SweepRow], int]], ...]] = (
+        ("num_layers", "L={}", lambda r: r.spec.num_layers),
+        ("batch", "batch {}", lambda r: r.workload.batch),
+        ("seq_len", "seq_len {}", lambda r: r.workload.seq_len),
+    )
+
+    def _shared(self) -> dict[str, str]:
+        """The columns every row shares a value of, with their text in the title."""
+        out = {}
+        for name, fmt, get in self.SHARED:
+            values = {get(r) for r in self.rows}
+            if len(values) == 1:
+                out[name] = fmt.format(values.pop())
+        return out
+
     def title(self) -> str:
         """What the rows share: input size, and layers, batch, seq_len when they do not vary."""
         t = self.template
-        parts = [f"sweep: {len(self.rows):,} configurations", f"d={t.input_size}"]
-        shared: tuple[tuple[str, Callable[[SweepRow], int]], ...] = (
-            ("L={}", lambda r: r.spec.num_layers),
-            ("batch {}", lambda r: r.workload.batch),
-            ("seq_len {}", lambda r: r.workload.seq_len),
-        )
-        for fmt, get in shared:
-            values = {get(r) for r in self.rows}
-            if len(values) == 1:
-                parts.append(fmt.format(values.pop()))
+        parts = [f"sweep: {plural(len(self.rows), 'configuration')}", f"d={t.input_size}"]
+        parts += self._shared().values()
         if t.bidirectional:
             parts.append("bidirectional")
         if self.rows:
@@ -653,10 +705,10 @@ class SweepResult(_Plotted):
             parts += [w.dtype, w.mode]
             b = self.rows[0].bench
             if b is not None:
-                parts.append(f"timed on {b.device} ({b.threads} threads)")
+                parts.append(f"timed on {b.device} ({plural(b.threads, 'thread')})")
             p = self.rows[0].prediction
             if p is not None:
-                parts.append(f"predicted for {p.device} ({p.threads} threads)")
+                parts.append(f"predicted for {p.device} ({plural(p.threads, 'thread')})")
         return ", ".join(parts)
 
     def headline(self) -> str:
@@ -707,8 +759,9 @@ def sweep_configs(
     cap = MAX_TIMED_CONFIGS if timed else MAX_CONFIGS
     if n > cap:
         raise ParamcalcError(
-            f"the sweep has {n:,} configurations ({len(cell_list)} cells x {len(hs)} hidden x {len(ls)} "
-            f"layers x {len(bs)} batch x {len(ts)} seq_len), more than the {cap:,} allowed"
+            f"the sweep has {n:,} configurations ({plural(len(cell_list), 'cell')} x {len(hs)} hidden x "
+            f"{plural(len(ls), 'layer count')} x {len(bs)} batch x {len(ts)} seq_len), more than the "
+            f"{cap:,} allowed"
             f"{' when timing' if timed else ''}: use fewer values or larger steps"
         )
     Workload(dtype=dtype, mode=mode)  # a bad dtype or mode fails here, once

@@ -50,7 +50,7 @@ from typing import Any
 
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import fmt_bytes
+from ..results.render import fmt_bytes, plural
 from ..results.table import Column, Table
 from .memory import memory_model
 from .params import DIRECTIONS, dims, total_params
@@ -242,8 +242,8 @@ LAYER_COLUMNS = (
     Column("input_macs"),
     Column("recurrent_macs"),
     Column("proj_macs", wide=True),
-    Column("bias_ops"),
-    Column("elementwise_ops"),
+    Column("bias_ops", wide=True),
+    Column("elementwise_ops", wide=True),
     Column("macs_per_step"),
     Column("macs_per_seq", wide=True),
     Column("macs"),
@@ -256,7 +256,7 @@ PART_COLUMNS = (
     Column("per_sequence"),
     Column("per_batch"),
     Column("flops"),
-    Column("counted", "bool"),
+    Column("counted", "bool", wide=True),  # the convention note names the parts left out
     Column("runs", "str"),
 )
 GEMM_COLUMNS = (
@@ -284,9 +284,9 @@ TOTAL_COLUMNS = (
     Column("macs"),
     Column("flops"),
     Column("critical_path"),
-    Column("param_bytes", unit="B"),
-    Column("inference_bytes", unit="B"),
-    Column("training_bytes", unit="B"),
+    Column("param_bytes", unit="B", wide=True),  # the memory line under the table states them
+    Column("inference_bytes", unit="B", wide=True),
+    Column("training_bytes", unit="B", wide=True),
 )
 
 
@@ -408,8 +408,9 @@ class CostResult(Result):
         if self.scan_levels is not None:
             out.append(
                 f"{self.spec.cell_type.display_name}'s recurrence is linear in h: a parallel scan takes "
-                f"{self.scan_levels:,} dependent levels (L·⌈log₂ T⌉) instead of {self.critical_path_steps:,} "
-                "steps; paramcalc's reference module runs the sequential form"
+                f"{plural(self.scan_levels, 'dependent level')} (L·⌈log₂ T⌉) instead of "
+                f"{plural(self.critical_path_steps, 'step')}; paramcalc's reference module runs the "
+                "sequential form"
             )
         return out
 
@@ -427,13 +428,17 @@ class CostResult(Result):
         lines = [
             f"GEMM MACs: {self.macs_per_step:,} per step, "
             f"{self.macs_per_step * wl.seq_len:,} per sequence (T={wl.seq_len}), "
-            f"{self.macs:,} per batch ({wl.tokens:,} real steps)",
+            f"{self.macs:,} per batch ({plural(wl.tokens, 'real step')})",
             f"FLOPs: {self.flops_per_sequence:,} per sequence, {self.flops:,} per batch"
             + (
                 f" (forward {self.forward_flops:,} + backward {self.backward_flops:,})" if wl.training else ""
             ),
-            f"critical path: {self.critical_path_steps:,} dependent steps ({chain}), {each}"
-            + ("" if s.cell_type.single_step else f"; {self.layerwise_steps:,} steps run layer by layer"),
+            f"critical path: {plural(self.critical_path_steps, 'dependent step')} ({chain}), {each}"
+            + (
+                ""
+                if s.cell_type.single_step
+                else f"; {plural(self.layerwise_steps, 'step')} run layer by layer"
+            ),
             f"memory ({wl.dtype}, peak of one call on a CPU): parameters {_bytes(self.param_bytes)}, "
             f"inference {_bytes(self.inference_bytes)}, training with Adam {_bytes(self.training_bytes)}",
         ]

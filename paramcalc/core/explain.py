@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..results.base import Result
+from ..results.render import plural
 from ..results.table import Column, Table
 from .coerce import as_spec
 from .params import count, dims
@@ -85,8 +86,8 @@ class Explanation(Result):
         if s.cell_type.single_step or (s.num_layers == 1 and not s.bidirectional):
             return []
         return [
-            f"layer 0, forward direction shown; {s.num_layers} layer(s) x {s.num_directions} "
-            "direction(s) in all; "
+            f"layer 0, forward direction shown; {plural(s.num_layers, 'layer')} x "
+            f"{plural(s.num_directions, 'direction')} in all; "
             f"layers above the first take {s.stack_output_size} features"
         ]
 

@@ -22,12 +22,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ..results.base import Result
+from ..results.render import plural
 from ..results.table import Column, Table
 from .cells import ONNX_NAMES, Dims, TensorTemplate
 from .spec import RecurrentSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .architecture import ArchitectureCount
 
 DIRECTIONS = ("forward", "reverse")
 
@@ -279,13 +283,13 @@ class CountResult(Result):
         return f"{self.spec.describe()}  [{self.convention_note}]"
 
     def headline(self) -> str:
-        return f"{self.spec.describe()}: {self.total:,} parameters"
+        return f"{self.spec.describe()}: {plural(self.total, 'parameter')}"
 
     def summary(self, view: str | None = None) -> list[str]:
         lines = []
         if view in (None, "tensor"):
             lines = [f"layer {f.layer} {f.direction}: {f}" for f in self.formulas]
-        return [*lines, f"total: {self.total:,} parameters"]
+        return [*lines, f"total: {plural(self.total, 'parameter')}"]
 
     def meta(self) -> dict[str, Any]:
         return {"spec": self.spec.to_dict(), "total": self.total, "convention": self.convention_note}
@@ -298,15 +302,33 @@ class CountResult(Result):
         ]
 
 
-def count(spec: RecurrentSpec) -> CountResult:
+@overload
+def count(spec: Any, *args: Any, head: None = None, **options: Any) -> CountResult: ...
+@overload
+def count(spec: Any, *args: Any, head: int, **options: Any) -> ArchitectureCount: ...
+def count(spec: Any, *args: Any, head: int | None = None, **options: Any) -> CountResult | ArchitectureCount:
     """Count every parameter tensor of ``spec`` with its closed-form formula.
+
+    ``spec`` is a :class:`RecurrentSpec` or a recurrent ``torch.nn`` module; a cell name with
+    ``RecurrentSpec``'s arguments builds one: ``count("lstm", 28, 256, 2)`` is
+    ``count(RecurrentSpec("lstm", 28, 256, num_layers=2))``. With ``head=N`` the stack gets a
+    classifier ``nn.Linear`` on its output (:func:`~paramcalc.core.architecture.with_head`) and
+    the result is the architecture's count: ``count("lstm", 28, 256, 2, head=10).total`` is
+    819,200 + (10·256 + 10) = 821,770.
 
     Results are memoised by spec (they are immutable), so a model with many identical layers
     is counted once per distinct layer.
     """
-    from .coerce import as_spec
+    from .coerce import as_spec, spec_from_arguments
 
-    return _count(as_spec(spec, "count"))
+    if args or options or isinstance(spec, str):
+        spec = spec_from_arguments(spec, args, options, "count")
+    spec = as_spec(spec, "count")
+    if head is None:
+        return _count(spec)
+    from .architecture import count_architecture, with_head
+
+    return count_architecture(with_head(spec, head))
 
 
 @lru_cache(maxsize=4096)

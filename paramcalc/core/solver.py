@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import ParamcalcError
 from ..results.base import Result
+from ..results.render import plural
 from ..results.table import Column, Table
 from .cells import FAMILIES, get_cell
 from .coerce import as_spec
@@ -159,9 +160,9 @@ class SolveResult(Result):
 
     def title(self) -> str:
         if self.mode == "budget":
-            return f"largest hidden size within a budget of {self.target:,} parameters"
+            return f"largest hidden size within a budget of {plural(self.target, 'parameter')}"
         assert self.reference is not None
-        return f"hidden sizes matching {self.reference.describe()} = {self.target:,} parameters"
+        return f"hidden sizes matching {self.reference.describe()} = {plural(self.target, 'parameter')}"
 
     def headline(self) -> str:
         return (

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ParamcalcError
+from ..results.render import plural
 from .spec import check_size
 
 #: Bytes per element of each workload dtype.
@@ -109,7 +110,7 @@ class Workload:
             lens = (
                 ",".join(map(str, self.lengths)) if len(self.lengths) <= 8 else f"{len(self.lengths)} lengths"
             )
-            shape = f"B={self.batch} lengths={lens} ({self.tokens} real steps)"
+            shape = f"B={self.batch} lengths={lens} ({plural(self.tokens, 'real step')})"
         return f"{shape} {self.dtype} {self.mode}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -127,19 +127,40 @@ class Result:
         """``(label, value)`` lines that say what the table was computed for (document exports)."""
         return []
 
-    def document(self, view: str | None = None, links: Sequence[tuple[str, str]] = ()) -> Document:
-        """The title, context, summary and notes around the table in ``.md``/``.html`` exports."""
+    def document(
+        self, view: str | None = None, links: Sequence[tuple[str, str]] = (), command: str = ""
+    ) -> Document:
+        """The title, context, summary and notes around the table in ``.md``/``.html`` exports
+        (and the command line that made it, when given)."""
         from .export import Document
 
-        return Document(self.title(), self.context(), self.summary(self.view(view)), self.notes(), links)
+        return Document(
+            self.title(), self.context(), self.summary(self.view(view)), self.notes(), links, command
+        )
 
     def export(
-        self, path: str | os.PathLike[str], view: str | None = None, *, links: Sequence[tuple[str, str]] = ()
+        self,
+        path: str | os.PathLike[str],
+        view: str | None = None,
+        *,
+        links: Sequence[tuple[str, str]] = (),
+        command: str = "",
     ) -> Path:
-        """Write the view's table to ``path`` by its suffix, atomically (see :mod:`.export`)."""
+        """Write the view's table to ``path`` by its suffix, atomically (see :mod:`.export`).
+
+        ``links``: ``(label, relative path)`` of images a document shows (a plot); ``command``:
+        the command line a document says it was made by."""
+        import os
+
+        if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+            raise ParamcalcError(
+                "export needs a file path (a str or os.PathLike such as 'report.md'), got "
+                f"{type(path).__name__}"
+            )
         from .export import export_table
 
-        return export_table(self.table(view), path, meta=self.json_meta(), doc=self.document(view, links))
+        doc = self.document(view, links, command)
+        return export_table(self.table(view), path, meta=self.json_meta(), doc=doc)
 
     def __str__(self) -> str:
         return self.render()

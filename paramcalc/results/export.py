@@ -11,9 +11,13 @@ Suffixes: ``.csv`` and ``.json`` (standard library writers: exact integers of an
   doubles) are written as decimal text, and a note says which columns: in the file (parquet's
   schema metadata holds the result's meta and notes; an Excel file gets a ``notes`` sheet) and
   on stderr from the CLI.
-* **safe**: a text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
-  prefixed with ``'`` in ``.csv`` and ``.xlsx`` so no spreadsheet runs it as a formula; control
-  characters and lone surrogates are written escaped (``\\x1b``), never raw.
+* **safe**: untrusted text is escaped for the format (one place: :mod:`.render`): a text cell
+  starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed with ``'`` in
+  ``.csv`` and ``.xlsx`` so no spreadsheet runs it as a formula; ``.md`` escapes Markdown
+  (``< > & [ ] ( )``: no HTML or link survives), ``.html`` and ``.tex`` escape theirs; control
+  characters, Unicode format characters and lone surrogates are written escaped (``\\x1b``).
+* **documented**: ``.md`` and ``.html`` documents define every column (:class:`Column` docs),
+  and say when and, from the CLI, by which command line they were made.
 * **checked first**: :func:`check_export_target` validates the path (suffix, folder, name
   length, writability, the extra package) before any work is done.
 """
@@ -21,7 +25,6 @@ Suffixes: ``.csv`` and ``.json`` (standard library writers: exact integers of an
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import os
@@ -29,31 +32,52 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import ParamcalcError, Terminated
-from .render import cell_text, raw_value, safe_text
-from .table import INT64_MAX, Table
+from .render import cell_text, csv_text, json_document, jsonable, md_cell, md_text, safe_text, sheet_text
+from .render import neutralise as neutralise  # re-exported: the spreadsheet rule lives in .render
+from .table import INT64_MAX, Column, Table
 
 SUFFIXES = (".csv", ".json", ".md", ".html", ".tex", ".parquet", ".xlsx")
 #: Largest integer a spreadsheet cell holds exactly (IEEE double).
 EXCEL_INT_MAX = 2**53
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 #: Which extra installs the package a suffix needs.
 _EXTRA = {".parquet": ("pyarrow", "export"), ".xlsx": ("openpyxl", "export")}
 
 
 @dataclass(frozen=True)
 class Document:
-    """What surrounds a table in ``.md`` and ``.html`` exports."""
+    """What surrounds a table in ``.md`` and ``.html`` exports.
+
+    ``command``: the command line that made it (the CLI gives it); ``created``: when (filled in
+    when the file is written, if empty)."""
 
     title: str = ""
     context: Sequence[tuple[str, str]] = ()
     summary: Sequence[str] = ()
     notes: Sequence[str] = ()
     links: Sequence[tuple[str, str]] = field(default=())
+    command: str = ""
+    created: str = ""
+
+    def stamped(self) -> Document:
+        """The document with ``created`` set to now (local time, with its UTC offset)."""
+        if self.created:
+            return self
+        import datetime
+
+        now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
+        return replace(self, created=now)
+
+    def made(self) -> list[tuple[str, str]]:
+        """``(label, value)`` lines saying when and how the document was made."""
+        from .. import __version__
+
+        out = [("created", f"{self.created} by paramcalc {__version__}")] if self.created else []
+        return out + ([("command", self.command)] if self.command else [])
 
 
 # --- checking the target -----------------------------------------------------------------------
@@ -198,19 +222,6 @@ def write_bytes(target: Path, data: bytes) -> None:
 # --- cell values per format --------------------------------------------------------------------
 
 
-def neutralise(text: str) -> str:
-    """A spreadsheet-safe text cell: a leading formula character gets a ``'`` before it."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def _sheet_text(value: Any) -> str:
-    return neutralise(safe_text(str(value)))
-
-
-def _text_columns(table: Table) -> list[int]:
-    return [i for i, c in enumerate(table.columns) if c.kind == "str"]
-
-
 def lossless_notes(table: Table, suffix: str) -> list[str]:
     """Notes naming the columns a format stores as text to keep them exact."""
     if suffix == ".parquet":
@@ -228,68 +239,55 @@ def lossless_notes(table: Table, suffix: str) -> list[str]:
     return []
 
 
-def _csv_text(table: Table) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow([_sheet_text(n) for n in table.names])
-    text_cols = set(_text_columns(table))
-    for r in table.rows:
-        row = []
-        for i, (c, v) in enumerate(zip(table.columns, r, strict=True)):
-            if v is None:
-                row.append("")
-            elif c.kind == "shape":
-                row.append(cell_text(v, c))
-            elif i in text_cols:
-                row.append(_sheet_text(v))
-            else:
-                row.append(str(v))
-        w.writerow(row)
-    return buf.getvalue()
-
-
 def _json_text(table: Table, meta: dict[str, Any]) -> str:
-    rows = [{c.name: raw_value(v, c) for c, v in zip(table.columns, r, strict=True)} for r in table.rows]
-    return json.dumps({**_jsonable(meta), "rows": rows}, indent=2, ensure_ascii=False, default=str) + "\n"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {safe_text(str(k)): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, str):
-        return safe_text(obj)
-    return obj
+    return json.dumps(json_document(table, meta), indent=2, ensure_ascii=False, default=str) + "\n"
 
 
 def _display_rows(table: Table) -> list[list[str]]:
     return [[cell_text(v, c) for c, v in zip(table.columns, r, strict=True)] for r in table.rows]
 
 
+def column_docs(columns: Sequence[Column]) -> list[tuple[str, str]]:
+    """``(name, definition)`` of each column that has one: its unit and what it holds."""
+    out = []
+    for c in columns:
+        text = " ".join(x for x in (f"[{c.unit}]" if c.unit else "", c.doc) if x)
+        if text:
+            out.append((c.name, text))
+    return out
+
+
+def link_target(href: str) -> str:
+    """A relative link as a URL path: percent-encoded, so no scheme, markup or quote survives."""
+    from urllib.parse import quote
+
+    return quote(href, safe="/")
+
+
 def _markdown(table: Table, doc: Document) -> str:
     from tabulate import tabulate
 
-    def esc(s: str) -> str:
-        return safe_text(s).replace("|", "\\|")
-
-    lines = [f"# {esc(doc.title)}", ""] if doc.title else []
-    if doc.context:
-        lines += [f"- **{esc(k)}**: {esc(v)}" for k, v in doc.context] + [""]
+    lines = [f"# {md_text(doc.title)}", ""] if doc.title else []
+    context = [*doc.context, *doc.made()]
+    if context:
+        lines += [f"- **{md_text(k)}**: {md_text(v)}" for k, v in context] + [""]
     body = tabulate(
-        [[esc(x) for x in row] for row in _display_rows(table)],
-        headers=[esc(n) for n in table.names],
+        [[md_cell(x, c) for x, c in zip(row, table.columns, strict=True)] for row in _display_rows(table)],
+        headers=[md_text(n) for n in table.names],
         tablefmt="github",
         disable_numparse=True,
         colalign=tuple("right" if c.kind in ("int", "float") else "left" for c in table.columns) or None,
     )
     lines += [body, ""]
     if doc.summary:
-        lines += [esc(s) + "  " for s in doc.summary] + [""]
+        lines += [md_text(s) + "  " for s in doc.summary] + [""]
     for label, href in doc.links:
-        lines += [f"![{esc(label)}]({href})", ""]
+        lines += [f"![{md_text(label)}]({link_target(href)})", ""]
+    defined = column_docs(table.columns)
+    if defined:
+        lines += ["Columns:", ""] + [f"- **{md_text(n)}**: {md_text(d)}" for n, d in defined] + [""]
     if doc.notes:
-        lines += ["Notes:", ""] + [f"- {esc(n)}" for n in doc.notes] + [""]
+        lines += ["Notes:", ""] + [f"- {md_text(n)}" for n in doc.notes] + [""]
     return "\n".join(lines)
 
 
@@ -298,24 +296,26 @@ def _html(table: Table, doc: Document) -> str:
 
     from tabulate import tabulate
 
-    e = html.escape
+    def e(text: str) -> str:
+        return html.escape(safe_text(text))
+
     parts = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8">']
-    parts.append(f"<title>{e(safe_text(doc.title or 'paramcalc'))}</title></head><body>")
+    parts.append(f"<title>{e(doc.title or 'paramcalc')}</title></head><body>")
     if doc.title:
-        parts.append(f"<h1>{e(safe_text(doc.title))}</h1>")
-    if doc.context:
-        parts.append(
-            "<ul>"
-            + "".join(f"<li><b>{e(safe_text(k))}</b>: {e(safe_text(v))}</li>" for k, v in doc.context)
-            + "</ul>"
-        )
+        parts.append(f"<h1>{e(doc.title)}</h1>")
+    context = [*doc.context, *doc.made()]
+    if context:
+        parts.append("<ul>" + "".join(f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in context) + "</ul>")
     parts.append(tabulate(_display_rows(table), headers=table.names, tablefmt="html", disable_numparse=True))
     if doc.summary:
-        parts.append("<p>" + "<br>".join(e(safe_text(s)) for s in doc.summary) + "</p>")
+        parts.append("<p>" + "<br>".join(e(s) for s in doc.summary) + "</p>")
     for label, href in doc.links:
-        parts.append(f'<p><img src="{e(href)}" alt="{e(safe_text(label))}"></p>')
+        parts.append(f'<p><img src="{e(link_target(href))}" alt="{e(label)}"></p>')
+    defined = column_docs(table.columns)
+    if defined:
+        parts.append("<dl>" + "".join(f"<dt>{e(n)}</dt><dd>{e(d)}</dd>" for n, d in defined) + "</dl>")
     if doc.notes:
-        parts.append("<ul>" + "".join(f"<li>{e(safe_text(n))}</li>" for n in doc.notes) + "</ul>")
+        parts.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in doc.notes) + "</ul>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -346,10 +346,10 @@ def _frame_for_file(table: Table, suffix: str) -> Any:
         elif c.kind == "shape":
             frame[c.name] = pd.Series([None if v is None else list(v) for v in values], dtype="object")
         elif c.kind == "str":
-            conv = _sheet_text if suffix == ".xlsx" else (lambda s: safe_text(str(s)))
+            conv = sheet_text if suffix == ".xlsx" else (lambda s: safe_text(str(s)))
             frame[c.name] = pd.Series([None if v is None else conv(v) for v in values], dtype="string")
     if suffix == ".xlsx":
-        frame.columns = [_sheet_text(n) for n in frame.columns]
+        frame.columns = [sheet_text(n) for n in frame.columns]
     return frame
 
 
@@ -361,7 +361,7 @@ def _xlsx_bytes(table: Table, notes: Sequence[str]) -> bytes:
     with pd.ExcelWriter(buf, engine="openpyxl") as writer:
         frame.to_excel(writer, index=False, sheet_name="table")
         if notes:  # the notes travel with the data: a second sheet
-            pd.DataFrame({"note": [_sheet_text(n) for n in notes]}).to_excel(
+            pd.DataFrame({"note": [sheet_text(n) for n in notes]}).to_excel(
                 writer, index=False, sheet_name="notes"
             )
     return buf.getvalue()
@@ -373,7 +373,7 @@ def _parquet_bytes(table: Table, meta: dict[str, Any]) -> bytes:
 
     frame = _frame_for_file(table, ".parquet")
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    extra = {b"paramcalc": json.dumps(_jsonable(meta), default=str).encode("utf-8")}
+    extra = {b"paramcalc": json.dumps(jsonable(meta), default=str).encode("utf-8")}
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **extra})
     buf = io.BytesIO()
     pq.write_table(arrow, buf)
@@ -383,7 +383,7 @@ def _parquet_bytes(table: Table, meta: dict[str, Any]) -> bytes:
 def encode(table: Table, suffix: str, meta: dict[str, Any], doc: Document) -> bytes:
     """The file's bytes for ``suffix`` (everything is built before the target is touched)."""
     if suffix == ".csv":
-        return _csv_text(table).encode("utf-8")
+        return csv_text(table).encode("utf-8")
     if suffix == ".json":
         return _json_text(table, meta).encode("utf-8")
     if suffix == ".md":
@@ -408,12 +408,12 @@ def export_table(
 ) -> Path:
     """Write ``table`` to ``path`` in the format its suffix names, atomically (module docstring)."""
     target, suffix = check_export_target(path)
-    doc = doc or Document()
+    doc = (doc or Document()).stamped()
     notes = lossless_notes(table, suffix)
     meta = dict(meta or {})
     if notes:
         meta["notes"] = [*meta.get("notes", []), *notes]
-        doc = Document(doc.title, doc.context, doc.summary, [*doc.notes, *notes], doc.links)
+        doc = replace(doc, notes=[*doc.notes, *notes])
     data = encode(table, suffix, meta, doc)
     write_bytes(target, data)
     return target

@@ -66,10 +66,11 @@ def series(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return out
 
 
-def _figure(n: int) -> Any:
+def _figure(n: int, bars: int = 0) -> Any:
+    """``n`` panels side by side; each wide enough for ``bars`` labelled bars."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.6 * n, 4.2), layout="constrained")
+    fig = Figure(figsize=(max(4.6, 0.7 * bars + 1.4) * n, 4.2), layout="constrained")
     return fig, fig.subplots(1, n, squeeze=False)[0]
 
 
@@ -82,48 +83,91 @@ def _save(fig: Any, target: Path, fmt: str) -> Path:
     return target
 
 
-def throughput_errors(result: CompareResult) -> list[tuple[float, float]]:
-    """(below, above) the median tokens/s, from the quartiles of each row's per-call times."""
-    out = []
+def throughput_errors(result: CompareResult) -> list[tuple[float, float] | None]:
+    """(below, above) the median tokens/s, from the quartiles of each row's per-call times;
+    None for a row whose spread was not measured (one slow call timed: no quartiles)."""
+    out: list[tuple[float, float] | None] = []
     for r in result.rows:
         b = r.bench
         assert b is not None
-        times = sorted(b.times)
-        if len(times) >= 2:
-            q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
-        else:
-            q1 = q3 = times[0]
+        if not b.spread_known:
+            out.append(None)
+            continue
+        q1, _, q3 = statistics.quantiles(sorted(b.times), n=4, method="inclusive")
         mid = b.tokens_per_s
         out.append((max(0.0, mid - b.tokens / q3), max(0.0, b.tokens / q1 - mid)))
     return out
 
 
-def plot_compare(result: CompareResult, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
-    """Bars per cell: parameters, FLOPs per sequence, tokens/s with IQR error bars; y from 0."""
+#: More bars than this in one panel get their labels turned (they would collide level).
+LEVEL_LABELS = 4
+
+
+def draw_bars(
+    ax: Any, labels: Sequence[str], values: Sequence[float], errors: Sequence[tuple[float, float] | None] = ()
+) -> None:
+    """Bars from 0 with one colour each; an IQR error bar only where a spread was measured;
+    labels turned to stay apart when there are many."""
+    x = range(len(labels))
+    ax.bar(x, values, color=[f"C{i}" for i in x], edgecolor="black", linewidth=0.6)
+    spread = [(i, e) for i, e in zip(x, errors, strict=False) if e is not None]
+    if spread:
+        ax.errorbar(
+            [i for i, _ in spread],
+            [values[i] for i, _ in spread],
+            yerr=[[e[0] for _, e in spread], [e[1] for _, e in spread]],
+            fmt="none",
+            ecolor="black",
+            capsize=6,
+            linewidth=1,
+        )
+    turn = len(labels) > LEVEL_LABELS
+    ax.set_xticks(list(x), labels, rotation=35 if turn else 0, ha="right" if turn else "center")
+    if turn:  # anchor each turned label at its bar
+        for label in ax.get_xticklabels():
+            label.set_rotation_mode("anchor")
+    ax.set_ylim(bottom=0)
+
+
+def compare_figure(result: CompareResult, *, title: str | None = None) -> Any:
+    """The figure of a comparison: bars per cell (see :func:`plot_compare`)."""
     from matplotlib.ticker import EngFormatter
 
-    target, fmt = check_plot_target(path)
     records = result.table().records()
     panels = [p for p in PANELS if any(r.get(p[0]) is not None for r in records)]
-    fig, axes = _figure(len(panels))
-    labels = [r.spec.cell_type.display_name + f"\nDh={r.spec.hidden_size}" for r in result.rows]
-    colors = [f"C{i}" for i in range(len(labels))]
+    fig, axes = _figure(len(panels), bars=len(result.rows))
+    turn = len(result.rows) > LEVEL_LABELS
+    labels = [
+        r.spec.cell_type.display_name + (" " if turn else "\n") + f"Dh={r.spec.hidden_size}"
+        for r in result.rows
+    ]
     for ax, (col, panel_title, ylabel) in zip(axes, panels, strict=True):
         values = [float(r[col]) for r in records]
-        err = None
+        errors: list[tuple[float, float] | None] = []
+        suffix = ""
         if col == "tokens_per_s":
-            below_above = throughput_errors(result)
-            err = [[b for b, _ in below_above], [a for _, a in below_above]]
-        ax.bar(
-            labels, values, color=colors, yerr=err, capsize=6 if err else 0, edgecolor="black", linewidth=0.6
-        )
-        ax.set_ylim(bottom=0)
+            errors = throughput_errors(result)
+            measured = sum(e is not None for e in errors)
+            if measured == len(errors):
+                suffix = " (median, IQR)"
+            elif measured:
+                suffix = " (median; IQR where measured)"
+            else:
+                suffix = " (median; no spread measured)"
+        draw_bars(ax, labels, values, errors)
         ax.yaxis.set_major_formatter(EngFormatter(sep=" "))
-        ax.set_title(panel_title + (" (median, IQR)" if err else ""))
+        ax.set_title(panel_title + suffix)
         ax.set_ylabel(ylabel)
         ax.grid(True, axis="y", alpha=0.3)
     fig.suptitle(title or result.configuration(), fontsize="medium")
-    return _save(fig, target, fmt)
+    return fig
+
+
+def plot_compare(result: CompareResult, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+    """Bars per cell: parameters, FLOPs per sequence, tokens/s with IQR error bars where a
+    spread was measured; y from 0; many cells get turned labels and a wider figure."""
+    target, fmt = check_plot_target(path)
+    return _save(compare_figure(result, title=title), target, fmt)
 
 
 def plot_sweep(result: SweepResult, path: str | os.PathLike[str], *, title: str | None = None) -> Path:

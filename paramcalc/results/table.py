@@ -36,9 +36,11 @@ FRAME_DTYPES: dict[str, str] = {
 class Column:
     """A column: its name, value kind, unit (for headers and docs) and visibility.
 
-    ``wide`` columns are left out of the default terminal table (``--wide`` shows them); files
-    and frames always hold every column. ``digits``: significant digits a float is drawn with
-    (measured values carry 4).
+    ``wide`` columns are left out of the default terminal table (``--wide`` shows them); a
+    ``fold`` column is left out when every row of a table of several rows holds the same value,
+    which is then stated once under the table (a configuration column of a comparison). Files and
+    frames always hold every column. ``digits``: significant digits a float is drawn with
+    (measured values carry 4). ``doc``: what the column holds, for documents' column lists.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Column:
     wide: bool = False
     digits: int = 4
     doc: str = ""
+    fold: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,24 @@ class Table:
         names = self.names
         return [dict(zip(names, r, strict=True)) for r in self.rows]
 
+    def folded(self) -> list[tuple[Column, Any]]:
+        """The ``fold`` columns every row of this table (of several rows) holds one value of."""
+        if len(self.rows) < 2:
+            return []
+        out = []
+        for i, c in enumerate(self.columns):
+            if c.fold and not c.wide and len({r[i] for r in self.rows}) == 1:
+                out.append((c, self.rows[0][i]))
+        return out
+
     def select(self, wide: bool) -> Table:
-        """The table without its ``wide`` columns, unless ``wide``."""
-        if wide or not any(c.wide for c in self.columns):
+        """The table without its ``wide`` and :meth:`folded` columns, unless ``wide``."""
+        if wide:
             return self
-        keep = [i for i, c in enumerate(self.columns) if not c.wide]
+        folded = {c.name for c, _ in self.folded()}
+        keep = [i for i, c in enumerate(self.columns) if not c.wide and c.name not in folded]
+        if len(keep) == len(self.columns):
+            return self
         return Table(
             tuple(self.columns[i] for i in keep), tuple(tuple(r[i] for i in keep) for r in self.rows)
         )

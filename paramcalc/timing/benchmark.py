@@ -65,7 +65,7 @@ from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import fmt_bytes, fmt_seconds
+from ..results.render import fmt_bytes, fmt_seconds, plural
 from ..results.table import Column, Table
 from .predict import timed_context
 
@@ -94,10 +94,10 @@ BENCH_COLUMNS = (
     Column("spec", "str", wide=True),
     Column("cell", "str"),
     Column("hidden_size"),
-    Column("batch"),
-    Column("seq_len"),
-    Column("dtype", "str"),
-    Column("mode", "str"),
+    Column("batch", wide=True),  # the workload is in the title
+    Column("seq_len", wide=True),
+    Column("dtype", "str", wide=True),
+    Column("mode", "str", wide=True),
     Column("device", "str", wide=True),
     Column("device_name", "str", wide=True),
     Column("threads", wide=True),
@@ -110,7 +110,7 @@ BENCH_COLUMNS = (
     Column("tokens_per_s", "float", unit="1/s"),
     Column("sequences_per_s", "float", unit="1/s", wide=True),
     Column("flops", wide=True),
-    Column("gflop_per_s", "float", unit="GFLOP/s"),
+    Column("gflop_per_s", "float", unit="GFLOP/s", wide=True),  # in the summary line
     Column("predicted_ms", "float", unit="ms", doc="the GEMM-sequence bound (paramcalc predict)"),
     Column(
         "measured_over_predicted",
@@ -426,7 +426,7 @@ class BenchResult(Result):
         what = "forward + backward" if self.train else "forward (eval, inference_mode)"
         return (
             f"{self.spec.describe()}  [{self.workload.describe()}]: {what} on {self.device} "
-            f"({self.device_name}), {self.threads} threads, torch {self.torch_version}"
+            f"({self.device_name}), {plural(self.threads, 'thread')}, torch {self.torch_version}"
         )
 
     def headline(self) -> str:
@@ -443,7 +443,8 @@ class BenchResult(Result):
             )
         if not self.spread_known:
             out.append(
-                f"one call is slow: {len(self.times)} single call(s) timed within --min-time, too few for "
+                f"one call is slow: {plural(len(self.times), 'single call')} timed within --min-time, "
+                "too few for "
                 "an IQR; raise --min-time for a spread"
             )
         p = self.prediction
@@ -462,7 +463,8 @@ class BenchResult(Result):
     def summary(self, view: str | None = None) -> list[str]:
         lines = [
             f"time per call: {fmt_seconds(self.median_s)} (median) ± {fmt_seconds(self.iqr_s)} (IQR) over "
-            f"{len(self.times)} runs x {self.number_per_run} calls; kernel path: {self.kernel_path}",
+            f"{plural(len(self.times), 'run')} x {plural(self.number_per_run, 'call')}; kernel path: "
+            f"{self.kernel_path}",
             f"FLOPs per call (cost model): {self.flops:,}; {self.flop_per_s / 1e9:,.2f} GFLOP/s achieved",
         ]
         p = self.prediction
@@ -470,7 +472,7 @@ class BenchResult(Result):
             ratio = self.measured_over_predicted
             lines.append(
                 f"predicted (GEMM-sequence bound): {fmt_seconds(p.seconds)} = GEMMs {fmt_seconds(p.gemm_s)} "
-                f"({p.gemm_call_count:,} calls, {len(p.gemms)} shapes) + elementwise "
+                f"({plural(p.gemm_call_count, 'call')}, {plural(len(p.gemms), 'shape')}) + elementwise "
                 f"{fmt_seconds(p.elementwise_s)} + dispatch {fmt_seconds(p.dispatch_s)}; measured/predicted: "
                 + (f"{ratio:.3g}" if ratio is not None else "n/a (the bound does not apply)")
             )

@@ -31,7 +31,7 @@ from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import safe_text
+from ..results.render import plural, safe_text
 from ..results.table import Column, Table
 
 #: The ``runs`` schema this version writes and reads.
@@ -121,7 +121,11 @@ def _run(path: Path, i: int, rec: Any) -> Run:
         raise _bad(path, f"run {i}: 'spec' and 'workload' must be objects")
     unknown = sorted(set(spec_d) - _SPEC_KEYS) + sorted(set(wl_d) - _WORKLOAD_KEYS)
     if unknown:
-        raise _bad(path, f"run {i}: unknown field(s) {', '.join(map(repr, unknown[:5]))}")
+        raise _bad(
+            path,
+            f"run {i}: unknown {'field' if len(unknown) == 1 else 'fields'} "
+            f"{', '.join(map(repr, unknown[:5]))}",
+        )
     try:
         spec = RecurrentSpec(**spec_d)
         wl = dict(wl_d)
@@ -193,14 +197,14 @@ def load_runs(path: str | os.PathLike[str]) -> list[Run]:
 MERGE_COLUMNS = (
     Column("device_name", "str"),
     Column("device", "str", wide=True),
-    Column("cell", "str"),
+    Column("cell", "str", fold=True),
     Column("input_size", wide=True),
-    Column("hidden_size"),
-    Column("num_layers"),
-    Column("batch"),
-    Column("seq_len"),
-    Column("dtype", "str"),
-    Column("mode", "str"),
+    Column("hidden_size", fold=True),
+    Column("num_layers", fold=True),
+    Column("batch", fold=True),
+    Column("seq_len", fold=True),
+    Column("dtype", "str", fold=True),
+    Column("mode", "str", fold=True),
     Column("time_ms", "float", unit="ms", doc="measured median per call"),
     Column("iqr_ms", "float", unit="ms", wide=True),
     Column("predicted_ms", "float", unit="ms", doc="the GEMM-sequence bound"),
@@ -268,8 +272,8 @@ class MergedResult(Result):
     def title(self) -> str:
         devices = self.devices
         return (
-            f"{len(self.runs):,} runs of {len(self.configs()):,} configuration(s) on "
-            f"{len(devices)} device(s) ({', '.join(devices)}) from {len(self.files)} file(s)"
+            f"{plural(len(self.runs), 'run')} of {plural(len(self.configs()), 'configuration')} on "
+            f"{plural(len(devices), 'device')} ({', '.join(devices)}) from {plural(len(self.files), 'file')}"
         )
 
     def headline(self) -> str:

@@ -57,7 +57,7 @@ from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import fmt_bytes, fmt_seconds
+from ..results.render import fmt_bytes, fmt_seconds, plural
 from ..results.table import Column, Table
 from .gemm import DEFAULT_GEMM_MIN_RUN_TIME, GemmRequest
 from .merge import RUNS_SCHEMA
@@ -220,11 +220,11 @@ TOTAL_COLUMNS = (
     Column("spec", "str", wide=True),
     Column("cell", "str"),
     Column("hidden_size"),
-    Column("batch"),
-    Column("seq_len"),
-    Column("dtype", "str"),
-    Column("mode", "str"),
-    Column("device", "str"),
+    Column("batch", wide=True),  # the workload and the device are in the title
+    Column("seq_len", wide=True),
+    Column("dtype", "str", wide=True),
+    Column("mode", "str", wide=True),
+    Column("device", "str", wide=True),
     Column("device_name", "str", wide=True),
     Column("threads", wide=True),
     Column("torch", "str", wide=True),
@@ -233,8 +233,8 @@ TOTAL_COLUMNS = (
     Column("elementwise_ms", "float", unit="ms"),
     Column("dispatch_ms", "float", unit="ms", doc="non-GEMM operator calls × the per-op overhead"),
     Column("tokens_per_s", "float", unit="1/s"),
-    Column("gemm_calls"),
-    Column("distinct_gemms"),
+    Column("gemm_calls", wide=True),  # in the summary line
+    Column("distinct_gemms", wide=True),
     Column("bound_applies", "bool"),
 )
 GEMM_COLUMNS = (
@@ -366,7 +366,7 @@ class PredictResult(Result):
         what = "forward + backward" if self.workload.training else "forward"
         return (
             f"{self.spec.describe()}  [{self.workload.describe()}]: predicted {what} on {self.device} "
-            f"({self.device_name}), {self.threads} threads, torch {self.torch_version}"
+            f"({self.device_name}), {plural(self.threads, 'thread')}, torch {self.torch_version}"
         )
 
     def headline(self) -> str:
@@ -375,10 +375,11 @@ class PredictResult(Result):
     def summary(self, view: str | None = None) -> list[str]:
         lines = [
             f"predicted time per call: {fmt_seconds(self.seconds)} = GEMMs {fmt_seconds(self.gemm_s)} "
-            f"({self.gemm_call_count:,} calls of {len(self.gemms)} distinct shapes) + elementwise "
+            f"({plural(self.gemm_call_count, 'call')} of {plural(len(self.gemms), 'distinct shape')}) + "
+            "elementwise "
             f"{fmt_seconds(self.elementwise_s)} ({fmt_bytes(self.elementwise_bytes)} at "
             f"{self.copy_bandwidth / 1e9:,.1f} GB/s) + dispatch {fmt_seconds(self.dispatch_s)} "
-            f"({self.dispatch_ops:,} operator calls at {self.op_s * 1e6:.2f} µs); "
+            f"({plural(self.dispatch_ops, 'operator call')} at {self.op_s * 1e6:.2f} µs); "
             f"{self.tokens_per_s:,.0f} tokens/s",
         ]
         if view != "gemm" and self.gemms:
@@ -407,7 +408,8 @@ class PredictResult(Result):
         tiled = [g for g in self.gemms if g.tiles]
         if tiled:
             out.append(
-                f"{len(tiled)} shape(s) too large to allocate at once were timed as tiles with the same "
+                f"{plural(len(tiled), 'shape')} too large to allocate at once "
+                f"{'was' if len(tiled) == 1 else 'were'} timed as tiles with the same "
                 "MACs (timed_as, --wide): the sum of the tiles' times stands in for one call"
             )
         if self.math == "tf32":
@@ -415,7 +417,8 @@ class PredictResult(Result):
         noisy = [g for g in self.gemms if g.noisy]
         if noisy:
             out.append(
-                f"{len(noisy)} GEMM timing(s) are noisy (IQR over 10% of the median): is something else "
+                f"{plural(len(noisy), 'GEMM timing')} {'is' if len(noisy) == 1 else 'are'} noisy (IQR "
+                "over 10% of the median): is something else "
                 "running? a later prediction that needs them times them once more"
             )
         out += list(self.cache_notes)
@@ -451,7 +454,7 @@ def timed_context(r: BenchResult | PredictResult) -> list[tuple[str, str]]:
     return [
         ("spec", r.spec.describe()),
         ("workload", r.workload.describe()),
-        ("device", f"{r.device} ({r.device_name}), {r.threads} threads"),
+        ("device", f"{r.device} ({r.device_name}), {plural(r.threads, 'thread')}"),
         ("torch", r.torch_version),
     ]
 

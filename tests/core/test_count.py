@@ -279,5 +279,7 @@ def test_meta_summary_and_repr():
 
 
 def test_count_rejects_what_is_not_a_spec():
-    with pytest.raises(pc.ParamcalcError, match=r"count needs a RecurrentSpec .* got the string 'lstm'"):
-        pc.count("lstm")  # type: ignore[arg-type]
+    with pytest.raises(pc.ParamcalcError, match=r"count\(spec\) takes a RecurrentSpec .* missing 2 required"):
+        pc.count("lstm")
+    with pytest.raises(pc.ParamcalcError, match=r"count needs a RecurrentSpec .* got int"):
+        pc.count(28)

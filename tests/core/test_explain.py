@@ -21,7 +21,7 @@ def test_seed_note_weight_ih_is_four_gate_blocks():
     assert ih["why"] == "4 gate blocks (i, f, g, o) of Dh=256 rows x 28 input features d"
     assert rows["weight_hh_l0"]["term"] == "h_{t-1}·W_hhᵀ"
     assert e.summary() == [
-        "layer 0, forward direction shown; 2 layer(s) x 1 direction(s) in all; "
+        "layer 0, forward direction shown; 2 layers x 1 direction in all; "
         "layers above the first take 256 features"
     ]
     assert len(e.equations) == 6 and e.equations[4] == "c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t"

@@ -82,7 +82,7 @@ def test_json_carries_meta_and_exact_ints(tmp_path):
         (
             ".md",
             [
-                "# LSTM(28, 256, num_layers=2)",
+                "# LSTM\\(28, 256, num_layers=2\\)",
                 "- **total**: 819,200",
                 "| direction",
                 "|--",

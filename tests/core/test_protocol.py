@@ -189,7 +189,7 @@ def test_integers_beyond_int64_are_written_losslessly(tmp_path):
 
 
 WRONG = [
-    (pc.count, ("lstm",), "count needs a RecurrentSpec"),
+    (pc.count, ("lstm",), "count(spec) takes a RecurrentSpec"),
     (pc.count, (28,), "count needs a RecurrentSpec"),
     (pc.total_params, ({},), "total_params needs a RecurrentSpec"),
     (pc.cost, ("lstm", None), "cost needs a RecurrentSpec"),

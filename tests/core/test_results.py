@@ -19,6 +19,7 @@ from paramcalc import RecurrentSpec, Status, Workload
 from paramcalc.core.architecture import count_architecture, load_architecture
 from paramcalc.results.render import (
     MACHINE_FORMATS,
+    MARKDOWN_FORMATS,
     cell_text,
     fmt_bytes,
     fmt_float,
@@ -100,12 +101,14 @@ def test_every_tabulate_format(fmt):
     if fmt in MACHINE_FORMATS:
         assert "total:" not in text  # markup stays clean for pasting into a document
         assert not text.startswith("RNN(3, 4)")
+    elif fmt in MARKDOWN_FORMATS:  # the title and footer lines are Markdown-escaped too
+        assert text.startswith("RNN\\(3, 4\\)  \\[") and text.endswith("total: 36 parameters")
     else:
         assert text.startswith("RNN(3, 4)  [") and text.endswith("total: 36 parameters")  # 4·3 + 4·4 + 2·4
 
 
 def test_table_formats_lists_csv_and_json():
-    assert table_formats() == [*tabulate_formats, "csv", "json"]
+    assert table_formats() == [*tabulate_formats, "csv", "json", "markdown"]
 
 
 def test_unknown_view_is_one_line():

@@ -54,7 +54,7 @@ def test_sweep_bench_rows_carry_their_timings():
     assert r.benched and [row.bench.spec.hidden_size for row in r.rows] == [4, 8]
     for rec in r.table().records():
         assert rec["tokens_per_s"] == pytest.approx(6 / (rec["time_ms"] / 1e3))
-    assert "timed on cpu (1 threads)" in r.title()
+    assert "timed on cpu (1 thread)" in r.title()
 
 
 def test_compare_checks_memory_of_every_row_before_timing(monkeypatch):

@@ -42,6 +42,7 @@ from ...core.cells import cell_for, get_cell
 from ...core.params import count
 from ...core.spec import RecurrentSpec
 from ...errors import ParamcalcError
+from ...results.render import plural
 from . import (
     HDF5_MAGIC,
     ZIP_MAGICS,
@@ -760,9 +761,9 @@ def _tensors(found: dict[str, Any]) -> list[StoredTensor]:
 
 def _found_notes(found: dict[str, Any], notes: list[str]) -> None:
     for group, n in found["skipped"].items():
-        notes.append(f"{group}: {n} tensor(s) of training state not listed")
+        notes.append(f"{group}: {plural(n, 'tensor')} of training state not listed")
     if found["links"]:
-        notes.append(f"{found['links']} soft or external HDF5 link(s) not followed")
+        notes.append(f"{plural(found['links'], 'soft or external HDF5 link')} not followed")
 
 
 def _read_zip(path: Path) -> StoredModel:

@@ -26,6 +26,7 @@ from typing import Any
 from ...core.cells import cell_for
 from ...core.spec import RecurrentSpec
 from ...errors import ParamcalcError
+from ...results.render import plural
 from . import (
     FoundLayer,
     StoredModel,
@@ -338,7 +339,10 @@ def read_onnx(path: str | os.PathLike[str]) -> StoredModel:
                 "function inputs; not identified"
             )
     if scan.external:
-        scan.notes.append(f"{scan.external} initializer(s) keep their data in external files (not read)")
+        scan.notes.append(
+            f"{plural(scan.external, 'initializer')} "
+            f"{'keeps its' if scan.external == 1 else 'keep their'} data in external files (not read)"
+        )
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
     producer = " ".join(x for x in (model.producer_name, model.producer_version) if x)
     scan.notes.insert(

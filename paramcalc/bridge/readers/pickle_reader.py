@@ -16,6 +16,7 @@ from typing import Any
 
 from ...core.files import check_regular_file
 from ...errors import ParamcalcError
+from ...results.render import plural
 from . import StoredModel, StoredTensor
 
 #: Keys under which training scripts commonly nest the state dict in a checkpoint.
@@ -165,10 +166,11 @@ def read_pickle(path: Path) -> StoredModel:
         meta += is_meta
         key = None if is_meta else _identity(t)
         stored.append(StoredTensor(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), key))
-    notes = [f"state dict {where}: {len(tensors)} tensors"]
+    notes = [f"state dict {where}: {plural(len(tensors), 'tensor')}"]
     if meta:
         notes.append(
-            f"{meta} tensor(s) were saved from the meta device: no storage survives, so tied weights "
+            f"{plural(meta, 'tensor')} {'was' if meta == 1 else 'were'} saved from the meta device: no "
+            "storage survives, so tied weights "
             "cannot be seen"
         )
     return StoredModel(f"checkpoint {path}", "pytorch", tuple(stored), (), "torch", tuple(notes))

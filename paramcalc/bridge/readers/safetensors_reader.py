@@ -18,6 +18,7 @@ import json
 import os
 from typing import Any
 
+from ...results.render import plural
 from . import (
     FoundLayer,
     StoredModel,
@@ -162,7 +163,8 @@ def read_safetensors(path: str | os.PathLike[str]) -> StoredModel:
         shown = ", ".join(f"{a} -> {b}" for a, b in aliases[:MAX_SHOWN])
         more = f" and {len(aliases) - MAX_SHOWN} more" if len(aliases) > MAX_SHOWN else ""
         notes.append(
-            f"{len(aliases)} shared tensor name(s) recorded in __metadata__ (safetensors save_model stores "
+            f"{plural(len(aliases), 'shared tensor name')} recorded in __metadata__ (safetensors "
+            "save_model stores "
             f"one copy): {shown}{more}; listed with the kept tensor's key"
         )
     alias_set = set(aliases)
