@@ -7,6 +7,7 @@ here.
 
 from __future__ import annotations
 
+import json
 import pickle
 import sys
 import textwrap
@@ -450,8 +451,14 @@ def test_cli_inspect_checkpoint_no_cell_fits_is_counted_without_a_formula(tmp_pa
     path = tmp_path / "bad.pt"
     torch.save({"rnn." + k: v for k, v in sd.items()}, path)
     r = invoke("inspect", path)
-    assert r.exit_code == 0, r.output  # no formula fits: counted, not a mismatch
+    # no formula fits: counted, not a mismatch, but a recurrent layer went unidentified: unverified
+    assert r.exit_code == 4, r.output
     assert "counted, no formula" in r.stdout and "no registered cell has these tensors" in r.stdout
+    assert "UNVERIFIED" in r.stdout and "unverified: rnn: recurrent tensors weight_ih_l0" in r.stdout
+    r = invoke("inspect", path, "--format", "json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 4 and doc["status"] == "unverified" and doc["ok"] is False
+    assert len(doc["unverified"]) == 1
 
 
 # --- refusals: one line, exit 2, nothing executed --------------------------------------------------

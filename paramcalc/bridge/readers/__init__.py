@@ -35,15 +35,20 @@ from math import prod
 from pathlib import Path
 from typing import TypeVar
 
+from ...core.architecture import Component
 from ...core.spec import RecurrentSpec
 from ...errors import ParamcalcError
 
 __all__ = [
     "FORMATS",
+    "BadShape",
+    "FoundComponent",
     "FoundLayer",
+    "Part",
     "StoredModel",
     "StoredTensor",
     "detect_format",
+    "model_path",
     "read_model",
 ]
 
@@ -69,6 +74,14 @@ HDF5_OFFSETS = (0, 512, 1024, 2048)
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 #: Longest library message kept in an error line.
 MAX_REASON = 240
+#: Most elements one stored tensor may claim (2**50, about 10**15: 4 PB of float32). A header or
+#: graph claiming more, or a negative dimension, is a hostile or broken file, not a model.
+MAX_TENSOR_ELEMENTS = 2**50
+MAX_TENSOR_DIMS = 64
+
+
+class BadShape(ParamcalcError):
+    """A stored tensor claims an impossible shape (the reader adds the file's name)."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +96,38 @@ class StoredTensor:
     #: Identity: equal keys are one tied tensor (safetensors data offsets, ONNX external data
     #: location, HDF5 object address); ``None`` if unknown.
     key: object = None
+    #: Why the tensor is stored but is not a parameter (an ONNX graph constant, a recurrent
+    #: node's initial state); empty for a parameter.
+    not_parameter: str = ""
+
+    def __post_init__(self) -> None:
+        shape = self.shape
+        if len(shape) > MAX_TENSOR_DIMS:
+            raise BadShape(f"tensor {self.name!r} claims {len(shape)} dimensions (limit {MAX_TENSOR_DIMS})")
+        n = 1
+        for d in shape:
+            if d < 0:
+                raise BadShape(f"tensor {self.name!r} has a negative dimension: shape {list(shape)}")
+            n *= d
+            if n > MAX_TENSOR_ELEMENTS:
+                raise BadShape(
+                    f"tensor {self.name!r} claims shape {list(shape)}, over {MAX_TENSOR_ELEMENTS:,} "
+                    "elements (not a real tensor)"
+                )
 
     @property
     def numel(self) -> int:
         return prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Part:
+    """The stored tensors that hold one analytic tensor of a layer."""
+
+    names: tuple[str, ...]
+    #: The graph operations that build the layer's input from them (ONNX ``Slice``, ``Concat``,
+    #: ...); empty: the layer takes the stored tensor as it is (its shape is checked).
+    via: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +138,23 @@ class FoundLayer:
     path: str
     spec: RecurrentSpec
     #: Names of the :class:`StoredTensor` entries that belong to this layer.
+    tensors: tuple[str, ...]
+    note: str = ""
+    #: Where the graph builds the layer's inputs from other stored tensors: one :class:`Part` per
+    #: analytic tensor of the file's layout, in its order. Empty: ``tensors`` are the layer's
+    #: inputs themselves, position by position.
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True)
+class FoundComponent:
+    """A non-recurrent layer named by the file's metadata (a Keras ``Dense``, ``Embedding``)."""
+
+    path: str
+    #: The framework's class name, e.g. ``Dense``.
+    type_name: str
+    #: Its analytic tensors, in the stored order; ``None``: counted, no formula.
+    component: Component | None
     tensors: tuple[str, ...]
     note: str = ""
 
@@ -115,13 +173,20 @@ class StoredModel:
     #: Whose tensor names and layouts the file uses: ``torch``, ``keras`` or ``onnx``.
     convention: str
     notes: tuple[str, ...] = ()
+    #: Non-recurrent layers the metadata names (Keras files), each with its own tensors.
+    components: tuple[FoundComponent, ...] = ()
+    #: What the reader could not verify, one sentence each (a recurrent node whose weights are
+    #: computed at run time, a recurrent module exported as elementary operators, ...).
+    unverified: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
-        """Elements of all stored tensors, each tied tensor (equal ``key``) counted once."""
+        """Elements of the stored parameters, each tied tensor (equal ``key``) counted once."""
         seen: set[object] = set()
         total = 0
         for t in self.tensors:
+            if t.not_parameter:
+                continue
             if t.key is not None:
                 if t.key in seen:
                     continue
@@ -202,6 +267,8 @@ def one_line_errors(func: F) -> F:
     def wrapper(path: str | os.PathLike[str], *args: object, **kwargs: object) -> StoredModel:
         try:
             return func(path, *args, **kwargs)
+        except BadShape as e:
+            raise refuse(path, str(e)) from None
         except ParamcalcError:
             raise
         except RecursionError:
@@ -285,10 +352,21 @@ def _read_pytorch(path: Path) -> StoredModel:
     return result
 
 
+def model_path(path: object, what: str = "read_model") -> Path:
+    """``path`` as a :class:`~pathlib.Path`; a wrong type (``None``, a number, bytes) is one line."""
+    if isinstance(path, (str, os.PathLike)):
+        fs = os.fspath(path)
+        if isinstance(fs, str):
+            if not fs:
+                raise ParamcalcError(f"{what} needs a file path, got an empty string")
+            return Path(fs)
+    raise ParamcalcError(f"{what} needs a file path (str or pathlib.Path), got {type(path).__name__}")
+
+
 def read_model(path: str | os.PathLike[str]) -> StoredModel:
     """Inspect a stored model file: its tensors and its recurrent layers (see the module docs)."""
-    fmt = detect_format(path)
-    p = Path(os.fspath(path))
+    p = model_path(path)
+    fmt = detect_format(p)
     if fmt == "safetensors":
         from .safetensors_reader import read_safetensors
 

@@ -68,6 +68,8 @@ MAX_MEMBERS = 100_000
 #: HDF5 objects visited at most, and the deepest group nesting followed.
 MAX_OBJECTS = 1_000_000
 MAX_DEPTH = 64
+#: Chunks of a long list attribute (``weight_names0``, ``weight_names1``, ...) joined at most.
+MAX_CHUNKS = 1024
 #: Top-level groups of a weights file that hold training state, not parameters.
 NON_PARAMETER_GROUPS = frozenset(
     {"optimizer", "optimizer_weights", "compile_metrics", "compile_loss", "metrics"}
@@ -639,15 +641,118 @@ def _weights(h5py: Any, path: Path, h5: Any, root: str) -> _Weights:
 # --- the HDF5 inspection, isolated in a child process --------------------------------------------------
 
 #: libhdf5 is not hardened against hostile files: a corrupt attribute can crash the process. The
-#: HDF5 part is therefore read in a child process (``python -c``, same interpreter and path), so a
-#: crash or a hang is a one-line refusal instead of the end of the caller. ``False`` reads it in
-#: this process (debugging).
+#: HDF5 part is therefore read in a child process, so a crash or a hang is a one-line refusal
+#: instead of the end of the caller. The child runs isolated (``python -I``): neither the current
+#: folder nor ``PYTHONPATH`` is on its import path, so a ``json.py`` where the user stands is never
+#: imported; the folders holding paramcalc, h5py and numpy are appended after the standard library
+#: and site-packages (:func:`_child_path`). ``False`` reads it in this process (debugging).
 ISOLATE_HDF5 = True
 HDF5_TIMEOUT_S = 300.0
 _CHILD = (
-    "import sys; from paramcalc.bridge.readers.keras_reader import _child_main; "
-    "sys.exit(_child_main(sys.argv[1:]))"
+    "import sys; sys.path.extend(p for p in sys.argv[1:-2] if p not in sys.path); "
+    "from paramcalc.bridge.readers.keras_reader import _child_main; "
+    "sys.exit(_child_main(sys.argv[-2:]))"
 )
+
+
+def _child_path() -> list[str]:
+    """Absolute folders the child needs beyond its isolated default path (where h5py, numpy and
+    paramcalc were imported from here), paramcalc's last: appended, they never shadow the
+    standard library or site-packages."""
+    import h5py
+    import numpy
+
+    import paramcalc
+
+    out: list[str] = []
+    for mod in (h5py, numpy, paramcalc):
+        where = getattr(mod, "__file__", None)
+        if where:
+            folder = os.path.dirname(os.path.dirname(os.path.abspath(where)))
+            if folder not in out:
+                out.append(folder)
+    return out
+
+
+def _text_attr(value: Any) -> Any:
+    """An HDF5 string attribute as ``str`` (h5py gives ``str``, ``bytes`` or a numpy scalar)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value
+
+
+def _model_config(path: Path, attrs: Any) -> str:
+    """The ``model_config`` attribute, refused beyond :data:`MAX_CONFIG_BYTES`.
+
+    A fixed-length string declares its size, checked before it is read; a variable-length one
+    (h5py's default) only stores a 16-byte descriptor in the object header, so its text is
+    measured once read (its bytes live in the file, so the file's size bounds the read).
+    """
+    try:
+        declared = int(attrs.get_id("model_config").get_storage_size())
+    except Exception:
+        declared = 0
+    if declared > MAX_CONFIG_BYTES:
+        raise refuse(path, f"model_config is {declared:,} bytes (limit {MAX_CONFIG_BYTES:,})")
+    raw = attrs["model_config"]
+    value = _text_attr(raw)
+    if not isinstance(value, str):
+        raise refuse(path, "model_config is not a JSON string")
+    size = len(raw) if isinstance(raw, bytes) else len(value.encode("utf-8", "replace"))
+    if size > MAX_CONFIG_BYTES:
+        raise refuse(path, f"model_config is {size:,} bytes (limit {MAX_CONFIG_BYTES:,})")
+    return value
+
+
+def _name_list(group: Any, name: str) -> list[str]:
+    """A list-of-names attribute of a legacy Keras HDF5 group (empty if absent).
+
+    Keras splits a long list over ``name0``, ``name1``, ... (its legacy format's
+    ``load_attributes_from_hdf5_group``); the chunks are joined here the same way.
+    """
+    attrs = group.attrs
+    keys = [name] if name in attrs else []
+    if not keys:
+        while f"{name}{len(keys)}" in attrs and len(keys) < MAX_CHUNKS:
+            keys.append(f"{name}{len(keys)}")
+    out: list[str] = []
+    for key in keys:
+        value = attrs[key]
+        items = value.tolist() if hasattr(value, "tolist") else value
+        for item in items if isinstance(items, list) else [items]:
+            if len(out) >= MAX_OBJECTS:
+                return out
+            out.append(item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item))
+    return out
+
+
+def _in_weight_order(h5py: Any, group: Any, root: str, tensors: list[StoredTensor]) -> list[StoredTensor]:
+    """Each layer's datasets in the order of its ``weight_names`` attribute, the order Keras
+    writes and loads them in (``kernel``, ``recurrent_kernel``, ``bias``), not alphabetical."""
+    rank: dict[str, int] = {}
+    for layer in group.keys():
+        if not isinstance(group.get(layer, getlink=True), h5py.HardLink):
+            continue
+        sub = group[layer]
+        if isinstance(sub, h5py.Group):
+            for i, wn in enumerate(_name_list(sub, "weight_names")):
+                rank.setdefault(f"{root}/{layer}/{wn}", i)
+    if not rank:
+        return tensors
+
+    def layer_of(t: StoredTensor) -> str:
+        return t.name[len(root) + 1 :].partition("/")[0]
+
+    first: dict[str, int] = {}
+    for i, t in enumerate(tensors):
+        first.setdefault(layer_of(t), i)
+    order = sorted(
+        range(len(tensors)),
+        key=lambda i: (first[layer_of(tensors[i])], rank.get(tensors[i].name, len(rank)), i),
+    )
+    return [tensors[i] for i in order]
 
 
 def _summary(h5py: Any, path: Path, h5: Any, legacy: bool) -> dict[str, Any]:
@@ -656,28 +761,16 @@ def _summary(h5py: Any, path: Path, h5: Any, legacy: bool) -> dict[str, Any]:
     if legacy:
         attrs = h5.attrs
         if "model_config" in attrs:
-            try:
-                stored = attrs.get_id("model_config").get_storage_size()
-            except Exception:
-                stored = 0
-            if stored > MAX_CONFIG_BYTES:
-                raise refuse(path, f"model_config is {stored:,} bytes (limit {MAX_CONFIG_BYTES:,})")
-            value = attrs["model_config"]
-            if hasattr(value, "tolist"):
-                value = value.tolist()
-            if isinstance(value, bytes):
-                value = value.decode("utf-8", "replace")
-            if not isinstance(value, str):
-                raise refuse(path, "model_config is not a JSON string")
-            out["model_config"] = value
+            out["model_config"] = _model_config(path, attrs)
             for key in ("keras_version", "backend"):
                 if key in attrs:
-                    v = attrs[key]
-                    out["attrs"][key] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                    out["attrs"][key] = str(_text_attr(attrs[key]))
         out["root"] = "model_weights" if "model_weights" in h5 else ""
     w = _weights(h5py, path, h5, out["root"])
-    if out["root"] and "optimizer_weights" in h5:
-        w.skipped["optimizer_weights"] = _count_datasets(h5py, h5["optimizer_weights"])
+    if out["root"]:
+        w.tensors = _in_weight_order(h5py, h5[out["root"]], out["root"], w.tensors)
+        if "optimizer_weights" in h5:
+            w.skipped["optimizer_weights"] = _count_datasets(h5py, h5["optimizer_weights"])
     out["tensors"] = [[t.name, list(t.shape), t.dtype, t.key] for t in w.tensors]
     out["skipped"], out["links"] = w.skipped, w.links
     return out
@@ -717,15 +810,12 @@ def _run_h5(path: Path, kind: str) -> dict[str, Any]:
     """:func:`_inspect_h5` in a child process (see :data:`ISOLATE_HDF5`)."""
     if not ISOLATE_HDF5 or not sys.executable:
         return _inspect_h5(path, kind)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _CHILD, kind, os.fspath(path)],
+            [sys.executable, "-I", "-c", _CHILD, *_child_path(), kind, os.fspath(path)],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=HDF5_TIMEOUT_S,
-            env=env,
             check=False,
         )
     except subprocess.TimeoutExpired:
