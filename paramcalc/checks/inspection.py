@@ -845,6 +845,9 @@ def _file_groups(model: StoredModel) -> list[Group]:
     for c in model.components:
         parts = tuple(Part((n,)) for n in c.tensors if n in by_name)
         groups.append(Group(c.path, c.type_name, c.component, c.note, parts))
+    if model.order:  # the model's own layer order (a Bidirectional's directions stay together)
+        rank = {path: i for i, path in enumerate(model.order)}
+        groups.sort(key=lambda g: rank.get(g.path, rank.get(g.path.rpartition("/")[0], len(rank))))
     return groups
 
 

@@ -178,6 +178,8 @@ class StoredModel:
     #: What the reader could not verify, one sentence each (a recurrent node whose weights are
     #: computed at run time, a recurrent module exported as elementary operators, ...).
     unverified: tuple[str, ...] = ()
+    #: Layer paths in the model's own order (Keras: the config's), for reports; may be empty.
+    order: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...core.architecture import Component, Custom, tensor_formula
 from ...core.cells import cell_for, get_cell
 from ...core.params import count
 from ...core.spec import RecurrentSpec
@@ -45,6 +46,7 @@ from ...errors import ParamcalcError
 from . import (
     HDF5_MAGIC,
     ZIP_MAGICS,
+    FoundComponent,
     FoundLayer,
     StoredModel,
     StoredTensor,
@@ -526,80 +528,169 @@ def _checked(spec: RecurrentSpec, stored: list[StoredTensor], notes: list[str]) 
         notes.append(f"stored shapes {got} differ from the config's {expected}")
 
 
-def _found(path: Path, store: _Store, entries: list[_Entry], notes: list[str]) -> list[FoundLayer]:
-    layers: list[FoundLayer] = []
+@dataclass
+class _Findings:
+    """The layers a Keras config names, matched to the stored tensors."""
+
+    layers: list[FoundLayer] = field(default_factory=list)
+    components: list[FoundComponent] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)
+
+
+def _found(path: Path, store: _Store, entries: list[_Entry]) -> _Findings:
+    out = _Findings()
     for entry in entries:
-        cfg, name = entry.cfg, entry.name
-        if entry.cls == "Bidirectional":
-            conf = _conf(cfg)
-            fwd_cfg = conf.get("layer")
-            bwd_cfg = conf.get("backward_layer") or fwd_cfg
-            if not isinstance(fwd_cfg, dict) or not isinstance(bwd_cfg, dict):
-                notes.append(f"layer {name!r} (Bidirectional) has no inner layer config; not identified")
-                continue
-            fwd, bwd = _describe(path, name, fwd_cfg), _describe(path, name, bwd_cfg)
-            if fwd is None or bwd is None:
-                inner = fwd_cfg.get("class_name") if fwd is None else bwd_cfg.get("class_name")
-                notes.append(f"layer {name!r}: Bidirectional({inner}) is not a layer paramcalc models")
-                continue
-            _reset_from_bias(store, entry, fwd)
-            _reset_from_bias(store, entry, bwd)
-            merge_raw = conf.get("merge_mode", "concat")
-            merge = "concat" if merge_raw is None else str(merge_raw)
-            stored = store.under(entry)
-            if fwd.same(bwd):
-                d = _input_size(store, entry, fwd, "forward", fwd_cfg)
-                if d is None:
-                    notes.append(f"layer {name!r}: input size unknown (no stored kernel); not identified")
-                    continue
-                spec = _spec(path, name, fwd, d, True, merge)
-                lnotes = [f"Keras Bidirectional(merge_mode={merge_raw!r})", *fwd.notes]
-                if merge_raw is None:
-                    lnotes.append("merge_mode=None returns both directions separately (counted as concat)")
-                _layout_note(spec, lnotes)
-                _checked(spec, stored, lnotes)
-                layers.append(FoundLayer(name, spec, tuple(t.name for t in stored), "; ".join(lnotes)))
-                continue
-            for side, rnn, side_cfg in (("forward", fwd, fwd_cfg), ("backward", bwd, bwd_cfg)):
-                d = _input_size(store, entry, rnn, side, side_cfg)
-                if d is None:
-                    notes.append(
-                        f"layer {name!r} {side}: input size unknown (no stored kernel); not identified"
-                    )
-                    continue
-                spec = _spec(path, name, rnn, d, False, "concat")
-                part = store.side(entry, side, _name(side_cfg))
-                lnotes = [
-                    f"Keras Bidirectional(merge_mode={merge_raw!r}) with a different backward layer: "
-                    f"its {side} direction",
-                    *rnn.notes,
-                ]
-                _layout_note(spec, lnotes)
-                _checked(spec, part, lnotes)
-                layers.append(
-                    FoundLayer(f"{name}/{side}_layer", spec, tuple(t.name for t in part), "; ".join(lnotes))
-                )
-            continue
-        one = _describe(path, name, cfg)
-        if one is None:
-            if any(k in entry.cls.upper() for k in ("LSTM", "GRU", "RNN")):
-                notes.append(
-                    f"layer {name!r} ({entry.cls}) is not a recurrent layer paramcalc models; "
-                    "its tensors are listed, not identified"
-                )
-            continue
-        _reset_from_bias(store, entry, one)
-        d = _input_size(store, entry, one, "", cfg)
+        done = (
+            _bidirectional(path, store, entry, out)
+            if entry.cls == "Bidirectional"
+            else _recurrent(path, store, entry, out)
+        )
+        if not done:
+            _component(store, entry, out)
+    return out
+
+
+def _recurrent(path: Path, store: _Store, entry: _Entry, out: _Findings) -> bool:
+    """A recurrent layer (or ``RNN`` of a cell); ``False`` if it is not one paramcalc models."""
+    cfg, name = entry.cfg, entry.name
+    one = _describe(path, name, cfg)
+    if one is None:
+        if any(k in entry.cls.upper() for k in ("LSTM", "GRU", "RNN")):
+            out.unverified.append(
+                f"layer {name!r} ({entry.cls}) is not a recurrent layer paramcalc models; "
+                "its tensors are counted, not identified"
+            )
+        return False
+    _reset_from_bias(store, entry, one)
+    d = _input_size(store, entry, one, "", cfg)
+    if d is None:
+        out.unverified.append(f"layer {name!r} ({entry.cls}): input size unknown (no stored kernel)")
+        return False
+    spec = _spec(path, name, one, d, False, "concat")
+    stored = store.under(entry)
+    lnotes = [f"Keras {one.cls}" if entry.cls != "RNN" else f"Keras RNN({one.cls}Cell)", *one.notes]
+    _layout_note(spec, lnotes)
+    _checked(spec, stored, lnotes)
+    out.layers.append(FoundLayer(name, spec, tuple(t.name for t in stored), "; ".join(lnotes)))
+    return True
+
+
+def _bidirectional(path: Path, store: _Store, entry: _Entry, out: _Findings) -> bool:
+    """A ``Bidirectional`` layer: one layer, or one per direction when they differ."""
+    name, conf = entry.name, _conf(entry.cfg)
+    fwd_cfg = conf.get("layer")
+    bwd_cfg = conf.get("backward_layer") or fwd_cfg
+    if not isinstance(fwd_cfg, dict) or not isinstance(bwd_cfg, dict):
+        out.unverified.append(f"layer {name!r} (Bidirectional) has no inner layer config; not identified")
+        return False
+    fwd, bwd = _describe(path, name, fwd_cfg), _describe(path, name, bwd_cfg)
+    if fwd is None or bwd is None:
+        inner = fwd_cfg.get("class_name") if fwd is None else bwd_cfg.get("class_name")
+        out.unverified.append(f"layer {name!r}: Bidirectional({inner}) is not a layer paramcalc models")
+        return False
+    _reset_from_bias(store, entry, fwd)
+    _reset_from_bias(store, entry, bwd)
+    merge_raw = conf.get("merge_mode", "concat")
+    merge = "concat" if merge_raw is None else str(merge_raw)
+    if not fwd.same(bwd):
+        return _two_directions(path, store, entry, (fwd, fwd_cfg), (bwd, bwd_cfg), merge_raw, out)
+    d = _input_size(store, entry, fwd, "forward", fwd_cfg)
+    if d is None:
+        out.unverified.append(f"layer {name!r} (Bidirectional): input size unknown (no stored kernel)")
+        return False
+    spec = _spec(path, name, fwd, d, True, merge)
+    lnotes = [f"Keras Bidirectional(merge_mode={merge_raw!r})", *fwd.notes]
+    if merge_raw is None:
+        lnotes.append("merge_mode=None returns both directions separately (counted as concat)")
+    _layout_note(spec, lnotes)
+    stored = store.under(entry)
+    _checked(spec, stored, lnotes)
+    out.layers.append(FoundLayer(name, spec, tuple(t.name for t in stored), "; ".join(lnotes)))
+    return True
+
+
+def _two_directions(
+    path: Path,
+    store: _Store,
+    entry: _Entry,
+    fwd: tuple[_Rnn, dict[str, Any]],
+    bwd: tuple[_Rnn, dict[str, Any]],
+    merge_raw: Any,
+    out: _Findings,
+) -> bool:
+    """A ``Bidirectional`` with a different backward layer: one found layer per direction."""
+    name = entry.name
+    for side, (rnn, side_cfg) in (("forward", fwd), ("backward", bwd)):
+        d = _input_size(store, entry, rnn, side, side_cfg)
         if d is None:
-            notes.append(f"layer {name!r}: input size unknown (no stored kernel); not identified")
+            out.unverified.append(f"layer {name!r} {side}: input size unknown (no stored kernel)")
             continue
-        spec = _spec(path, name, one, d, False, "concat")
-        stored = store.under(entry)
-        lnotes = [f"Keras {one.cls}" if entry.cls != "RNN" else f"Keras RNN({one.cls}Cell)", *one.notes]
+        spec = _spec(path, name, rnn, d, False, "concat")
+        part = store.side(entry, side, _name(side_cfg))
+        lnotes = [
+            f"Keras Bidirectional(merge_mode={merge_raw!r}) with a different backward layer: "
+            f"its {side} direction",
+            *rnn.notes,
+        ]
         _layout_note(spec, lnotes)
-        _checked(spec, stored, lnotes)
-        layers.append(FoundLayer(name, spec, tuple(t.name for t in stored), "; ".join(lnotes)))
-    return layers
+        _checked(spec, part, lnotes)
+        out.layers.append(
+            FoundLayer(f"{name}/{side}_layer", spec, tuple(t.name for t in part), "; ".join(lnotes))
+        )
+    return True
+
+
+def _positive(conf: dict[str, Any], key: str) -> int | None:
+    value = conf.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _dense(entry: _Entry, stored: list[StoredTensor]) -> Component | None:
+    """``Dense(units)``: ``kernel (in, units)`` and ``bias (units,)``; ``in`` from the build
+    config, else from the stored kernel."""
+    conf = _conf(entry.cfg)
+    units = _positive(conf, "units")
+    if units is None:
+        return None
+    d = _build_input(entry.cfg)
+    if d is None:
+        kernels = [t.shape[0] for t in stored if len(t.shape) == 2 and t.shape[1] == units]
+        d = kernels[0] if kernels else None
+    if d is None:
+        return None
+    items = [tensor_formula("kernel", (d, units), "in·units", f"{d}·{units}")]
+    bias = conf.get("use_bias", True) is not False
+    if bias:
+        items.append(tensor_formula("bias", (units,), "units", f"{units}"))
+    label = f"keras Dense({d}, {units}{'' if bias else ', use_bias=False'})"
+    return Custom(entry.name, label, tuple(items))
+
+
+def _embedding(entry: _Entry) -> Component | None:
+    """``Embedding(input_dim, output_dim)``: ``embeddings (input_dim, output_dim)``."""
+    conf = _conf(entry.cfg)
+    v, e = _positive(conf, "input_dim"), _positive(conf, "output_dim")
+    if v is None or e is None:
+        return None
+    return Custom(
+        entry.name, f"keras Embedding({v}, {e})", (tensor_formula("embeddings", (v, e), "V·E", f"{v}·{e}"),)
+    )
+
+
+def _component(store: _Store, entry: _Entry, out: _Findings) -> None:
+    """Any other layer with weights: its own row (a formula for ``Dense`` and ``Embedding``)."""
+    stored = store.under(entry)
+    if not stored:
+        return
+    comp = (
+        _dense(entry, stored)
+        if entry.cls == "Dense"
+        else _embedding(entry)
+        if entry.cls == "Embedding"
+        else None
+    )
+    names = tuple(t.name for t in stored)
+    out.components.append(FoundComponent(entry.name, entry.cls or "unknown", comp, names))
 
 
 def _layout_note(spec: RecurrentSpec, notes: list[str]) -> None:
@@ -857,6 +948,7 @@ def _found_notes(found: dict[str, Any], notes: list[str]) -> None:
 
 def _read_zip(path: Path) -> StoredModel:
     notes: list[str] = []
+    unverified: list[str] = []
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, EOFError, ValueError) as e:
@@ -886,21 +978,46 @@ def _read_zip(path: Path) -> StoredModel:
         else:
             notes.append("model.weights.h5 is compressed in the archive: inflated in memory")
     elif "model.weights.npz" in members:
-        notes.append("weights are stored as model.weights.npz, which is not read; no tensors listed")
+        unverified.append("weights are stored as model.weights.npz, which is not read; no tensors listed")
     else:
-        notes.append("the archive holds no model.weights.h5; no tensors listed")
+        unverified.append("the archive holds no model.weights.h5; no tensors listed")
     entries: list[_Entry] = []
     layer_cfgs = _layer_list(cfg)
     if layer_cfgs is None:
-        notes.append("config.json has no layer list (a subclassed model?); recurrent layers not identified")
+        unverified.append("config.json has no layer list (a subclassed model?); layers not identified")
     else:
         _entries_keras3(layer_cfgs, "layers", "", entries, 0)
-    layers = _found(path, _Store(tensors, legacy=False), entries, notes)
-    return StoredModel(f"Keras file {path}", "keras", tuple(tensors), tuple(layers), "keras", tuple(notes))
+    return _model(
+        f"Keras file {path}", path, tensors, _Store(tensors, legacy=False), entries, notes, unverified
+    )
+
+
+def _model(
+    source: str,
+    path: Path,
+    tensors: list[StoredTensor],
+    store: _Store,
+    entries: list[_Entry],
+    notes: list[str],
+    unverified: list[str],
+) -> StoredModel:
+    found = _found(path, store, entries)
+    return StoredModel(
+        source,
+        "keras",
+        tuple(tensors),
+        tuple(found.layers),
+        "keras",
+        tuple(notes),
+        components=tuple(found.components),
+        unverified=(*unverified, *found.unverified),
+        order=tuple(e.name for e in entries),
+    )
 
 
 def _read_legacy_h5(path: Path) -> StoredModel:
     notes: list[str] = []
+    unverified: list[str] = []
     found = _run_h5(path, "h5")
     cfg = None if found["model_config"] is None else _parse_json(path, found["model_config"], "model_config")
     notes.extend(f"{k}: {v}" for k, v in found["attrs"].items())
@@ -908,21 +1025,17 @@ def _read_legacy_h5(path: Path) -> StoredModel:
     _found_notes(found, notes)
     entries: list[_Entry] = []
     if cfg is None:
-        notes.append("weights only (no model_config): tensors listed, recurrent layers not identified")
+        unverified.append("weights only (no model_config): tensors listed, layers not identified")
     else:
         layer_cfgs = _layer_list(cfg)
         if layer_cfgs is None:
-            notes.append(
-                "model_config has no layer list (a subclassed model?); recurrent layers not identified"
-            )
+            unverified.append("model_config has no layer list (a subclassed model?); layers not identified")
         elif found["root"]:
             _entries_h5(layer_cfgs, None, "", entries, 0)
         else:
-            notes.append("no model_weights group: recurrent layers not identified")
-    layers = _found(path, _Store(tensors, legacy=True), entries, notes)
-    return StoredModel(
-        f"Keras HDF5 file {path}", "keras", tuple(tensors), tuple(layers), "keras", tuple(notes)
-    )
+            unverified.append("no model_weights group: layers not identified")
+    store = _Store(tensors, legacy=True)
+    return _model(f"Keras HDF5 file {path}", path, tensors, store, entries, notes, unverified)
 
 
 @one_line_errors
