@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -257,6 +258,67 @@ def read_head(path: Path, n: int, offset: int = 0) -> bytes:
 
 def is_hdf5(path: Path, size: int) -> bool:
     return any(off + 8 <= size and read_head(path, 8, off) == HDF5_MAGIC for off in HDF5_OFFSETS)
+
+
+# --- zip archives (``.keras`` files and PyTorch checkpoints) -----------------------------------
+
+#: A member inflating more than this ratio (and beyond ``BOMB_FLOOR`` bytes) is a zip bomb.
+MAX_RATIO = 200
+BOMB_FLOOR = 2**20
+MAX_MEMBERS = 100_000
+
+
+def unsafe_member_name(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return (
+        name.startswith(("/", "\\"))
+        or "\x00" in name
+        or bool(re.match(r"^[A-Za-z]:", name))
+        or any(part == ".." for part in parts)
+    )
+
+
+def zip_members(path: Path, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """A zip archive's members by name, checked before any is read: their count, no absolute
+    path or ``..`` component, no name twice, no member inflating like a zip bomb (the Keras
+    ``.keras`` reader and the PyTorch checkpoint reader share it)."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise refuse(path, f"the archive has {len(infos):,} members (limit {MAX_MEMBERS:,})")
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        name = info.filename
+        if unsafe_member_name(name) or unsafe_member_name(info.orig_filename):
+            raise refuse(
+                path, f"zip member {name!r} has an unsafe path (absolute or '..'); refusing the archive"
+            )
+        if name in members:
+            raise refuse(path, f"zip member {name!r} appears twice; refusing the archive")
+        if (
+            info.compress_type != zipfile.ZIP_STORED
+            and info.file_size > BOMB_FLOOR
+            and info.file_size > MAX_RATIO * max(info.compress_size, 1)
+        ):
+            raise refuse(
+                path,
+                f"zip member {name!r} claims {info.file_size:,} bytes from {info.compress_size:,} compressed "
+                "(a zip bomb?); refusing the archive",
+            )
+        members[name] = info
+    return members
+
+
+def read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    """A small member's bytes: its declared size is checked first, and no more than that is read."""
+    if info.flag_bits & 0x1:
+        raise refuse(path, f"zip member {info.filename!r} is encrypted")
+    if info.file_size > cap:
+        raise refuse(path, f"{info.filename} is {info.file_size:,} bytes uncompressed (limit {cap:,})")
+    with zf.open(info) as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise refuse(path, f"{info.filename} inflates beyond {cap:,} bytes")
+    return data
 
 
 F = TypeVar("F", bound=Callable[..., "StoredModel"])

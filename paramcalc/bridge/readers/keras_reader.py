@@ -54,19 +54,17 @@ from . import (
     missing_extra,
     one_line_errors,
     read_head,
+    read_member,
     refuse,
     regular_file,
     short_reason,
+    zip_members,
 )
 
 MAX_CONFIG_BYTES = 16 * 2**20
 MAX_METADATA_BYTES = 2**20
 #: A compressed ``model.weights.h5`` is inflated in memory up to this size.
 MAX_INFLATE_BYTES = 2**30
-#: A member inflating more than this ratio (and beyond ``BOMB_FLOOR`` bytes) is a zip bomb.
-MAX_RATIO = 200
-BOMB_FLOOR = 2**20
-MAX_MEMBERS = 100_000
 #: HDF5 objects visited at most, and the deepest group nesting followed.
 MAX_OBJECTS = 1_000_000
 MAX_DEPTH = 64
@@ -123,57 +121,6 @@ class _MemberView(io.RawIOBase):
         return got
 
 
-def _unsafe_name(name: str) -> bool:
-    parts = name.replace("\\", "/").split("/")
-    return (
-        name.startswith(("/", "\\"))
-        or "\x00" in name
-        or bool(re.match(r"^[A-Za-z]:", name))
-        or any(part == ".." for part in parts)
-    )
-
-
-def _check_archive(path: Path, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """Member names and declared sizes, checked before any member is read."""
-    infos = zf.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise refuse(path, f"the archive has {len(infos):,} members (limit {MAX_MEMBERS:,})")
-    members: dict[str, zipfile.ZipInfo] = {}
-    for info in infos:
-        name = info.filename
-        if _unsafe_name(name) or _unsafe_name(info.orig_filename):
-            raise refuse(
-                path, f"zip member {name!r} has an unsafe path (absolute or '..'); refusing the archive"
-            )
-        if name in members:
-            raise refuse(path, f"zip member {name!r} appears twice; refusing the archive")
-        if (
-            info.compress_type != zipfile.ZIP_STORED
-            and info.file_size > BOMB_FLOOR
-            and info.file_size > MAX_RATIO * max(info.compress_size, 1)
-        ):
-            raise refuse(
-                path,
-                f"zip member {name!r} claims {info.file_size:,} bytes from {info.compress_size:,} compressed "
-                "(a zip bomb?); refusing the archive",
-            )
-        members[name] = info
-    return members
-
-
-def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
-    """A small member's bytes: its declared size is checked first, and no more than that is read."""
-    if info.flag_bits & 0x1:
-        raise refuse(path, f"zip member {info.filename!r} is encrypted")
-    if info.file_size > cap:
-        raise refuse(path, f"{info.filename} is {info.file_size:,} bytes uncompressed (limit {cap:,})")
-    with zf.open(info) as fh:
-        data = fh.read(cap + 1)
-    if len(data) > cap:
-        raise refuse(path, f"{info.filename} inflates beyond {cap:,} bytes")
-    return data
-
-
 def _weights_file(
     path: Path, raw: io.BufferedReader, zf: zipfile.ZipFile, info: zipfile.ZipInfo
 ) -> io.IOBase:
@@ -187,7 +134,7 @@ def _weights_file(
                 f"{info.filename} is compressed and {info.file_size:,} bytes inflated (limit "
                 f"{MAX_INFLATE_BYTES:,}; Keras stores it uncompressed)",
             )
-        return io.BytesIO(_read_member(path, zf, info, MAX_INFLATE_BYTES))
+        return io.BytesIO(read_member(path, zf, info, MAX_INFLATE_BYTES))
     raw.seek(0, io.SEEK_END)
     size = raw.tell()
     raw.seek(info.header_offset)
@@ -875,7 +822,7 @@ def _inspect_h5(path: Path, kind: str) -> dict[str, Any]:
         with _open_h5(h5py, path, os.fspath(path), "the file") as h5:
             return _summary(h5py, path, h5, legacy=True)
     with open(path, "rb") as raw, zipfile.ZipFile(raw) as zf:
-        info = _check_archive(path, zf)["model.weights.h5"]
+        info = zip_members(path, zf)["model.weights.h5"]
         fileobj = _weights_file(path, raw, zf, info)
         with fileobj, _open_h5(h5py, path, fileobj, "model.weights.h5") as h5:
             out = _summary(h5py, path, h5, legacy=False)
@@ -954,14 +901,14 @@ def _read_zip(path: Path) -> StoredModel:
     except (zipfile.BadZipFile, EOFError, ValueError) as e:
         raise refuse(path, f"not a valid zip archive ({short_reason(e)})") from None
     with zf:
-        members = _check_archive(path, zf)
+        members = zip_members(path, zf)
         if "config.json" not in members:
             raise refuse(path, "the archive has no config.json (not a Keras .keras file)")
         cfg = _parse_json(
-            path, _read_member(path, zf, members["config.json"], MAX_CONFIG_BYTES), "config.json"
+            path, read_member(path, zf, members["config.json"], MAX_CONFIG_BYTES), "config.json"
         )
         if "metadata.json" in members:
-            data = _read_member(path, zf, members["metadata.json"], MAX_METADATA_BYTES)
+            data = read_member(path, zf, members["metadata.json"], MAX_METADATA_BYTES)
             meta = _parse_json(path, data, "metadata.json")
             if isinstance(meta, dict) and meta.get("keras_version"):
                 notes.append(f"saved by Keras {meta['keras_version']}")

@@ -82,6 +82,8 @@ MOVE_OPS: dict[str, tuple[int, ...] | None] = {
     "Concat": None,
     "DequantizeLinear": (0,),
 }
+#: Moves that may drop elements: a traced input through them says nothing of the input size.
+SELECTING = frozenset({"Slice", "Gather", "Split"})
 #: Operators that spread a value without making it a weight (a zero state broadcast to a batch).
 SPREAD_OPS: dict[str, tuple[int, ...] | None] = {**MOVE_OPS, "Expand": (0,), "Tile": (0,)}
 #: Inputs that hold shapes, axes, indices or sizes: a stored tensor used only there is no weight.
@@ -250,6 +252,8 @@ class _Graph:
     shapes: Shapes
     producer: dict[str, Any]
     prefix: str
+    #: Static shapes the file declares for values (``value_info``, inputs, outputs).
+    declared: dict[str, tuple[int, ...]]
 
 
 class _Source(NamedTuple):
@@ -325,8 +329,10 @@ class _Node:
     sources: dict[str, _Source]
     #: Element counts of the stored tensors each input is built from.
     numel: dict[str, int]
-    #: Shapes of the inputs that are stored tensors as they are.
+    #: Shapes of the inputs: stored as they are, or as the file declares the built value.
     direct: dict[str, tuple[int, ...]]
+    #: The input features of ``X`` where the file declares its shape.
+    x_dim: int | None = None
 
 
 def _read_node(scan: _Scan, graph: _Graph, node: Any, where: str) -> _Node | None:
@@ -353,7 +359,12 @@ def _read_node(scan: _Scan, graph: _Graph, node: Any, where: str) -> _Node | Non
     stored = {t.name: t for t in scan.tensors}
     numel = {r: sum(stored[n].numel for n in src.names) for r, src in sources.items()}
     direct = {r: stored[src.names[0]].shape for r, src in sources.items() if not src.via}
-    return _Node(op, where, ct, attrs, dirs, acts, sources, numel, direct)
+    for r, name in roles:
+        if sources[r].via and name in graph.declared:
+            direct[r] = graph.declared[name]
+    x = graph.declared.get(inputs[0]) or graph.shapes.get(inputs[0], ((),))[0]
+    x_dim = x[-1] if x and x[-1] > 0 else None
+    return _Node(op, where, ct, attrs, dirs, acts, sources, numel, direct, x_dim)
 
 
 def _hidden(scan: _Scan, n: _Node) -> int | None:
@@ -397,7 +408,18 @@ def _traced_sizes(scan: _Scan, n: _Node, hidden: int) -> int | None:
     g, dirs = n.ct.gates, n.dirs
     gh = g * hidden
     w = n.direct.get("W")
-    d = w[2] if w is not None else n.numel["W"] // (dirs * gh)
+    if w is not None:
+        d = w[2]
+    elif n.x_dim is not None:
+        d = n.x_dim
+    elif not SELECTING & set(n.sources["W"].via):  # every stored element reaches W
+        d = n.numel["W"] // (dirs * gh)
+    else:
+        scan.unverified.append(
+            f"{n.where}: input W is built ({', '.join(n.sources['W'].via)}) and the input size is not "
+            "declared; the layer is not identified"
+        )
+        return None
     need = {"W": dirs * gh * d, "R": dirs * gh * hidden, "B": dirs * 2 * gh, "P": dirs * 3 * hidden}
     owner: dict[str, str] = {}
     for role, src in n.sources.items():
@@ -582,7 +604,9 @@ def _unrolled(scan: _Scan, graph: Any) -> None:
 # --- the walk -------------------------------------------------------------------------------------
 
 
-def _scope(scan: _Scan, graph: Any, prefix: str, outer: Shapes) -> _Graph:
+def _scope(
+    scan: _Scan, graph: Any, prefix: str, outer: Shapes, outer_declared: dict[str, tuple[int, ...]]
+) -> _Graph:
     """A graph's stored tensors (listed) and the values it can see."""
     onnx = scan.onnx
     shapes: Shapes = dict(outer)
@@ -602,16 +626,21 @@ def _scope(scan: _Scan, graph: Any, prefix: str, outer: Shapes) -> _Graph:
         scan.add(t)
         shapes[name] = (t.shape, t.name)
     producer = {out: node for node in graph.node for out in node.output if out}
-    return _Graph(shapes, producer, prefix)
+    declared = dict(outer_declared)
+    for vi in (*graph.input, *graph.value_info, *graph.output):
+        s = _input_shape(vi)
+        if s is not None:
+            declared[vi.name] = s
+    return _Graph(shapes, producer, prefix, declared)
 
 
-def _walk(scan: _Scan, graph: Any, prefix: str, outer: Shapes, depth: int) -> None:
+def _walk(scan: _Scan, graph: Any, prefix: str, outer: _Graph | None, depth: int) -> None:
     """Collect initializers and recurrent nodes of ``graph`` and its subgraphs."""
     onnx = scan.onnx
     if depth > MAX_DEPTH:
         scan.unverified.append(f"graphs nested deeper than {MAX_DEPTH} levels were not searched")
         return
-    g = _scope(scan, graph, prefix, outer)
+    g = _scope(scan, graph, prefix, outer.shapes if outer else {}, outer.declared if outer else {})
     for index, node in enumerate(graph.node):
         where = prefix + (node.name or f"{node.op_type}_{index}")
         if node.op_type in scan.ops and _standard(node):
@@ -625,10 +654,10 @@ def _walk(scan: _Scan, graph: Any, prefix: str, outer: Shapes, depth: int) -> No
             )
         for a in node.attribute:
             if a.type == onnx.AttributeProto.GRAPH:
-                _walk(scan, a.g, f"{where}/{a.name}/", g.shapes, depth + 1)
+                _walk(scan, a.g, f"{where}/{a.name}/", g, depth + 1)
             elif a.type == onnx.AttributeProto.GRAPHS:
                 for i, sub in enumerate(a.graphs):
-                    _walk(scan, sub, f"{where}/{a.name}[{i}]/", g.shapes, depth + 1)
+                    _walk(scan, sub, f"{where}/{a.name}[{i}]/", g, depth + 1)
     _mark_constants(scan, graph, prefix)
 
 
@@ -661,7 +690,7 @@ def read_onnx(path: str | os.PathLike[str]) -> StoredModel:
     model = _load(p, size)
     scan = _Scan(onnx, p, recurrent_ops())
     _collect_uses(scan, model.graph)
-    _walk(scan, model.graph, "", {}, 0)
+    _walk(scan, model.graph, "", None, 0)
     _unrolled(scan, model.graph)
     for fn in model.functions:
         ops = sorted({n.op_type for n in fn.node if n.op_type in scan.ops})

@@ -16,7 +16,7 @@ from typing import Any
 
 from ...core.files import check_regular_file
 from ...errors import ParamcalcError
-from . import StoredModel, StoredTensor, one_line_errors
+from . import StoredModel, StoredTensor, one_line_errors, zip_members
 
 #: Keys under which training scripts commonly nest the state dict in a checkpoint.
 NEST_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "model_state", "weights")
@@ -25,13 +25,17 @@ MAX_PICKLE_BYTES = 256 * 2**20
 
 
 def _pickle_size(p: Path) -> int:
-    """Bytes of the pickled metadata: ``data.pkl`` of a zip checkpoint, else the whole file."""
+    """Bytes of the pickled metadata: ``data.pkl`` of a zip checkpoint, else the whole file.
+
+    A zip checkpoint's members are checked first, as the ``.keras`` reader checks its archive
+    (:func:`~paramcalc.bridge.readers.zip_members`: unsafe names, duplicates, zip bombs)."""
     if zipfile.is_zipfile(p):
         try:
             with zipfile.ZipFile(p) as zf:
-                return max((i.file_size for i in zf.infolist() if i.filename.endswith("data.pkl")), default=0)
-        except (zipfile.BadZipFile, OSError):
-            return 0
+                members = zip_members(p, zf)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return 0  # torch.load reports the broken archive
+        return max((i.file_size for n, i in members.items() if n.endswith("data.pkl")), default=0)
     return p.stat().st_size
 
 
