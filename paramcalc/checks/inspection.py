@@ -16,6 +16,7 @@ executing anything in the file) and reads every layer back from them
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import os
 import sys
@@ -335,6 +336,11 @@ class _Claim(NamedTuple):
     verdict: str = ""
 
 
+#: ``_Item`` and ``_Claim`` without their Python-level ``__new__`` (thousands are made per model).
+_new_item = functools.partial(tuple.__new__, _Item)
+_new_claim = functools.partial(tuple.__new__, _Claim)
+
+
 class _Claims:
     """Which group's analytic tensor each stored tensor is: the first claim, then any other group
     that takes the same stored tensor (an ONNX initializer shared by two nodes)."""
@@ -366,7 +372,7 @@ def _expected(groups: Sequence[Group]) -> list[list[_Item]]:
         ts = comp.tensors()
         parts = g.parts
         if parts is None:
-            out.append([_Item((prefix + t.name,), t) for t in ts])
+            out.append([_new_item(((prefix + t.name,), t, "")) for t in ts])
             continue
         # by position: the i-th analytic tensor is held by the i-th stored part
         out.append(
@@ -402,7 +408,7 @@ def _claim_exact(expected: list[list[_Item]], stored: dict[str, ParamInfo]) -> _
                     continue
                 held = first.get(name)
                 if held is None:
-                    first[name] = _Claim(gi, item, verdict)
+                    first[name] = _new_claim((gi, item, verdict))
                 elif held.group != gi:
                     shared.setdefault(name, []).append(_Claim(gi, item, verdict))
     return claims
@@ -542,6 +548,33 @@ class _Matcher:
         for other in self.claims.shared.get(p.name, ()):
             self.shared(claim, other, p)
 
+    def match(self, params: Sequence[ParamInfo], buffers: frozenset[str], extra: Mapping[str, str]) -> None:
+        """A row per stored tensor. The common case (a tensor of the formula's name and shape,
+        not tied, shared, renamed or rearranged) is inline: a model has thousands of them."""
+        first, shared, renamed = self.claims.first, self.claims.shared, self.claims.renamed
+        first_of_key, acc, append = self.first_of_key, self.acc, self.rows.append
+        paths = [g.path for g in self.groups]
+        ok = Status.OK
+        for p in params:
+            name = p.name
+            if name in buffers or name in extra:
+                self.add(p, extra.get(name, "not a parameter"))
+                continue
+            claim = first.get(name)
+            if claim is None or name in shared or name in renamed or p.key in first_of_key:
+                self.add(p, None)
+                continue
+            item = claim.item
+            t = item.tensor
+            if item.via or t.shape != p.shape:
+                self.add(p, None)
+                continue
+            first_of_key[p.key] = name
+            a, n = acc[claim.group], t.numel
+            a.analytic += n
+            a.actual += n
+            append(TensorReport(name, paths[claim.group], p.shape, n, n, t.formula, ok, ""))
+
     def missing(self, expected: list[list[_Item]]) -> None:
         """Analytic tensors no stored tensor holds: a mismatch each."""
         for gi, items in enumerate(expected):
@@ -622,12 +655,7 @@ def match_tensors(
     claims = _claim_exact(expected, stored)
     canon_of = _claim_renamed(groups, expected, params, claims, buffers)
     m = _Matcher(groups, claims, canon_of)
-    extra = not_parameters or {}
-    for p in params:
-        if p.name in buffers:
-            m.add(p, "not a parameter")
-        else:
-            m.add(p, extra.get(p.name))
+    m.match(params, buffers, not_parameters or {})
     m.missing(expected)
     modules = _module_rows(groups, expected, m.acc)
     total = sum(t.counted for t in m.rows)
