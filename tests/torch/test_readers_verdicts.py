@@ -130,6 +130,13 @@ def test_an_unrolled_torch_rnn_is_unverified_not_ok(tmp_path: Path) -> None:
 # --- ONNX graphs built by hand --------------------------------------------------------------------
 
 
+def _dtype(name: str) -> Any:
+    """Initializers by name: ``i_*`` int64, ``h_*`` float16, else float32."""
+    import numpy as np
+
+    return {"i_": np.int64, "h_": np.float16}.get(name[:2], np.float32)
+
+
 def _graph(nodes: list[Any], inits: dict[str, tuple[int, ...]], d: int, path: Path) -> Path:
     import numpy as np
     import onnx
@@ -144,10 +151,7 @@ def _graph(nodes: list[Any], inits: dict[str, tuple[int, ...]], d: int, path: Pa
             for n in nodes
             if n.op_type == "LSTM"
         ],
-        [
-            numpy_helper.from_array(np.zeros(s, dtype=np.int64 if n.startswith("i_") else np.float32), name=n)
-            for n, s in inits.items()
-        ],
+        [numpy_helper.from_array(np.zeros(s, dtype=_dtype(n)), name=n) for n, s in inits.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     onnx.checker.check_model(model)
@@ -177,6 +181,31 @@ def test_two_nodes_sharing_initializers_count_them_once_and_match_both(tmp_path:
     assert all("shared with lstm1" in t.detail for t in second.values())
     code, doc = verdict(path)
     assert code == 0 and doc["status"] == "ok"
+
+
+def test_identity_cast_and_constant_inputs_are_followed(tmp_path: Path) -> None:
+    """W through an Identity, R stored as float16 and Cast, B held by a Constant node."""
+    pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    d, h = 5, 3
+    b = numpy_helper.from_array(np.zeros((1, 6 * h), dtype=np.float32), name="b_const")
+    nodes = [
+        helper.make_node("Identity", ["W0"], ["W"]),
+        helper.make_node("Cast", ["h_R"], ["R"], to=1),
+        helper.make_node("Constant", [], ["B"], value=b),
+        helper.make_node(
+            "GRU", ["X", "W", "R", "B"], ["Y"], name="gru", hidden_size=h, linear_before_reset=1
+        ),
+    ]
+    path = _graph(nodes, {"W0": (1, 3 * h, d), "h_R": (1, 3 * h, h)}, d, tmp_path / "moved.onnx")
+    sm = read_model(path)
+    assert [layer.spec for layer in sm.layers] == [RecurrentSpec("gru", d, h)]
+    assert sm.tensor("h_R").dtype == "float16" and sm.tensor("B").shape == (1, 6 * h)
+    by_hand = 3 * h * d + 3 * h * h + 6 * h  # W, R and both bias vectors
+    a = pc.inspect(path)
+    assert a.ok and a.actual_total == a.analytic_total == by_hand
 
 
 def test_a_node_whose_weight_is_computed_is_unverified(tmp_path: Path) -> None:
