@@ -63,6 +63,7 @@ class RowClassifier(nn.Module):
         return self.fc(self.lstm(x)[0][:, -1])
 
 
+@pytest.mark.slow  # torch.export and onnxscript: seconds per model
 def test_default_onnx_export_of_an_lstm_classifier_reads_as_the_module(tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     model = RowClassifier()
@@ -87,6 +88,7 @@ def test_default_onnx_export_of_an_lstm_classifier_reads_as_the_module(tmp_path:
     assert code == 0 and doc["status"] == "ok" and doc["actual_total"] == 57_994
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bias", [True, False])
 def test_default_onnx_export_of_a_bidirectional_gru_keeps_its_biases(tmp_path: Path, bias: bool) -> None:
     pytest.importorskip("onnx")
@@ -103,6 +105,7 @@ def test_default_onnx_export_of_a_bidirectional_gru_keeps_its_biases(tmp_path: P
     assert a.ok and a.actual_total == n_params(gru) and a.no_formula_total == 0
 
 
+@pytest.mark.slow
 def test_default_onnx_export_with_a_dynamic_batch(tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     lstm = nn.LSTM(6, 5)
@@ -112,6 +115,7 @@ def test_default_onnx_export_with_a_dynamic_batch(tmp_path: Path) -> None:
     assert a.ok and a.actual_total == n_params(lstm) and a.specs  # the zero state is built, not stored
 
 
+@pytest.mark.slow
 def test_an_unrolled_torch_rnn_is_unverified_not_ok(tmp_path: Path) -> None:
     """The dynamo exporter writes nn.RNN as MatMul/Add/Relu: nothing identifies it."""
     pytest.importorskip("onnx")
@@ -184,7 +188,8 @@ def test_two_nodes_sharing_initializers_count_them_once_and_match_both(tmp_path:
 
 
 def test_identity_cast_and_constant_inputs_are_followed(tmp_path: Path) -> None:
-    """W through an Identity, R stored as float16 and Cast, B held by a Constant node."""
+    """W through an Identity, R stored as float16 and Cast, B held by a Constant node; the
+    initial state is stored too, and is no parameter."""
     pytest.importorskip("onnx")
     import numpy as np
     from onnx import helper, numpy_helper
@@ -196,13 +201,15 @@ def test_identity_cast_and_constant_inputs_are_followed(tmp_path: Path) -> None:
         helper.make_node("Cast", ["h_R"], ["R"], to=1),
         helper.make_node("Constant", [], ["B"], value=b),
         helper.make_node(
-            "GRU", ["X", "W", "R", "B"], ["Y"], name="gru", hidden_size=h, linear_before_reset=1
+            "GRU", ["X", "W", "R", "B", "", "h0"], ["Y"], name="gru", hidden_size=h, linear_before_reset=1
         ),
     ]
-    path = _graph(nodes, {"W0": (1, 3 * h, d), "h_R": (1, 3 * h, h)}, d, tmp_path / "moved.onnx")
+    inits = {"W0": (1, 3 * h, d), "h_R": (1, 3 * h, h), "h0": (1, 1, h)}
+    path = _graph(nodes, inits, d, tmp_path / "moved.onnx")
     sm = read_model(path)
     assert [layer.spec for layer in sm.layers] == [RecurrentSpec("gru", d, h)]
     assert sm.tensor("h_R").dtype == "float16" and sm.tensor("B").shape == (1, 6 * h)
+    assert "initial hidden state of gru" in sm.tensor("h0").not_parameter
     by_hand = 3 * h * d + 3 * h * h + 6 * h  # W, R and both bias vectors
     a = pc.inspect(path)
     assert a.ok and a.actual_total == a.analytic_total == by_hand
@@ -267,7 +274,10 @@ H5_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(H5_CASES))
+# the fast subset reads the LSTM; every other layer's .h5 runs with the slow tests
+@pytest.mark.parametrize(
+    "case", [c if c == "lstm" else pytest.param(c, marks=pytest.mark.slow) for c in H5_CASES]
+)
 def test_keras_h5_with_biases_is_ok(keras: Any, tmp_path: Path, case: str) -> None:
     """``model.save("x.h5")`` stores kernel, recurrent_kernel, bias in weight_names order; the
     HDF5 datasets are alphabetical (bias first)."""
