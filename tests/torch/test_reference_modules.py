@@ -615,9 +615,7 @@ def _flop_params() -> list[Any]:
     for spec in _flop_cases():
         for lengths, tag in ((None, "padded"), ((5, 3, 2), "packed")):
             fast = (lengths is None and spec.cell not in seen) or (
-                lengths is not None
-                and spec.cell in ("rnn", "lstm", "gru")
-                and spec.bidirectional
+                lengths is not None and spec.cell in ("rnn", "lstm", "gru") and spec.bidirectional
                 and spec == S(spec.cell, D_IN, DH, num_layers=2, bidirectional=True)
             )
             marks = () if fast else (pytest.mark.slow,)
