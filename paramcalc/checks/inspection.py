@@ -16,10 +16,11 @@ executing anything in the file) and reads every layer back from them
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..bridge import adapters, statedict
 from ..bridge.devices import resolve_device
+from ..bridge.readers import Part, StoredModel
 from ..core.architecture import Component, Recurrent
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
@@ -83,9 +85,10 @@ class Group(NamedTuple):
     type_name: str
     component: Component | None
     note: str = ""
-    #: The stored names of the component's tensors, in its order (files whose names differ
-    #: from the analytic ones: ONNX initializers, Keras weight paths); ``None``: match by name.
-    stored_names: tuple[str, ...] | None = None
+    #: The stored tensors that hold each of the component's tensors, in its order (files whose
+    #: names differ from the analytic ones: ONNX initializers, Keras weight paths; an ONNX graph
+    #: may build one input from several stored tensors); ``None``: match by name.
+    parts: tuple[Part, ...] | None = None
 
 
 class TensorReport(NamedTuple):
@@ -143,6 +146,8 @@ class Analysis(Result):
     extra_notes: tuple[str, ...] = field(default=())
     actual_label: str = "actual"  # "stored" for a file
     ties_unknown: bool = False  # saved without storage (meta): ties cannot be seen
+    #: What could not be verified, one sentence each (empty: everything stored is explained).
+    unverified: tuple[str, ...] = ()
 
     @property
     def specs(self) -> dict[str, RecurrentSpec]:
@@ -159,12 +164,34 @@ class Analysis(Result):
         return sum(t.counted for t in self.tensors if t.status is Status.NO_FORMULA)
 
     @property
-    def ok(self) -> bool:
-        return all(m.ok for m in self.modules) and not any(t.problem for t in self.tensors)
+    def mismatch(self) -> bool:
+        """A formula disagrees with the tensors (a missing tensor, a shape)."""
+        return not all(m.ok for m in self.modules) or any(t.problem for t in self.tensors)
+
+    @property
+    def unverified_reasons(self) -> list[str]:
+        """Why the verdict is not OK although no formula disagrees (empty when it is OK)."""
+        reasons = list(self.unverified)
+        if self.ties_unknown:
+            reasons.append(
+                f"ties could not be seen (meta tensors): {self.actual_total:,} counts a shared weight "
+                "once per name"
+            )
+        return reasons
 
     @property
     def status(self) -> Status:
-        return Status.OK if self.ok else Status.MISMATCH
+        """``ok``: every stored parameter is explained by a formula or counted with none declared;
+        ``mismatch``: a formula disagrees; ``unverified``: something could not be checked (a
+        recurrent layer not identified, ties not visible), see :attr:`unverified_reasons`."""
+        if self.mismatch:
+            return Status.MISMATCH
+        return Status.UNVERIFIED if self.unverified or self.ties_unknown else Status.OK
+
+    @property
+    def ok(self) -> bool:
+        """The verdict is OK: nothing disagrees and nothing is left unverified."""
+        return self.status is Status.OK
 
     def _table(self, view: str) -> Table:
         if view == "module":
@@ -209,17 +236,20 @@ class Analysis(Result):
         for path, spec in self.specs.items():
             lines.append(f"{path or '(root)'}: {spec.describe()}  ->  paramcalc count {cli_args(spec)}")
         problems = [m for m in self.modules if not m.ok]
-        lines.append(
-            f"OK: every formula matches the {self.actual_label} tensors"
-            if self.ok
-            else f"MISMATCH in {plural(len(problems), 'module')}: "
-            + ", ".join(m.path or "(root)" for m in problems)
-        )
-        if self.ties_unknown:
+        reasons = self.unverified_reasons
+        if self.mismatch:
             lines.append(
-                f"UNVERIFIED total: ties could not be seen (meta tensors); {self.actual_total:,} counts a "
-                "shared weight once per name"
+                f"MISMATCH in {plural(len(problems), 'module')}: "
+                + ", ".join(m.path or "(root)" for m in problems)
             )
+        elif reasons:
+            lines.append(
+                f"UNVERIFIED: the formulas found match the {self.actual_label} tensors, but "
+                f"{plural(len(reasons), 'thing')} could not be verified:"
+            )
+        else:
+            lines.append(f"OK: every formula matches the {self.actual_label} tensors")
+        lines += [f"unverified: {r}" for r in reasons]
         return lines
 
     def meta(self) -> dict[str, Any]:
@@ -230,6 +260,7 @@ class Analysis(Result):
             "actual_total": self.actual_total,
             "ok": self.ok,
             "status": self.status.value,
+            "unverified": self.unverified_reasons,
             "ties_unknown": self.ties_unknown,
             "specs": {p or "(root)": s.to_dict() for p, s in self.specs.items()},
         }
@@ -289,138 +320,283 @@ class _Acc:
         self.tied: list[str] = []
 
 
-def match_tensors(
-    groups: Sequence[Group],
-    params: Sequence[ParamInfo],
-    *,
-    source: str,
-    buffers: frozenset[str] = frozenset(),
-    notes: Sequence[str] = (),
-    actual_label: str = "actual",
-) -> Analysis:
-    """Match each group's analytic tensors with the stored/actual ones and report both counts.
+class _Item(NamedTuple):
+    """One analytic tensor of a group and the stored names expected to hold it."""
 
-    Passes: (1) exact names; (2) names a wrapper renamed, matched by their canonical name
-    (``..._raw`` -> ``...``) among tensors of the module, its children or its wrappers;
-    (3) whatever is left is *counted, no formula*, under the deepest group that holds it.
-    A tensor whose identity key was claimed before is tied: shown, counted once.
-    """
-    by_name = {p.name for p in params}
-    claimed: dict[str, tuple[int, Any]] = {}  # param name -> (group index, expected tensor)
-    expected: list[list[tuple[str, Any]]] = []
-    for gi, g in enumerate(groups):
+    names: tuple[str, ...]
+    tensor: Any  # a TensorFormula: name, shape, numel, formula
+    #: How the file's graph builds the tensor from the stored ones; empty: stored as it is.
+    via: str = ""
+
+
+class _Claim(NamedTuple):
+    """A stored tensor claimed by a group's analytic tensor."""
+
+    group: int
+    item: _Item
+    #: Empty, or why a rearranged tensor's stored parts do not add up (a mismatch).
+    verdict: str = ""
+
+
+#: ``_Item`` and ``_Claim`` without their Python-level ``__new__`` (thousands are made per model).
+_new_item = functools.partial(tuple.__new__, _Item)
+_new_claim = functools.partial(tuple.__new__, _Claim)
+
+
+class _Claims:
+    """Which group's analytic tensor each stored tensor is: the first claim, then any other group
+    that takes the same stored tensor (an ONNX initializer shared by two nodes)."""
+
+    __slots__ = ("first", "hits", "renamed", "shared")
+
+    def __init__(self) -> None:
+        self.first: dict[str, _Claim] = {}
+        self.shared: dict[str, list[_Claim]] = {}
+        self.renamed: dict[str, str] = {}  # stored name -> the analytic name it was matched to
+        self.hits: set[tuple[int, str]] = set()  # (group, analytic name) matched under another name
+
+    def found(self, gi: int, name: str) -> bool:
+        claim = self.first.get(name)
+        if (claim is not None and claim.group == gi) or (gi, name) in self.hits:
+            return True
+        return any(c.group == gi for c in self.shared.get(name, ()))
+
+
+def _expected(groups: Sequence[Group]) -> list[list[_Item]]:
+    """Per group, its analytic tensors and the stored names expected to hold each."""
+    out: list[list[_Item]] = []
+    for g in groups:
         comp = g.component
         if comp is None:
-            expected.append([])
+            out.append([])
             continue
         prefix = f"{g.path}." if g.path else ""
-        items = [(prefix + t.name, t) for t in comp.tensors()]
-        if g.stored_names is not None:  # match by position: the i-th analytic tensor is the i-th stored one
-            names = list(g.stored_names) + [full for full, _ in items[len(g.stored_names) :]]
-            items = [(names[i], t) for i, (_, t) in enumerate(items)]
-        expected.append(items)
-        for full, t in items:
-            if full in by_name and full not in claimed:
-                claimed[full] = (gi, t)
+        ts = comp.tensors()
+        parts = g.parts
+        if parts is None:
+            out.append([_new_item(((prefix + t.name,), t, "")) for t in ts])
+            continue
+        # by position: the i-th analytic tensor is held by the i-th stored part
+        out.append(
+            [
+                _Item(parts[i].names, t, ", ".join(parts[i].via))
+                if i < len(parts)
+                else _Item((prefix + t.name,), t)
+                for i, t in enumerate(ts)
+            ]
+        )
+    return out
 
-    renamed_hits: set[tuple[int, str]] = set()  # (group, analytic name) matched under another name
 
-    def found(gi: int, full: str) -> bool:
-        claim = claimed.get(full)
-        return (claim is not None and claim[0] == gi) or (gi, full) in renamed_hits
+def _parts_verdict(item: _Item, stored: dict[str, ParamInfo]) -> str:
+    """Empty if the stored parts of a rearranged tensor hold exactly its elements."""
+    have = [stored[n].numel for n in item.names if n in stored]
+    t = item.tensor
+    if len(have) < len(item.names) or sum(have) == t.numel:
+        return ""
+    held = f"{plural(len(have), 'stored tensor')} hold{'s' if len(have) == 1 else ''} {sum(have):,} elements"
+    return f"{held}; {t.name} {tuple(t.shape)} needs {t.numel:,}"
 
-    # renamed tensors, indexed by the leaf of their canonical name (one pass over the params)
-    renamed_by_leaf: dict[str, list[ParamInfo]] = {}
+
+def _claim_exact(expected: list[list[_Item]], stored: dict[str, ParamInfo]) -> _Claims:
+    """Pass 1: every stored tensor named by an analytic tensor (its own name or the file's)."""
+    claims = _Claims()
+    first, shared = claims.first, claims.shared
+    for gi, items in enumerate(expected):
+        for item in items:
+            verdict = _parts_verdict(item, stored) if item.via else ""
+            for name in item.names:
+                if name not in stored:
+                    continue
+                held = first.get(name)
+                if held is None:
+                    first[name] = _new_claim((gi, item, verdict))
+                elif held.group != gi:
+                    shared.setdefault(name, []).append(_Claim(gi, item, verdict))
+    return claims
+
+
+def _claim_renamed(
+    groups: Sequence[Group],
+    expected: list[list[_Item]],
+    params: Sequence[ParamInfo],
+    claims: _Claims,
+    buffers: frozenset[str],
+) -> dict[str, str]:
+    """Pass 2: tensors a wrapper renamed (``..._raw`` -> ``...``), matched by their canonical name
+    among the tensors of the module, its children or its wrappers. Returns ``canonical_of``."""
+    by_leaf: dict[str, list[ParamInfo]] = {}
     canon_of: dict[str, str] = {}
     for p in params:
-        if p.name in claimed or p.name in buffers:
+        if p.name in claims.first or p.name in buffers:
             continue
         canon = statedict.canonical_name(p.name)
         if canon != p.name:
             canon_of[p.name] = canon
-            renamed_by_leaf.setdefault(canon.rpartition(".")[2], []).append(p)
-    renamed: dict[str, str] = {}
-    if renamed_by_leaf:
-        for gi, g in enumerate(groups):
-            for full, t in expected[gi]:
-                if found(gi, full):
-                    continue
-                # weight norm stores two tensors for one weight: the one of the weight's shape is it
-                candidates = sorted(renamed_by_leaf.get(t.name, ()), key=lambda p: p.shape != tuple(t.shape))
-                for p in candidates:
-                    if p.name in claimed:
-                        continue
-                    owner = canon_of[p.name].rpartition(".")[0]
-                    if _related(owner, g.path):
-                        claimed[p.name] = (gi, t)
-                        renamed[p.name] = full
-                        renamed_hits.add((gi, full))
-                        break
-
-    reparametrized = set(renamed.values())
-    first_of_key: dict[Any, str] = {}
-    tensors: list[TensorReport] = []
-    acc = [_Acc() for _ in groups]
-    deepest = _Deepest(groups)
-    ok, no_formula = Status.OK, Status.NO_FORMULA
-    for p in params:
-        name, shape, key = p.name, p.shape, p.key
-        numel = prod(shape)
-        claim = claimed.get(name)
-        gi = claim[0] if claim is not None else deepest(name)
-        gpath = groups[gi].path if gi >= 0 else ""
-        if name in buffers:
-            tensors.append(TensorReport(name, gpath, shape, numel, 0, None, Status.BUFFER, "not a parameter"))
-            continue
-        first = first_of_key.get(key)
-        tied = first is not None
-        counted = 0 if tied else numel
-        if not tied:
-            first_of_key[key] = name
-        if claim is not None:
-            t = claim[1]
-            a = acc[gi]
-            status, detail = ok, ""
-            if renamed and name in renamed:
-                detail = f"renamed: matched to {renamed[name]}"
-            if t.shape != shape and tuple(t.shape) != shape:
-                status, detail = Status.MISMATCH, f"formula shape {tuple(t.shape)}"
-                a.bad.append(name)
-            if tied:
-                status, detail = Status.TIED, f"tied to {first} (counted once)"
-                a.tied.append(f"{name} tied to {first}, counted once")
-            else:
-                a.analytic += t.numel
-            a.actual += counted
-            tensors.append(TensorReport(name, gpath, shape, numel, counted, t.formula, status, detail))
-        else:
-            canon = canon_of.get(name, name)
-            if tied:
-                status, detail = Status.TIED, f"tied to {first} (counted once)"
-            elif canon != name and canon in reparametrized:
-                status, detail = (
-                    Status.NO_FORMULA,
-                    f"re-parametrization of {canon} (e.g. weight norm's magnitude)",
-                )
-            else:
-                status, detail = no_formula, ""
-            if gi >= 0:
-                acc[gi].extra += counted
-                acc[gi].actual += counted
-            tensors.append(TensorReport(name, gpath, shape, numel, counted, None, status, detail))
-
+            by_leaf.setdefault(canon.rpartition(".")[2], []).append(p)
+    if not by_leaf:
+        return canon_of
     for gi, g in enumerate(groups):
-        for full, t in expected[gi]:
-            claim = claimed.get(full)
-            if (claim is None or claim[0] != gi) and (gi, full) not in renamed_hits:
-                acc[gi].missing.append(full)
-                acc[gi].analytic += t.numel
-                tensors.append(
+        for item in expected[gi]:
+            full, t = item.names[0], item.tensor
+            if len(item.names) != 1 or item.via or claims.found(gi, full):
+                continue
+            # weight norm stores two tensors for one weight: the one of the weight's shape is it
+            candidates = sorted(by_leaf.get(t.name, ()), key=lambda p: p.shape != tuple(t.shape))
+            for p in candidates:
+                if p.name not in claims.first and _related(canon_of[p.name].rpartition(".")[0], g.path):
+                    claims.first[p.name] = _Claim(gi, item)
+                    claims.renamed[p.name] = full
+                    claims.hits.add((gi, full))
+                    break
+    return canon_of
+
+
+def _via_detail(item: _Item) -> str:
+    t = item.tensor
+    where = f"{t.name} {tuple(t.shape)}"
+    if len(item.names) == 1:
+        return f"the graph builds {where} from it ({item.via})"
+    return f"one of {len(item.names)} stored parts of {where} ({item.via})"
+
+
+class _Matcher:
+    """Pass 3: one report row per stored tensor, and each group's totals (see match_tensors)."""
+
+    def __init__(self, groups: Sequence[Group], claims: _Claims, canon_of: dict[str, str]) -> None:
+        self.groups, self.claims, self.canon_of = groups, claims, canon_of
+        self.reparametrized = set(claims.renamed.values())
+        self.acc = [_Acc() for _ in groups]
+        self.rows: list[TensorReport] = []
+        self.first_of_key: dict[Any, str] = {}
+        self.deepest = _Deepest(groups)
+
+    def claimed(self, claim: _Claim, p: ParamInfo, counted: int, tied_to: str | None) -> None:
+        name, shape = p.name, p.shape
+        item, a = claim.item, self.acc[claim.group]
+        t = item.tensor
+        status, detail = Status.OK, ""
+        if name in self.claims.renamed:
+            detail = f"renamed: matched to {self.claims.renamed[name]}"
+        if item.via:
+            if claim.verdict:
+                status, detail = Status.MISMATCH, claim.verdict
+                a.bad.append(name)
+            else:
+                detail = _via_detail(item)
+        elif t.shape != shape and tuple(t.shape) != shape:
+            status, detail = Status.MISMATCH, f"formula shape {tuple(t.shape)}"
+            a.bad.append(name)
+        if tied_to is not None:
+            status, detail = Status.TIED, f"tied to {tied_to} (counted once)"
+            a.tied.append(f"{name} tied to {tied_to}, counted once")
+        elif len(item.names) == 1 or name == item.names[0]:
+            a.analytic += t.numel
+        a.actual += counted
+        path = self.groups[claim.group].path
+        self.rows.append(TensorReport(name, path, shape, prod(shape), counted, t.formula, status, detail))
+
+    def shared(self, first: _Claim, claim: _Claim, p: ParamInfo) -> None:
+        """Another group takes a stored tensor a first group claimed: shown there, counted once."""
+        t, a = claim.item.tensor, self.acc[claim.group]
+        owner = self.groups[first.group].path or "(root)"
+        bad = claim.verdict or (
+            "" if claim.item.via or tuple(t.shape) == p.shape else f"formula shape {t.shape}"
+        )
+        if bad:
+            status, detail = Status.MISMATCH, bad
+            a.bad.append(p.name)
+        else:
+            status, detail = Status.TIED, f"shared with {owner} (counted once there)"
+            a.tied.append(f"{p.name} shared with {owner}, counted once")
+        path = self.groups[claim.group].path
+        self.rows.append(TensorReport(p.name, path, p.shape, prod(p.shape), 0, t.formula, status, detail))
+
+    def unclaimed(self, gi: int, p: ParamInfo, counted: int, tied_to: str | None) -> None:
+        name = p.name
+        canon = self.canon_of.get(name, name)
+        if tied_to is not None:
+            status, detail = Status.TIED, f"tied to {tied_to} (counted once)"
+        elif canon != name and canon in self.reparametrized:
+            status, detail = (
+                Status.NO_FORMULA,
+                f"re-parametrization of {canon} (e.g. weight norm's magnitude)",
+            )
+        else:
+            status, detail = Status.NO_FORMULA, ""
+        if gi >= 0:
+            self.acc[gi].extra += counted
+            self.acc[gi].actual += counted
+        path = self.groups[gi].path if gi >= 0 else ""
+        self.rows.append(TensorReport(name, path, p.shape, prod(p.shape), counted, None, status, detail))
+
+    def add(self, p: ParamInfo, not_parameter: str | None) -> None:
+        claim = self.claims.first.get(p.name)
+        if not_parameter is not None:
+            gi = claim.group if claim is not None else self.deepest(p.name)
+            path = self.groups[gi].path if gi >= 0 else ""
+            self.rows.append(
+                TensorReport(p.name, path, p.shape, prod(p.shape), 0, None, Status.BUFFER, not_parameter)
+            )
+            return
+        tied_to = self.first_of_key.get(p.key)
+        if tied_to is None:
+            self.first_of_key[p.key] = p.name
+        counted = 0 if tied_to is not None else prod(p.shape)
+        if claim is None:
+            self.unclaimed(self.deepest(p.name), p, counted, tied_to)
+            return
+        self.claimed(claim, p, counted, tied_to)
+        for other in self.claims.shared.get(p.name, ()):
+            self.shared(claim, other, p)
+
+    def match(self, params: Sequence[ParamInfo], buffers: frozenset[str], extra: Mapping[str, str]) -> None:
+        """A row per stored tensor. The common case (a tensor of the formula's name and shape,
+        not tied, shared, renamed or rearranged) is inline: a model has thousands of them."""
+        first, shared, renamed = self.claims.first, self.claims.shared, self.claims.renamed
+        first_of_key, acc, append = self.first_of_key, self.acc, self.rows.append
+        paths = [g.path for g in self.groups]
+        ok = Status.OK
+        for p in params:
+            name = p.name
+            if name in buffers or name in extra:
+                self.add(p, extra.get(name, "not a parameter"))
+                continue
+            claim = first.get(name)
+            if claim is None or name in shared or name in renamed or p.key in first_of_key:
+                self.add(p, None)
+                continue
+            item = claim.item
+            t = item.tensor
+            if item.via or t.shape != p.shape:
+                self.add(p, None)
+                continue
+            first_of_key[p.key] = name
+            a, n = acc[claim.group], t.numel
+            a.analytic += n
+            a.actual += n
+            append(TensorReport(name, paths[claim.group], p.shape, n, n, t.formula, ok, ""))
+
+    def missing(self, expected: list[list[_Item]]) -> None:
+        """Analytic tensors no stored tensor holds: a mismatch each."""
+        for gi, items in enumerate(expected):
+            g, a = self.groups[gi], self.acc[gi]
+            for item in items:
+                lost = [n for n in item.names if not self.claims.found(gi, n)]
+                if not lost:
+                    continue
+                t = item.tensor
+                a.missing.append(lost[0])
+                if len(lost) == len(item.names) or item.names[0] in lost:
+                    a.analytic += t.numel
+                self.rows.append(
                     TensorReport(
-                        full, g.path, tuple(t.shape), t.numel, 0, t.formula, Status.MISMATCH, "missing"
+                        lost[0], g.path, tuple(t.shape), t.numel, 0, t.formula, Status.MISMATCH, "missing"
                     )
                 )
 
+
+def _module_rows(groups: Sequence[Group], expected: list[list[_Item]], acc: list[_Acc]) -> list[ModuleReport]:
     modules: list[ModuleReport] = []
     for gi, g in enumerate(groups):
         a = acc[gi]
@@ -435,7 +611,7 @@ def match_tensors(
             continue  # a parameter-free layer (dropout)
         spec = comp.spec if isinstance(comp, Recurrent) else None
         if not (a.missing or a.bad or a.extra or a.tied or g.note):  # the common case: all agree
-            modules.append(ModuleReport(g.path, g.type_name, comp, a.analytic, a.actual, ok, "", spec))
+            modules.append(ModuleReport(g.path, g.type_name, comp, a.analytic, a.actual, Status.OK, "", spec))
             continue
         bits = []
         if a.missing:
@@ -448,12 +624,46 @@ def match_tensors(
         details += a.tied
         if g.note:
             details.append(g.note)
-        status = Status.MISMATCH if bits else ok
+        status = Status.MISMATCH if bits else Status.OK
         modules.append(
             ModuleReport(g.path, g.type_name, comp, a.analytic, a.actual, status, "; ".join(details), spec)
         )
-    total = sum(t.counted for t in tensors)
-    return Analysis(source, tuple(modules), tuple(tensors), total, tuple(notes), actual_label)
+    return modules
+
+
+def match_tensors(
+    groups: Sequence[Group],
+    params: Sequence[ParamInfo],
+    *,
+    source: str,
+    buffers: frozenset[str] = frozenset(),
+    not_parameters: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
+    actual_label: str = "actual",
+    unverified: Sequence[str] = (),
+) -> Analysis:
+    """Match each group's analytic tensors with the stored/actual ones and report both counts.
+
+    Passes: (1) exact names (or the stored names a file's group gives, position by position;
+    a stored tensor a second group also names is *shared*: shown there, counted once);
+    (2) names a wrapper renamed (``..._raw`` -> ``...``), matched by their canonical name among
+    tensors of the module, its children or its wrappers; (3) whatever is left is *counted, no
+    formula*, under the deepest group that holds it. A tensor whose identity key was claimed
+    before is tied: shown, counted once. ``buffers`` and ``not_parameters`` (name -> why) are
+    listed and not counted. ``unverified`` says what the reader could not verify.
+    """
+    stored = {p.name: p for p in params}
+    expected = _expected(groups)
+    claims = _claim_exact(expected, stored)
+    canon_of = _claim_renamed(groups, expected, params, claims, buffers)
+    m = _Matcher(groups, claims, canon_of)
+    m.match(params, buffers, not_parameters or {})
+    m.missing(expected)
+    modules = _module_rows(groups, expected, m.acc)
+    total = sum(t.counted for t in m.rows)
+    return Analysis(
+        source, tuple(modules), tuple(m.rows), total, tuple(notes), actual_label, unverified=tuple(unverified)
+    )
 
 
 class _Deepest:
@@ -615,21 +825,19 @@ def inspect(path: str | Path) -> Analysis:
 
     PyTorch checkpoints and safetensors files are read from tensor names and shapes (layers
     inferred by :func:`paramcalc.bridge.statedict.infer_components`); ONNX and Keras files name
-    their recurrent layers in their own metadata (node attributes, the model config), whose
-    tensors are checked against the analytic ones of that layout, position by position.
+    their layers in their own metadata (node attributes, the model config), whose tensors are
+    checked against the analytic ones of that layout, position by position. The verdict is
+    ``unverified`` (not ``ok``) when something could not be checked: a recurrent layer the
+    reader could not identify, ties a meta-device checkpoint cannot show.
     """
-    from ..bridge.readers import read_model
+    from ..bridge.readers import model_path, read_model
 
-    model = read_model(path)
+    model = read_model(model_path(path, "inspect"))
+    constants = {t.name: t.not_parameter for t in model.tensors if t.not_parameter}
     found = {n for layer in model.layers for n in layer.tensors}
-    rest = {t.name: t.shape for t in model.tensors if t.name not in found}
-    groups: list[Group] = []
-    for layer in model.layers:
-        spec = _file_layout(layer.spec, model.format)
-        comp = Recurrent(layer.path, spec)
-        stored = model.layer_tensors(layer)
-        names = tuple(t.name for t in stored)
-        groups.append(Group(layer.path, spec.display_class, comp, layer.note, names))
+    found.update(n for c in model.components for n in c.tensors)
+    rest = {t.name: t.shape for t in model.tensors if t.name not in found and t.name not in constants}
+    groups = _file_groups(model)
     inferred = statedict.infer_components(rest) if rest else []
     groups += [Group(i.prefix, i.type_name, _renamed(i.component, i.prefix), i.note) for i in inferred]
     buffers = frozenset(k for k in rest if k.rpartition(".")[2] in statedict.BUFFER_NAMES)
@@ -643,11 +851,55 @@ def inspect(path: str | Path) -> Analysis:
     if ties_unknown:
         notes.append(unseen_ties_note(rest, buffers))
     if model.format in ("onnx", "keras"):
-        notes.append(f"{model.format} file: recurrent layers from its metadata, checked position by position")
+        notes.append(f"{model.format} file: layers from its metadata, checked position by position")
     analysis = match_tensors(
-        groups, params, source=model.source, buffers=buffers, notes=notes, actual_label="stored"
+        groups,
+        params,
+        source=model.source,
+        buffers=buffers,
+        not_parameters=constants,
+        notes=notes,
+        actual_label="stored",
+        unverified=[*model.unverified, *_unread_recurrent(inferred, rest)],
     )
     return dataclasses.replace(analysis, ties_unknown=ties_unknown)
+
+
+def _file_groups(model: StoredModel) -> list[Group]:
+    """Groups for the layers and components a file's metadata names, with their stored parts."""
+    groups: list[Group] = []
+    for layer in model.layers:
+        spec = _file_layout(layer.spec, model.format)
+        parts = layer.parts or tuple(Part((t.name,)) for t in model.layer_tensors(layer))
+        groups.append(Group(layer.path, spec.display_class, Recurrent(layer.path, spec), layer.note, parts))
+    by_name = {t.name for t in model.tensors}
+    for c in model.components:
+        parts = tuple(Part((n,)) for n in c.tensors if n in by_name)
+        groups.append(Group(c.path, c.type_name, c.component, c.note, parts))
+    if model.order:  # the model's own layer order (a Bidirectional's directions stay together)
+        rank = {path: i for i, path in enumerate(model.order)}
+        groups.sort(key=lambda g: rank.get(g.path, rank.get(g.path.rpartition("/")[0], len(rank))))
+    return groups
+
+
+def _unread_recurrent(inferred: Sequence[statedict.Inferred], rest: Mapping[str, Any]) -> list[str]:
+    """A group with recurrent tensor names (``weight_ih_l0``, ...) that no cell explains."""
+    key = statedict.rnn_key()
+    out: list[str] = []
+    for i in inferred:
+        if i.component is not None:
+            continue
+        prefix = f"{i.prefix}." if i.prefix else ""
+        leaves = [
+            n[len(prefix) :]
+            for n in rest
+            if n.startswith(prefix) and "." not in n[len(prefix) :] and key.match(n[len(prefix) :])
+        ]
+        if leaves:
+            shown = ", ".join(leaves[:4]) + (", ..." if len(leaves) > 4 else "")
+            why = i.note or "not read as a layer"
+            out.append(f"{i.prefix or '(root)'}: recurrent tensors {shown} {why}")
+    return out
 
 
 def _file_layout(spec: RecurrentSpec, fmt: str) -> RecurrentSpec:

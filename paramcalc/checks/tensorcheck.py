@@ -427,6 +427,12 @@ def check(
     if isinstance(target, RecurrentSpec):
         return check_spec(target, device, dtype=dtype, use_torchinfo=use_torchinfo)
     if is_module(target):  # that module's own tensors, against the formulas of its spec
-        spec = as_spec(target, "check")
+        try:
+            spec = as_spec(target, "check")
+        except ParamcalcError as exc:
+            raise ParamcalcError(
+                f"{exc}: check compares one recurrent module (nn.LSTM, nn.GRU, a cell, ...) with its "
+                "formulas; for a whole model use paramcalc.analyze(model)"
+            ) from None
         return check_spec(spec, device, dtype=dtype, use_torchinfo=use_torchinfo, module=target)
     raise ParamcalcError(f"check needs {EXPECTED} or an Architecture, got {type(target).__name__}")

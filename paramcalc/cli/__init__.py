@@ -2,9 +2,10 @@
 
 Exit codes: 0 ok; 1 a cross-check found a mismatch; 2 a usage or input error (one line on
 stderr); 3 an unexpected internal error (one line asking for a report; the traceback with
-``--debug`` or ``PARAMCALC_DEBUG=1``); 130 interrupted; 143 terminated. No traceback reaches a
-user otherwise. torch and pandas are imported only by the commands that need them, so analytic
-queries such as ``paramcalc count`` start fast.
+``--debug`` or ``PARAMCALC_DEBUG=1``); 4 ``inspect`` found no mismatch but could not verify
+everything (a recurrent layer not identified, ties not visible); 130 interrupted; 143
+terminated. No traceback reaches a user otherwise. torch and pandas are imported only by the
+commands that need them, so analytic queries such as ``paramcalc count`` start fast.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from ..errors import ParamcalcError, Terminated
 ISSUES_URL = "https://github.com/paramcalc/paramcalc/issues"
 #: The variable click's shell completion sets: ``eval "$(_PARAMCALC_COMPLETE=bash_source paramcalc)"``.
 COMPLETE_VAR = "_PARAMCALC_COMPLETE"
+#: Exit codes (see the module docstring and docs/cli.md).
+EXIT_MISMATCH = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_UNVERIFIED = 4
 
 #: command name -> (module, attribute): a command's module is imported only when it runs (or for
 #: the help listing), so ``paramcalc count`` loads the analytic commands and nothing else.

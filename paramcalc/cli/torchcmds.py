@@ -185,7 +185,14 @@ def inspect_cmd(
       called with no arguments, under --device (meta builds it with no memory).
 
     Per module: the analytic count (formula) vs the actual (stored) one; layers
-    with no adapter are "counted, no formula". Exit 1 if a formula disagrees.
+    with no adapter are "counted, no formula". Nothing in a file is trusted
+    beyond its names and shapes (docs/inspect.md).
+
+    \b
+    Exit status: 0 ok (every stored parameter explained by a formula or counted
+    with none), 1 a formula disagrees, 2 a user error or unreadable file, 4
+    unverified (no disagreement, but a recurrent layer could not be identified
+    or ties cannot be seen; the reasons are listed).
 
     \b
     Examples:
@@ -213,5 +220,14 @@ def inspect_cmd(
     else:
         raise ParamcalcError(f"{target}: no such file (and not package.module:factory)")
     emit(analysis, fmt, output, view=by, wide=wide)
-    if not analysis.ok:
-        ctx.exit(1)
+    code = _verdict_exit(analysis.status)
+    if code:
+        ctx.exit(code)
+
+
+def _verdict_exit(status: Any) -> int:
+    """The exit code of an ``inspect`` verdict: 0 ok, 1 mismatch, 4 unverified."""
+    from ..results.base import Status
+    from . import EXIT_MISMATCH, EXIT_UNVERIFIED
+
+    return {Status.MISMATCH: EXIT_MISMATCH, Status.UNVERIFIED: EXIT_UNVERIFIED}.get(status, 0)

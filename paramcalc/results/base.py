@@ -44,6 +44,8 @@ class Status(str, enum.Enum):
     EXPECTED_DIFFERENCE = "expected difference"
     UNEXPLAINED = "unexplained difference"
     NO_FORMULA = "counted, no formula"
+    #: Nothing disagrees, but something could not be checked (a layer not identified).
+    UNVERIFIED = "unverified"
     BUFFER = "buffer"
     TIED = "tied"
 

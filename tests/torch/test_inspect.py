@@ -7,6 +7,7 @@ here.
 
 from __future__ import annotations
 
+import json
 import pickle
 import sys
 import textwrap
@@ -450,9 +451,15 @@ def test_cli_inspect_checkpoint_no_cell_fits_is_counted_without_a_formula(tmp_pa
     path = tmp_path / "bad.pt"
     torch.save({"rnn." + k: v for k, v in sd.items()}, path)
     r = invoke("inspect", path)
-    assert r.exit_code == 0, r.output  # no formula fits: counted, not a mismatch
+    # no formula fits: counted, not a mismatch, but a recurrent layer went unidentified: unverified
+    assert r.exit_code == 4, r.output
     text = " ".join(r.stdout.split())  # a long detail wraps in its cell
     assert "counted, no formula" in text and "no registered cell has these tensors" in text
+    assert "UNVERIFIED" in text and "unverified: rnn: recurrent tensors weight_ih_l0" in text
+    r = invoke("inspect", path, "--format", "json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 4 and doc["status"] == "unverified" and doc["ok"] is False
+    assert len(doc["unverified"]) == 1
 
 
 # --- refusals: one line, exit 2, nothing executed --------------------------------------------------

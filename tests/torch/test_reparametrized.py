@@ -5,6 +5,7 @@ Ground truth is torch's own: the tensors it stores and ``sum(p.numel())``.
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -14,6 +15,7 @@ from torch import nn
 
 import paramcalc as pc
 from paramcalc.cli import cli
+from tests.helpers import invoke
 
 
 def test_weight_norm_parametrization_on_an_lstm_is_not_a_mismatch():
@@ -72,9 +74,17 @@ def test_a_meta_saved_tied_checkpoint_says_the_ties_could_not_be_seen(tmp_path):
     a = pc.inspect(tmp_path / "meta.pt")
     assert a.ties_unknown
     text = str(a)
-    assert "UNVERIFIED total" in text and "decoder.weight" in text and "encoder.weight" in text
+    assert "UNVERIFIED:" in text and "ties could not be seen" in text
+    assert "decoder.weight" in text and "encoder.weight" in text
     # the real model has the tied weight once; the file lists it under both names
     assert a.actual_total == sum(p.numel() for p in lm.parameters()) + 50 * 8
+    # not "ok" anywhere: the verdict, JSON's status and the exit code all say unverified
+    assert not a.ok and not a.mismatch and a.status is pc.Status.UNVERIFIED
+    r = invoke("inspect", tmp_path / "meta.pt", "--format", "json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 4 and doc["status"] == "unverified" and doc["ok"] is False
+    assert any("ties could not be seen" in u for u in doc["unverified"])
+    assert invoke("inspect", tmp_path / "meta.pt").exit_code == 4
 
 
 def test_a_cpu_saved_tied_checkpoint_counts_the_tie_once(tmp_path):

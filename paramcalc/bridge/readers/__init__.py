@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,15 +36,20 @@ from math import prod
 from pathlib import Path
 from typing import TypeVar
 
+from ...core.architecture import Component
 from ...core.spec import RecurrentSpec
 from ...errors import ParamcalcError
 
 __all__ = [
     "FORMATS",
+    "BadShape",
+    "FoundComponent",
     "FoundLayer",
+    "Part",
     "StoredModel",
     "StoredTensor",
     "detect_format",
+    "model_path",
     "read_model",
 ]
 
@@ -69,6 +75,14 @@ HDF5_OFFSETS = (0, 512, 1024, 2048)
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 #: Longest library message kept in an error line.
 MAX_REASON = 240
+#: Most elements one stored tensor may claim (2**50, about 10**15: 4 PB of float32). A header or
+#: graph claiming more, or a negative dimension, is a hostile or broken file, not a model.
+MAX_TENSOR_ELEMENTS = 2**50
+MAX_TENSOR_DIMS = 64
+
+
+class BadShape(ParamcalcError):
+    """A stored tensor claims an impossible shape (the reader adds the file's name)."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +97,38 @@ class StoredTensor:
     #: Identity: equal keys are one tied tensor (safetensors data offsets, ONNX external data
     #: location, HDF5 object address); ``None`` if unknown.
     key: object = None
+    #: Why the tensor is stored but is not a parameter (an ONNX graph constant, a recurrent
+    #: node's initial state); empty for a parameter.
+    not_parameter: str = ""
+
+    def __post_init__(self) -> None:
+        shape = self.shape
+        if len(shape) > MAX_TENSOR_DIMS:
+            raise BadShape(f"tensor {self.name!r} claims {len(shape)} dimensions (limit {MAX_TENSOR_DIMS})")
+        n = 1
+        for d in shape:
+            if d < 0:
+                raise BadShape(f"tensor {self.name!r} has a negative dimension: shape {list(shape)}")
+            n *= d
+            if n > MAX_TENSOR_ELEMENTS:
+                raise BadShape(
+                    f"tensor {self.name!r} claims shape {list(shape)}, over {MAX_TENSOR_ELEMENTS:,} "
+                    "elements (not a real tensor)"
+                )
 
     @property
     def numel(self) -> int:
         return prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Part:
+    """The stored tensors that hold one analytic tensor of a layer."""
+
+    names: tuple[str, ...]
+    #: The graph operations that build the layer's input from them (ONNX ``Slice``, ``Concat``,
+    #: ...); empty: the layer takes the stored tensor as it is (its shape is checked).
+    via: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +139,23 @@ class FoundLayer:
     path: str
     spec: RecurrentSpec
     #: Names of the :class:`StoredTensor` entries that belong to this layer.
+    tensors: tuple[str, ...]
+    note: str = ""
+    #: Where the graph builds the layer's inputs from other stored tensors: one :class:`Part` per
+    #: analytic tensor of the file's layout, in its order. Empty: ``tensors`` are the layer's
+    #: inputs themselves, position by position.
+    parts: tuple[Part, ...] = ()
+
+
+@dataclass(frozen=True)
+class FoundComponent:
+    """A non-recurrent layer named by the file's metadata (a Keras ``Dense``, ``Embedding``)."""
+
+    path: str
+    #: The framework's class name, e.g. ``Dense``.
+    type_name: str
+    #: Its analytic tensors, in the stored order; ``None``: counted, no formula.
+    component: Component | None
     tensors: tuple[str, ...]
     note: str = ""
 
@@ -115,13 +174,22 @@ class StoredModel:
     #: Whose tensor names and layouts the file uses: ``torch``, ``keras`` or ``onnx``.
     convention: str
     notes: tuple[str, ...] = ()
+    #: Non-recurrent layers the metadata names (Keras files), each with its own tensors.
+    components: tuple[FoundComponent, ...] = ()
+    #: What the reader could not verify, one sentence each (a recurrent node whose weights are
+    #: computed at run time, a recurrent module exported as elementary operators, ...).
+    unverified: tuple[str, ...] = ()
+    #: Layer paths in the model's own order (Keras: the config's), for reports; may be empty.
+    order: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
-        """Elements of all stored tensors, each tied tensor (equal ``key``) counted once."""
+        """Elements of the stored parameters, each tied tensor (equal ``key``) counted once."""
         seen: set[object] = set()
         total = 0
         for t in self.tensors:
+            if t.not_parameter:
+                continue
             if t.key is not None:
                 if t.key in seen:
                     continue
@@ -192,6 +260,67 @@ def is_hdf5(path: Path, size: int) -> bool:
     return any(off + 8 <= size and read_head(path, 8, off) == HDF5_MAGIC for off in HDF5_OFFSETS)
 
 
+# --- zip archives (``.keras`` files and PyTorch checkpoints) -----------------------------------
+
+#: A member inflating more than this ratio (and beyond ``BOMB_FLOOR`` bytes) is a zip bomb.
+MAX_RATIO = 200
+BOMB_FLOOR = 2**20
+MAX_MEMBERS = 100_000
+
+
+def unsafe_member_name(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return (
+        name.startswith(("/", "\\"))
+        or "\x00" in name
+        or bool(re.match(r"^[A-Za-z]:", name))
+        or any(part == ".." for part in parts)
+    )
+
+
+def zip_members(path: Path, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """A zip archive's members by name, checked before any is read: their count, no absolute
+    path or ``..`` component, no name twice, no member inflating like a zip bomb (the Keras
+    ``.keras`` reader and the PyTorch checkpoint reader share it)."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise refuse(path, f"the archive has {len(infos):,} members (limit {MAX_MEMBERS:,})")
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        name = info.filename
+        if unsafe_member_name(name) or unsafe_member_name(info.orig_filename):
+            raise refuse(
+                path, f"zip member {name!r} has an unsafe path (absolute or '..'); refusing the archive"
+            )
+        if name in members:
+            raise refuse(path, f"zip member {name!r} appears twice; refusing the archive")
+        if (
+            info.compress_type != zipfile.ZIP_STORED
+            and info.file_size > BOMB_FLOOR
+            and info.file_size > MAX_RATIO * max(info.compress_size, 1)
+        ):
+            raise refuse(
+                path,
+                f"zip member {name!r} claims {info.file_size:,} bytes from {info.compress_size:,} compressed "
+                "(a zip bomb?); refusing the archive",
+            )
+        members[name] = info
+    return members
+
+
+def read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    """A small member's bytes: its declared size is checked first, and no more than that is read."""
+    if info.flag_bits & 0x1:
+        raise refuse(path, f"zip member {info.filename!r} is encrypted")
+    if info.file_size > cap:
+        raise refuse(path, f"{info.filename} is {info.file_size:,} bytes uncompressed (limit {cap:,})")
+    with zf.open(info) as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise refuse(path, f"{info.filename} inflates beyond {cap:,} bytes")
+    return data
+
+
 F = TypeVar("F", bound=Callable[..., "StoredModel"])
 
 
@@ -202,6 +331,8 @@ def one_line_errors(func: F) -> F:
     def wrapper(path: str | os.PathLike[str], *args: object, **kwargs: object) -> StoredModel:
         try:
             return func(path, *args, **kwargs)
+        except BadShape as e:
+            raise refuse(path, str(e)) from None
         except ParamcalcError:
             raise
         except RecursionError:
@@ -285,10 +416,21 @@ def _read_pytorch(path: Path) -> StoredModel:
     return result
 
 
+def model_path(path: object, what: str = "read_model") -> Path:
+    """``path`` as a :class:`~pathlib.Path`; a wrong type (``None``, a number, bytes) is one line."""
+    if isinstance(path, (str, os.PathLike)):
+        fs = os.fspath(path)
+        if isinstance(fs, str):
+            if not fs:
+                raise ParamcalcError(f"{what} needs a file path, got an empty string")
+            return Path(fs)
+    raise ParamcalcError(f"{what} needs a file path (str or pathlib.Path), got {type(path).__name__}")
+
+
 def read_model(path: str | os.PathLike[str]) -> StoredModel:
     """Inspect a stored model file: its tensors and its recurrent layers (see the module docs)."""
-    fmt = detect_format(path)
-    p = Path(os.fspath(path))
+    p = model_path(path)
+    fmt = detect_format(p)
     if fmt == "safetensors":
         from .safetensors_reader import read_safetensors
 

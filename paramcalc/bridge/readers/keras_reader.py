@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...core.architecture import Component, Custom, tensor_formula
 from ...core.cells import cell_for, get_cell
 from ...core.params import count
 from ...core.spec import RecurrentSpec
@@ -46,6 +47,7 @@ from ...results.render import plural
 from . import (
     HDF5_MAGIC,
     ZIP_MAGICS,
+    FoundComponent,
     FoundLayer,
     StoredModel,
     StoredTensor,
@@ -53,22 +55,22 @@ from . import (
     missing_extra,
     one_line_errors,
     read_head,
+    read_member,
     refuse,
     regular_file,
     short_reason,
+    zip_members,
 )
 
 MAX_CONFIG_BYTES = 16 * 2**20
 MAX_METADATA_BYTES = 2**20
 #: A compressed ``model.weights.h5`` is inflated in memory up to this size.
 MAX_INFLATE_BYTES = 2**30
-#: A member inflating more than this ratio (and beyond ``BOMB_FLOOR`` bytes) is a zip bomb.
-MAX_RATIO = 200
-BOMB_FLOOR = 2**20
-MAX_MEMBERS = 100_000
 #: HDF5 objects visited at most, and the deepest group nesting followed.
 MAX_OBJECTS = 1_000_000
 MAX_DEPTH = 64
+#: Chunks of a long list attribute (``weight_names0``, ``weight_names1``, ...) joined at most.
+MAX_CHUNKS = 1024
 #: Top-level groups of a weights file that hold training state, not parameters.
 NON_PARAMETER_GROUPS = frozenset(
     {"optimizer", "optimizer_weights", "compile_metrics", "compile_loss", "metrics"}
@@ -120,57 +122,6 @@ class _MemberView(io.RawIOBase):
         return got
 
 
-def _unsafe_name(name: str) -> bool:
-    parts = name.replace("\\", "/").split("/")
-    return (
-        name.startswith(("/", "\\"))
-        or "\x00" in name
-        or bool(re.match(r"^[A-Za-z]:", name))
-        or any(part == ".." for part in parts)
-    )
-
-
-def _check_archive(path: Path, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """Member names and declared sizes, checked before any member is read."""
-    infos = zf.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise refuse(path, f"the archive has {len(infos):,} members (limit {MAX_MEMBERS:,})")
-    members: dict[str, zipfile.ZipInfo] = {}
-    for info in infos:
-        name = info.filename
-        if _unsafe_name(name) or _unsafe_name(info.orig_filename):
-            raise refuse(
-                path, f"zip member {name!r} has an unsafe path (absolute or '..'); refusing the archive"
-            )
-        if name in members:
-            raise refuse(path, f"zip member {name!r} appears twice; refusing the archive")
-        if (
-            info.compress_type != zipfile.ZIP_STORED
-            and info.file_size > BOMB_FLOOR
-            and info.file_size > MAX_RATIO * max(info.compress_size, 1)
-        ):
-            raise refuse(
-                path,
-                f"zip member {name!r} claims {info.file_size:,} bytes from {info.compress_size:,} compressed "
-                "(a zip bomb?); refusing the archive",
-            )
-        members[name] = info
-    return members
-
-
-def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
-    """A small member's bytes: its declared size is checked first, and no more than that is read."""
-    if info.flag_bits & 0x1:
-        raise refuse(path, f"zip member {info.filename!r} is encrypted")
-    if info.file_size > cap:
-        raise refuse(path, f"{info.filename} is {info.file_size:,} bytes uncompressed (limit {cap:,})")
-    with zf.open(info) as fh:
-        data = fh.read(cap + 1)
-    if len(data) > cap:
-        raise refuse(path, f"{info.filename} inflates beyond {cap:,} bytes")
-    return data
-
-
 def _weights_file(
     path: Path, raw: io.BufferedReader, zf: zipfile.ZipFile, info: zipfile.ZipInfo
 ) -> io.IOBase:
@@ -184,7 +135,7 @@ def _weights_file(
                 f"{info.filename} is compressed and {info.file_size:,} bytes inflated (limit "
                 f"{MAX_INFLATE_BYTES:,}; Keras stores it uncompressed)",
             )
-        return io.BytesIO(_read_member(path, zf, info, MAX_INFLATE_BYTES))
+        return io.BytesIO(read_member(path, zf, info, MAX_INFLATE_BYTES))
     raw.seek(0, io.SEEK_END)
     size = raw.tell()
     raw.seek(info.header_offset)
@@ -525,80 +476,169 @@ def _checked(spec: RecurrentSpec, stored: list[StoredTensor], notes: list[str]) 
         notes.append(f"stored shapes {got} differ from the config's {expected}")
 
 
-def _found(path: Path, store: _Store, entries: list[_Entry], notes: list[str]) -> list[FoundLayer]:
-    layers: list[FoundLayer] = []
+@dataclass
+class _Findings:
+    """The layers a Keras config names, matched to the stored tensors."""
+
+    layers: list[FoundLayer] = field(default_factory=list)
+    components: list[FoundComponent] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)
+
+
+def _found(path: Path, store: _Store, entries: list[_Entry]) -> _Findings:
+    out = _Findings()
     for entry in entries:
-        cfg, name = entry.cfg, entry.name
-        if entry.cls == "Bidirectional":
-            conf = _conf(cfg)
-            fwd_cfg = conf.get("layer")
-            bwd_cfg = conf.get("backward_layer") or fwd_cfg
-            if not isinstance(fwd_cfg, dict) or not isinstance(bwd_cfg, dict):
-                notes.append(f"layer {name!r} (Bidirectional) has no inner layer config; not identified")
-                continue
-            fwd, bwd = _describe(path, name, fwd_cfg), _describe(path, name, bwd_cfg)
-            if fwd is None or bwd is None:
-                inner = fwd_cfg.get("class_name") if fwd is None else bwd_cfg.get("class_name")
-                notes.append(f"layer {name!r}: Bidirectional({inner}) is not a layer paramcalc models")
-                continue
-            _reset_from_bias(store, entry, fwd)
-            _reset_from_bias(store, entry, bwd)
-            merge_raw = conf.get("merge_mode", "concat")
-            merge = "concat" if merge_raw is None else str(merge_raw)
-            stored = store.under(entry)
-            if fwd.same(bwd):
-                d = _input_size(store, entry, fwd, "forward", fwd_cfg)
-                if d is None:
-                    notes.append(f"layer {name!r}: input size unknown (no stored kernel); not identified")
-                    continue
-                spec = _spec(path, name, fwd, d, True, merge)
-                lnotes = [f"Keras Bidirectional(merge_mode={merge_raw!r})", *fwd.notes]
-                if merge_raw is None:
-                    lnotes.append("merge_mode=None returns both directions separately (counted as concat)")
-                _layout_note(spec, lnotes)
-                _checked(spec, stored, lnotes)
-                layers.append(FoundLayer(name, spec, tuple(t.name for t in stored), "; ".join(lnotes)))
-                continue
-            for side, rnn, side_cfg in (("forward", fwd, fwd_cfg), ("backward", bwd, bwd_cfg)):
-                d = _input_size(store, entry, rnn, side, side_cfg)
-                if d is None:
-                    notes.append(
-                        f"layer {name!r} {side}: input size unknown (no stored kernel); not identified"
-                    )
-                    continue
-                spec = _spec(path, name, rnn, d, False, "concat")
-                part = store.side(entry, side, _name(side_cfg))
-                lnotes = [
-                    f"Keras Bidirectional(merge_mode={merge_raw!r}) with a different backward layer: "
-                    f"its {side} direction",
-                    *rnn.notes,
-                ]
-                _layout_note(spec, lnotes)
-                _checked(spec, part, lnotes)
-                layers.append(
-                    FoundLayer(f"{name}/{side}_layer", spec, tuple(t.name for t in part), "; ".join(lnotes))
-                )
-            continue
-        one = _describe(path, name, cfg)
-        if one is None:
-            if any(k in entry.cls.upper() for k in ("LSTM", "GRU", "RNN")):
-                notes.append(
-                    f"layer {name!r} ({entry.cls}) is not a recurrent layer paramcalc models; "
-                    "its tensors are listed, not identified"
-                )
-            continue
-        _reset_from_bias(store, entry, one)
-        d = _input_size(store, entry, one, "", cfg)
+        done = (
+            _bidirectional(path, store, entry, out)
+            if entry.cls == "Bidirectional"
+            else _recurrent(path, store, entry, out)
+        )
+        if not done:
+            _component(store, entry, out)
+    return out
+
+
+def _recurrent(path: Path, store: _Store, entry: _Entry, out: _Findings) -> bool:
+    """A recurrent layer (or ``RNN`` of a cell); ``False`` if it is not one paramcalc models."""
+    cfg, name = entry.cfg, entry.name
+    one = _describe(path, name, cfg)
+    if one is None:
+        if any(k in entry.cls.upper() for k in ("LSTM", "GRU", "RNN")):
+            out.unverified.append(
+                f"layer {name!r} ({entry.cls}) is not a recurrent layer paramcalc models; "
+                "its tensors are counted, not identified"
+            )
+        return False
+    _reset_from_bias(store, entry, one)
+    d = _input_size(store, entry, one, "", cfg)
+    if d is None:
+        out.unverified.append(f"layer {name!r} ({entry.cls}): input size unknown (no stored kernel)")
+        return False
+    spec = _spec(path, name, one, d, False, "concat")
+    stored = store.under(entry)
+    lnotes = [f"Keras {one.cls}" if entry.cls != "RNN" else f"Keras RNN({one.cls}Cell)", *one.notes]
+    _layout_note(spec, lnotes)
+    _checked(spec, stored, lnotes)
+    out.layers.append(FoundLayer(name, spec, tuple(t.name for t in stored), "; ".join(lnotes)))
+    return True
+
+
+def _bidirectional(path: Path, store: _Store, entry: _Entry, out: _Findings) -> bool:
+    """A ``Bidirectional`` layer: one layer, or one per direction when they differ."""
+    name, conf = entry.name, _conf(entry.cfg)
+    fwd_cfg = conf.get("layer")
+    bwd_cfg = conf.get("backward_layer") or fwd_cfg
+    if not isinstance(fwd_cfg, dict) or not isinstance(bwd_cfg, dict):
+        out.unverified.append(f"layer {name!r} (Bidirectional) has no inner layer config; not identified")
+        return False
+    fwd, bwd = _describe(path, name, fwd_cfg), _describe(path, name, bwd_cfg)
+    if fwd is None or bwd is None:
+        inner = fwd_cfg.get("class_name") if fwd is None else bwd_cfg.get("class_name")
+        out.unverified.append(f"layer {name!r}: Bidirectional({inner}) is not a layer paramcalc models")
+        return False
+    _reset_from_bias(store, entry, fwd)
+    _reset_from_bias(store, entry, bwd)
+    merge_raw = conf.get("merge_mode", "concat")
+    merge = "concat" if merge_raw is None else str(merge_raw)
+    if not fwd.same(bwd):
+        return _two_directions(path, store, entry, (fwd, fwd_cfg), (bwd, bwd_cfg), merge_raw, out)
+    d = _input_size(store, entry, fwd, "forward", fwd_cfg)
+    if d is None:
+        out.unverified.append(f"layer {name!r} (Bidirectional): input size unknown (no stored kernel)")
+        return False
+    spec = _spec(path, name, fwd, d, True, merge)
+    lnotes = [f"Keras Bidirectional(merge_mode={merge_raw!r})", *fwd.notes]
+    if merge_raw is None:
+        lnotes.append("merge_mode=None returns both directions separately (counted as concat)")
+    _layout_note(spec, lnotes)
+    stored = store.under(entry)
+    _checked(spec, stored, lnotes)
+    out.layers.append(FoundLayer(name, spec, tuple(t.name for t in stored), "; ".join(lnotes)))
+    return True
+
+
+def _two_directions(
+    path: Path,
+    store: _Store,
+    entry: _Entry,
+    fwd: tuple[_Rnn, dict[str, Any]],
+    bwd: tuple[_Rnn, dict[str, Any]],
+    merge_raw: Any,
+    out: _Findings,
+) -> bool:
+    """A ``Bidirectional`` with a different backward layer: one found layer per direction."""
+    name = entry.name
+    for side, (rnn, side_cfg) in (("forward", fwd), ("backward", bwd)):
+        d = _input_size(store, entry, rnn, side, side_cfg)
         if d is None:
-            notes.append(f"layer {name!r}: input size unknown (no stored kernel); not identified")
+            out.unverified.append(f"layer {name!r} {side}: input size unknown (no stored kernel)")
             continue
-        spec = _spec(path, name, one, d, False, "concat")
-        stored = store.under(entry)
-        lnotes = [f"Keras {one.cls}" if entry.cls != "RNN" else f"Keras RNN({one.cls}Cell)", *one.notes]
+        spec = _spec(path, name, rnn, d, False, "concat")
+        part = store.side(entry, side, _name(side_cfg))
+        lnotes = [
+            f"Keras Bidirectional(merge_mode={merge_raw!r}) with a different backward layer: "
+            f"its {side} direction",
+            *rnn.notes,
+        ]
         _layout_note(spec, lnotes)
-        _checked(spec, stored, lnotes)
-        layers.append(FoundLayer(name, spec, tuple(t.name for t in stored), "; ".join(lnotes)))
-    return layers
+        _checked(spec, part, lnotes)
+        out.layers.append(
+            FoundLayer(f"{name}/{side}_layer", spec, tuple(t.name for t in part), "; ".join(lnotes))
+        )
+    return True
+
+
+def _positive(conf: dict[str, Any], key: str) -> int | None:
+    value = conf.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _dense(entry: _Entry, stored: list[StoredTensor]) -> Component | None:
+    """``Dense(units)``: ``kernel (in, units)`` and ``bias (units,)``; ``in`` from the build
+    config, else from the stored kernel."""
+    conf = _conf(entry.cfg)
+    units = _positive(conf, "units")
+    if units is None:
+        return None
+    d = _build_input(entry.cfg)
+    if d is None:
+        kernels = [t.shape[0] for t in stored if len(t.shape) == 2 and t.shape[1] == units]
+        d = kernels[0] if kernels else None
+    if d is None:
+        return None
+    items = [tensor_formula("kernel", (d, units), "in·units", f"{d}·{units}")]
+    bias = conf.get("use_bias", True) is not False
+    if bias:
+        items.append(tensor_formula("bias", (units,), "units", f"{units}"))
+    label = f"keras Dense({d}, {units}{'' if bias else ', use_bias=False'})"
+    return Custom(entry.name, label, tuple(items))
+
+
+def _embedding(entry: _Entry) -> Component | None:
+    """``Embedding(input_dim, output_dim)``: ``embeddings (input_dim, output_dim)``."""
+    conf = _conf(entry.cfg)
+    v, e = _positive(conf, "input_dim"), _positive(conf, "output_dim")
+    if v is None or e is None:
+        return None
+    return Custom(
+        entry.name, f"keras Embedding({v}, {e})", (tensor_formula("embeddings", (v, e), "V·E", f"{v}·{e}"),)
+    )
+
+
+def _component(store: _Store, entry: _Entry, out: _Findings) -> None:
+    """Any other layer with weights: its own row (a formula for ``Dense`` and ``Embedding``)."""
+    stored = store.under(entry)
+    if not stored:
+        return
+    comp = (
+        _dense(entry, stored)
+        if entry.cls == "Dense"
+        else _embedding(entry)
+        if entry.cls == "Embedding"
+        else None
+    )
+    names = tuple(t.name for t in stored)
+    out.components.append(FoundComponent(entry.name, entry.cls or "unknown", comp, names))
 
 
 def _layout_note(spec: RecurrentSpec, notes: list[str]) -> None:
@@ -640,15 +680,118 @@ def _weights(h5py: Any, path: Path, h5: Any, root: str) -> _Weights:
 # --- the HDF5 inspection, isolated in a child process --------------------------------------------------
 
 #: libhdf5 is not hardened against hostile files: a corrupt attribute can crash the process. The
-#: HDF5 part is therefore read in a child process (``python -c``, same interpreter and path), so a
-#: crash or a hang is a one-line refusal instead of the end of the caller. ``False`` reads it in
-#: this process (debugging).
+#: HDF5 part is therefore read in a child process, so a crash or a hang is a one-line refusal
+#: instead of the end of the caller. The child runs isolated (``python -I``): neither the current
+#: folder nor ``PYTHONPATH`` is on its import path, so a ``json.py`` where the user stands is never
+#: imported; the folders holding paramcalc, h5py and numpy are appended after the standard library
+#: and site-packages (:func:`_child_path`). ``False`` reads it in this process (debugging).
 ISOLATE_HDF5 = True
 HDF5_TIMEOUT_S = 300.0
 _CHILD = (
-    "import sys; from paramcalc.bridge.readers.keras_reader import _child_main; "
-    "sys.exit(_child_main(sys.argv[1:]))"
+    "import sys; sys.path.extend(p for p in sys.argv[1:-2] if p not in sys.path); "
+    "from paramcalc.bridge.readers.keras_reader import _child_main; "
+    "sys.exit(_child_main(sys.argv[-2:]))"
 )
+
+
+def _child_path() -> list[str]:
+    """Absolute folders the child needs beyond its isolated default path (where h5py, numpy and
+    paramcalc were imported from here), paramcalc's last: appended, they never shadow the
+    standard library or site-packages."""
+    import h5py
+    import numpy
+
+    import paramcalc
+
+    out: list[str] = []
+    for mod in (h5py, numpy, paramcalc):
+        where = getattr(mod, "__file__", None)
+        if where:
+            folder = os.path.dirname(os.path.dirname(os.path.abspath(where)))
+            if folder not in out:
+                out.append(folder)
+    return out
+
+
+def _text_attr(value: Any) -> Any:
+    """An HDF5 string attribute as ``str`` (h5py gives ``str``, ``bytes`` or a numpy scalar)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value
+
+
+def _model_config(path: Path, attrs: Any) -> str:
+    """The ``model_config`` attribute, refused beyond :data:`MAX_CONFIG_BYTES`.
+
+    A fixed-length string declares its size, checked before it is read; a variable-length one
+    (h5py's default) only stores a 16-byte descriptor in the object header, so its text is
+    measured once read (its bytes live in the file, so the file's size bounds the read).
+    """
+    try:
+        declared = int(attrs.get_id("model_config").get_storage_size())
+    except Exception:
+        declared = 0
+    if declared > MAX_CONFIG_BYTES:
+        raise refuse(path, f"model_config is {declared:,} bytes (limit {MAX_CONFIG_BYTES:,})")
+    raw = attrs["model_config"]
+    value = _text_attr(raw)
+    if not isinstance(value, str):
+        raise refuse(path, "model_config is not a JSON string")
+    size = len(raw) if isinstance(raw, bytes) else len(value.encode("utf-8", "replace"))
+    if size > MAX_CONFIG_BYTES:
+        raise refuse(path, f"model_config is {size:,} bytes (limit {MAX_CONFIG_BYTES:,})")
+    return value
+
+
+def _name_list(group: Any, name: str) -> list[str]:
+    """A list-of-names attribute of a legacy Keras HDF5 group (empty if absent).
+
+    Keras splits a long list over ``name0``, ``name1``, ... (its legacy format's
+    ``load_attributes_from_hdf5_group``); the chunks are joined here the same way.
+    """
+    attrs = group.attrs
+    keys = [name] if name in attrs else []
+    if not keys:
+        while f"{name}{len(keys)}" in attrs and len(keys) < MAX_CHUNKS:
+            keys.append(f"{name}{len(keys)}")
+    out: list[str] = []
+    for key in keys:
+        value = attrs[key]
+        items = value.tolist() if hasattr(value, "tolist") else value
+        for item in items if isinstance(items, list) else [items]:
+            if len(out) >= MAX_OBJECTS:
+                return out
+            out.append(item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item))
+    return out
+
+
+def _in_weight_order(h5py: Any, group: Any, root: str, tensors: list[StoredTensor]) -> list[StoredTensor]:
+    """Each layer's datasets in the order of its ``weight_names`` attribute, the order Keras
+    writes and loads them in (``kernel``, ``recurrent_kernel``, ``bias``), not alphabetical."""
+    rank: dict[str, int] = {}
+    for layer in group.keys():
+        if not isinstance(group.get(layer, getlink=True), h5py.HardLink):
+            continue
+        sub = group[layer]
+        if isinstance(sub, h5py.Group):
+            for i, wn in enumerate(_name_list(sub, "weight_names")):
+                rank.setdefault(f"{root}/{layer}/{wn}", i)
+    if not rank:
+        return tensors
+
+    def layer_of(t: StoredTensor) -> str:
+        return t.name[len(root) + 1 :].partition("/")[0]
+
+    first: dict[str, int] = {}
+    for i, t in enumerate(tensors):
+        first.setdefault(layer_of(t), i)
+    order = sorted(
+        range(len(tensors)),
+        key=lambda i: (first[layer_of(tensors[i])], rank.get(tensors[i].name, len(rank)), i),
+    )
+    return [tensors[i] for i in order]
 
 
 def _summary(h5py: Any, path: Path, h5: Any, legacy: bool) -> dict[str, Any]:
@@ -657,28 +800,16 @@ def _summary(h5py: Any, path: Path, h5: Any, legacy: bool) -> dict[str, Any]:
     if legacy:
         attrs = h5.attrs
         if "model_config" in attrs:
-            try:
-                stored = attrs.get_id("model_config").get_storage_size()
-            except Exception:
-                stored = 0
-            if stored > MAX_CONFIG_BYTES:
-                raise refuse(path, f"model_config is {stored:,} bytes (limit {MAX_CONFIG_BYTES:,})")
-            value = attrs["model_config"]
-            if hasattr(value, "tolist"):
-                value = value.tolist()
-            if isinstance(value, bytes):
-                value = value.decode("utf-8", "replace")
-            if not isinstance(value, str):
-                raise refuse(path, "model_config is not a JSON string")
-            out["model_config"] = value
+            out["model_config"] = _model_config(path, attrs)
             for key in ("keras_version", "backend"):
                 if key in attrs:
-                    v = attrs[key]
-                    out["attrs"][key] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                    out["attrs"][key] = str(_text_attr(attrs[key]))
         out["root"] = "model_weights" if "model_weights" in h5 else ""
     w = _weights(h5py, path, h5, out["root"])
-    if out["root"] and "optimizer_weights" in h5:
-        w.skipped["optimizer_weights"] = _count_datasets(h5py, h5["optimizer_weights"])
+    if out["root"]:
+        w.tensors = _in_weight_order(h5py, h5[out["root"]], out["root"], w.tensors)
+        if "optimizer_weights" in h5:
+            w.skipped["optimizer_weights"] = _count_datasets(h5py, h5["optimizer_weights"])
     out["tensors"] = [[t.name, list(t.shape), t.dtype, t.key] for t in w.tensors]
     out["skipped"], out["links"] = w.skipped, w.links
     return out
@@ -692,7 +823,7 @@ def _inspect_h5(path: Path, kind: str) -> dict[str, Any]:
         with _open_h5(h5py, path, os.fspath(path), "the file") as h5:
             return _summary(h5py, path, h5, legacy=True)
     with open(path, "rb") as raw, zipfile.ZipFile(raw) as zf:
-        info = _check_archive(path, zf)["model.weights.h5"]
+        info = zip_members(path, zf)["model.weights.h5"]
         fileobj = _weights_file(path, raw, zf, info)
         with fileobj, _open_h5(h5py, path, fileobj, "model.weights.h5") as h5:
             out = _summary(h5py, path, h5, legacy=False)
@@ -718,15 +849,12 @@ def _run_h5(path: Path, kind: str) -> dict[str, Any]:
     """:func:`_inspect_h5` in a child process (see :data:`ISOLATE_HDF5`)."""
     if not ISOLATE_HDF5 or not sys.executable:
         return _inspect_h5(path, kind)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _CHILD, kind, os.fspath(path)],
+            [sys.executable, "-I", "-c", _CHILD, *_child_path(), kind, os.fspath(path)],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=HDF5_TIMEOUT_S,
-            env=env,
             check=False,
         )
     except subprocess.TimeoutExpired:
@@ -768,19 +896,20 @@ def _found_notes(found: dict[str, Any], notes: list[str]) -> None:
 
 def _read_zip(path: Path) -> StoredModel:
     notes: list[str] = []
+    unverified: list[str] = []
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, EOFError, ValueError) as e:
         raise refuse(path, f"not a valid zip archive ({short_reason(e)})") from None
     with zf:
-        members = _check_archive(path, zf)
+        members = zip_members(path, zf)
         if "config.json" not in members:
             raise refuse(path, "the archive has no config.json (not a Keras .keras file)")
         cfg = _parse_json(
-            path, _read_member(path, zf, members["config.json"], MAX_CONFIG_BYTES), "config.json"
+            path, read_member(path, zf, members["config.json"], MAX_CONFIG_BYTES), "config.json"
         )
         if "metadata.json" in members:
-            data = _read_member(path, zf, members["metadata.json"], MAX_METADATA_BYTES)
+            data = read_member(path, zf, members["metadata.json"], MAX_METADATA_BYTES)
             meta = _parse_json(path, data, "metadata.json")
             if isinstance(meta, dict) and meta.get("keras_version"):
                 notes.append(f"saved by Keras {meta['keras_version']}")
@@ -797,21 +926,46 @@ def _read_zip(path: Path) -> StoredModel:
         else:
             notes.append("model.weights.h5 is compressed in the archive: inflated in memory")
     elif "model.weights.npz" in members:
-        notes.append("weights are stored as model.weights.npz, which is not read; no tensors listed")
+        unverified.append("weights are stored as model.weights.npz, which is not read; no tensors listed")
     else:
-        notes.append("the archive holds no model.weights.h5; no tensors listed")
+        unverified.append("the archive holds no model.weights.h5; no tensors listed")
     entries: list[_Entry] = []
     layer_cfgs = _layer_list(cfg)
     if layer_cfgs is None:
-        notes.append("config.json has no layer list (a subclassed model?); recurrent layers not identified")
+        unverified.append("config.json has no layer list (a subclassed model?); layers not identified")
     else:
         _entries_keras3(layer_cfgs, "layers", "", entries, 0)
-    layers = _found(path, _Store(tensors, legacy=False), entries, notes)
-    return StoredModel(f"Keras file {path}", "keras", tuple(tensors), tuple(layers), "keras", tuple(notes))
+    return _model(
+        f"Keras file {path}", path, tensors, _Store(tensors, legacy=False), entries, notes, unverified
+    )
+
+
+def _model(
+    source: str,
+    path: Path,
+    tensors: list[StoredTensor],
+    store: _Store,
+    entries: list[_Entry],
+    notes: list[str],
+    unverified: list[str],
+) -> StoredModel:
+    found = _found(path, store, entries)
+    return StoredModel(
+        source,
+        "keras",
+        tuple(tensors),
+        tuple(found.layers),
+        "keras",
+        tuple(notes),
+        components=tuple(found.components),
+        unverified=(*unverified, *found.unverified),
+        order=tuple(e.name for e in entries),
+    )
 
 
 def _read_legacy_h5(path: Path) -> StoredModel:
     notes: list[str] = []
+    unverified: list[str] = []
     found = _run_h5(path, "h5")
     cfg = None if found["model_config"] is None else _parse_json(path, found["model_config"], "model_config")
     notes.extend(f"{k}: {v}" for k, v in found["attrs"].items())
@@ -819,21 +973,17 @@ def _read_legacy_h5(path: Path) -> StoredModel:
     _found_notes(found, notes)
     entries: list[_Entry] = []
     if cfg is None:
-        notes.append("weights only (no model_config): tensors listed, recurrent layers not identified")
+        unverified.append("weights only (no model_config): tensors listed, layers not identified")
     else:
         layer_cfgs = _layer_list(cfg)
         if layer_cfgs is None:
-            notes.append(
-                "model_config has no layer list (a subclassed model?); recurrent layers not identified"
-            )
+            unverified.append("model_config has no layer list (a subclassed model?); layers not identified")
         elif found["root"]:
             _entries_h5(layer_cfgs, None, "", entries, 0)
         else:
-            notes.append("no model_weights group: recurrent layers not identified")
-    layers = _found(path, _Store(tensors, legacy=True), entries, notes)
-    return StoredModel(
-        f"Keras HDF5 file {path}", "keras", tuple(tensors), tuple(layers), "keras", tuple(notes)
-    )
+            unverified.append("no model_weights group: layers not identified")
+    store = _Store(tensors, legacy=True)
+    return _model(f"Keras HDF5 file {path}", path, tensors, store, entries, notes, unverified)
 
 
 @one_line_errors

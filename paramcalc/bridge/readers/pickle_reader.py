@@ -17,7 +17,7 @@ from typing import Any
 from ...core.files import check_regular_file
 from ...errors import ParamcalcError
 from ...results.render import plural
-from . import StoredModel, StoredTensor
+from . import StoredModel, StoredTensor, one_line_errors, zip_members
 
 #: Keys under which training scripts commonly nest the state dict in a checkpoint.
 NEST_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "model_state", "weights")
@@ -26,13 +26,17 @@ MAX_PICKLE_BYTES = 256 * 2**20
 
 
 def _pickle_size(p: Path) -> int:
-    """Bytes of the pickled metadata: ``data.pkl`` of a zip checkpoint, else the whole file."""
+    """Bytes of the pickled metadata: ``data.pkl`` of a zip checkpoint, else the whole file.
+
+    A zip checkpoint's members are checked first, as the ``.keras`` reader checks its archive
+    (:func:`~paramcalc.bridge.readers.zip_members`: unsafe names, duplicates, zip bombs)."""
     if zipfile.is_zipfile(p):
         try:
             with zipfile.ZipFile(p) as zf:
-                return max((i.file_size for i in zf.infolist() if i.filename.endswith("data.pkl")), default=0)
-        except (zipfile.BadZipFile, OSError):
-            return 0
+                members = zip_members(p, zf)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return 0  # torch.load reports the broken archive
+        return max((i.file_size for n, i in members.items() if n.endswith("data.pkl")), default=0)
     return p.stat().st_size
 
 
@@ -59,10 +63,7 @@ def load_state_dict(path: str | Path) -> tuple[dict[str, Any], str]:
                 obj = torch.load(p, map_location="cpu", weights_only=True, **kw)
                 break
             except pickle_errors() as exc:
-                raise ParamcalcError(
-                    f"{p}: refused: {_refusal(exc)}, which torch.load(weights_only=True) does not "
-                    "allow (loading it could run code); nothing in the file was executed"
-                ) from None
+                raise ParamcalcError(f"{p}: refused: {_refusal(exc)}") from None
             except RuntimeError as exc:
                 if kw and "mmap can only be used" in str(exc):
                     continue
@@ -81,19 +82,46 @@ def pickle_errors() -> tuple[type[BaseException], ...]:
     return (pickle.UnpicklingError,)
 
 
+#: Where a state dict of a dynamically quantized model can be read: the model itself.
+QUANTIZED_HINT = (
+    "the packed weights of a quantized model, which a weights-only load cannot read; nothing in "
+    "the file was executed. Inspect the model instead: paramcalc.analyze(model), or paramcalc "
+    "inspect package.module:factory with a factory that quantizes it"
+)
+#: The end of every other refusal.
+UNSAFE = (
+    "which torch.load(weights_only=True) does not allow (loading it could run code); nothing in "
+    "the file was executed"
+)
+#: Globals that torch itself pickles into a checkpoint and that are not a user's class.
+_TORCH_INTERNAL = ("torch._utils.", "torch.storage.", "torch._tensor.", "collections.", "builtins.")
+
+
 def _refusal(exc: BaseException) -> str:
     import re
 
     text = str(exc)
     m = re.search(r"GLOBAL ([\w.]+)", text)
-    if m and m.group(1).startswith("torch.nn."):
-        return f"its pickle names {m.group(1)} (a whole module; save model.state_dict() instead)"
     if m:
-        return f"its pickle names {m.group(1)}"
+        return _global_refusal(m.group(1))
     m = re.search(r"Unsupported operand (\d+)", text)
     if m:
-        return f"its pickle uses opcode {m.group(1)}"
-    return "its pickle holds objects other than tensors and plain containers"
+        return f"its pickle uses opcode {m.group(1)}, {UNSAFE}"
+    return f"its pickle holds objects other than tensors and plain containers, {UNSAFE}"
+
+
+def _global_refusal(name: str) -> str:
+    """Why a pickle naming ``name`` is refused, with the way out that works."""
+    if name in ("torch.ScriptObject", "torch._C.ScriptObject") or ".quantized." in name:
+        return f"its pickle names {name}: {QUANTIZED_HINT}"
+    if name.startswith("torch.nn."):
+        return f"its pickle names {name} (a whole module; save model.state_dict() instead), {UNSAFE}"
+    if not name.startswith(_TORCH_INTERNAL) and name.rpartition(".")[2][:1].isupper():
+        return (
+            f"its pickle names {name} (an object of that class; if it is a whole model, save "
+            f"model.state_dict() instead), {UNSAFE}"
+        )
+    return f"its pickle names {name}, {UNSAFE}"
 
 
 def _reason(exc: BaseException) -> str:
@@ -152,6 +180,7 @@ def _first(exc: BaseException) -> str:
     return lines[0] if lines else ""
 
 
+@one_line_errors
 def read_pickle(path: Path) -> StoredModel:
     """The tensors of a checkpoint's state dict as a :class:`StoredModel` (names, shapes, ties).
 
