@@ -412,10 +412,6 @@ class Probe:
         the copy bandwidth (the sum, so a shape that is bound by either is not under-rated)."""
         return self.floor_s + m * k * n / self.macs_per_s + operand_bytes(m, k, n, elem) / self.bytes_per_s
 
-    def gemm_floor_s(self, m: int, k: int, n: int) -> float:
-        """No call is faster than the tiny GEMM nor than its MACs at the cube's rate."""
-        return max(self.floor_s, m * k * n / self.macs_per_s)
-
 
 @dataclass(frozen=True)
 class Suspect:
@@ -615,11 +611,7 @@ class DeviceTimer:
         todo = self.missing(requests)
         for i, (req, t) in enumerate(todo, 1):
             key = self.gemm_key(req, t)
-            old = self._gemm.get(key)
-            new = self._time_gemm(req, t)
-            again = old is not None and not self.refresh
-            self._gemm[key] = replace(new, tries=old.tries + 1) if again and old is not None else new
-            self._retimed(key, new)
+            self._gemm[key] = self._retimed(key, self._gemm.get(key), self._time_gemm(req, t))
             self.timed += 1
             if on_timed is not None:
                 on_timed(i, len(todo))
@@ -646,32 +638,40 @@ class DeviceTimer:
             elem = ELEMENT_BYTES[req.dtype]
             what = f"GEMM ({t.m}, {t.k}, {t.n}) {req.dtype}{' tf32' if req.math == 'tf32' else ''}"
 
-            def bounds() -> tuple[float, float]:
-                pr = self.probe(req.dtype, req.math)
-                return pr.gemm_floor_s(t.m, t.k, t.n), pr.gemm_s(t.m, t.k, t.n, elem)
+            def estimate() -> float:
+                return self.probe(req.dtype, req.math).gemm_s(t.m, t.k, t.n, elem)
 
-            self._judge(key, what, have, bounds)
+            self._judge(key, what, have, estimate)
         return key in self.suspects
 
-    def _judge(self, key: str, what: str, have: Timing, bounds: Callable[[], tuple[float, float]]) -> None:
+    def _judge(self, key: str, what: str, have: Timing, estimate: Callable[[], float]) -> None:
+        """Record ``have`` in :attr:`suspects` if it was taken busy and is used quiet, or is over
+        :data:`SUSPECT_FACTOR` × ``estimate()`` (the probe's time for it). A timing is never
+        judged too fast: load only slows a measurement down, and the probe may be the slow one."""
         if not self.verify or key in self._fresh:
             return
         why = ""
         if have.busy and not self.busy_now():
             why = f"taken under load {have.load:.1f} on {have.cpus} CPU(s), the machine is quiet now"
         else:
-            fastest, estimate = bounds()
-            if have.median_s > SUSPECT_FACTOR * estimate:
-                why = f"{have.median_s / estimate:,.0f} × the probe's estimate ({_fmt_s(estimate)})"
-            elif have.median_s * SUSPECT_FACTOR < fastest:
-                why = f"{fastest / have.median_s:,.0f} × faster than the device's probe allows"
+            expect = estimate()
+            if have.median_s > SUSPECT_FACTOR * expect:
+                why = f"{have.median_s / expect:,.0f} × the probe's estimate ({_fmt_s(expect)})"
         if why:
             self.suspects[key] = Suspect(what, why, have.median_s)
 
-    def _retimed(self, key: str, new: Timing) -> None:
+    def _retimed(self, key: str, old: Timing | None, new: Timing) -> Timing:
+        """What is kept of a new timing of ``key``: a suspect one keeps the faster of the two
+        (load and noise only slow a timing down), a retried one counts the try."""
         self._fresh.add(key)
+        if old is None or self.refresh:
+            return new
+        kept = replace(new, tries=old.tries + 1)
         if key in self.suspects:
             self.suspects[key] = replace(self.suspects[key], retimed_s=new.median_s)
+            if old.median_s < new.median_s:
+                kept = replace(old, tries=old.tries + 1)
+        return kept
 
     def busy_now(self) -> bool:
         """Whether the machine is busy now (:data:`BUSY_LOAD`); read once per object."""
@@ -790,33 +790,28 @@ class DeviceTimer:
     def copy_bandwidth(self) -> float:
         """Bytes per second a large ``copy_`` moves (read + write), timed once and cached."""
 
-        def bounds() -> tuple[float, float]:
-            estimate = 2 * self.copy_bytes / self.probe().bytes_per_s
-            return estimate, estimate
+        def estimate() -> float:
+            return 2 * self.copy_bytes / self.probe().bytes_per_s
 
-        timing = self._cached(
-            self.copy_key, f"copy of {self.copy_bytes / 2**20:g} MiB", self._time_copy, bounds
-        )
+        what = f"copy of {self.copy_bytes / 2**20:g} MiB"
+        timing = self._cached(self.copy_key, what, self._time_copy, estimate)
         return 2 * self.copy_bytes / timing.median_s
 
     def _cached(
-        self, key: str, what: str, time: Callable[[], Timing], bounds: Callable[[], tuple[float, float]]
+        self, key: str, what: str, time: Callable[[], Timing], estimate: Callable[[], float]
     ) -> Timing:
         """The copy-side timing under ``key`` (copy bandwidth, per-call overhead): from the cache
-        (judged against ``bounds()``: the fastest plausible time and the probe's estimate), or
-        timed now by ``time()`` and saved (with ``refresh``: timed once per object)."""
+        (judged against ``estimate()``, the probe's time for it), or timed now by ``time()`` and
+        saved (with ``refresh``: timed once per object)."""
         have = self._copy.get(key)
         if have is not None and not self.refresh and key not in self._judged:
             self._judged.add(key)
-            self._judge(key, what, have, bounds)
+            self._judge(key, what, have, estimate)
         stale = have is None or (self.refresh and key not in self._fresh)
         if have is not None and key in self.suspects and key not in self._fresh and have.tries < MAX_TRIES:
             stale = True
         if stale:
-            new = time()
-            again = have is not None and not self.refresh
-            self._copy[key] = replace(new, tries=have.tries + 1) if again and have is not None else new
-            self._retimed(key, new)
+            self._copy[key] = self._retimed(key, have, time())
             self.timed += 1
             self.save()
         return self._copy[key]
@@ -850,10 +845,10 @@ class DeviceTimer:
             timing = self._time_steps(spec, dtype, calls) if calls and spec is not None else None
             return timing or self._time_op()
 
-        def bounds() -> tuple[float, float]:
-            return MIN_SECONDS, self.probe().floor_s  # dispatch alone can be far under a synchronised GEMM
+        def estimate() -> float:
+            return self.probe().floor_s  # the tiny GEMM: one call's dispatch, and a little work
 
-        return self._cached(key, "per-call overhead", time, bounds).median_s
+        return self._cached(key, "per-call overhead", time, estimate).median_s
 
     def _time_steps(self, spec: RecurrentSpec, dtype: str, calls: int) -> Timing | None:
         import torch
