@@ -109,9 +109,11 @@ MAX_CACHE_FILE = 32 * 2**20
 #: Physical bounds of a cached time per call: no torch call is faster, no tile slower.
 MIN_SECONDS = 1e-9
 MAX_SECONDS = 3600.0
-#: A cached timing more than this many times slower (or faster) than the probe's estimate for
-#: its shape is suspect (measured on a 2-core CPU: real shapes stay within 7 ×).
-SUSPECT_FACTOR = 10.0
+#: A cached timing more than this many times the probe's estimate for its shape is suspect. On a
+#: loaded 2-core CPU (one thread) 23 shapes from (2, 4, 24) to (1024, 1024, 1024), skinny and
+#: GEMV-like ones included, took 0.5 to 7.9 × the estimate; so a timing 50 × too slow is caught
+#: for any shape that runs at 0.4 × its estimate or slower.
+SUSPECT_FACTOR = 20.0
 #: A 1-minute load average above this many runnable tasks per usable CPU: the machine is busy.
 BUSY_LOAD = 1.0
 #: Seconds a save waits for another process's lock on the cache before giving up (no save).
