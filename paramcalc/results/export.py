@@ -24,7 +24,8 @@ Suffixes: ``.csv`` and ``.json`` (standard library writers: exact integers of an
   prefixed with ``'`` in ``.csv`` and ``.xlsx`` so no spreadsheet runs it as a formula; control
   characters and lone surrogates are written escaped (``\\x1b``), never raw.
 * **checked first**: :func:`check_export_target` validates the path (suffix, folder, name
-  length, writability, the extra package) before any work is done.
+  length, links, writability, :data:`MIN_FREE_BYTES` of free space, the extra package) before
+  any work is done.
 """
 
 from __future__ import annotations
@@ -101,7 +102,26 @@ def check_target(path: str | os.PathLike[str], suffixes: Sequence[str], verb: st
     if target.exists() and not os.access(target, os.W_OK):
         raise ParamcalcError(f"{where}: the file is read-only")
     _probe(folder, where)
+    _check_free_space(folder, where)
     return target, suffix
+
+
+#: Bytes an output's folder must have free before any work is done (a full disk is found first).
+MIN_FREE_BYTES = 1 << 20
+
+
+def _check_free_space(folder: Path, where: str) -> None:
+    statvfs = getattr(os, "statvfs", None)
+    if statvfs is None:  # pragma: no cover - Windows
+        return
+    try:
+        st = statvfs(folder)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE_BYTES:
+        need = f"at least {MIN_FREE_BYTES:,} needed"
+        raise ParamcalcError(f"{where}: {safe_text(str(folder))!r} has {free:,} bytes free ({need})")
 
 
 def _shown(path: Path) -> str:

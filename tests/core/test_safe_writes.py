@@ -183,3 +183,12 @@ def test_without_following_a_folder_is_one_line(tmp_path):
     with pytest.raises(ParamcalcError, match="cannot write"):
         atomic_write(tmp_path / "cache.json", lambda tmp: Path(tmp).write_text("{}"), follow_links=False)
     assert [p.name for p in tmp_path.iterdir()] == ["cache.json"]  # no temporary file left
+
+
+def test_a_full_disk_is_found_before_any_work(tmp_path, monkeypatch):
+    class Full:
+        f_bavail, f_frsize = 3, 4096
+
+    monkeypatch.setattr(os, "statvfs", lambda folder: Full())
+    line = one_line_error(invoke(*COUNT, "--output", tmp_path / "b.json"))
+    assert "12,288 bytes free" in line and list(tmp_path.iterdir()) == []
