@@ -110,9 +110,9 @@ MAX_CACHE_FILE = 32 * 2**20
 MIN_SECONDS = 1e-9
 MAX_SECONDS = 3600.0
 #: A cached timing more than this many times the probe's estimate for its shape is suspect. On a
-#: loaded 2-core CPU (one thread) 23 shapes from (2, 4, 24) to (1024, 1024, 1024), skinny and
-#: GEMV-like ones included, took 0.5 to 7.9 × the estimate; so a timing 50 × too slow is caught
-#: for any shape that runs at 0.4 × its estimate or slower.
+#: 2-core CPU under a load average of 5 (one thread, four runs), 23 shapes from (2, 4, 24) to
+#: (1024, 1024, 1024), skinny and GEMV-like ones included, took 0.4 to 12.3 × the estimate; a
+#: timing 50 × too slow is caught for any shape that runs at 0.4 × its estimate or slower.
 SUSPECT_FACTOR = 20.0
 #: A 1-minute load average above this many runnable tasks per usable CPU: the machine is busy.
 BUSY_LOAD = 1.0
@@ -684,7 +684,7 @@ class DeviceTimer:
 
     def probe(self, dtype: str = "fp32", math_mode: str = "ieee") -> Probe:
         """The device now (once per object and dtype): a (8, 8, 8) GEMM, a cube GEMM of side
-        :data:`PROBE_SIDE` (halved until its operands fit the budget) and a copy of a quarter of
+        :data:`PROBE_SIDE` (halved until its operands fit the budget) and a copy of an eighth of
         :data:`COPY_BYTES`, each a few calls (:func:`probe_time`)."""
         import torch
 
@@ -709,7 +709,7 @@ class DeviceTimer:
             floor, cube = times
             self._probes[(dtype, math_mode)] = (floor, side**3 / max(cube - floor, cube / 2))
         if self._copy_probe is None:
-            n = self.copy_bytes // 16
+            n = self.copy_bytes // 32  # an eighth of the cached copy, in fp32
             with oom_as_error("probing the copy bandwidth", self.dev):
                 src = torch.ones(n, device=self.dev)
                 dst = torch.empty(n, device=self.dev)
