@@ -722,7 +722,8 @@ class DeviceTimer:
 
     def suspect_notes(self, keys: Iterable[str]) -> list[str]:
         """At most two lines on the suspect timings among ``keys``: those timed again, and those
-        used as cached (timed :data:`MAX_TRIES` times already)."""
+        used as cached (timed :data:`MAX_TRIES` times already). Like every note on the cache, they
+        start with "the cache" (``bench`` shows those of its prediction)."""
         found = [self.suspects[k] for k in dict.fromkeys(keys) if k in self.suspects]
         again = [x for x in found if x.retimed_s is not None]
         kept = [x for x in found if x.retimed_s is None]
@@ -734,16 +735,16 @@ class DeviceTimer:
             )
             more = f"; and {len(again) - 3} more" if len(again) > 3 else ""
             out.append(
-                f"{len(again)} cached timing(s) looked wrong for this device now and were timed again: "
+                f"the cache had {len(again)} timing(s) that looked wrong for this device now, timed again: "
                 f"{shown}{more}"
             )
         if kept:
             shown = "; ".join(f"{x.what}: {_fmt_s(x.cached_s)} ({x.why})" for x in kept[:3])
             more = f"; and {len(kept) - 3} more" if len(kept) > 3 else ""
             out.append(
-                f"{len(kept)} cached timing(s) look wrong for this device now but were timed {MAX_TRIES} "
-                f"times already, so the prediction uses them as cached and may be off: {shown}{more}; "
-                "a prediction with refresh times them again"
+                f"the cache has {len(kept)} timing(s) that look wrong for this device now but were timed "
+                f"{MAX_TRIES} times already, so the prediction uses them as cached and may be off: "
+                f"{shown}{more}; a prediction with refresh times them again"
             )
         return out
 
