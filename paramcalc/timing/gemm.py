@@ -39,8 +39,8 @@ its notes):
   value outside :data:`MIN_SECONDS` .. :data:`MAX_SECONDS` (NaN, negative, 1e300 s) is dropped
   with a note. Before a prediction uses an entry it did not time itself, the timer measures the
   device now (:class:`Probe`: a tiny GEMM, a cube GEMM's MAC rate and a copy's bandwidth, a few
-  milliseconds each) and an entry more than :data:`SUSPECT_FACTOR` times off what the probe
-  gives for its shape, or taken while the machine was busy (load above :data:`BUSY_LOAD` per
+  milliseconds each) and an entry more than :data:`SUSPECT_FACTOR` times slower than the probe's
+  estimate for its shape, or taken while the machine was busy (load above :data:`BUSY_LOAD` per
   CPU) and used while it is not, is **suspect**: timed again (within :data:`MAX_TRIES`), or
   used with a note that says so.
 * **the file**: a file that is not valid JSON, has another schema, another torch version or
