@@ -31,23 +31,40 @@ its notes):
 * **the cache**: one JSON file per device name and torch version in :func:`cache_dir`
   (``$PARAMCALC_CACHE_DIR``, else ``$XDG_CACHE_HOME/paramcalc``, else
   ``~/.cache/paramcalc``), keyed by dtype, math mode (TF32 or not), shape and thread count.
+  Every entry keeps its median, IQR (its spread), runs, tries, and the 1-minute load average
+  and usable CPUs when it was taken (older files without the last two still load).
   A cached timing marked noisy is timed again the next time a process needs it, up to
   :data:`MAX_TRIES` times in all.
-  A file that is not valid JSON, has another schema, another torch version or another device
-  name is ignored (and replaced on the next write). Writes go through
-  :func:`paramcalc.results.export.atomic_write` under an advisory lock, merging what another
-  process wrote meanwhile, so concurrent runs never leave a torn or partial file.
+* **what a cached entry is trusted for** (see ``docs/bench.md``, "What the cache trusts"): a
+  value outside :data:`MIN_SECONDS` .. :data:`MAX_SECONDS` (NaN, negative, 1e300 s) is dropped
+  with a note. Before a prediction uses an entry it did not time itself, the timer measures the
+  device now (:class:`Probe`: a tiny GEMM, a cube GEMM's MAC rate and a copy's bandwidth, a few
+  milliseconds each) and an entry more than :data:`SUSPECT_FACTOR` times slower than the probe's
+  estimate for its shape, or taken while the machine was busy (load above :data:`BUSY_LOAD` per
+  CPU) and used while it is not, is **suspect**: timed again (within :data:`MAX_TRIES`), or
+  used with a note that says so.
+* **the file**: a file that is not valid JSON, has another schema, another torch version or
+  another device name is ignored (and replaced on the next write); so is a symbolic link or
+  anything but a regular file at the cache path (opened with ``O_NOFOLLOW | O_NONBLOCK``,
+  checked with ``fstat``: a link is never followed, a FIFO never blocks). Writes go through
+  :func:`paramcalc.results.export.atomic_write` with ``follow_links=False`` (the entry itself is
+  replaced, never what a link names) under a :mod:`filelock` lock, merging what another
+  process wrote meanwhile, so concurrent runs never leave a torn or partial file; a lock held
+  elsewhere for :data:`LOCK_TIMEOUT_S` makes the run go on without saving, and say so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
 import math
 import os
 import re
+import stat
+import statistics
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -89,6 +106,22 @@ SPLIT_K_RATIO = 16
 COPY_BYTES = {"cpu": 64 * 2**20, "cuda": 512 * 2**20, "mps": 256 * 2**20}
 #: Largest cache file read back (a bigger one is foreign).
 MAX_CACHE_FILE = 32 * 2**20
+#: Physical bounds of a cached time per call: no torch call is faster, no tile slower.
+MIN_SECONDS = 1e-9
+MAX_SECONDS = 3600.0
+#: A cached timing more than this many times the probe's estimate for its shape is suspect. On a
+#: 2-core CPU under a load average of 5 (one thread, four runs), 23 shapes from (2, 4, 24) to
+#: (1024, 1024, 1024), skinny and GEMV-like ones included, took 0.4 to 12.3 × the estimate; a
+#: timing 50 × too slow is caught for any shape that runs at 0.4 × its estimate or slower.
+SUSPECT_FACTOR = 20.0
+#: A 1-minute load average above this many runnable tasks per usable CPU: the machine is busy.
+BUSY_LOAD = 1.0
+#: Seconds a save waits for another process's lock on the cache before giving up (no save).
+LOCK_TIMEOUT_S = 10.0
+#: The probe: side of its cube GEMM per device type, and at least this many calls and seconds.
+PROBE_SIDE = {"cpu": 256, "cuda": 2048, "mps": 1024}
+PROBE_CALLS = 3
+PROBE_S = 0.005
 #: paramcalc dtype names the cache knows, with their element sizes.
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 
@@ -190,49 +223,91 @@ def tile_plan(m: int, k: int, n: int, elem: int, budget: int) -> tuple[Tile, ...
 
 @dataclass(frozen=True)
 class Timing:
-    """A measured median per call, its IQR, how many runs, and whether it is noisy."""
+    """A measured median per call, its IQR, how many runs, whether it is noisy, and the load
+    it was taken under (``None`` in files written before paramcalc recorded it)."""
 
     median_s: float
     iqr_s: float
     runs: int
     noisy: bool
-    #: How many times this shape has been timed (a noisy timing is retried up to :data:`MAX_TRIES`).
+    #: How many times this shape has been timed (a noisy or suspect timing is retried up to
+    #: :data:`MAX_TRIES`).
     tries: int = 1
+    #: The 1-minute load average when it was taken, and the CPUs the process could use.
+    load: float | None = None
+    cpus: int | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Taken while more tasks wanted to run than there were CPUs (:data:`BUSY_LOAD`)."""
+        return self.load is not None and self.cpus is not None and self.load > BUSY_LOAD * self.cpus
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "median_s": self.median_s,
             "iqr_s": self.iqr_s,
             "runs": self.runs,
             "noisy": self.noisy,
             "tries": self.tries,
         }
+        if self.load is not None and self.cpus is not None:
+            out.update(load=round(self.load, 2), cpus=self.cpus)
+        return out
 
     @classmethod
     def from_json(cls, value: Any) -> Timing:
-        """A timing from the cache; ``ValueError`` for anything that is not one."""
+        """A timing from the cache; ``ValueError`` for anything that is not one
+        (:class:`OutOfBounds` for a number beyond :data:`MIN_SECONDS` .. :data:`MAX_SECONDS`)."""
         if not isinstance(value, dict):
             raise ValueError("not an object")
         med, iqr = _number(value.get("median_s")), _number(value.get("iqr_s"))
-        if not (med > 0 and iqr >= 0):
-            raise ValueError("median_s must be positive and iqr_s not negative")
+        if not MIN_SECONDS <= med <= MAX_SECONDS:
+            raise OutOfBounds(f"median_s {med!r}")
+        if not 0 <= iqr <= MAX_SECONDS:
+            raise OutOfBounds(f"iqr_s {iqr!r}")
         runs, tries = _count(value.get("runs")), _count(value.get("tries", 1))
         noisy = value.get("noisy")
         if not isinstance(noisy, bool):
             raise ValueError("noisy must be a boolean")
-        return cls(med, iqr, runs, noisy, tries)
+        load, cpus = value.get("load"), value.get("cpus")
+        if load is not None or cpus is not None:
+            load, cpus = _number(load), _count(cpus)
+            if not 0 <= load <= 1e6:
+                raise OutOfBounds(f"load {load!r}")
+        return cls(med, iqr, runs, noisy, tries, load, cpus)
+
+
+class OutOfBounds(ValueError):
+    """A cached number no measurement gives: the entry is dropped (with a note), the file kept."""
 
 
 def _number(x: Any) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        raise ValueError("times must be finite numbers")
-    return float(x)
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError("times must be numbers")
+    try:
+        value = float(x)
+    except OverflowError:  # an integer of hundreds of digits
+        raise OutOfBounds(f"{str(x)[:12]}... ({len(str(x))} digits)") from None
+    if not math.isfinite(value):
+        raise OutOfBounds(repr(value))
+    return value
 
 
 def _count(x: Any) -> int:
-    if isinstance(x, bool) or not isinstance(x, int) or x < 1:
-        raise ValueError("runs and tries must be positive integers")
+    if isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= 2**31:
+        raise ValueError("runs, tries and cpus must be positive integers")
     return x
+
+
+def host_load() -> tuple[float | None, int]:
+    """The 1-minute load average (``None`` where the OS keeps none) and the usable CPUs."""
+    from ..bridge.devices import cpu_count
+
+    try:
+        load: float | None = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        load = None
+    return load, cpu_count()
 
 
 def time_call(fn: Callable[[], Any], dev: torch.device, threads: int, min_run_time: float) -> Timing:
@@ -270,7 +345,25 @@ def time_call(fn: Callable[[], Any], dev: torch.device, threads: int, min_run_ti
         )
     times = list(m.times)
     noisy = len(times) >= 2 and not m.meets_confidence(NOISE_THRESHOLD)
-    return Timing(float(m.median), float(m.iqr), len(times), noisy)
+    load, cpus = host_load()
+    return Timing(float(m.median), float(m.iqr), len(times), noisy, load=load, cpus=cpus)
+
+
+def probe_time(fn: Callable[[], Any], dev: torch.device, threads: int) -> float:
+    """The median of a few calls of ``fn`` after a first one: at least :data:`PROBE_CALLS`, for
+    :data:`PROBE_S` (a quick reading of what the device does now, not a cached timing)."""
+    from .benchmark import num_threads, timer_for
+
+    clock = timer_for(dev)
+    samples: list[float] = []
+    with num_threads(threads):
+        fn()
+        start = clock()
+        while len(samples) < PROBE_CALLS or (clock() - start < PROBE_S and len(samples) < 1000):
+            t0 = clock()
+            fn()
+            samples.append(clock() - t0)
+    return max(statistics.median(samples), MIN_SECONDS)
 
 
 # --- the device timer ------------------------------------------------------------------------
@@ -307,13 +400,42 @@ class GemmTime:
         return " + ".join(f"{t.count} × ({t.m}, {t.k}, {t.n})" for t in self.tiles)
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What the device does now, measured on the spot in a few milliseconds: the time of a tiny
+    GEMM (the floor of any call), the MAC rate of a cube GEMM, and a copy's bandwidth."""
+
+    floor_s: float
+    macs_per_s: float
+    bytes_per_s: float
+
+    def gemm_s(self, m: int, k: int, n: int, elem: int) -> float:
+        """The time the probe gives a GEMM: floor + MACs at the cube's rate + operand bytes at
+        the copy bandwidth (the sum, so a shape that is bound by either is not under-rated)."""
+        return self.floor_s + m * k * n / self.macs_per_s + operand_bytes(m, k, n, elem) / self.bytes_per_s
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A cached timing that looked wrong for the device now: what it is, why, and what became of it."""
+
+    what: str
+    why: str
+    cached_s: float
+    #: The new median when it was timed again; ``None``: used as cached (timed enough already).
+    retimed_s: float | None = None
+
+
 class DeviceTimer:
     """GEMM and copy timings of one device, thread count and torch version, cached on disk.
 
     ``cache``: ``True`` reads and writes the cache file in ``folder`` (default
     :func:`cache_dir`); ``False`` keeps timings in memory only. ``refresh``: read nothing from
     the cache, time every shape again and write the new timings over the old ones.
-    ``operand_budget`` overrides the bytes a timed GEMM may allocate (see :func:`tile_plan`).
+    ``verify`` (default): check every cached timing this object uses against the device now
+    (:class:`Probe`) and the load it was taken under, and time a suspect one again (see the
+    module docstring). ``operand_budget`` overrides the bytes a timed GEMM may allocate (see
+    :func:`tile_plan`).
     """
 
     def __init__(
@@ -326,6 +448,7 @@ class DeviceTimer:
         cache: bool = True,
         operand_budget: int | None = None,
         refresh: bool = False,
+        verify: bool = True,
     ) -> None:
         import torch
 
@@ -351,14 +474,22 @@ class DeviceTimer:
         self._copy: dict[str, Timing] = {}
         self._warm = False
         self._fresh: set[str] = set()  # keys timed by this object (a noisy one is not retimed)
-        #: Timings measured by this object (not read from the cache).
+        #: Timings measured by this object (not read from the cache; probes not counted).
         self.timed = 0
-        #: Why the cache file was ignored when it was read ("" when it was read, or absent).
+        #: Why the cache file (or some of its entries) was ignored when it was read ("" if none).
         self.cache_problem = ""
         #: Why the cache file could not be written ("" when it could).
         self.write_problem = ""
         #: Time every shape again (once per object), whatever the cache holds.
         self.refresh = bool(refresh)
+        #: Check the cached timings this object uses against the device now.
+        self.verify = bool(verify)
+        #: Cached timings judged suspect, by cache key (see :meth:`suspect_notes`).
+        self.suspects: dict[str, Suspect] = {}
+        self._judged: set[str] = set()
+        self._probes: dict[tuple[str, str], tuple[float, float]] = {}
+        self._copy_probe: float | None = None
+        self._busy_now: bool | None = None
         if self.use_cache and not refresh:
             self._gemm, self._copy, self.cache_problem = self._read()
 
@@ -375,35 +506,46 @@ class DeviceTimer:
         """The cache's entries, or empty ones and why the file was ignored."""
         return read_cache(self.path, self.identity())
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
+        """Hold the cache's :mod:`filelock` lock for the block, waiting at most
+        :data:`LOCK_TIMEOUT_S`; :class:`CacheBusy` when another process keeps it longer, or when
+        the lock path is not a regular file (filelock opens it with ``O_NOFOLLOW``)."""
+        from filelock import FileLock, Timeout
+
+        lock = self.lock_path
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISREG(os.lstat(lock).st_mode):
+                raise CacheBusy(f"its lock {str(lock)!r} is not a regular file")
+        fl = FileLock(str(lock), timeout=LOCK_TIMEOUT_S)
         try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: atomic writes only
-            yield
-            return
-        lock = self.path.with_name(self.path.name + ".lock")
+            fl.acquire()
+        except Timeout:
+            raise CacheBusy(
+                f"another process has held its lock for {LOCK_TIMEOUT_S:g} s (if none runs, "
+                f"delete {str(lock)!r})"
+            ) from None
         try:
-            fh = open(lock, "a+")  # held for the block
-        except OSError:
-            yield
-            return
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             yield
         finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            fh.close()
+            fl.release()
 
     def save(self) -> None:
-        """Merge this object's timings into the cache file, atomically (no-op without a cache)."""
+        """Merge this object's timings into the cache file, atomically (no-op without a cache).
+
+        The entry at the cache path is replaced, never written through (a link, a FIFO). A lock
+        held elsewhere, a full disk or a read-only folder: nothing is saved, and
+        :attr:`write_problem` says why (a note of the result)."""
         if not self.use_cache:
             return
         from ..results.export import atomic_write
 
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             with self._lock():
                 gemm, copy, _ = self._read()
                 gemm.update(self._gemm)
@@ -419,35 +561,44 @@ class DeviceTimer:
                     with open(tmp, "w", encoding="utf-8") as fh:
                         fh.write(text)
 
-                atomic_write(self.path, write)
+                atomic_write(self.path, write, follow_links=False)
             self._gemm, self._copy = gemm, copy
             self.write_problem = ""
+        except CacheBusy as exc:
+            self.write_problem = f"the cache {str(self.path)!r} was not saved: {exc}"
         except (OSError, ParamcalcError) as exc:
-            self.write_problem = f"the cache {str(self.path)!r} could not be written: {exc}"
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.write_problem = f"the cache {str(self.path)!r} could not be written: {why}"
 
     # -- GEMMs --------------------------------------------------------------------------------
     def _key(self, dtype: str, math_mode: str, m: int, k: int, n: int) -> str:
         return f"{dtype}:{math_mode}:{m}x{k}x{n}:t{self.threads}"
+
+    def gemm_key(self, req: GemmRequest, t: Tile) -> str:
+        """The cache key of tile ``t`` of ``req``."""
+        return self._key(req.dtype, req.math, t.m, t.k, t.n)
 
     def tiles(self, req: GemmRequest) -> tuple[Tile, ...]:
         return tile_plan(req.m, req.k, req.n, ELEMENT_BYTES[req.dtype], self.operand_budget)
 
     def missing(self, requests: Iterable[GemmRequest]) -> list[tuple[GemmRequest, Tile]]:
         """The distinct tiles of ``requests`` to time, in first-seen order: those without a
-        timing, and those whose cached timing is noisy and was timed fewer than :data:`MAX_TRIES`
-        times (at most once per object); with ``refresh``, every tile this object has not timed."""
+        timing, and those whose cached timing is noisy or suspect (:meth:`judge_gemm`) and was
+        timed fewer than :data:`MAX_TRIES` times (at most once per object); with ``refresh``,
+        every tile this object has not timed."""
         out: dict[str, tuple[GemmRequest, Tile]] = {}
         for req in requests:
             _check_request(req)
             for t in self.tiles(req):
-                key = self._key(req.dtype, req.math, t.m, t.k, t.n)
+                key = self.gemm_key(req, t)
+                if key in out or key in self._fresh:
+                    continue
                 have = self._gemm.get(key)
-                if key in self._fresh:
-                    stale = False
-                else:
-                    stale = have is not None and (self.refresh or (have.noisy and have.tries < MAX_TRIES))
-                if (have is None or stale) and key not in out:
+                if have is None or self.refresh:
                     out[key] = (req, t)
+                elif self.judge_gemm(req, t, have) or have.noisy:  # judged even when kept
+                    if have.tries < MAX_TRIES:
+                        out[key] = (req, t)
         return list(out.values())
 
     def ensure(
@@ -461,12 +612,8 @@ class DeviceTimer:
         """
         todo = self.missing(requests)
         for i, (req, t) in enumerate(todo, 1):
-            key = self._key(req.dtype, req.math, t.m, t.k, t.n)
-            old = self._gemm.get(key)
-            new = self._time_gemm(req, t)
-            again = old is not None and not self.refresh
-            self._gemm[key] = replace(new, tries=old.tries + 1) if again and old is not None else new
-            self._fresh.add(key)
+            key = self.gemm_key(req, t)
+            self._gemm[key] = self._retimed(key, self._gemm.get(key), self._time_gemm(req, t))
             self.timed += 1
             if on_timed is not None:
                 on_timed(i, len(todo))
@@ -478,9 +625,128 @@ class DeviceTimer:
         """Seconds per call of ``req`` (timed now if the cache lacks a tile of it)."""
         self.ensure([req])
         tiles = self.tiles(req)
-        entries = [self._gemm[self._key(req.dtype, req.math, t.m, t.k, t.n)] for t in tiles]
+        entries = [self._gemm[self.gemm_key(req, t)] for t in tiles]
         seconds = sum(t.count * e.median_s for t, e in zip(tiles, entries, strict=True))
         return GemmTime(req, seconds, tiles, any(e.noisy for e in entries))
+
+    # -- is a cached timing right for the device now? -----------------------------------------
+    def judge_gemm(self, req: GemmRequest, t: Tile, have: Timing) -> bool:
+        """Whether the cached timing ``have`` of tile ``t`` is suspect (recorded in
+        :attr:`suspects`): off the probe's estimate for its shape by more than
+        :data:`SUSPECT_FACTOR`, or taken on a busy machine that is quiet now."""
+        key = self.gemm_key(req, t)
+        if key not in self._judged:
+            self._judged.add(key)
+            elem = ELEMENT_BYTES[req.dtype]
+            what = f"GEMM ({t.m}, {t.k}, {t.n}) {req.dtype}{' tf32' if req.math == 'tf32' else ''}"
+
+            def estimate() -> float:
+                return self.probe(req.dtype, req.math).gemm_s(t.m, t.k, t.n, elem)
+
+            self._judge(key, what, have, estimate)
+        return key in self.suspects
+
+    def _judge(self, key: str, what: str, have: Timing, estimate: Callable[[], float]) -> None:
+        """Record ``have`` in :attr:`suspects` if it was taken busy and is used quiet, or is over
+        :data:`SUSPECT_FACTOR` × ``estimate()`` (the probe's time for it). A timing is never
+        judged too fast: load only slows a measurement down, and the probe may be the slow one."""
+        if not self.verify or key in self._fresh:
+            return
+        why = ""
+        if have.busy and not self.busy_now():
+            why = f"taken under load {have.load:.1f} on {have.cpus} CPU(s), the machine is quiet now"
+        else:
+            expect = estimate()
+            if have.median_s > SUSPECT_FACTOR * expect:
+                why = f"{have.median_s / expect:,.0f} × the probe's estimate ({_fmt_s(expect)})"
+        if why:
+            self.suspects[key] = Suspect(what, why, have.median_s)
+
+    def _retimed(self, key: str, old: Timing | None, new: Timing) -> Timing:
+        """What is kept of a new timing of ``key``: a suspect one keeps the faster of the two
+        (load and noise only slow a timing down), a retried one counts the try."""
+        self._fresh.add(key)
+        if old is None or self.refresh:
+            return new
+        kept = replace(new, tries=old.tries + 1)
+        if key in self.suspects:
+            self.suspects[key] = replace(self.suspects[key], retimed_s=new.median_s)
+            if old.median_s < new.median_s:
+                kept = replace(old, tries=old.tries + 1)
+        return kept
+
+    def busy_now(self) -> bool:
+        """Whether the machine is busy now (:data:`BUSY_LOAD`); read once per object."""
+        if self._busy_now is None:
+            load, cpus = host_load()
+            self._busy_now = load is not None and load > BUSY_LOAD * cpus
+        return self._busy_now
+
+    def probe(self, dtype: str = "fp32", math_mode: str = "ieee") -> Probe:
+        """The device now (once per object and dtype): a (8, 8, 8) GEMM, a cube GEMM of side
+        :data:`PROBE_SIDE` (halved until its operands fit the budget) and a copy of an eighth of
+        :data:`COPY_BYTES`, each a few calls (:func:`probe_time`)."""
+        import torch
+
+        from ..bridge.devices import oom_as_error, torch_dtype
+
+        if (dtype, math_mode) not in self._probes:
+            dt, elem = torch_dtype(dtype), ELEMENT_BYTES[dtype]
+            side = PROBE_SIDE.get(self.dev.type, PROBE_SIDE["cuda"])
+            while side > 8 and operand_bytes(side, side, side, elem) > self.operand_budget:
+                side //= 2
+            times = []
+            with oom_as_error("probing the device", self.dev), _tf32(self.dev, math_mode):
+                for size in (8, side):
+                    a = torch.empty(size, size, device=self.dev, dtype=dt).uniform_(-1, 1)
+                    c = torch.empty(size, size, device=self.dev, dtype=dt)
+                    times.append(
+                        probe_time(
+                            functools.partial(torch.mm, a, a.t(), out=c), self.dev, self.host_threads()
+                        )
+                    )
+                    del a, c
+            floor, cube = times
+            self._probes[(dtype, math_mode)] = (floor, side**3 / max(cube - floor, cube / 2))
+        if self._copy_probe is None:
+            n = self.copy_bytes // 32  # an eighth of the cached copy, in fp32
+            with oom_as_error("probing the copy bandwidth", self.dev):
+                src = torch.ones(n, device=self.dev)
+                dst = torch.empty(n, device=self.dev)
+                self._copy_probe = (
+                    2 * 4 * n / probe_time(functools.partial(dst.copy_, src), self.dev, self.host_threads())
+                )
+                del src, dst
+        floor, rate = self._probes[(dtype, math_mode)]
+        return Probe(floor, rate, self._copy_probe)
+
+    def suspect_notes(self, keys: Iterable[str]) -> list[str]:
+        """At most two lines on the suspect timings among ``keys``: those timed again, and those
+        used as cached (timed :data:`MAX_TRIES` times already). Like every note on the cache, they
+        start with "the cache" (``bench`` shows those of its prediction)."""
+        found = [self.suspects[k] for k in dict.fromkeys(keys) if k in self.suspects]
+        again = [x for x in found if x.retimed_s is not None]
+        kept = [x for x in found if x.retimed_s is None]
+        out = []
+        if again:
+            shown = "; ".join(
+                f"{x.what}: {_fmt_s(x.cached_s)} cached, {_fmt_s(x.retimed_s or 0.0)} now ({x.why})"
+                for x in again[:3]
+            )
+            more = f"; and {len(again) - 3} more" if len(again) > 3 else ""
+            out.append(
+                f"the cache had {len(again)} timing(s) that looked wrong for this device now, timed again: "
+                f"{shown}{more}"
+            )
+        if kept:
+            shown = "; ".join(f"{x.what}: {_fmt_s(x.cached_s)} ({x.why})" for x in kept[:3])
+            more = f"; and {len(kept) - 3} more" if len(kept) > 3 else ""
+            out.append(
+                f"the cache has {len(kept)} timing(s) that look wrong for this device now but were timed "
+                f"{MAX_TRIES} times already, so the prediction uses them as cached and may be off: "
+                f"{shown}{more}; a prediction with refresh times them again"
+            )
+        return out
 
     def _warm_up(self) -> None:
         """Once per object, before its first timing: busy the device's threads for :data:`SPIN_UP_S`
@@ -520,19 +786,50 @@ class DeviceTimer:
                 del fn, a, b, c
 
     # -- copy bandwidth ----------------------------------------------------------------------
+    @property
+    def copy_key(self) -> str:
+        return f"t{self.threads}"
+
     def copy_bandwidth(self) -> float:
         """Bytes per second a large ``copy_`` moves (read + write), timed once and cached."""
-        return 2 * self.copy_bytes / self._cached(f"t{self.threads}", self._time_copy).median_s
 
-    def _cached(self, key: str, time: Callable[[], Timing]) -> Timing:
-        """The copy-side timing under ``key`` (copy bandwidth, per-call overhead): from the cache,
-        or timed now by ``time()`` and saved (with ``refresh``: timed once per object)."""
-        if key not in self._copy or (self.refresh and key not in self._fresh):
-            self._copy[key] = time()
-            self._fresh.add(key)
+        def estimate() -> float:
+            return 2 * self.copy_bytes / self.probe().bytes_per_s
+
+        what = f"copy of {self.copy_bytes / 2**20:g} MiB"
+        timing = self._cached(self.copy_key, what, self._time_copy, estimate)
+        return 2 * self.copy_bytes / timing.median_s
+
+    def _cached(
+        self, key: str, what: str, time: Callable[[], Timing], estimate: Callable[[], float]
+    ) -> Timing:
+        """The copy-side timing under ``key`` (copy bandwidth, per-call overhead): from the cache
+        (judged against ``estimate()``, the probe's time for it), or timed now by ``time()`` and
+        saved (with ``refresh``: timed once per object)."""
+        have = self._copy.get(key)
+        if have is not None and not self.refresh and key not in self._judged:
+            self._judged.add(key)
+            self._judge(key, what, have, estimate)
+        stale = have is None or (self.refresh and key not in self._fresh)
+        if have is not None and key in self.suspects and key not in self._fresh and have.tries < MAX_TRIES:
+            stale = True
+        if stale:
+            self._copy[key] = self._retimed(key, have, time())
             self.timed += 1
             self.save()
         return self._copy[key]
+
+    def op_key(self, spec: RecurrentSpec | None = None, dtype: str = "fp32") -> tuple[str, int]:
+        """The cache key of a kernel path's per-call overhead (:meth:`op_seconds`), and the
+        operator calls per step that path dispatches (0: the tiny ``torch.add`` stands in)."""
+        if spec is not None:
+            from ..bridge.driver import dispatched_ops, tiny_spec
+
+            calls = dispatched_ops(spec, dtype, self.dev)[2]
+            if calls:
+                text = json.dumps([tiny_spec(spec).to_dict(), dtype], sort_keys=True)
+                return f"op:{hashlib.sha1(text.encode()).hexdigest()[:10]}:t{self.threads}", calls
+        return f"op:t{self.threads}", 0
 
     def op_seconds(self, spec: RecurrentSpec | None = None, dtype: str = "fp32") -> float:
         """Seconds of overhead per operator call, timed once and cached.
@@ -543,23 +840,18 @@ class DeviceTimer:
         4 units every call is dispatch). So ATen's native cells (calls from C++) and a reference
         module (calls from Python, with its ``forward``) each get their own figure. Without, or
         where the path dispatches nothing per step (a fused layer): one ``torch.add`` of 64
-        elements.
+        elements. A cached figure over :data:`SUSPECT_FACTOR` × the probe's tiny GEMM is suspect.
         """
-        key = f"op:t{self.threads}"
-        calls = 0
-        if spec is not None:
-            from ..bridge.driver import dispatched_ops, tiny_spec
-
-            calls = dispatched_ops(spec, dtype, self.dev)[2]
-            if calls:
-                text = json.dumps([tiny_spec(spec).to_dict(), dtype], sort_keys=True)
-                key = f"op:{hashlib.sha1(text.encode()).hexdigest()[:10]}:t{self.threads}"
+        key, calls = self.op_key(spec, dtype)
 
         def time() -> Timing:
             timing = self._time_steps(spec, dtype, calls) if calls and spec is not None else None
             return timing or self._time_op()
 
-        return self._cached(key, time).median_s
+        def estimate() -> float:
+            return self.probe().floor_s  # the tiny GEMM: one call's dispatch, and a little work
+
+        return self._cached(key, "per-call overhead", time, estimate).median_s
 
     def _time_steps(self, spec: RecurrentSpec, dtype: str, calls: int) -> Timing | None:
         import torch
@@ -578,10 +870,16 @@ class DeviceTimer:
             timings.append(time_call(run, self.dev, self.host_threads(), self.min_run_time))
         short, long = timings
         per_call = (long.median_s - short.median_s) / (2 * OP_STEPS * calls)
-        if per_call <= 0:  # lost in the noise: the tiny op stands in
+        if per_call < MIN_SECONDS:  # lost in the noise: the tiny op stands in
             return None
         iqr = (long.iqr_s + short.iqr_s) / (2 * OP_STEPS * calls)
-        return Timing(per_call, iqr, min(short.runs, long.runs), short.noisy or long.noisy)
+        return replace(
+            long,
+            median_s=per_call,
+            iqr_s=iqr,
+            runs=min(short.runs, long.runs),
+            noisy=short.noisy or long.noisy,
+        )
 
     def _time_op(self) -> Timing:
         import torch
@@ -622,9 +920,15 @@ class DeviceTimer:
 
         return self.threads or torch.get_num_threads()
 
-    @property
-    def copy_timing(self) -> Timing | None:
-        return self._copy.get(f"t{self.threads}")
+
+class CacheBusy(Exception):
+    """The cache could not be locked for a save (held elsewhere, or not a regular file)."""
+
+
+def _fmt_s(seconds: float) -> str:
+    from ..results.render import fmt_seconds
+
+    return fmt_seconds(seconds)
 
 
 def _check_request(req: GemmRequest) -> None:
@@ -650,47 +954,106 @@ def _tf32(dev: torch.device, math_mode: str) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32 = old
 
 
-def read_cache(path: Path, identity: dict[str, str]) -> tuple[dict[str, Timing], dict[str, Timing], str]:
-    """Entries of the cache at ``path`` if it is valid and ``identity``'s; else empty and why."""
+def _read_regular(path: Path) -> tuple[bytes | None, str]:
+    """The bytes of the regular file at ``path`` (at most :data:`MAX_CACHE_FILE` + 1), or ``None``
+    and why not ("" when there is no file). Opened with ``O_NOFOLLOW`` (a symbolic link is not
+    followed) and ``O_NONBLOCK`` (a FIFO does not block), then checked with ``fstat``."""
+    where = f"the cache {str(path)!r}"
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    )
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_CACHE_FILE + 1)
+        if stat.S_ISLNK(os.lstat(path).st_mode):  # O_NOFOLLOW's own check, where there is none
+            raise OSError(errno.ELOOP, "a symbolic link")
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        return {}, {}, ""
+        return None, ""
     except OSError as exc:
-        return {}, {}, f"the cache {str(path)!r} could not be read: {exc.strerror}"
+        if exc.errno == errno.ELOOP:
+            return (
+                None,
+                f"{where} is a symbolic link: not followed, ignored, replaced by a file on the next save",
+            )
+        return None, f"{where} could not be read: {exc.strerror}"
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = (
+                "a folder"
+                if stat.S_ISDIR(mode)
+                else "a FIFO"
+                if stat.S_ISFIFO(mode)
+                else "not a regular file"
+            )
+            return None, f"{where} is {kind}: not read, ignored"
+        chunks, size = [], 0
+        while size <= MAX_CACHE_FILE:
+            chunk = os.read(fd, MAX_CACHE_FILE + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks), ""
+    except OSError as exc:
+        return None, f"{where} could not be read: {exc.strerror}"
+    finally:
+        os.close(fd)
+
+
+def read_cache(path: Path, identity: dict[str, str]) -> tuple[dict[str, Timing], dict[str, Timing], str]:
+    """Entries of the cache at ``path`` if it is valid and ``identity``'s; else empty and why.
+
+    Whatever the file holds, the answer is entries and at most one line: a link, a FIFO, a file
+    over :data:`MAX_CACHE_FILE`, invalid or too deeply nested JSON, another schema or identity
+    make it ignored; entries with times beyond the physical bounds are dropped, the rest kept.
+    """
+    data, problem = _read_regular(path)
+    if data is None:
+        return {}, {}, problem
+    where = f"the cache {str(path)!r}"
     if len(data) > MAX_CACHE_FILE:
-        return {}, {}, f"the cache {str(path)!r} is larger than {MAX_CACHE_FILE:,} bytes: ignored"
+        return {}, {}, f"{where} is larger than {MAX_CACHE_FILE:,} bytes: ignored"
     try:
         doc = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        return {}, {}, f"{where} is not valid JSON (nested too deeply): ignored, rebuilt"
     except (UnicodeDecodeError, ValueError):
-        return {}, {}, f"the cache {str(path)!r} is not valid JSON: ignored, rebuilt"
+        return {}, {}, f"{where} is not valid JSON: ignored, rebuilt"
     if not isinstance(doc, dict):
-        return {}, {}, f"the cache {str(path)!r} is not a paramcalc GEMM cache: ignored, rebuilt"
+        return {}, {}, f"{where} is not a paramcalc GEMM cache: ignored, rebuilt"
     for key, want in identity.items():
         if doc.get(key) != want:
-            return (
-                {},
-                {},
-                (
-                    f"the cache {str(path)!r} is for another {key.replace('_', ' ')} "
-                    f"({str(doc.get(key))[:60]!r}): ignored, rebuilt"
-                ),
-            )
+            other = f"another {key.replace('_', ' ')} ({str(doc.get(key))[:60]!r})"
+            return {}, {}, f"{where} is for {other}: ignored, rebuilt"
+
+    dropped: list[str] = []
     try:
-        gemm_doc, copy_doc = doc.get("gemm"), doc.get("copy")
-        if not isinstance(gemm_doc, dict) or not isinstance(copy_doc, dict):
-            raise ValueError("gemm and copy must be objects")
-        gemm = {}
-        for k, v in gemm_doc.items():
-            if not isinstance(k, str) or not _KEY_RE.match(k):
-                raise ValueError(f"bad key {k!r}")
-            gemm[k] = Timing.from_json(v)
-        copy = {}
-        for k, v in copy_doc.items():
-            if not isinstance(k, str) or not re.match(r"^(op:([0-9a-f]{10}:)?)?t\d+$", k):
-                raise ValueError(f"bad key {k!r}")
-            copy[k] = Timing.from_json(v)
+        gemm = _entries(doc.get("gemm"), _KEY_RE, dropped)
+        copy = _entries(doc.get("copy"), _COPY_KEY_RE, dropped)
     except ValueError as exc:
-        return {}, {}, f"the cache {str(path)!r} has a wrong schema ({exc}): ignored, rebuilt"
-    return gemm, copy, ""
+        return {}, {}, f"{where} has a wrong schema ({str(exc)[:120]}): ignored, rebuilt"
+    if dropped:
+        problem = (
+            f"{where}: {len(dropped)} timing(s) outside physical bounds ({MIN_SECONDS:g} s to "
+            f"{MAX_SECONDS:g} s per call, finite) ignored: {'; '.join(dropped[:3])}"
+        )
+    return gemm, copy, problem
+
+
+_COPY_KEY_RE = re.compile(r"^(op:([0-9a-f]{10}:)?)?t\d+$")
+
+
+def _entries(section: Any, key_re: re.Pattern[str], dropped: list[str]) -> dict[str, Timing]:
+    """One section of the cache: ``ValueError`` for a malformed one, out-of-bounds entries
+    appended to ``dropped`` and left out."""
+    if not isinstance(section, dict):
+        raise ValueError("gemm and copy must be objects")
+    out = {}
+    for k, v in section.items():
+        if not isinstance(k, str) or not key_re.match(k):
+            raise ValueError(f"bad key {str(k)[:40]!r}")
+        try:
+            out[k] = Timing.from_json(v)
+        except OutOfBounds as exc:
+            dropped.append(f"{k} ({str(exc)[:40]})")
+    return out

@@ -10,7 +10,11 @@ Every timed or predicted result's JSON export (``--output x.json``) carries a ``
 
 :func:`load_runs` reads one file back and checks all of it (a regular file of at most
 :data:`MAX_EXPORT_BYTES`, UTF-8 JSON, the schema number, every spec and workload validated as
-if typed by hand, positive finite times): anything else is one :class:`ParamcalcError` line.
+if typed by hand, times within :data:`MIN_SECONDS` .. :data:`MAX_SECONDS`, thread counts up to
+:data:`MAX_THREADS`): anything else is one :class:`ParamcalcError` line naming the file, the
+run and the field. The file is untrusted: its device names, torch versions and kernels are kept
+as text (at most :data:`MAX_LABEL` characters), never interpreted; each renderer escapes them
+for the format it writes.
 :func:`merge_files` puts the runs of several files (several machines) into one
 :class:`MergedResult`, rows labelled by device name, plotted as bars per configuration and
 device. Pure Python: no torch, no pandas.
@@ -43,6 +47,11 @@ MAX_RUNS = 100_000
 MAX_LABEL = 200
 #: Most files merged at once.
 MAX_FILES = 1_000
+#: Physical bounds of a time per call in a run (a nanosecond to about 31 years).
+MIN_SECONDS = 1e-9
+MAX_SECONDS = 1e9
+#: Most threads a run may name.
+MAX_THREADS = 2**20
 
 _SPEC_KEYS = frozenset(RecurrentSpec.__dataclass_fields__) - {"cell_type"}
 _WORKLOAD_KEYS = frozenset(Workload.__dataclass_fields__)
@@ -106,11 +115,20 @@ def _seconds(path: Path, i: int, rec: dict[str, Any], key: str) -> float | None:
     value = rec.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _bad(path, f"run {i}: {key!r} must be a finite number of seconds")
-    if value < 0 or (value == 0 and key != "iqr_s"):
-        raise _bad(path, f"run {i}: {key!r} must be positive, got {value!r}")
-    return float(value)
+    try:
+        seconds = float(value)  # an integer of hundreds of digits overflows
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise _bad(path, f"run {i}: {key!r} must be a finite number of seconds")
+    if key == "iqr_s" and 0 <= seconds <= MAX_SECONDS:
+        return seconds
+    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        within = f"a positive number of seconds from {MIN_SECONDS:g} to {MAX_SECONDS:g}"
+        raise _bad(path, f"run {i}: {key!r} must be {within}, got {seconds:.3g}")
+    return seconds
 
 
 def _run(path: Path, i: int, rec: Any) -> Run:
@@ -134,11 +152,13 @@ def _run(path: Path, i: int, rec: Any) -> Run:
         workload = Workload(**wl)
     except ParamcalcError as exc:
         raise _bad(path, f"run {i}: {exc}") from None
-    except TypeError as exc:
-        raise _bad(path, f"run {i}: malformed spec or workload ({exc})") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _bad(path, f"run {i}: malformed spec or workload ({str(exc)[:120]})") from None
     threads = rec.get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
-        raise _bad(path, f"run {i}: 'threads' must be a non-negative integer")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS
+    ):
+        raise _bad(path, f"run {i}: 'threads' must be an integer from 0 to {MAX_THREADS:,}")
     bound = rec.get("bound_applies")
     if bound is not None and not isinstance(bound, bool):
         raise _bad(path, f"run {i}: 'bound_applies' must be true, false or null")
@@ -173,6 +193,8 @@ def load_runs(path: str | os.PathLike[str]) -> list[Run]:
         raise _bad(p, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:
         raise _bad(p, "not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise _bad(p, f"not valid JSON ({str(exc).splitlines()[0][:80]})") from None
     if not isinstance(doc, dict) or "runs" not in doc:
         raise _bad(
             p,

@@ -34,6 +34,13 @@ be estimated. The model, stated here and in every :class:`PredictResult`'s notes
 * **left out**: allocations, layout copies, the layer's output ``stack``, the objective's sum
   in training; transcendental ops (``tanh``, ``sigmoid``) are priced at the copy bandwidth,
   which on a CPU is optimistic.
+* **many distinct lengths**: a packed batch gives one recurrent GEMM shape per distinct row
+  count, times three in training. Where a prediction would need more than
+  :data:`MAX_EXACT_GEMMS` distinct shapes, the rows of every per-step GEMM below the full batch
+  are rounded up to a grid of :data:`ROW_STEPS` sizes per doubling (exact up to
+  :data:`EXACT_ROWS`; :func:`row_bucket`): at most 9.1% more rows per call, so the
+  prediction errs high, and a batch of 3,000 distinct lengths times about 80 row counts per
+  GEMM role instead of 3,000. A note says so.
 * **where it does not apply**: a kernel that fuses the whole recurrence into one persistent
   kernel keeps the weights on chip and launches nothing per step, so the sum of isolated GEMMs
   overestimates it. :func:`cudnn_persistent` repeats PyTorch's own choice of cuDNN algorithm
@@ -46,9 +53,11 @@ be estimated. The model, stated here and in every :class:`PredictResult`'s notes
 
 from __future__ import annotations
 
+import bisect
+import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..core.coerce import as_spec
@@ -77,6 +86,13 @@ MODEL_NOTE = (
     "op) / measured copy bandwidth, + the non-GEMM operator calls one forward dispatches × the kernel "
     "path's measured overhead per call; the GEMMs are the cost model's (cost --by gemm)"
 )
+
+
+#: More distinct GEMM shapes than this in one prediction: per-step rows are bucketed (:func:`row_bucket`).
+MAX_EXACT_GEMMS = 256
+#: Row counts up to this are kept exact; above, ROW_STEPS grid sizes per doubling.
+EXACT_ROWS = 16
+ROW_STEPS = 8
 
 
 # --- the GEMM list -----------------------------------------------------------------------------
@@ -126,6 +142,47 @@ def gemm_calls(spec: RecurrentSpec, workload: Workload, c: CostResult | None = N
             out.append(GemmCall("dX", g.name, g.layer, g.direction, g.m, g.n, g.k, dx_calls))
         out.append(GemmCall("dW", g.name, g.layer, g.direction, g.k, g.m, g.n, g.calls))
     return out
+
+
+def row_grid(batch: int) -> list[int]:
+    """The row counts a bucketed prediction times: 1 .. :data:`EXACT_ROWS`, then
+    ``ceil(EXACT_ROWS · 2^(j / ROW_STEPS))`` below ``batch``, then ``batch`` itself."""
+    grid = list(range(1, min(EXACT_ROWS, batch) + 1))
+    j = 1
+    while grid[-1] < batch:
+        grid.append(min(batch, max(grid[-1] + 1, math.ceil(EXACT_ROWS * 2 ** (j / ROW_STEPS)))))
+        j += 1
+    return grid
+
+
+def row_bucket(rows: int, grid: Sequence[int]) -> int:
+    """The smallest grid row count at least ``rows`` (``rows`` itself beyond the grid)."""
+    i = bisect.bisect_left(grid, rows)
+    return grid[i] if i < len(grid) else rows
+
+
+def bucket_rows(calls: list[GemmCall], workload: Workload) -> tuple[list[GemmCall], str]:
+    """``calls`` with the rows of every per-step GEMM rounded up to :func:`row_grid` when they
+    have more than :data:`MAX_EXACT_GEMMS` distinct shapes, and a note; else as they are."""
+    shapes = {(g.m, g.k, g.n) for g in calls}
+    if len(shapes) <= MAX_EXACT_GEMMS:
+        return calls, ""
+    grid = row_grid(workload.batch)
+    out = []
+    for g in calls:
+        if g.phase == "dW" and g.k < workload.batch:  # dW = (K, rows, N)
+            g = replace(g, k=row_bucket(g.k, grid))
+        elif g.phase != "dW" and g.m < workload.batch:  # forward and dX: (rows, ., .)
+            g = replace(g, m=row_bucket(g.m, grid))
+        out.append(g)
+    after = len({(g.m, g.k, g.n) for g in out})
+    lengths = len(set(workload.lengths or ()))
+    note = (
+        f"{len(shapes):,} distinct GEMM shapes ({lengths:,} distinct lengths) are more than "
+        f"{MAX_EXACT_GEMMS}: the per-step GEMMs' rows were rounded up to {ROW_STEPS} sizes per doubling "
+        f"(at most 9.1% more rows), so {after:,} shapes were timed and the prediction errs high"
+    )
+    return out, note
 
 
 # --- where the bound does not apply --------------------------------------------------------------
@@ -545,6 +602,7 @@ class _Plan:
     ops: tuple[int, int, int] = (0, 0, 0)
     ops_note: str = ""
     probe: RecurrentSpec | None = None
+    bucket_note: str = ""
 
 
 def _plan(spec: RecurrentSpec, workload: Workload, dev: torch.device, kernel: str | None) -> _Plan:
@@ -552,7 +610,7 @@ def _plan(spec: RecurrentSpec, workload: Workload, dev: torch.device, kernel: st
 
     torch_dtype(workload.dtype)  # int8 and unknown dtypes: one line
     c = cost(spec, workload)
-    calls = gemm_calls(spec, workload, c)
+    calls, bucket_note = bucket_rows(gemm_calls(spec, workload, c), workload)
     k = expected_kernel(spec, dev) if kernel is None else kernel
     mm = math_mode(workload.dtype, dev, k)
     requests = {(g.m, g.k, g.n): GemmRequest(g.m, g.k, g.n, workload.dtype, mm) for g in calls}
@@ -566,7 +624,7 @@ def _plan(spec: RecurrentSpec, workload: Workload, dev: torch.device, kernel: st
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         ops = (0, 0, 0)
         note = f"dispatch overhead left out: the operator calls could not be counted ({first[:120]})"
-    return _Plan(spec, workload, c, calls, requests, k, mm, ops, note, probe if ops[2] else None)
+    return _Plan(spec, workload, c, calls, requests, k, mm, ops, note, probe if ops[2] else None, bucket_note)
 
 
 def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
@@ -586,7 +644,10 @@ def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
     bw = timer.copy_bandwidth()
     once, per_step, _ = plan.ops
     dispatch_ops = passes * (once + w.steps * per_step)
-    notes = [n for n in (timer.cache_problem, timer.write_problem, plan.ops_note) if n]
+    notes = [n for n in (timer.cache_problem, timer.write_problem, plan.ops_note, plan.bucket_note) if n]
+    keys = [timer.gemm_key(r, t) for r in plan.requests.values() for t in timer.tiles(r)]
+    op_s = timer.op_seconds(plan.probe, w.dtype)
+    notes += timer.suspect_notes([*keys, timer.copy_key, timer.op_key(plan.probe, w.dtype)[0]])
     if not timer.use_cache:
         notes.append("no GEMM cache: every shape was timed for this prediction")
     return PredictResult(
@@ -606,7 +667,7 @@ def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
         fused=fused,
         math=plan.math,
         dispatch_ops=dispatch_ops,
-        op_s=timer.op_seconds(plan.probe, w.dtype),
+        op_s=op_s,
         cache_path=str(timer.path) if timer.use_cache else "",
         cache_notes=tuple(notes),
         timed_now=timer.timed,
@@ -622,12 +683,20 @@ def make_timer(
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     refresh: bool = False,
+    verify: bool = True,
 ) -> DeviceTimer:
-    """A :class:`~paramcalc.timing.gemm.DeviceTimer` to share between predictions."""
+    """A :class:`~paramcalc.timing.gemm.DeviceTimer` to share between predictions (``verify``:
+    check the cached timings it uses against the device now, see :mod:`paramcalc.timing.gemm`)."""
     from .gemm import DeviceTimer
 
     return DeviceTimer(
-        device, threads=threads, min_run_time=min_run_time, folder=cache_dir, cache=cache, refresh=refresh
+        device,
+        threads=threads,
+        min_run_time=min_run_time,
+        folder=cache_dir,
+        cache=cache,
+        refresh=refresh,
+        verify=verify,
     )
 
 

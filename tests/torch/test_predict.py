@@ -302,7 +302,7 @@ def test_the_per_call_overhead_of_a_native_path_is_measured_and_cached(timer):
     assert 1e-8 < first < 1e-3  # from the 4-unit GRU's extra time per step over its 14 calls
     keys = [k for k in timer._copy if k.startswith("op:") and k.count(":") == 2]
     assert len(keys) == 1
-    again = P.make_timer("cpu", min_run_time=FAST)
+    again = P.make_timer("cpu", min_run_time=FAST, verify=False)  # no judging against the load now
     assert again.op_seconds(spec, "fp32") == first and again.timed == 0  # from the cache file
 
 
@@ -354,7 +354,7 @@ def test_timings_are_cached_on_disk_and_reused(cache_dir):
     doc = json.loads(files[0].read_text())
     assert doc["schema"] == G.SCHEMA and doc["torch"] == torch.__version__
     assert doc["gemm"] and doc["copy"]
-    again = P.make_timer("cpu", min_run_time=FAST)
+    again = P.make_timer("cpu", min_run_time=FAST, verify=False)  # a suspect timing would be retried
     for key, t in list(again._gemm.items()):
         again._gemm[key] = replace(t, noisy=False)  # a noisy timing would be retried once
     second = P.predict(spec, wl, timer=again)
@@ -422,7 +422,7 @@ def _write_cache(timer: G.DeviceTimer, **changes) -> None:
         ({"schema": "paramcalc.gemm-cache/0"}, "another schema"),
         (
             {"gemm": {"fp32:ieee:2x4x24:t1": {"median_s": -1.0, "iqr_s": 0, "runs": 1, "noisy": False}}},
-            "wrong schema",
+            "outside physical bounds",
         ),
         ({"gemm": {"nonsense": {}}}, "wrong schema"),
         ({"copy": []}, "wrong schema"),
@@ -444,7 +444,7 @@ def test_a_foreign_cache_is_ignored_and_rebuilt(cache_dir, changes, why):
 def test_a_valid_cache_of_ours_is_trusted(cache_dir):
     probe = P.make_timer("cpu", min_run_time=FAST)
     _write_cache(probe)
-    t = P.make_timer("cpu", min_run_time=FAST)
+    t = P.make_timer("cpu", min_run_time=FAST, verify=False)  # 1000 s is suspect: see test_cache_trust
     assert t.cache_problem == ""
     gt = t.gemm_time(G.GemmRequest(2, 4, 24))
     assert gt.seconds == 1000.0 and t.timed == 0
@@ -541,7 +541,7 @@ def test_bench_reports_predicted_and_the_ratio():
 def test_bench_reuses_the_cached_gemm_timings(cache_dir):
     spec, wl = RecurrentSpec("gru", 4, 8), Workload(2, 3)
     pc.bench(spec, wl, min_run_time=0.01)
-    t = P.make_timer("cpu")
+    t = P.make_timer("cpu", verify=False)  # a suspect timing (a busy moment) would be retried
     for key, v in list(t._gemm.items()):
         t._gemm[key] = replace(v, noisy=False)
     r = pc.bench(spec, wl, min_run_time=0.01, timer=t)
