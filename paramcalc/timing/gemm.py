@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamcalcError
+from ..results.render import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -654,7 +655,7 @@ class DeviceTimer:
             return
         why = ""
         if have.busy and not self.busy_now():
-            why = f"taken under load {have.load:.1f} on {have.cpus} CPU(s), the machine is quiet now"
+            why = f"taken under load {have.load:.1f} on {plural(have.cpus, 'CPU')}, the machine is quiet now"
         else:
             expect = estimate()
             if have.median_s > SUSPECT_FACTOR * expect:
@@ -735,16 +736,19 @@ class DeviceTimer:
             )
             more = f"; and {len(again) - 3} more" if len(again) > 3 else ""
             out.append(
-                f"the cache had {len(again)} timing(s) that looked wrong for this device now, timed again: "
+                f"the cache had {plural(len(again), 'timing')} that looked wrong for this device now, "
+                "timed again: "
                 f"{shown}{more}"
             )
         if kept:
             shown = "; ".join(f"{x.what}: {_fmt_s(x.cached_s)} ({x.why})" for x in kept[:3])
             more = f"; and {len(kept) - 3} more" if len(kept) > 3 else ""
             out.append(
-                f"the cache has {len(kept)} timing(s) that look wrong for this device now but were timed "
-                f"{MAX_TRIES} times already, so the prediction uses them as cached and may be off: "
-                f"{shown}{more}; a prediction with refresh times them again"
+                f"the cache has {plural(len(kept), 'timing')} that "
+                f"{'looks' if len(kept) == 1 else 'look'} wrong for this device now but "
+                f"{'was' if len(kept) == 1 else 'were'} timed {MAX_TRIES} times already, so the "
+                f"prediction uses {'it' if len(kept) == 1 else 'them'} as cached and may be off: "
+                f"{shown}{more}; a prediction with refresh times {'it' if len(kept) == 1 else 'them'} again"
             )
         return out
 
@@ -1034,7 +1038,7 @@ def read_cache(path: Path, identity: dict[str, str]) -> tuple[dict[str, Timing],
         return {}, {}, f"{where} has a wrong schema ({str(exc)[:120]}): ignored, rebuilt"
     if dropped:
         problem = (
-            f"{where}: {len(dropped)} timing(s) outside physical bounds ({MIN_SECONDS:g} s to "
+            f"{where}: {plural(len(dropped), 'timing')} outside physical bounds ({MIN_SECONDS:g} s to "
             f"{MAX_SECONDS:g} s per call, finite) ignored: {'; '.join(dropped[:3])}"
         )
     return gemm, copy, problem

@@ -180,7 +180,8 @@ def bucket_rows(calls: list[GemmCall], workload: Workload) -> tuple[list[GemmCal
     note = (
         f"{len(shapes):,} distinct GEMM shapes ({lengths:,} distinct lengths) are more than "
         f"{MAX_EXACT_GEMMS}: the per-step GEMMs' rows were rounded up to {ROW_STEPS} sizes per doubling "
-        f"(at most 9.1% more rows), so {after:,} shapes were timed and the prediction errs high"
+        f"(at most 9.1% more rows), so {plural(after, 'shape')} "
+        f"{'was' if after == 1 else 'were'} timed and the prediction errs high"
     )
     return out, note
 
