@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from math import prod
@@ -630,9 +630,9 @@ class Flow:
     plane_out: tuple[int, int] | None
 
 
-def _default_source(order: list[str], inputs: Mapping[str, Input]) -> tuple[str, ...]:
-    if order:
-        return (order[-1],)
+def _default_source(last: str | None, inputs: Mapping[str, Input]) -> tuple[str, ...]:
+    if last is not None:
+        return (last,)
     if len(inputs) == 1:
         return (next(iter(inputs)),)
     return ()
@@ -662,68 +662,103 @@ def _merged(
     return size, plane
 
 
-def trace(
-    components: tuple[Component, ...], inputs: tuple[Input, ...], wiring: Mapping[str, Wiring]
-) -> dict[str, Flow]:
-    """The flow of features through the components, checked (one line per mistake)."""
-    ins = {i.name: i for i in inputs}
-    known: dict[str, tuple[int | None, Any]] = {i.name: (i.size, i.plane) for i in inputs}
-    order: list[str] = []
-    flows: dict[str, Flow] = {}
-    for c in components:
-        where = f"component {c.name!r} ({c.kind})"
-        w = wiring.get(c.name, Wiring())
-        sources = w.sources or _default_source(order, ins)
+class _Tracer:
+    """The flow of features, one component after the other (linear in components).
+
+    :func:`trace` runs it over a whole architecture; :func:`architecture_from_dict` asks it for
+    the input of each component before making it (sizes left out are inferred from it).
+    """
+
+    def __init__(self, inputs: tuple[Input, ...], names: Collection[str] = ()) -> None:
+        self.inputs = {i.name: i for i in inputs}
+        self.known: dict[str, tuple[int | None, Any]] = {i.name: (i.size, i.plane) for i in inputs}
+        self.flows: dict[str, Flow] = {}
+        self.last: str | None = None
+        self.names = names  # every component's name, to tell "comes later" from "no such"
+
+    def sources(self, w: Wiring, where: str = "") -> tuple[str, ...]:
+        """The sources of a component wired by ``w``, each checked to come before it."""
+        sources = w.sources or _default_source(self.last, self.inputs)
         for src in sources:
-            if src not in known:
-                later = any(x.name == src for x in components)
+            if src not in self.known:
+                later = src in self.names
                 raise ParamcalcError(
-                    f"{where}: from = {src!r}: "
+                    f"{where}from = {src!r}: "
                     + ("it comes later; a source must come first" if later else "no such input or component")
+                    + ("" if where or later else " before this one")
                 )
-        incoming: int | None
-        plane: tuple[int, int] | None
+        return sources
+
+    def incoming(self, name: str, w: Wiring) -> tuple[int | None, tuple[int, int] | None]:
+        """The merged input of the next component (before it is made)."""
+        return _merged(name, w, self.sources(w), self.known)
+
+    def add(self, c: Component, w: Wiring) -> Flow:
+        """Check what ``c`` receives against what it expects, and record what it hands on."""
+        where = f"component {c.name!r} ({c.kind})"
+        sources = self.sources(w, f"{where}: ")
         try:
-            if isinstance(c, Attention):
-                if len(sources) != 2:
-                    raise ParamcalcError("attention takes two sources: from = [query, keys]")
-                (q, _), (k, _) = known[sources[0]], known[sources[1]]
-                for label, src, got, want in (
-                    ("query", sources[0], q, c.query_size),
-                    ("key", sources[1], k, c.key_size),
-                ):
-                    if got is not None and got != want:
-                        raise ParamcalcError(f"{label}_size is {want} but {src!r} outputs {got}")
-                incoming, plane = None, None
-            else:
-                incoming, plane = _merged(c.name, w, sources, known)
+            incoming, plane = self._received(c, w, sources)
         except ParamcalcError as exc:
             raise ParamcalcError(f"{where}: {exc}") from None
         expected = c.in_features
         if expected is not None and incoming is not None and expected != incoming:
             what = (
-                " + ".join(f"{s} ({known[s][0]})" for s in sources) if len(sources) > 1 else repr(sources[0])
+                " + ".join(f"{s} ({self.known[s][0]})" for s in sources)
+                if len(sources) > 1
+                else repr(sources[0])
             )
             stacked = f" x {w.stack} stacked frames" if w.stack > 1 else ""
             raise ParamcalcError(
                 f"{where}: expects {expected} input features but {what}{stacked} gives {incoming}"
             )
-        channels = getattr(c, "in_channels", None) if isinstance(c, (Conv2d, BatchNorm2d)) else None
-        if isinstance(c, BatchNorm2d):
-            channels = c.num_features
-        if channels is not None and plane is not None:
-            if plane[0] != channels:
-                raise ParamcalcError(f"{where}: expects {channels} channels but its input has {plane[0]}")
-            if isinstance(c, Conv2d) and c.height is not None and c.height != plane[1]:
-                raise ParamcalcError(f"{where}: height = {c.height} but its input is {plane[1]} high")
+        _check_plane(c, plane, where)
         out = c.out_features(incoming)
         out_plane = c.out_plane(plane) if isinstance(c, (Conv2d, BatchNorm2d)) else None
         if isinstance(c, BatchNorm2d):
             out = incoming
-        known[c.name] = (out, out_plane)
-        flows[c.name] = Flow(sources, incoming, plane, out, out_plane)
-        order.append(c.name)
-    return flows
+        self.known[c.name] = (out, out_plane)
+        self.flows[c.name] = flow = Flow(sources, incoming, plane, out, out_plane)
+        self.last = c.name
+        return flow
+
+    def _received(
+        self, c: Component, w: Wiring, sources: tuple[str, ...]
+    ) -> tuple[int | None, tuple[int, int] | None]:
+        if not isinstance(c, Attention):
+            return _merged(c.name, w, sources, self.known)
+        if len(sources) != 2:
+            raise ParamcalcError("attention takes two sources: from = [query, keys]")
+        (q, _), (k, _) = self.known[sources[0]], self.known[sources[1]]
+        for label, src, got, want in (
+            ("query", sources[0], q, c.query_size),
+            ("key", sources[1], k, c.key_size),
+        ):
+            if got is not None and got != want:
+                raise ParamcalcError(f"{label}_size is {want} but {src!r} outputs {got}")
+        return None, None
+
+
+def _check_plane(c: Component, plane: tuple[int, int] | None, where: str) -> None:
+    """A 2-D layer's channels (and a Conv2d's height) against the plane it receives."""
+    channels = getattr(c, "in_channels", None) if isinstance(c, (Conv2d, BatchNorm2d)) else None
+    if isinstance(c, BatchNorm2d):
+        channels = c.num_features
+    if channels is not None and plane is not None:
+        if plane[0] != channels:
+            raise ParamcalcError(f"{where}: expects {channels} channels but its input has {plane[0]}")
+        if isinstance(c, Conv2d) and c.height is not None and c.height != plane[1]:
+            raise ParamcalcError(f"{where}: height = {c.height} but its input is {plane[1]} high")
+
+
+def trace(
+    components: tuple[Component, ...], inputs: tuple[Input, ...], wiring: Mapping[str, Wiring]
+) -> dict[str, Flow]:
+    """The flow of features through the components, checked (one line per mistake)."""
+    tracer = _Tracer(inputs, {c.name for c in components})
+    for c in components:
+        tracer.add(c, wiring.get(c.name, Wiring()))
+    return tracer.flows
 
 
 @dataclass(frozen=True)
@@ -1199,6 +1234,7 @@ def architecture_from_dict(data: Mapping[str, Any], default_name: str = "archite
     inputs = _inputs(data.get("input"))
     components: list[Component] = []
     wiring: dict[str, Wiring] = {}
+    tracer = _Tracer(inputs)
     for i, table in enumerate(tables):
         kind_raw = table.get("kind")
         cname = table.get("name", f"{kind_raw or 'component'}_{i}")
@@ -1214,10 +1250,11 @@ def architecture_from_dict(data: Mapping[str, Any], default_name: str = "archite
             w = _wiring(table)
             if w != Wiring():
                 wiring[cname] = w
-            incoming, plane = _incoming(components, inputs, wiring, cname, w)
+            incoming, plane = tracer.incoming(cname, w)
             comp = _component_from_table(table, cname, kind, incoming, plane)
         except ParamcalcError as exc:
             raise ParamcalcError(f"{where}: {exc}") from None
+        tracer.add(comp, w)
         components.append(comp)
     return Architecture(name, tuple(components), description, inputs, wiring)
 
@@ -1254,20 +1291,6 @@ def _wiring(table: Mapping[str, Any]) -> Wiring:
     if not isinstance(merge, str):
         raise ParamcalcError(f"merge must be a string, got {merge!r}")
     return Wiring(tuple(src), merge, table.get("stack", 1))
-
-
-def _incoming(
-    components: list[Component], inputs: tuple[Input, ...], wiring: dict[str, Wiring], name: str, w: Wiring
-) -> tuple[int | None, tuple[int, int] | None]:
-    """The merged input of the next component, from the flows of the ones before it."""
-    flows = trace(tuple(components), inputs, wiring)
-    known: dict[str, tuple[int | None, Any]] = {i.name: (i.size, i.plane) for i in inputs}
-    known.update({k: (f.outgoing, f.plane_out) for k, f in flows.items()})
-    sources = w.sources or _default_source([c.name for c in components], {i.name: i for i in inputs})
-    for src in sources:
-        if src not in known:
-            raise ParamcalcError(f"from = {src!r}: no such input or component before this one")
-    return _merged(name, w, sources, known)
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
