@@ -208,6 +208,8 @@ class CellType:
     keras_class: str | None = None
     #: The ONNX operator of the cell (``LSTM``, ``GRU``, ``RNN``), if ONNX has one.
     onnx_op: str | None = None
+    #: The gate blocks in the order ONNX stacks them (LSTM ``iofc``, GRU ``zrh``); () = ``gate_names``.
+    onnx_gate_names: tuple[str, ...] = ()
     torch: TorchBinding = field(default_factory=TorchBinding)
     # --- capabilities -------------------------------------------------------------------
     nonlinearity: str = ""
@@ -461,6 +463,7 @@ def _lstm(name: str, single: bool) -> CellType:
         single_step=single,
         keras_class="LSTMCell" if single else "LSTM",
         onnx_op=None if single else "LSTM",
+        onnx_gate_names=("i", "o", "f", "c"),
         torch=TorchBinding(
             nn_class="LSTMCell" if single else "LSTM",
             mode=None if single else "LSTM",
@@ -486,6 +489,7 @@ def _gru(name: str, single: bool) -> CellType:
         single_step=single,
         keras_class="GRUCell" if single else "GRU",
         onnx_op=None if single else "GRU",
+        onnx_gate_names=("z", "r", "h"),
         torch=TorchBinding(
             nn_class="GRUCell" if single else "GRU",
             mode=None if single else "GRU",

@@ -7,6 +7,7 @@ must at most about double the count (a quadratic loop quadruples it).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -55,8 +56,13 @@ def test_cost_is_linear_in_layers(view: str) -> None:
 
 def test_cost_of_10000_layers_answers_with_figures_derived_by_hand() -> None:
     # RNN(4, 4, num_layers=10000): every layer has W_ih 4·4, W_hh 4·4, b_ih 4, b_hh 4 = 40
-    result = invoke("cost", "rnn", "-d", "4", "-H", "4", "-L", "10000", "--by", "total", "--train", "-f", "json")
+    args = ("-d", "4", "-H", "4", "-L", "10000", "--by", "total", "--train", "-f", "json")
+    result = invoke("cost", "rnn", *args)
     assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["param_bytes"] == 10_000 * 40 * 4  # fp32
+    assert data["macs_per_step"] == 10_000 * (16 + 16)  # x·W_ihᵀ and h·W_hhᵀ, 4·4 each
+    assert data["critical_path_steps"] == 1 + 10_000 - 1  # T + L - 1
     spec = pc.RecurrentSpec("rnn", 4, 4, num_layers=10_000)
     training = memory_model(spec, pc.Workload(mode="training"))
     grads = {t.item: t for t in training.terms}["parameter gradients"]
