@@ -229,6 +229,12 @@ def build_architecture(
             raise NotImplementedError("an architecture built by paramcalc is for counting only")
 
     root = ArchitectureModule()
+    for c in arch.components:
+        if hasattr(root, c.name):  # torch's add_module refuses it (KeyError)
+            raise ParamcalcError(
+                f"component {c.name!r} ({c.kind}): torch cannot build a child module of that name, "
+                f"{c.name!r} is an attribute of torch.nn.Module; rename the component"
+            )
     with oom_as_error(f"building architecture {arch.name!r}", dev, "use --device meta"):
         for c in arch.components:
             root.add_module(c.name, _component_module(c, dev, dtype))

@@ -783,7 +783,11 @@ class Architecture:
         if not self.components:
             raise ParamcalcError("an architecture needs at least one component")
         by_name: dict[str, Component] = {}
-        taken = {i.name for i in self.inputs}
+        taken: set[str] = set()
+        for i in self.inputs:
+            if i.name in taken:
+                raise ParamcalcError(f"input {i.name!r}: the name is used twice")
+            taken.add(i.name)
         for c in self.components:
             if not isinstance(c, Component):
                 raise ParamcalcError(f"not a component: {c!r}")
@@ -1218,6 +1222,8 @@ def _no_unknown(unknown: set[str], known: set[str]) -> None:
 
 def architecture_from_dict(data: Mapping[str, Any], default_name: str = "architecture") -> Architecture:
     """Build an :class:`Architecture` from parsed TOML (or any mapping of the same shape)."""
+    if not isinstance(data, Mapping):
+        raise ParamcalcError(f"an architecture is a mapping (parsed TOML), got {type(data).__name__}")
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise ParamcalcError(
@@ -1265,6 +1271,7 @@ def _inputs(raw: Any) -> tuple[Input, ...]:
     if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
         raise ParamcalcError("input must be an array of tables: write each as [[input]]")
     out = []
+    seen: set[str] = set()
     for t in raw:
         unknown = set(t) - INPUT_KEYS
         if unknown:
@@ -1274,6 +1281,9 @@ def _inputs(raw: Any) -> tuple[Input, ...]:
         name = t.get("name")
         if not isinstance(name, str):
             raise ParamcalcError(f"input: name must be a string, got {name!r}")
+        if name in seen:
+            raise ParamcalcError(f"input {name!r}: the name is used twice (two [[input]] tables)")
+        seen.add(name)
         try:
             out.append(Input(name, t.get("size"), t.get("channels"), t.get("height")))
         except ParamcalcError as exc:
@@ -1309,8 +1319,12 @@ def _toml_loads(text: str) -> dict[str, Any]:
 
 def load_architecture(path: str | Path) -> Architecture:
     """Read an architecture TOML file. Every error names the file (and the component)."""
+    import os
+
     from .files import read_text
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParamcalcError(f"load_architecture needs a file path (str or Path), got {type(path).__name__}")
     p = Path(path)
     text = read_text(p, MAX_TOML_BYTES, "TOML file")
     try:

@@ -23,7 +23,7 @@ Counting conventions (stated here, where they are decided):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -643,6 +643,39 @@ def get_cell(name: str | CellType) -> CellType:
         known = ", ".join([*CELLS, *ALIASES])
         shown = name if len(str(name)) <= 40 else str(name)[:37] + "..."
         raise ParamcalcError(f"unknown cell {shown!r}: expected one of {known}") from None
+
+
+def cell_names(cells: Any, what: str = "cells") -> list[str] | None:
+    """Canonical names of ``cells``, each looked up (a one-line error for an unknown one).
+
+    ``cells`` is ``None`` (returned as is), one name or a comma-separated list (``"gru"``,
+    ``"rnn,lstm"``: a string is never taken apart into characters), a :class:`CellType`, or a
+    sequence of names and cell types. A name given twice is kept once, where it first appears.
+    """
+    if cells is None:
+        return None
+    if isinstance(cells, str):
+        items: list[Any] = [c.strip() for c in cells.split(",")]
+        items = [c for c in items if c]
+    elif isinstance(cells, CellType):
+        items = [cells]
+    elif isinstance(cells, (bytes, bytearray, Mapping)) or not isinstance(cells, Iterable):
+        raise ParamcalcError(
+            f"{what} must be a cell name, a comma-separated list or a list of names, "
+            f"got {type(cells).__name__}"
+        )
+    else:
+        items = list(cells)
+    if not items:
+        raise ParamcalcError(f"{what} is empty: name at least one cell, e.g. rnn,lstm,gru")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, (str, CellType)):
+            raise ParamcalcError(f"{what}: a cell is named by a string, got {type(item).__name__} {item!r}")
+        name = get_cell(item).name
+        if name not in out:
+            out.append(name)
+    return out
 
 
 def register_cell(cell: CellType, *, replace_existing: bool = False) -> CellType:
