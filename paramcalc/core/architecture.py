@@ -34,7 +34,7 @@ from typing import Any, ClassVar, NamedTuple
 from ..errors import ParamcalcError
 from ..results.base import Result
 from ..results.table import Column, Table
-from .cells import ALIASES, CELLS, get_cell
+from .cells import ALIASES, CELLS, find_cell, get_cell, plugin_note
 from .params import count as count_spec
 from .params import total_params
 from .spec import RecurrentSpec, check_size
@@ -1130,7 +1130,8 @@ def _component_from_table(
     plane: tuple[int, int] | None = None,
 ) -> Component:
     table = {k: v for k, v in table.items() if k not in WIRING_KEYS}
-    if kind in CELLS or kind in ALIASES:
+    # a registered cell (an installed plugin's too: looked up only if the kind is no layer's)
+    if kind in CELLS or kind in ALIASES or (kind not in KIND_KEYS and find_cell(kind) is not None):
         unknown = set(table) - _RECURRENT_KEYS - {"name", "kind"}
         _no_unknown(unknown, _RECURRENT_KEYS)
         cell = with_nonlinearity(kind, table.get("nonlinearity"))
@@ -1151,7 +1152,8 @@ def _component_from_table(
     keys = KIND_KEYS.get(kind)
     if keys is None:
         raise ParamcalcError(
-            f"unknown kind {kind!r}: expected one of {', '.join([*recurrent_kinds(), *KIND_KEYS])}"
+            f"unknown kind {kind!r}{plugin_note()}: expected one of "
+            f"{', '.join([*recurrent_kinds(), *KIND_KEYS])}"
         )
     _no_unknown(set(table) - keys - {"name", "kind"}, keys)
     builders: dict[str, Callable[[], Component]] = {
