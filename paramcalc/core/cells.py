@@ -598,7 +598,10 @@ _MGU_EQ = (
     "n_t = tanh(x_t·W_nᵀ + (f_t ⊙ h_{t-1})·U_nᵀ + b_n)      (the candidate h̃_t; waits for f_t)",
     "h_t = (1 - f_t) ⊙ h_{t-1} + f_t ⊙ n_t",
 )
-_INDRNN_EQ = ("h_t = ReLU(x_t·W_ihᵀ + u ⊙ h_{t-1} + b)      (u: one recurrent weight per unit)",)
+_INDRNN_EQ = (
+    "h_t = ReLU(x_t·W_ihᵀ + u ⊙ h_{t-1} + b)      (u: one recurrent weight per unit; "
+    "b = b_ih, or b_ih + b_hh with two bias vectors)",
+)
 _MINGRU_EQ = (
     "z_t = σ(x_t·W_zᵀ + b_z)                   (gates from x_t only)",
     "n_t = x_t·W_nᵀ + b_n                      (the candidate h̃_t)",
@@ -746,7 +749,8 @@ def _builtin() -> tuple[CellType, ...]:
             equations=_INDRNN_EQ,
             display_name="IndRNN",
             nonlinearity="relu",
-            bias_vectors_allowed=(0, 1),
+            # two (b_ih and a recurrent b_hh, as nn.Linear(d, Dh) plus a recurrent bias store it)
+            # is the layout of several third-party modules; the paper's is one
             default_bias_vectors=1,
             source="Li et al. 2018 (IndRNN): W·x + u ⊙ h + b, one bias",
             elementwise_ops=(("add", 1), ("mul", 1), ("relu", 1)),

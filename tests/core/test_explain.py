@@ -94,7 +94,8 @@ def test_cli_explain_prints_equations_then_the_table():
 def test_cli_explain_json():
     data = json.loads(invoke("explain", "indrnn", "-d", "4", "-H", "8", "-f", "json").stdout)
     assert data["equations"] == [
-        "h_t = ReLU(x_t·W_ihᵀ + u ⊙ h_{t-1} + b)      (u: one recurrent weight per unit)"
+        "h_t = ReLU(x_t·W_ihᵀ + u ⊙ h_{t-1} + b)      (u: one recurrent weight per unit; "
+        "b = b_ih, or b_ih + b_hh with two bias vectors)"
     ]
     assert [(r["tensor"], r["shape"]) for r in data["rows"]] == [
         ("weight_ih_l0", [8, 4]),
