@@ -1132,23 +1132,7 @@ def _component_from_table(
     table = {k: v for k, v in table.items() if k not in WIRING_KEYS}
     # a registered cell (an installed plugin's too: looked up only if the kind is no layer's)
     if kind in CELLS or kind in ALIASES or (kind not in KIND_KEYS and find_cell(kind) is not None):
-        unknown = set(table) - _RECURRENT_KEYS - {"name", "kind"}
-        _no_unknown(unknown, _RECURRENT_KEYS)
-        cell = with_nonlinearity(kind, table.get("nonlinearity"))
-        spec = RecurrentSpec(
-            cell=cell,
-            input_size=_inferred(table, "input_size", incoming),
-            hidden_size=_required(table, "hidden_size"),
-            num_layers=table.get("num_layers", 1),
-            bidirectional=table.get("bidirectional", False),
-            bias=table.get("bias", True),
-            proj_size=table.get("proj_size", 0),
-            bias_vectors=table.get("bias_vectors"),
-            peephole=table.get("peephole"),
-            merge_mode=table.get("merge_mode", "concat"),
-            reset_after=table.get("reset_after", True),
-        )
-        return Recurrent(name, spec)
+        return _recurrent_from_table(table, name, kind, incoming)
     keys = KIND_KEYS.get(kind)
     if keys is None:
         raise ParamcalcError(
@@ -1212,6 +1196,24 @@ def _component_from_table(
         ),
     }
     return builders[kind]()
+
+
+def _recurrent_from_table(table: Mapping[str, Any], name: str, kind: str, incoming: int | None) -> Recurrent:
+    _no_unknown(set(table) - _RECURRENT_KEYS - {"name", "kind"}, _RECURRENT_KEYS)
+    spec = RecurrentSpec(
+        cell=with_nonlinearity(kind, table.get("nonlinearity")),
+        input_size=_inferred(table, "input_size", incoming),
+        hidden_size=_required(table, "hidden_size"),
+        num_layers=table.get("num_layers", 1),
+        bidirectional=table.get("bidirectional", False),
+        bias=table.get("bias", True),
+        proj_size=table.get("proj_size", 0),
+        bias_vectors=table.get("bias_vectors"),
+        peephole=table.get("peephole"),
+        merge_mode=table.get("merge_mode", "concat"),
+        reset_after=table.get("reset_after", True),
+    )
+    return Recurrent(name, spec)
 
 
 def _no_unknown(unknown: set[str], known: set[str]) -> None:
