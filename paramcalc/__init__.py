@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib as _importlib
 from typing import TYPE_CHECKING
 
-from .errors import ParamcalcError
+from .errors import ParamcalcError, ParamcalcWarning
 
 __version__ = "0.2.0"
 
@@ -88,6 +88,7 @@ __all__ = [
     "FlopCheck",
     "LayerFormula",
     "ParamcalcError",
+    "ParamcalcWarning",
     "PredictResult",
     "RecurrentSpec",
     "Result",

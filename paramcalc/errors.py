@@ -18,6 +18,10 @@ class ParamcalcError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
+class ParamcalcWarning(UserWarning):
+    """Something the user should know that is not an error (the CLI prints it as one line)."""
+
+
 class Terminated(SystemExit):
     """Raised in the main thread when SIGTERM arrives during a write (exit status 143)."""
 

@@ -6,7 +6,7 @@ import importlib.util
 import re
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,3 +123,28 @@ needs_reference_modules = pytest.mark.skipif(
     reason="needs paramcalc.bridge.modules (reference modules for layouts torch.nn cannot build), "
     "which has not landed yet",
 )
+
+
+# --- work counted, not timed ---------------------------------------------------------------------
+
+
+def python_calls(fn: Callable[[], object]) -> int:
+    """How many Python function calls (generator resumptions included) ``fn()`` makes.
+
+    A deterministic measure of work: tests compare it between two sizes to show that work grows
+    linearly, never by timing anything.
+    """
+    calls = 0
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(previous)
+    return calls

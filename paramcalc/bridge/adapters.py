@@ -26,7 +26,7 @@ from ..core.architecture import (
     Linear,
     Recurrent,
 )
-from ..core.cells import CELLS, CellType
+from ..core.cells import CellType, registered_cells
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 
@@ -152,7 +152,7 @@ def cell_of_module(module: Any) -> CellType | None:
     if isinstance(module, nn.RNNBase) or (
         quantized_rnn_types() and isinstance(module, quantized_rnn_types())
     ):
-        for ct in CELLS.values():
+        for ct in registered_cells():
             if ct.torch.mode and ct.torch.mode == module.mode:
                 return ct
         return None
@@ -160,7 +160,7 @@ def cell_of_module(module: Any) -> CellType | None:
         names = [cls.__name__ for cls in type(module).__mro__]
         nonlin = getattr(module, "nonlinearity", None)
         for cls_name in names:
-            for ct in CELLS.values():
+            for ct in registered_cells():
                 b = ct.torch
                 if b.nn_class == cls_name and not b.mode and (b.nonlinearity or None) == nonlin:
                     return ct

@@ -10,7 +10,9 @@ implementation (:mod:`paramcalc.bridge.modules`), or a registered cell's own fac
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core.architecture import (
@@ -27,10 +29,11 @@ from ..core.architecture import (
     Linear,
     Recurrent,
 )
+from ..core.cells import module_failure
 from ..core.params import total_params
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
-from .devices import ensure_fits, oom_as_error, resolve_device
+from .devices import ensure_fits, is_oom, oom_as_error, resolve_device
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -95,6 +98,21 @@ def check_indexable(spec: RecurrentSpec) -> None:
                 )
 
 
+@contextlib.contextmanager
+def plugin_errors(spec: RecurrentSpec, what: str) -> Iterator[None]:
+    """A failure of a registered cell's own module (its ``TorchBinding.reference``) as one line
+    naming the cell and the module: a bug in that package, not paramcalc's. Allocation failures
+    and paramcalc's own reference modules are left alone."""
+    try:
+        yield
+    except ParamcalcError:
+        raise
+    except (Exception, SystemExit) as exc:
+        if spec.cell_type.torch.reference is None or is_oom(exc):
+            raise
+        raise ParamcalcError(module_failure(spec.cell_type, what, exc)) from None
+
+
 def _reference_factory(spec: RecurrentSpec) -> Any:
     ref = spec.cell_type.torch.reference
     if ref is None:
@@ -103,10 +121,11 @@ def _reference_factory(spec: RecurrentSpec) -> Any:
         return build_reference
     if isinstance(ref, str):
         mod, _, attr = ref.partition(":")
-        try:
-            return getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ParamcalcError(f"cell {spec.cell}: cannot load its module {ref!r}: {exc}") from None
+        with plugin_errors(spec, "to import"):
+            factory = getattr(importlib.import_module(mod), attr, None)
+        if factory is None:
+            raise ParamcalcError(f"cell {spec.cell}: cannot load its module {ref!r}: {mod} has no {attr!r}")
+        return factory
     return ref
 
 
@@ -133,7 +152,8 @@ def build_module(
             cls = getattr(nn, str(ct.torch.nn_class))
             return cls(**module_kwargs(spec), device=dev, dtype=dtype)  # type: ignore[no-any-return]
         factory = _reference_factory(spec)
-        module = factory(spec, dev, dtype)
+        with plugin_errors(spec, "to build"):
+            module = factory(spec, dev, dtype)
     if not isinstance(module, nn.Module):
         raise ParamcalcError(f"cell {spec.cell}: its module factory returned {type(module).__name__}")
     return module
@@ -229,6 +249,12 @@ def build_architecture(
             raise NotImplementedError("an architecture built by paramcalc is for counting only")
 
     root = ArchitectureModule()
+    for c in arch.components:
+        if hasattr(root, c.name):  # torch's add_module refuses it (KeyError)
+            raise ParamcalcError(
+                f"component {c.name!r} ({c.kind}): torch cannot build a child module of that name, "
+                f"{c.name!r} is an attribute of torch.nn.Module; rename the component"
+            )
     with oom_as_error(f"building architecture {arch.name!r}", dev, "use --device meta"):
         for c in arch.components:
             root.add_module(c.name, _component_module(c, dev, dtype))

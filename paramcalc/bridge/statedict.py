@@ -27,7 +27,7 @@ from ..core.architecture import (
     Linear,
     Recurrent,
 )
-from ..core.cells import CELLS, CellType
+from ..core.cells import CellType, registered_cells
 from ..core.params import count
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
@@ -49,7 +49,7 @@ def _rnn_key(roles: frozenset[str]) -> re.Pattern[str]:
 
 def rnn_key() -> re.Pattern[str]:
     """The pattern of a recurrent tensor name: any registered template's PyTorch name, suffixed."""
-    return _rnn_key(frozenset(t.torch_name for c in CELLS.values() for t in c.templates))
+    return _rnn_key(frozenset(t.torch_name for c in registered_cells() for t in c.templates))
 
 
 def canonical_name(name: str) -> str:
@@ -215,7 +215,7 @@ def infer_recurrent(prefix: str, name: str, rnn: Mapping[str, tuple[int, ...]]) 
 
     matches: list[RecurrentSpec] = []
     reasons: list[str] = []
-    for ct in CELLS.values():
+    for ct in registered_cells():
         if ct.single_step != single or ih[0] % ct.gates:
             continue
         hidden = ih[0] // ct.gates

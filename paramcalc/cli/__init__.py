@@ -10,10 +10,12 @@ commands that need them, so analytic queries such as ``paramcalc count`` start f
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import click
 
@@ -140,6 +142,11 @@ def _stdout_failed(exc: OSError) -> int:
 
 def run(args: Sequence[str] | None = None) -> int:
     """Run the CLI on ``args`` (default ``sys.argv[1:]``) and return the exit code."""
+    with _one_line_warnings():
+        return _run(args)
+
+
+def _run(args: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv or os.environ.get("PARAMCALC_DEBUG", "") not in ("", "0")
     if sys.stdout is None:  # started with stdout closed (`>&-`): every result would be lost
@@ -187,11 +194,41 @@ def run(args: Sequence[str] | None = None) -> int:
         return _internal(exc, debug)
 
 
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """paramcalc's own warnings (a plugin that failed to load) as one ``warning:`` line each."""
+    import warnings
+
+    from ..errors import ParamcalcWarning
+
+    shown = warnings.showwarning
+
+    def show(
+        message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        if isinstance(category, type) and issubclass(category, ParamcalcWarning):
+            _err(f"warning: {_line(str(message))}")
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def _internal(exc: BaseException, debug: bool) -> int:
     if debug:
         import traceback
 
         traceback.print_exception(exc)
+    from ..core.cells import plugin_culprit
+
+    culprit = plugin_culprit(exc)  # a registered cell's own module failed: not our bug
+    if culprit is not None:
+        _err(f"Error: {_line(culprit)}")
+        return 2
     first = (str(exc).strip().splitlines() or [""])[0][:200]
     _err(
         f"Error: internal error: {type(exc).__name__}: {_line(first)} "

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from math import prod
@@ -35,7 +35,7 @@ from ..errors import ParamcalcError
 from ..results.base import Result
 from ..results.render import plural
 from ..results.table import Column, Table
-from .cells import ALIASES, CELLS, get_cell
+from .cells import ALIASES, CELLS, find_cell, get_cell, plugin_note
 from .params import count as count_spec
 from .params import total_params
 from .spec import RecurrentSpec, check_size
@@ -631,9 +631,9 @@ class Flow:
     plane_out: tuple[int, int] | None
 
 
-def _default_source(order: list[str], inputs: Mapping[str, Input]) -> tuple[str, ...]:
-    if order:
-        return (order[-1],)
+def _default_source(last: str | None, inputs: Mapping[str, Input]) -> tuple[str, ...]:
+    if last is not None:
+        return (last,)
     if len(inputs) == 1:
         return (next(iter(inputs)),)
     return ()
@@ -663,68 +663,103 @@ def _merged(
     return size, plane
 
 
-def trace(
-    components: tuple[Component, ...], inputs: tuple[Input, ...], wiring: Mapping[str, Wiring]
-) -> dict[str, Flow]:
-    """The flow of features through the components, checked (one line per mistake)."""
-    ins = {i.name: i for i in inputs}
-    known: dict[str, tuple[int | None, Any]] = {i.name: (i.size, i.plane) for i in inputs}
-    order: list[str] = []
-    flows: dict[str, Flow] = {}
-    for c in components:
-        where = f"component {c.name!r} ({c.kind})"
-        w = wiring.get(c.name, Wiring())
-        sources = w.sources or _default_source(order, ins)
+class _Tracer:
+    """The flow of features, one component after the other (linear in components).
+
+    :func:`trace` runs it over a whole architecture; :func:`architecture_from_dict` asks it for
+    the input of each component before making it (sizes left out are inferred from it).
+    """
+
+    def __init__(self, inputs: tuple[Input, ...], names: Collection[str] = ()) -> None:
+        self.inputs = {i.name: i for i in inputs}
+        self.known: dict[str, tuple[int | None, Any]] = {i.name: (i.size, i.plane) for i in inputs}
+        self.flows: dict[str, Flow] = {}
+        self.last: str | None = None
+        self.names = names  # every component's name, to tell "comes later" from "no such"
+
+    def sources(self, w: Wiring, where: str = "") -> tuple[str, ...]:
+        """The sources of a component wired by ``w``, each checked to come before it."""
+        sources = w.sources or _default_source(self.last, self.inputs)
         for src in sources:
-            if src not in known:
-                later = any(x.name == src for x in components)
+            if src not in self.known:
+                later = src in self.names
                 raise ParamcalcError(
-                    f"{where}: from = {src!r}: "
+                    f"{where}from = {src!r}: "
                     + ("it comes later; a source must come first" if later else "no such input or component")
+                    + ("" if where or later else " before this one")
                 )
-        incoming: int | None
-        plane: tuple[int, int] | None
+        return sources
+
+    def incoming(self, name: str, w: Wiring) -> tuple[int | None, tuple[int, int] | None]:
+        """The merged input of the next component (before it is made)."""
+        return _merged(name, w, self.sources(w), self.known)
+
+    def add(self, c: Component, w: Wiring) -> Flow:
+        """Check what ``c`` receives against what it expects, and record what it hands on."""
+        where = f"component {c.name!r} ({c.kind})"
+        sources = self.sources(w, f"{where}: ")
         try:
-            if isinstance(c, Attention):
-                if len(sources) != 2:
-                    raise ParamcalcError("attention takes two sources: from = [query, keys]")
-                (q, _), (k, _) = known[sources[0]], known[sources[1]]
-                for label, src, got, want in (
-                    ("query", sources[0], q, c.query_size),
-                    ("key", sources[1], k, c.key_size),
-                ):
-                    if got is not None and got != want:
-                        raise ParamcalcError(f"{label}_size is {want} but {src!r} outputs {got}")
-                incoming, plane = None, None
-            else:
-                incoming, plane = _merged(c.name, w, sources, known)
+            incoming, plane = self._received(c, w, sources)
         except ParamcalcError as exc:
             raise ParamcalcError(f"{where}: {exc}") from None
         expected = c.in_features
         if expected is not None and incoming is not None and expected != incoming:
             what = (
-                " + ".join(f"{s} ({known[s][0]})" for s in sources) if len(sources) > 1 else repr(sources[0])
+                " + ".join(f"{s} ({self.known[s][0]})" for s in sources)
+                if len(sources) > 1
+                else repr(sources[0])
             )
             stacked = f" x {w.stack} stacked frames" if w.stack > 1 else ""
             raise ParamcalcError(
                 f"{where}: expects {expected} input features but {what}{stacked} gives {incoming}"
             )
-        channels = getattr(c, "in_channels", None) if isinstance(c, (Conv2d, BatchNorm2d)) else None
-        if isinstance(c, BatchNorm2d):
-            channels = c.num_features
-        if channels is not None and plane is not None:
-            if plane[0] != channels:
-                raise ParamcalcError(f"{where}: expects {channels} channels but its input has {plane[0]}")
-            if isinstance(c, Conv2d) and c.height is not None and c.height != plane[1]:
-                raise ParamcalcError(f"{where}: height = {c.height} but its input is {plane[1]} high")
+        _check_plane(c, plane, where)
         out = c.out_features(incoming)
         out_plane = c.out_plane(plane) if isinstance(c, (Conv2d, BatchNorm2d)) else None
         if isinstance(c, BatchNorm2d):
             out = incoming
-        known[c.name] = (out, out_plane)
-        flows[c.name] = Flow(sources, incoming, plane, out, out_plane)
-        order.append(c.name)
-    return flows
+        self.known[c.name] = (out, out_plane)
+        self.flows[c.name] = flow = Flow(sources, incoming, plane, out, out_plane)
+        self.last = c.name
+        return flow
+
+    def _received(
+        self, c: Component, w: Wiring, sources: tuple[str, ...]
+    ) -> tuple[int | None, tuple[int, int] | None]:
+        if not isinstance(c, Attention):
+            return _merged(c.name, w, sources, self.known)
+        if len(sources) != 2:
+            raise ParamcalcError("attention takes two sources: from = [query, keys]")
+        (q, _), (k, _) = self.known[sources[0]], self.known[sources[1]]
+        for label, src, got, want in (
+            ("query", sources[0], q, c.query_size),
+            ("key", sources[1], k, c.key_size),
+        ):
+            if got is not None and got != want:
+                raise ParamcalcError(f"{label}_size is {want} but {src!r} outputs {got}")
+        return None, None
+
+
+def _check_plane(c: Component, plane: tuple[int, int] | None, where: str) -> None:
+    """A 2-D layer's channels (and a Conv2d's height) against the plane it receives."""
+    channels = getattr(c, "in_channels", None) if isinstance(c, (Conv2d, BatchNorm2d)) else None
+    if isinstance(c, BatchNorm2d):
+        channels = c.num_features
+    if channels is not None and plane is not None:
+        if plane[0] != channels:
+            raise ParamcalcError(f"{where}: expects {channels} channels but its input has {plane[0]}")
+        if isinstance(c, Conv2d) and c.height is not None and c.height != plane[1]:
+            raise ParamcalcError(f"{where}: height = {c.height} but its input is {plane[1]} high")
+
+
+def trace(
+    components: tuple[Component, ...], inputs: tuple[Input, ...], wiring: Mapping[str, Wiring]
+) -> dict[str, Flow]:
+    """The flow of features through the components, checked (one line per mistake)."""
+    tracer = _Tracer(inputs, {c.name for c in components})
+    for c in components:
+        tracer.add(c, wiring.get(c.name, Wiring()))
+    return tracer.flows
 
 
 @dataclass(frozen=True)
@@ -749,7 +784,11 @@ class Architecture:
         if not self.components:
             raise ParamcalcError("an architecture needs at least one component")
         by_name: dict[str, Component] = {}
-        taken = {i.name for i in self.inputs}
+        taken: set[str] = set()
+        for i in self.inputs:
+            if i.name in taken:
+                raise ParamcalcError(f"input {i.name!r}: the name is used twice")
+            taken.add(i.name)
         for c in self.components:
             if not isinstance(c, Component):
                 raise ParamcalcError(f"not a component: {c!r}")
@@ -1116,28 +1155,14 @@ def _component_from_table(
     plane: tuple[int, int] | None = None,
 ) -> Component:
     table = {k: v for k, v in table.items() if k not in WIRING_KEYS}
-    if kind in CELLS or kind in ALIASES:
-        unknown = set(table) - _RECURRENT_KEYS - {"name", "kind"}
-        _no_unknown(unknown, _RECURRENT_KEYS)
-        cell = with_nonlinearity(kind, table.get("nonlinearity"))
-        spec = RecurrentSpec(
-            cell=cell,
-            input_size=_inferred(table, "input_size", incoming),
-            hidden_size=_required(table, "hidden_size"),
-            num_layers=table.get("num_layers", 1),
-            bidirectional=table.get("bidirectional", False),
-            bias=table.get("bias", True),
-            proj_size=table.get("proj_size", 0),
-            bias_vectors=table.get("bias_vectors"),
-            peephole=table.get("peephole"),
-            merge_mode=table.get("merge_mode", "concat"),
-            reset_after=table.get("reset_after", True),
-        )
-        return Recurrent(name, spec)
+    # a registered cell (an installed plugin's too: looked up only if the kind is no layer's)
+    if kind in CELLS or kind in ALIASES or (kind not in KIND_KEYS and find_cell(kind) is not None):
+        return _recurrent_from_table(table, name, kind, incoming)
     keys = KIND_KEYS.get(kind)
     if keys is None:
         raise ParamcalcError(
-            f"unknown kind {kind!r}: expected one of {', '.join([*recurrent_kinds(), *KIND_KEYS])}"
+            f"unknown kind {kind!r}{plugin_note()}: expected one of "
+            f"{', '.join([*recurrent_kinds(), *KIND_KEYS])}"
         )
     _no_unknown(set(table) - keys - {"name", "kind"}, keys)
     builders: dict[str, Callable[[], Component]] = {
@@ -1198,6 +1223,24 @@ def _component_from_table(
     return builders[kind]()
 
 
+def _recurrent_from_table(table: Mapping[str, Any], name: str, kind: str, incoming: int | None) -> Recurrent:
+    _no_unknown(set(table) - _RECURRENT_KEYS - {"name", "kind"}, _RECURRENT_KEYS)
+    spec = RecurrentSpec(
+        cell=with_nonlinearity(kind, table.get("nonlinearity")),
+        input_size=_inferred(table, "input_size", incoming),
+        hidden_size=_required(table, "hidden_size"),
+        num_layers=table.get("num_layers", 1),
+        bidirectional=table.get("bidirectional", False),
+        bias=table.get("bias", True),
+        proj_size=table.get("proj_size", 0),
+        bias_vectors=table.get("bias_vectors"),
+        peephole=table.get("peephole"),
+        merge_mode=table.get("merge_mode", "concat"),
+        reset_after=table.get("reset_after", True),
+    )
+    return Recurrent(name, spec)
+
+
 def _no_unknown(unknown: set[str], known: set[str]) -> None:
     if unknown:
         raise ParamcalcError(
@@ -1208,6 +1251,8 @@ def _no_unknown(unknown: set[str], known: set[str]) -> None:
 
 def architecture_from_dict(data: Mapping[str, Any], default_name: str = "architecture") -> Architecture:
     """Build an :class:`Architecture` from parsed TOML (or any mapping of the same shape)."""
+    if not isinstance(data, Mapping):
+        raise ParamcalcError(f"an architecture is a mapping (parsed TOML), got {type(data).__name__}")
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise ParamcalcError(
@@ -1224,6 +1269,7 @@ def architecture_from_dict(data: Mapping[str, Any], default_name: str = "archite
     inputs = _inputs(data.get("input"))
     components: list[Component] = []
     wiring: dict[str, Wiring] = {}
+    tracer = _Tracer(inputs)
     for i, table in enumerate(tables):
         kind_raw = table.get("kind")
         cname = table.get("name", f"{kind_raw or 'component'}_{i}")
@@ -1239,10 +1285,11 @@ def architecture_from_dict(data: Mapping[str, Any], default_name: str = "archite
             w = _wiring(table)
             if w != Wiring():
                 wiring[cname] = w
-            incoming, plane = _incoming(components, inputs, wiring, cname, w)
+            incoming, plane = tracer.incoming(cname, w)
             comp = _component_from_table(table, cname, kind, incoming, plane)
         except ParamcalcError as exc:
             raise ParamcalcError(f"{where}: {exc}") from None
+        tracer.add(comp, w)
         components.append(comp)
     return Architecture(name, tuple(components), description, inputs, wiring)
 
@@ -1253,6 +1300,7 @@ def _inputs(raw: Any) -> tuple[Input, ...]:
     if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
         raise ParamcalcError("input must be an array of tables: write each as [[input]]")
     out = []
+    seen: set[str] = set()
     for t in raw:
         unknown = set(t) - INPUT_KEYS
         if unknown:
@@ -1263,6 +1311,9 @@ def _inputs(raw: Any) -> tuple[Input, ...]:
         name = t.get("name")
         if not isinstance(name, str):
             raise ParamcalcError(f"input: name must be a string, got {name!r}")
+        if name in seen:
+            raise ParamcalcError(f"input {name!r}: the name is used twice (two [[input]] tables)")
+        seen.add(name)
         try:
             out.append(Input(name, t.get("size"), t.get("channels"), t.get("height")))
         except ParamcalcError as exc:
@@ -1282,20 +1333,6 @@ def _wiring(table: Mapping[str, Any]) -> Wiring:
     return Wiring(tuple(src), merge, table.get("stack", 1))
 
 
-def _incoming(
-    components: list[Component], inputs: tuple[Input, ...], wiring: dict[str, Wiring], name: str, w: Wiring
-) -> tuple[int | None, tuple[int, int] | None]:
-    """The merged input of the next component, from the flows of the ones before it."""
-    flows = trace(tuple(components), inputs, wiring)
-    known: dict[str, tuple[int | None, Any]] = {i.name: (i.size, i.plane) for i in inputs}
-    known.update({k: (f.outgoing, f.plane_out) for k, f in flows.items()})
-    sources = w.sources or _default_source([c.name for c in components], {i.name: i for i in inputs})
-    for src in sources:
-        if src not in known:
-            raise ParamcalcError(f"from = {src!r}: no such input or component before this one")
-    return _merged(name, w, sources, known)
-
-
 def _toml_loads(text: str) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
@@ -1312,8 +1349,12 @@ def _toml_loads(text: str) -> dict[str, Any]:
 
 def load_architecture(path: str | Path) -> Architecture:
     """Read an architecture TOML file. Every error names the file (and the component)."""
+    import os
+
     from .files import read_text
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParamcalcError(f"load_architecture needs a file path (str or Path), got {type(path).__name__}")
     p = Path(path)
     text = read_text(p, MAX_TOML_BYTES, "TOML file")
     try:

@@ -23,11 +23,12 @@ Counting conventions (stated here, where they are decided):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import ParamcalcError
+from ..errors import ParamcalcError, ParamcalcWarning
 
 if TYPE_CHECKING:  # pragma: no cover
     from .spec import RecurrentSpec
@@ -44,6 +45,12 @@ MERGE_MODES = ("concat", "sum", "ave", "mul")
 TensorKind = Literal["input", "recurrent", "recurrent_diag", "bias", "peephole", "projection"]
 Recurrence = Literal["sequential", "scan"]
 Runner = Literal["stack", "cell"]
+#: The tensor kinds a template may have (:class:`TensorTemplate`), the recurrences and runners.
+TENSOR_KINDS: tuple[str, ...] = ("input", "recurrent", "recurrent_diag", "bias", "peephole", "projection")
+RECURRENCES: tuple[str, ...] = ("sequential", "scan")
+RUNNERS: tuple[str, ...] = ("stack", "cell")
+#: Largest op count, saved-vector count or gate count a registry entry may declare (sanity bound).
+MAX_RULE = 1000
 
 #: Tensor kinds whose elements are multiplied as a matrix by every token (they make the MACs).
 GEMM_KINDS = frozenset({"input", "recurrent", "projection"})
@@ -84,6 +91,22 @@ class TensorTemplate:
     term: str
     index: int = 0
     gate: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"tensor template {self.role!r}"
+        for attr in ("role", "torch_name", "keras_name"):
+            if not isinstance(getattr(self, attr), str) or not getattr(self, attr):
+                raise ParamcalcError(f"{where}: {attr} must be a non-empty string")
+        if not isinstance(self.term, str) or not isinstance(self.gate, str):
+            raise ParamcalcError(f"{where}: term and gate must be strings")
+        if self.kind not in TENSOR_KINDS:
+            raise ParamcalcError(
+                f"{where}: unknown kind {self.kind!r}: expected one of {', '.join(TENSOR_KINDS)}"
+            )
+        if type(self.index) is not int or not 0 <= self.index <= 1:
+            raise ParamcalcError(f"{where}: index must be 0 or 1 (a second bias vector), got {self.index!r}")
+        if self.kind == "peephole" and not self.gate:
+            raise ParamcalcError(f"{where}: a peephole template names its gate")
 
     @property
     def gemm(self) -> bool:
@@ -208,13 +231,16 @@ class CellType:
     keras_class: str | None = None
     #: The ONNX operator of the cell (``LSTM``, ``GRU``, ``RNN``), if ONNX has one.
     onnx_op: str | None = None
+    #: The gate blocks in the order ONNX stacks them (LSTM ``iofc``, GRU ``zrh``); () = ``gate_names``.
+    onnx_gate_names: tuple[str, ...] = ()
     torch: TorchBinding = field(default_factory=TorchBinding)
     # --- capabilities -------------------------------------------------------------------
     nonlinearity: str = ""
     projection: bool = False
     peephole_gates: tuple[str, ...] = ()
     default_peephole: bool = False
-    bias_vectors_allowed: tuple[int, ...] = (0, 1, 2)
+    #: Bias vectors per gate block a spec may ask for; () means 0 up to the bias templates given.
+    bias_vectors_allowed: tuple[int, ...] = ()
     default_bias_vectors: int = 2
     #: Blocks whose recurrent matmul waits for the reset gate in the reset-before form.
     reset_before_blocks: int = 0
@@ -238,10 +264,7 @@ class CellType:
     state_names: tuple[str, ...] = ("h",)
 
     def __post_init__(self) -> None:
-        if not self.templates or self.templates[0].kind != "input":
-            raise ParamcalcError(f"cell {self.name!r}: the first tensor template must be the input weight")
-        if self.default_bias_vectors not in self.bias_vectors_allowed:
-            raise ParamcalcError(f"cell {self.name!r}: default_bias_vectors not in bias_vectors_allowed")
+        validate_cell(self)
 
     # -- derived facts --------------------------------------------------------------------
     @property
@@ -355,6 +378,182 @@ class CellType:
         return "; ".join([text, *extras])
 
 
+# --- validation of an entry (built-in or registered) ---------------------------------------------
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _key(name: str) -> str:
+    return str(name).strip().lower().replace("-", "_")
+
+
+def validate_cell(cell: CellType) -> None:
+    """Check a registry entry once, when it is made: one line naming the cell and the field.
+
+    Sequences become tuples; ``bias_vectors_allowed`` left empty becomes 0 up to the bias
+    templates given. Every count and size paramcalc derives from an entry rests on these rules
+    (a cell without gate blocks would make every hidden size fit any budget; a negative op
+    count, negative FLOPs).
+    """
+    where = f"cell {cell.name!r}" if isinstance(cell.name, str) else "a cell"
+    try:
+        _tuples(cell)
+        _check_names(cell)
+        _check_templates(cell)
+        _check_layout(cell)
+        _check_rules(cell)
+        _check_binding(cell)
+    except ParamcalcError as exc:
+        raise ParamcalcError(f"{where}: {exc}") from None
+
+
+def _tuples(cell: CellType) -> None:
+    for attr in (
+        "gate_names",
+        "templates",
+        "equations",
+        "onnx_gate_names",
+        "peephole_gates",
+        "bias_vectors_allowed",
+        "peephole_equations",
+        "reset_before_equations",
+        "aliases",
+        "elementwise_ops",
+        "state_names",
+    ):
+        value = getattr(cell, attr)
+        if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+            raise ParamcalcError(f"{attr} must be a tuple, got {type(value).__name__}")
+        object.__setattr__(cell, attr, tuple(value))
+    ops = tuple(tuple(op) if isinstance(op, (tuple, list)) else op for op in cell.elementwise_ops)
+    object.__setattr__(cell, "elementwise_ops", ops)
+
+
+def _strings(attr: str, values: tuple[Any, ...], *, distinct: bool = True) -> None:
+    if not all(isinstance(v, str) and v for v in values):
+        raise ParamcalcError(f"{attr} must be non-empty strings")
+    if distinct and len(set(values)) != len(values):
+        raise ParamcalcError(f"{attr} must be distinct, got {', '.join(values)}")
+
+
+def _check_names(cell: CellType) -> None:
+    for attr in ("name", "family", "display_name"):
+        if not isinstance(getattr(cell, attr), str) or not getattr(cell, attr).strip():
+            raise ParamcalcError(f"{attr} must be a non-empty string")
+    for name in (cell.name, *cell.aliases):
+        if not isinstance(name, str) or not _NAME_RE.match(_key(name)):
+            raise ParamcalcError(
+                f"{name!r} is not a cell name: a letter, then letters, digits, '_' or '-' (as in gru_cell)"
+            )
+    for attr in ("keras_class", "onnx_op"):
+        if getattr(cell, attr) is not None and not isinstance(getattr(cell, attr), str):
+            raise ParamcalcError(f"{attr} must be a string or None")
+    for attr in ("nonlinearity", "source"):
+        if not isinstance(getattr(cell, attr), str):
+            raise ParamcalcError(f"{attr} must be a string")
+    _strings("gate_names", cell.gate_names)
+    if not cell.gate_names:
+        raise ParamcalcError("at least one gate block is needed (gate_names is empty)")
+    _strings("onnx_gate_names", cell.onnx_gate_names)
+    if cell.onnx_gate_names and len(cell.onnx_gate_names) != len(cell.gate_names):
+        raise ParamcalcError("onnx_gate_names must name every gate block, in ONNX's order")
+    _strings("aliases", cell.aliases)
+    _strings("state_names", cell.state_names)
+    if not cell.state_names:
+        raise ParamcalcError("state_names must name at least the state h")
+    for attr in ("equations", "peephole_equations", "reset_before_equations"):
+        _strings(attr, getattr(cell, attr), distinct=False)
+
+
+def _check_templates(cell: CellType) -> None:
+    ts = cell.templates
+    if not all(isinstance(t, TensorTemplate) for t in ts):
+        raise ParamcalcError("templates must be TensorTemplate objects (see gated_templates)")
+    if not ts or ts[0].kind != "input":
+        raise ParamcalcError("the first tensor template must be the input weight")
+    kinds = [t.kind for t in ts]
+    for kind in ("input", "projection"):
+        if kinds.count(kind) > 1:
+            raise ParamcalcError(f"one {kind} template at most, got {kinds.count(kind)}")
+    if kinds.count("recurrent") + kinds.count("recurrent_diag") > 1:
+        raise ParamcalcError("one recurrent template at most (a matrix or a diagonal)")
+    biases = sorted(t.index for t in ts if t.kind == "bias")
+    if biases != list(range(len(biases))):
+        raise ParamcalcError(f"bias templates must have indexes 0, 1 in turn, got {biases}")
+    _strings("torch names", tuple(t.torch_name for t in ts))
+    peep = tuple(t.gate for t in ts if t.kind == "peephole")
+    if sorted(peep) != sorted(cell.peephole_gates):
+        raise ParamcalcError(
+            f"peephole templates ({', '.join(peep) or 'none'}) must match peephole_gates "
+            f"({', '.join(cell.peephole_gates) or 'none'})"
+        )
+    if cell.projection != ("projection" in kinds):
+        raise ParamcalcError("projection=True needs a projection template, and a projection template it")
+
+
+def _check_layout(cell: CellType) -> None:
+    for attr in ("single_step", "projection", "default_peephole", "reset_after_option"):
+        if not isinstance(getattr(cell, attr), bool):
+            raise ParamcalcError(f"{attr} must be True or False")
+    unknown = [g for g in cell.peephole_gates if g not in cell.gate_names]
+    if unknown:
+        raise ParamcalcError(f"peephole_gates name gates not in gate_names: {', '.join(unknown)}")
+    if cell.default_peephole and not cell.peephole_gates:
+        raise ParamcalcError("default_peephole=True needs peephole_gates")
+    held = sum(1 for t in cell.templates if t.kind == "bias")
+    if not cell.bias_vectors_allowed:
+        object.__setattr__(cell, "bias_vectors_allowed", tuple(range(held + 1)))
+    allowed = cell.bias_vectors_allowed
+    if any(type(b) is not int or not 0 <= b <= held for b in allowed):
+        raise ParamcalcError(
+            f"bias_vectors_allowed {allowed} must be within 0..{held}: the bias templates hold {held}"
+        )
+    if cell.default_bias_vectors not in allowed:
+        raise ParamcalcError("default_bias_vectors not in bias_vectors_allowed")
+    blocks = cell.reset_before_blocks
+    if type(blocks) is not int or not 0 <= blocks < cell.gates:
+        raise ParamcalcError(
+            f"reset_before_blocks must be in 0..{cell.gates - 1} (fewer than the gate blocks)"
+        )
+    if blocks and not cell.recurrent_gemm:
+        raise ParamcalcError("reset_before_blocks needs a recurrent matrix (a 'recurrent' template)")
+    if cell.recurrence not in RECURRENCES:
+        raise ParamcalcError(f"recurrence must be one of {', '.join(RECURRENCES)}, got {cell.recurrence!r}")
+
+
+def _rule(attr: str, value: Any) -> None:
+    if type(value) is not int or not 0 <= value <= MAX_RULE:
+        raise ParamcalcError(f"{attr} must be an integer in 0..{MAX_RULE}, got {value!r}")
+
+
+def _check_rules(cell: CellType) -> None:
+    if len(cell.gate_names) > MAX_RULE:
+        raise ParamcalcError(f"at most {MAX_RULE} gate blocks, got {len(cell.gate_names)}")
+    for op in cell.elementwise_ops:
+        if not (isinstance(op, tuple) and len(op) == 2 and isinstance(op[0], str) and op[0]):
+            raise ParamcalcError(f"elementwise_ops must be (op name, count) pairs, got {op!r}")
+        _rule(f"the count of elementwise op {op[0]!r}", op[1])
+    _rule("saved_per_unit", cell.saved_per_unit)
+
+
+def _check_binding(cell: CellType) -> None:
+    b = cell.torch
+    if not isinstance(b, TorchBinding):
+        raise ParamcalcError(f"torch must be a TorchBinding, got {type(b).__name__}")
+    if b.runner not in RUNNERS:
+        raise ParamcalcError(f"torch.runner must be one of {', '.join(RUNNERS)}, got {b.runner!r}")
+    for attr in ("nn_class", "mode", "nonlinearity"):
+        if getattr(b, attr) is not None and not isinstance(getattr(b, attr), str):
+            raise ParamcalcError(f"torch.{attr} must be a string or None")
+    ref = b.reference
+    if isinstance(ref, str):
+        mod, colon, attr = ref.partition(":")
+        if not (colon and mod and attr):
+            raise ParamcalcError(f"torch.reference {ref!r} must read 'package.module:attribute'")
+    elif ref is not None and not callable(ref):
+        raise ParamcalcError("torch.reference must be None, 'package.module:attribute' or a callable")
+
+
 # --- equations ---------------------------------------------------------------------------------
 
 _RNN_EQ = "h_t = {act}(x_t·W_ihᵀ + b_ih + h_{{t-1}}·W_hhᵀ + b_hh)"
@@ -399,7 +598,10 @@ _MGU_EQ = (
     "n_t = tanh(x_t·W_nᵀ + (f_t ⊙ h_{t-1})·U_nᵀ + b_n)      (the candidate h̃_t; waits for f_t)",
     "h_t = (1 - f_t) ⊙ h_{t-1} + f_t ⊙ n_t",
 )
-_INDRNN_EQ = ("h_t = ReLU(x_t·W_ihᵀ + u ⊙ h_{t-1} + b)      (u: one recurrent weight per unit)",)
+_INDRNN_EQ = (
+    "h_t = ReLU(x_t·W_ihᵀ + u ⊙ h_{t-1} + b)      (u: one recurrent weight per unit; "
+    "b = b_ih, or b_ih + b_hh with two bias vectors)",
+)
 _MINGRU_EQ = (
     "z_t = σ(x_t·W_zᵀ + b_z)                   (gates from x_t only)",
     "n_t = x_t·W_nᵀ + b_n                      (the candidate h̃_t)",
@@ -461,6 +663,7 @@ def _lstm(name: str, single: bool) -> CellType:
         single_step=single,
         keras_class="LSTMCell" if single else "LSTM",
         onnx_op=None if single else "LSTM",
+        onnx_gate_names=("i", "o", "f", "c"),
         torch=TorchBinding(
             nn_class="LSTMCell" if single else "LSTM",
             mode=None if single else "LSTM",
@@ -486,6 +689,7 @@ def _gru(name: str, single: bool) -> CellType:
         single_step=single,
         keras_class="GRUCell" if single else "GRU",
         onnx_op=None if single else "GRU",
+        onnx_gate_names=("z", "r", "h"),
         torch=TorchBinding(
             nn_class="GRUCell" if single else "GRU",
             mode=None if single else "GRU",
@@ -545,7 +749,8 @@ def _builtin() -> tuple[CellType, ...]:
             equations=_INDRNN_EQ,
             display_name="IndRNN",
             nonlinearity="relu",
-            bias_vectors_allowed=(0, 1),
+            # two (b_ih and a recurrent b_hh, as nn.Linear(d, Dh) plus a recurrent bias store it)
+            # is the layout of several third-party modules; the paper's is one
             default_bias_vectors=1,
             source="Li et al. 2018 (IndRNN): W·x + u ⊙ h + b, one bias",
             elementwise_ops=(("add", 1), ("mul", 1), ("relu", 1)),
@@ -590,20 +795,26 @@ ALIASES: dict[str, str] = {a: c.name for c in CELLS.values() for a in c.aliases}
 FAMILIES: tuple[str, ...] = ("rnn", "lstm", "gru")
 
 
-def _key(name: str) -> str:
-    return str(name).strip().lower().replace("-", "_")
-
-
 _PLUGINS_LOADED = False
 #: The entry-point group a package registers its cells under (see docs/extending.md).
 ENTRY_POINT_GROUP = "paramcalc.cells"
+#: Plugins that failed, by entry point: ``"name (package.module:attr)"`` -> the reason (one line).
+PLUGIN_FAILURES: dict[str, str] = {}
+
+
+class PluginWarning(ParamcalcWarning):
+    """A ``paramcalc.cells`` plugin failed to load or gave something paramcalc cannot use."""
 
 
 def load_plugins() -> None:
     """Register the cells other installed packages declare under :data:`ENTRY_POINT_GROUP`.
 
     Each entry point names a :class:`CellType`, or a callable returning one or a list of them.
-    Loaded once, on the first lookup of a name the registry does not know.
+    Loaded once, on the first lookup of a name the registry does not know. A plugin that fails
+    (raises, calls ``sys.exit``, gives no :class:`CellType`, an entry the registry refuses, or a
+    name already taken) is never silent: it is kept in :data:`PLUGIN_FAILURES` with the reason;
+    the error of a name still unknown names it (:func:`plugin_note`), and when the name is found
+    (another plugin's cell) a :class:`PluginWarning` does, once. The other plugins load.
     """
     global _PLUGINS_LOADED
     if _PLUGINS_LOADED:
@@ -611,21 +822,118 @@ def load_plugins() -> None:
     _PLUGINS_LOADED = True
     from importlib.metadata import entry_points
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    try:
+        found = list(entry_points(group=ENTRY_POINT_GROUP))
+    except Exception as exc:  # unreadable metadata of some installed distribution
+        _plugin_failed(f"group {ENTRY_POINT_GROUP!r}", f"cannot list the entry points: {_reason(exc)}")
+        return
+    for ep in found:
+        _load_plugin(ep)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_REPORTED: set[str] = set()
+
+
+def _plugin_failed(label: str, reason: str) -> None:
+    PLUGIN_FAILURES[label] = reason
+
+
+def _unreported() -> list[str]:
+    """The plugin failures not yet told to the user, as text, now marked told."""
+    out = [
+        f"plugin {label} failed: {why}" for label, why in PLUGIN_FAILURES.items() if label not in _REPORTED
+    ]
+    _REPORTED.update(PLUGIN_FAILURES)
+    return out
+
+
+def plugin_note() -> str:
+    """`` (plugin 'x' (pkg.mod:attr) failed: reason)`` for an error about an unknown name, or ""."""
+    failed = _unreported()
+    return f" ({'; '.join(failed)})" if failed else ""
+
+
+def _warn_plugin_failures() -> None:
+    import warnings
+
+    for text in _unreported():
+        warnings.warn(f"paramcalc {text}; its cells are not available", PluginWarning, stacklevel=3)
+
+
+def _load_plugin(ep: Any) -> None:
+    """Register one entry point's cells (see :func:`load_plugins`)."""
+    label = f"{ep.name!r} ({ep.value})"
+    try:
+        obj = ep.load()
+        cells = obj() if callable(obj) and not isinstance(obj, CellType) else obj
+    except (Exception, SystemExit) as exc:  # a plugin's bug, or its sys.exit(): name it, go on
+        _plugin_failed(label, _reason(exc))
+        return
+    for cell in cells if isinstance(cells, (list, tuple)) else [cells]:
+        if not isinstance(cell, CellType):
+            _plugin_failed(label, f"it gave a {type(cell).__name__}, not a paramcalc.CellType")
+            continue
         try:
-            obj = ep.load()
-            cells = obj() if callable(obj) and not isinstance(obj, CellType) else obj
-            for cell in cells if isinstance(cells, (list, tuple)) else [cells]:
-                if isinstance(cell, CellType) and _key(cell.name) not in CELLS:
-                    register_cell(cell)
-        except Exception as exc:  # a broken plugin must not break paramcalc: say which, once
-            import warnings
-
-            warnings.warn(f"paramcalc plugin {ep.name!r} failed to load: {exc}", stacklevel=2)
+            register_cell(cell)
+        except ParamcalcError as exc:
+            _plugin_failed(label, str(exc))
 
 
-def get_cell(name: str | CellType) -> CellType:
-    """Look a cell type up by name or alias (case-insensitive); one-line error if unknown."""
+def reference_label(ref: Any) -> str:
+    """How a ``TorchBinding.reference`` is named in messages (``package.module:attr``)."""
+    return ref if isinstance(ref, str) else str(getattr(ref, "__qualname__", None) or repr(ref))
+
+
+def module_failure(cell: CellType, what: str, exc: BaseException) -> str:
+    """One line saying that ``cell``'s own torch module failed, and whose problem that is."""
+    return (
+        f"cell {cell.name}: its module {reference_label(cell.torch.reference)} failed {what}: "
+        f"{_reason(exc)} (a problem of the package that registered the cell, not of paramcalc)"
+    )
+
+
+def _owner_packages() -> dict[str, CellType]:
+    """Top-level package of each registered cell's own torch module (paramcalc's excluded)."""
+    owners: dict[str, CellType] = {}
+    for c in CELLS.values():
+        ref = c.torch.reference
+        module = ref.partition(":")[0] if isinstance(ref, str) else getattr(ref, "__module__", None)
+        top = str(module or "").partition(".")[0]
+        if top and top != "paramcalc":
+            owners.setdefault(top, c)
+    return owners
+
+
+def plugin_culprit(exc: BaseException) -> str | None:
+    """If ``exc`` was raised in a registered cell's own module (a frame of its traceback runs in
+    that module's package, a forward for instance), one line naming the cell; else ``None``."""
+    owners = _owner_packages()
+    culprit = None
+    tb = exc.__traceback__
+    while tb is not None:  # the innermost frame in a cell's package decides
+        top = str(tb.tb_frame.f_globals.get("__name__", "")).partition(".")[0]
+        culprit = owners.get(top, culprit)
+        tb = tb.tb_next
+    return None if culprit is None else module_failure(culprit, "while running", exc)
+
+
+def registered_cells() -> tuple[CellType, ...]:
+    """Every registered cell, the installed plugins' included (loaded on the first call)."""
+    load_plugins()
+    _warn_plugin_failures()
+    return tuple(CELLS.values())
+
+
+def find_cell(name: Any) -> CellType | None:
+    """The registered cell ``name`` names (installed plugins are looked in), or ``None``."""
     if isinstance(name, CellType):
         return name
     key = _key(name)
@@ -633,12 +941,52 @@ def get_cell(name: str | CellType) -> CellType:
     if key not in CELLS:
         load_plugins()
         key = ALIASES.get(key, key)
-    try:
-        return CELLS[key]
-    except KeyError:
-        known = ", ".join([*CELLS, *ALIASES])
-        shown = name if len(str(name)) <= 40 else str(name)[:37] + "..."
-        raise ParamcalcError(f"unknown cell {shown!r}: expected one of {known}") from None
+        if key in CELLS:
+            _warn_plugin_failures()  # found (another plugin's cell): still say what failed
+    return CELLS.get(key)
+
+
+def get_cell(name: str | CellType) -> CellType:
+    """Look a cell type up by name or alias (case-insensitive); one-line error if unknown."""
+    found = find_cell(name)
+    if found is not None:
+        return found
+    known = ", ".join([*CELLS, *ALIASES])
+    shown = name if len(str(name)) <= 40 else str(name)[:37] + "..."
+    raise ParamcalcError(f"unknown cell {shown!r}{plugin_note()}: expected one of {known}")
+
+
+def cell_names(cells: Any, what: str = "cells") -> list[str] | None:
+    """Canonical names of ``cells``, each looked up (a one-line error for an unknown one).
+
+    ``cells`` is ``None`` (returned as is), one name or a comma-separated list (``"gru"``,
+    ``"rnn,lstm"``: a string is never taken apart into characters), a :class:`CellType`, or a
+    sequence of names and cell types. A name given twice is kept once, where it first appears.
+    """
+    if cells is None:
+        return None
+    if isinstance(cells, str):
+        items: list[Any] = [c.strip() for c in cells.split(",")]
+        items = [c for c in items if c]
+    elif isinstance(cells, CellType):
+        items = [cells]
+    elif isinstance(cells, (bytes, bytearray, Mapping)) or not isinstance(cells, Iterable):
+        raise ParamcalcError(
+            f"{what} must be a cell name, a comma-separated list or a list of names, "
+            f"got {type(cells).__name__}"
+        )
+    else:
+        items = list(cells)
+    if not items:
+        raise ParamcalcError(f"{what} is empty: name at least one cell, e.g. rnn,lstm,gru")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, (str, CellType)):
+            raise ParamcalcError(f"{what}: a cell is named by a string, got {type(item).__name__} {item!r}")
+        name = get_cell(item).name
+        if name not in out:
+            out.append(name)
+    return out
 
 
 def register_cell(cell: CellType, *, replace_existing: bool = False) -> CellType:
@@ -690,7 +1038,7 @@ def cell_for(framework: str, class_name: str, activation: str | None = None) -> 
     ``onnx``: ``LSTM``, ``GRU``, ``RNN``), the one with that ``activation`` where several share the
     class (``SimpleRNN(activation="relu")`` is ``rnn_relu``); ``None`` if none is."""
     attr = {"keras": "keras_class", "onnx": "onnx_op"}[framework]
-    found = [c for c in CELLS.values() if not c.single_step and getattr(c, attr) == class_name]
+    found = [c for c in registered_cells() if not c.single_step and getattr(c, attr) == class_name]
     if activation:
         exact = [c for c in found if c.nonlinearity == activation]
         if exact:

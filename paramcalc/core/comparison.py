@@ -24,11 +24,11 @@ from ..errors import ParamcalcError
 from ..results.base import Result
 from ..results.render import plural
 from ..results.table import Column, Table
-from .cells import FAMILIES, get_cell
+from .cells import FAMILIES, cell_names
 from .coerce import as_spec
 from .costmodel import CostResult, cost
 from .params import total_params
-from .solver import closest_hidden, retarget
+from .solver import check_multiple_of, closest_hidden, retarget
 from .spec import MAX_LAYERS, MAX_SIZE, RecurrentSpec
 from .workload import Workload
 
@@ -379,7 +379,7 @@ class CompareResult(_Plotted):
         return ctx + _environment(self.rows[0].bench or self.rows[0].prediction)
 
 
-def _specs_for(spec: Any, cells: Sequence[str] | None) -> list[RecurrentSpec]:
+def _specs_for(spec: Any, cells: Sequence[str] | str | None) -> list[RecurrentSpec]:
     if isinstance(spec, (list, tuple)):
         if cells is not None:
             raise ParamcalcError("give cells only with a single template spec, not with a list of specs")
@@ -388,21 +388,15 @@ def _specs_for(spec: Any, cells: Sequence[str] | None) -> list[RecurrentSpec]:
             raise ParamcalcError("compare needs a RecurrentSpec or a non-empty list of them")
         return specs
     spec = as_spec(spec, "compare")
-    if cells is None:
-        # the given cell first (the reference), then the classic three it is not
-        names = [spec.cell, *(c for c in FAMILIES if c != spec.cell)]
-    else:
-        names = list(cells)
-    if not names:
-        raise ParamcalcError("name at least one cell to compare, e.g. rnn,lstm,gru")
-    return [retarget(spec, get_cell(n).name) for n in names]
+    # by default the given cell first (the reference), then the classic three it is not
+    names = cell_names(cells) or [spec.cell, *(c for c in FAMILIES if c != spec.cell)]
+    return [retarget(spec, n) for n in names]
 
 
 def _equalise(specs: list[RecurrentSpec], equal: str, multiple_of: int) -> list[RecurrentSpec]:
     if equal not in EQUAL_MODES:
         raise ParamcalcError(f"equal must be one of {', '.join(EQUAL_MODES)}, got {equal!r}")
-    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
-        raise ParamcalcError(f"multiple_of must be a positive integer, got {multiple_of!r}")
+    check_multiple_of(multiple_of)
     if equal == "hidden" or len(specs) < 2:
         return specs
     target = total_params(specs[0])
@@ -429,7 +423,7 @@ def _memory_checked(pairs: Iterable[tuple[RecurrentSpec, Workload]], device: str
 
 def compare(
     spec: RecurrentSpec | Sequence[RecurrentSpec],
-    cells: Sequence[str] | None = None,
+    cells: Sequence[str] | str | None = None,
     *,
     equal: str = "hidden",
     workload: Workload | None = None,
@@ -577,18 +571,7 @@ def _parse_item(part: str, what: str) -> range | int:
 
 def parse_cells(text: str | Sequence[str] | None) -> list[str] | None:
     """``rnn,lstm,gru`` -> canonical cell names (one-line error for an unknown or empty list)."""
-    if text is None:
-        return None
-    names = [c.strip() for c in text.split(",")] if isinstance(text, str) else [str(c) for c in text]
-    names = [n for n in names if n]
-    if not names:
-        raise ParamcalcError("--cells is empty: name at least one cell, e.g. --cells rnn,lstm,gru")
-    out: list[str] = []
-    for n in names:
-        name = get_cell(n).name
-        if name not in out:
-            out.append(name)
-    return out
+    return cell_names(text, "--cells")
 
 
 # --- sweep ---------------------------------------------------------------------------------

@@ -376,13 +376,14 @@ class CostResult(Result):
             per_m = {wl.batch: steps}
         out = []
         n_in = s.gates * s.hidden_size
+        stages = gemm_stages(s)
         for lc in self.layers:
             if single:
                 for m, calls in per_m.items():
                     out.append(Gemm(lc.layer, lc.direction, "input", m, lc.input_size, n_in, calls, False))
             else:
                 out.append(Gemm(lc.layer, lc.direction, "input", wl.tokens, lc.input_size, n_in, 1, False))
-            for name, k, n in gemm_stages(s):
+            for name, k, n in stages:
                 for m, calls in per_m.items():
                     out.append(Gemm(lc.layer, lc.direction, name, m, k, n, calls, True))
         return out
@@ -555,13 +556,15 @@ class CostResult(Result):
         steps = wl.steps
         first, last = wl.step_batch(0), wl.step_batch(steps - 1)
         rows = []
-        seen: set[tuple[int, str, str]] = set()
+        # packed batches: one row per GEMM (its first shape), its rows shrinking from M to M_last
+        firsts: dict[tuple[int, str, str], Gemm] = {}
+        total: dict[tuple[int, str, str], int] = {}
         for g in self.gemms():
             key = (g.layer, g.direction, g.name)
-            if key in seen:
-                continue  # packed batches: one row per GEMM, its rows shrinking from M to M_last
-            seen.add(key)
-            macs = sum(x.macs for x in self.gemms() if (x.layer, x.direction, x.name) == key)
+            firsts.setdefault(key, g)
+            total[key] = total.get(key, 0) + g.macs
+        for key, g in firsts.items():
+            macs = total[key]
             if not g.sequential and g.calls == 1 and g.m == wl.tokens and not self.spec.cell_type.single_step:
                 rows.append(
                     (g.layer, g.direction, g.name, g.m, g.m, g.k, g.n, 1, macs, "once, all steps in one GEMM")

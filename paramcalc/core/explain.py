@@ -13,6 +13,7 @@ from typing import Any
 from ..results.base import Result
 from ..results.render import plural
 from ..results.table import Column, Table
+from .cells import ONNX_NAMES
 from .coerce import as_spec
 from .params import count, dims
 from .spec import RecurrentSpec
@@ -85,6 +86,13 @@ class Explanation(Result):
         s = self.spec
         if s.cell_type.single_step or (s.num_layers == 1 and not s.bidirectional):
             return []
+        if s.convention == "onnx":
+            if s.num_layers == 1:
+                return []
+            return [
+                f"layer 0 shown (W, R, B, P hold both directions); {plural(s.num_layers, 'layer')} in all; "
+                f"layers above the first take {s.stack_output_size} features"
+            ]
         return [
             f"layer 0, forward direction shown; {plural(s.num_layers, 'layer')} x "
             f"{plural(s.num_directions, 'direction')} in all; "
@@ -95,10 +103,50 @@ class Explanation(Result):
         return {"spec": self.spec.to_dict(), "equations": list(self.equations)}
 
 
+def _onnx_why(spec: RecurrentSpec, kind: str, shape: tuple[int, ...]) -> str:
+    """Why an ONNX input (``W``, ``R``, ``B``, ``P``, leading dimension: directions) has its shape."""
+    ct = spec.cell_type
+    gates = ct.onnx_gate_names or ct.gate_names
+    g, h = ct.gates, spec.hidden_size
+    nd = shape[0]
+    lead = f"{nd} direction{'s' if nd > 1 else ''} x "
+    order = ", ONNX's order" if g > 1 else ""
+    blocks = f"{g} gate block{'s' if g > 1 else ''} ({', '.join(gates)}{order}) of Dh={h}"
+    if kind == "input":
+        return f"{lead}{blocks} rows x {spec.input_size} input features d"
+    if kind in ("recurrent", "recurrent_diag"):
+        return f"{lead}{blocks} rows x Dh={h} recurrent features"
+    if kind == "bias":
+        return f"{lead}Wb and Rb concatenated: 2 x {blocks}"
+    peep = sorted(ct.peephole_gates, key=lambda gate: _onnx_position(spec, gate))
+    return f"{lead}{len(peep)} diagonal weights ({', '.join(peep)}) of Dh={h} on c"
+
+
+def _onnx_position(spec: RecurrentSpec, gate: str) -> int:
+    """Where ONNX puts ``gate`` among the gate blocks (its ``P`` follows that order: ``iof``)."""
+    gates = spec.cell_type.onnx_gate_names or spec.cell_type.gate_names
+    return gates.index(gate) if gate in gates else len(gates)
+
+
+def _onnx_rows(spec: RecurrentSpec) -> tuple[ExplainRow, ...]:
+    """ONNX's operator inputs of the first layer: each holds both directions (its first axis)."""
+    templates = spec.cell_type.templates_for(spec)
+    first = spec.replace(num_layers=1, merge_mode="concat")
+    rows = []
+    for r in count(first).rows:
+        kinds = [kind for kind, name in ONNX_NAMES.items() if name == r.name]
+        same = sorted((t for t in templates if t.kind in kinds), key=lambda t: _onnx_position(spec, t.gate))
+        term = " and ".join(t.term for t in same)
+        rows.append(ExplainRow(r.name, r.shape, r.numel, term, _onnx_why(spec, same[0].kind, r.shape)))
+    return tuple(rows)
+
+
 def explain(spec: RecurrentSpec) -> Explanation:
     """The equations of ``spec``'s cell and what each tensor of its first layer multiplies."""
     spec = as_spec(spec, "explain")
     ct = spec.cell_type
+    if spec.convention == "onnx":
+        return Explanation(spec, ct.equations_for(spec), _onnx_rows(spec))
     templates = ct.templates_for(spec)
     by_name: dict[str, Any] = {}
     for t in templates:

@@ -52,7 +52,7 @@ workspace) are estimates that were not measured: ``docs/memory.md``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -372,8 +372,10 @@ def _grads(c: _Ctx, from_layer: int, grad_bytes: int) -> MemoryTerm:
     """Parameter gradients of layers ``from_layer..L-1`` (set_to_none: none before backward)."""
     if from_layer >= c.layers:
         return MemoryTerm("parameter gradients", 0, "peak", "none yet", 0)
-    dirs = c.dirs
-    elements = sum(dirs * layer_params(c.spec, layer) for layer in range(from_layer, c.layers))
+    # every layer above the first has the same tensors (its input is the stack's output width)
+    first = layer_params(c.spec, 0) if from_layer == 0 else 0
+    upper = c.layers - max(from_layer, 1)
+    elements = c.dirs * (first + (upper * layer_params(c.spec, 1) if upper else 0))
     which = "every layer" if from_layer == 0 else f"layers {from_layer}..{c.layers - 1}"
     return MemoryTerm(
         "parameter gradients",
@@ -384,14 +386,64 @@ def _grads(c: _Ctx, from_layer: int, grad_bytes: int) -> MemoryTerm:
     )
 
 
-def _best(phases: Iterable[tuple[str, Sequence[MemoryTerm]]]) -> tuple[str, list[MemoryTerm]]:
-    best: tuple[str, list[MemoryTerm]] | None = None
-    for name, terms in phases:
-        kept = [t for t in terms if t.bytes > 0]
-        if best is None or sum(t.bytes for t in kept) > sum(t.bytes for t in best[1]):
-            best = (name, kept)
+class _Kept:
+    """Terms the layers keep, in layer order, that every later phase holds a prefix of.
+
+    A phase refers to a prefix (:meth:`upto`) instead of copying it, and the prefix's bytes are
+    summed once here, so choosing the peak among the ``L`` phases of an ``L``-layer stack is
+    linear in ``L``; only the winning phase's terms are listed (:func:`_best`).
+    """
+
+    def __init__(self) -> None:
+        self.terms: list[MemoryTerm] = []
+        self.layer_end: list[int] = []  # layer_end[l]: how many terms layers 0..l keep
+        self._cum = [0]  # _cum[i]: bytes of the positive terms among terms[:i]
+
+    def add(self, term: MemoryTerm) -> None:
+        self.terms.append(term)
+        self._cum.append(self._cum[-1] + max(term.bytes, 0))
+
+    def end_layer(self) -> None:
+        self.layer_end.append(len(self.terms))
+
+    def upto(self, stop: int) -> _Prefix:
+        return _Prefix(self, stop)
+
+    def layers_upto(self, layer: int) -> _Prefix:
+        """The terms of layers ``0..layer`` (none for ``layer = -1``)."""
+        return _Prefix(self, self.layer_end[layer] if layer >= 0 else 0)
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """The first ``stop`` terms of a :class:`_Kept`, standing in a phase's list of terms."""
+
+    kept: _Kept
+    stop: int
+
+    @property
+    def bytes(self) -> int:
+        return self.kept._cum[self.stop]
+
+    def expand(self) -> list[MemoryTerm]:
+        return self.kept.terms[: self.stop]
+
+
+_Part = MemoryTerm | _Prefix
+
+
+def _best(phases: Iterable[tuple[str, Sequence[_Part]]]) -> tuple[str, list[MemoryTerm]]:
+    """The phase holding the most bytes (the first of equals), its terms of positive size listed."""
+    best: tuple[str, Sequence[_Part]] | None = None
+    best_total = 0
+    for name, parts in phases:
+        total = sum(p.bytes for p in parts if p.bytes > 0)
+        if best is None or total > best_total:
+            best, best_total = (name, parts), total
     assert best is not None
-    return best
+    name, parts = best
+    listed = [t for p in parts for t in (p.expand() if isinstance(p, _Prefix) else (p,))]
+    return name, [t for t in listed if t.bytes > 0]
 
 
 def _saved(c: _Ctx, path: str) -> tuple[int, int, str]:
@@ -422,288 +474,297 @@ def _saved(c: _Ctx, path: str) -> tuple[int, int, str]:
 
 def _stepwise(c: _Ctx, path: str) -> tuple[str, list[MemoryTerm]]:
     """ATen's native loop and paramcalc's reference modules (stacks and single-step cells)."""
-    nb, n, b = c.nb, c.n, c.b
-    single = c.spec.cell_type.single_step
-    base = _resident(c, states_saved=c.wl.training)
-    gh = c.g * c.h
-    merged = c.spec.merge_mode != "concat" and c.dirs == 2
-    who = "paramcalc's reference module" if path == REFERENCE else "ATen's native loop"
     if not c.wl.training:
-        phases = []
-        for layer in range(c.layers):
-            terms = list(base)
-            if layer:
-                terms.append(_term("layer input", n * c.out, nb, "kept", f"layer {layer - 1}'s output"))
-            if single:
-                terms.append(
-                    _term(
-                        "step outputs",
-                        n * c.r,
-                        nb,
-                        "kept",
-                        "the h_t of every step, kept by the driver's list until the end",
-                    )
-                )
-                terms.append(
-                    _term("one step's gates", 2 * b * gh, nb, "peak", "x_t·W_ihᵀ and h·W_hhᵀ of one step")
-                )
-            else:
-                if path == REFERENCE:
-                    proj, why = (
-                        2 * n * gh,
-                        "x·W_ihᵀ + b_ih of all steps of one direction (the GEMM's result and its bias sum)",
-                    )
-                else:
-                    proj, why = (
-                        c.dirs * n * gh,
-                        "x·W_ihᵀ + b_ih of all steps"
-                        + (", both directions' (made before either runs)" if c.dirs == 2 else ""),
-                    )
-                terms.append(_term("input projection", proj, nb, "peak", why))
-                terms.append(_term("step outputs", n * c.r, nb, "peak", f"the h_t of every step ({who})"))
-                terms.append(
-                    _term(
-                        "layer output",
-                        n * (c.r * (3 if c.dirs == 2 and not merged else 1)),
-                        nb,
-                        "peak",
-                        "the steps stacked into (T, B, R)"
-                        + ("; with the other direction's and their concatenation" if c.dirs == 2 else ""),
-                    )
-                )
-            phases.append((f"forward of layer {layer}", terms))
-        return _best(phases)
+        base = _resident(c)
+        return _best(_stepwise_forward(c, path, base, layer) for layer in range(c.layers))
+    return _stepwise_training(c, path)
 
-    # training: everything each layer keeps, then the top layer's forward end or a layer's backward
+
+def _stepwise_forward(c: _Ctx, path: str, base: list[MemoryTerm], layer: int) -> tuple[str, list[MemoryTerm]]:
+    """Inference: what the forward of ``layer`` holds (its input, projection and outputs)."""
+    nb, n, b, gh = c.nb, c.n, c.b, c.g * c.h
+    terms = list(base)
+    if layer:
+        terms.append(_term("layer input", n * c.out, nb, "kept", f"layer {layer - 1}'s output"))
+    if c.spec.cell_type.single_step:
+        terms.append(
+            _term(
+                "step outputs",
+                n * c.r,
+                nb,
+                "kept",
+                "the h_t of every step, kept by the driver's list until the end",
+            )
+        )
+        terms.append(_term("one step's gates", 2 * b * gh, nb, "peak", "x_t·W_ihᵀ and h·W_hhᵀ of one step"))
+        return (f"forward of layer {layer}", terms)
+    who = "paramcalc's reference module" if path == REFERENCE else "ATen's native loop"
+    if path == REFERENCE:
+        proj, why = (
+            2 * n * gh,
+            "x·W_ihᵀ + b_ih of all steps of one direction (the GEMM's result and its bias sum)",
+        )
+    else:
+        proj, why = (
+            c.dirs * n * gh,
+            "x·W_ihᵀ + b_ih of all steps"
+            + (", both directions' (made before either runs)" if c.dirs == 2 else ""),
+        )
+    merged = c.spec.merge_mode != "concat" and c.dirs == 2
+    terms.append(_term("input projection", proj, nb, "peak", why))
+    terms.append(_term("step outputs", n * c.r, nb, "peak", f"the h_t of every step ({who})"))
+    terms.append(
+        _term(
+            "layer output",
+            n * (c.r * (3 if c.dirs == 2 and not merged else 1)),
+            nb,
+            "peak",
+            "the steps stacked into (T, B, R)"
+            + ("; with the other direction's and their concatenation" if c.dirs == 2 else ""),
+        )
+    )
+    return (f"forward of layer {layer}", terms)
+
+
+def _stepwise_kept(c: _Ctx, path: str) -> tuple[_Kept, dict[int, MemoryTerm]]:
+    """What each layer keeps for backward: its saved activations and (above the first) its input.
+
+    Also the input terms by layer (the native path's backward of a layer holds its own input but
+    not its own saved activations).
+    """
     per_tok, per_layer, what = _saved(c, path)
-    kept_layers: list[tuple[int, MemoryTerm]] = []
+    single = c.spec.cell_type.single_step
+    kept = _Kept()
+    inputs: dict[int, MemoryTerm] = {}
     for layer in range(c.layers):
-        kept_layers.append(
-            (
-                layer,
-                _term(
-                    f"saved activations, layer {layer}",
-                    c.dirs * (n * per_tok + per_layer),
-                    nb,
-                    "kept",
-                    f"autograd keeps per direction {what}",
-                ),
+        kept.add(
+            _term(
+                f"saved activations, layer {layer}",
+                c.dirs * (c.n * per_tok + per_layer),
+                c.nb,
+                "kept",
+                f"autograd keeps per direction {what}",
             )
         )
         if layer and not single:
-            kept_layers.append(
-                (
-                    layer,
-                    _term(
-                        f"layer {layer} input",
-                        n * c.out,
-                        nb,
-                        "kept",
-                        f"layer {layer - 1}'s output, kept by x·W_ihᵀ",
-                    ),
-                )
+            inputs[layer] = _term(
+                f"layer {layer} input",
+                c.n * c.out,
+                c.nb,
+                "kept",
+                f"layer {layer - 1}'s output, kept by x·W_ihᵀ",
             )
+            kept.add(inputs[layer])
+        kept.end_layer()
+    return kept, inputs
+
+
+def _stepwise_training(c: _Ctx, path: str) -> tuple[str, list[MemoryTerm]]:
+    """Training: everything each layer keeps, then the top layer's forward end or a layer's backward."""
+    nb, n, b, gh = c.nb, c.n, c.b, c.g * c.h
+    base = _resident(c, states_saved=True)
+    kept, inputs = _stepwise_kept(c, path)
     top = c.layers - 1
-    if single:
-        terms = [*base, *(t for _, t in kept_layers)]
-        terms.append(_term("step outputs", n * c.r, nb, "kept", "h_t of every step in the driver's list"))
-        terms.append(_grads(c, 0, nb))
-        terms.append(
-            _term(
-                "one step's gradients",
-                2 * b * gh + gh * (c.d(0) + c.r),
-                nb,
-                "peak",
-                "the gate gradients and dW of one step",
-            )
+    if c.spec.cell_type.single_step:
+        one_step = _term(
+            "one step's gradients",
+            2 * b * gh + gh * (c.d(0) + c.r),
+            nb,
+            "peak",
+            "the gate gradients and dW of one step",
         )
-        return _best([("backward", terms)])
-    phases = [
-        (
-            "end of forward",
-            [
-                *base,
-                *(t for _, t in kept_layers),
-                _term(
-                    "input projection",
-                    c.dirs * n * gh,
-                    nb,
-                    "peak",
-                    f"x·W_ihᵀ + b_ih of all steps of layer {top}, alive until the layer's output is stacked",
-                ),
-                _term(
-                    "layer output",
-                    n * c.out * (2 if c.dirs == 2 else 1),
-                    nb,
-                    "peak",
-                    f"layer {top}'s steps stacked",
-                ),
-            ],
-        )
+        outputs = _term("step outputs", n * c.r, nb, "kept", "h_t of every step in the driver's list")
+        return _best([("backward", [*base, kept.layers_upto(top), outputs, _grads(c, 0, nb), one_step])])
+    end_of_forward: list[_Part] = [
+        *base,
+        kept.layers_upto(top),
+        _term(
+            "input projection",
+            c.dirs * n * gh,
+            nb,
+            "peak",
+            f"x·W_ihᵀ + b_ih of all steps of layer {top}, alive until the layer's output is stacked",
+        ),
+        _term(
+            "layer output", n * c.out * (2 if c.dirs == 2 else 1), nb, "peak", f"layer {top}'s steps stacked"
+        ),
     ]
-    for layer in range(top, -1, -1):
-        if path == REFERENCE:
-            # x·W_ihᵀ is sliced per step: the backward of the last step meets every saved tensor
-            # of the layer and two full-size gradients of the projection
-            own = [t for k, t in kept_layers if k <= layer]
-            dgates = (
-                "the gradient of x·W_ihᵀ of all steps: autograd's accumulator and the full-size zeros "
-                "the backward of one step's slice makes"
-            )
-        else:
-            own = [t for k, t in kept_layers if k < layer or (k == layer and t.item.endswith("input"))]
-            dgates = "dgates of every step, gathered and stacked for the input GEMM's backward"
-        terms = [*base, *own]
-        if layer < top:
-            terms.append(_term("output gradient", n * c.out, nb, "peak", f"dL/d(output of layer {layer})"))
-        terms.append(_term("gate gradients", c.dirs * n * gh * 2, nb, "peak", dgates))
-        if layer:
-            terms.append(_term("input gradient", n * c.d(layer), nb, "peak", f"dX of layer {layer}"))
-        terms.append(_grads(c, layer, nb))
-        phases.append((f"backward of layer {layer}", terms))
-    return _best(phases)
+    backward = (_stepwise_backward(c, path, base, kept, inputs, layer) for layer in range(top, -1, -1))
+    return _best([("end of forward", end_of_forward), *backward])
+
+
+def _stepwise_backward(
+    c: _Ctx, path: str, base: list[MemoryTerm], kept: _Kept, inputs: Mapping[int, MemoryTerm], layer: int
+) -> tuple[str, list[_Part]]:
+    """What the backward of ``layer`` holds: what is kept by then and its gradients."""
+    nb, n, gh = c.nb, c.n, c.g * c.h
+    parts: list[_Part] = [*base]
+    if path == REFERENCE:
+        # x·W_ihᵀ is sliced per step: the backward of the last step meets every saved tensor
+        # of the layer and two full-size gradients of the projection
+        parts.append(kept.layers_upto(layer))
+        dgates = (
+            "the gradient of x·W_ihᵀ of all steps: autograd's accumulator and the full-size zeros "
+            "the backward of one step's slice makes"
+        )
+    else:  # the layers below, and this layer's input (its saved activations are freed by now)
+        parts.append(kept.layers_upto(layer - 1))
+        if layer in inputs:
+            parts.append(inputs[layer])
+        dgates = "dgates of every step, gathered and stacked for the input GEMM's backward"
+    if layer < c.layers - 1:
+        parts.append(_term("output gradient", n * c.out, nb, "peak", f"dL/d(output of layer {layer})"))
+    parts.append(_term("gate gradients", c.dirs * n * gh * 2, nb, "peak", dgates))
+    if layer:
+        parts.append(_term("input gradient", n * c.d(layer), nb, "peak", f"dX of layer {layer}"))
+    parts.append(_grads(c, layer, nb))
+    return (f"backward of layer {layer}", parts)
 
 
 def _onednn(c: _Ctx) -> tuple[str, list[MemoryTerm]]:
     """oneDNN's fused LSTM (``aten::mkldnn_rnn_layer``, one primitive per layer and direction)."""
-    nb, n, b, t, h, g = c.nb, c.n, c.b, c.t, c.h, c.g
     base = _resident(c)
-    gld = good_ld(g * h, 4)
-    if not c.wl.training:
-        phases = []
-        for layer in range(c.layers):
-            terms = list(base)
-            if layer:
-                terms.append(_term("layer input", n * c.out, nb, "kept", f"layer {layer - 1}'s output"))
-            out = n * h * (3 if c.dirs == 2 else 1)
-            terms.append(
-                _term(
-                    "layer output",
-                    out,
-                    nb,
-                    "peak",
-                    "y (T, B, Dh)" + (" per direction and their concatenation" if c.dirs == 2 else ""),
-                )
-            )
-            terms.append(
-                MemoryTerm(
-                    "oneDNN scratchpad",
-                    (t + 1) * b * h * 4,
-                    "peak",
-                    "the c states of every step, fp32 (the part of the inference scratchpad a forward "
-                    "touches)",
-                    (t + 1) * b * h,
-                )
-            )
-            terms.append(
-                _term("reordered weights", g * h * (c.d(layer) + h), nb, "peak", "ideep's copy of W_ih, W_hh")
-            )
-            phases.append((f"forward of layer {layer}", terms))
-        return _best(phases)
+    if c.wl.training:
+        return _onednn_training(c, base)
+    return _best(_onednn_forward(c, base, layer) for layer in range(c.layers))
 
-    kept: list[tuple[int, MemoryTerm]] = []
+
+def _onednn_forward(c: _Ctx, base: list[MemoryTerm], layer: int) -> tuple[str, list[MemoryTerm]]:
+    """Inference: the forward of ``layer`` (its input, output, scratchpad and reordered weights)."""
+    nb, n, b, t, h, g = c.nb, c.n, c.b, c.t, c.h, c.g
+    terms = list(base)
+    if layer:
+        terms.append(_term("layer input", n * c.out, nb, "kept", f"layer {layer - 1}'s output"))
+    out = n * h * (3 if c.dirs == 2 else 1)
+    terms.append(
+        _term(
+            "layer output",
+            out,
+            nb,
+            "peak",
+            "y (T, B, Dh)" + (" per direction and their concatenation" if c.dirs == 2 else ""),
+        )
+    )
+    terms.append(
+        MemoryTerm(
+            "oneDNN scratchpad",
+            (t + 1) * b * h * 4,
+            "peak",
+            "the c states of every step, fp32 (the part of the inference scratchpad a forward touches)",
+            (t + 1) * b * h,
+        )
+    )
+    terms.append(
+        _term("reordered weights", g * h * (c.d(layer) + h), nb, "peak", "ideep's copy of W_ih, W_hh")
+    )
+    return (f"forward of layer {layer}", terms)
+
+
+def _onednn_kept(c: _Ctx) -> _Kept:
+    """What each layer keeps for backward: the touched part of its workspace and its output."""
+    nb, n, b, t, h = c.nb, c.n, c.b, c.t, c.h
+    gld = good_ld(c.g * h, 4)
+    kept = _Kept()
     for layer in range(c.layers):
         ws = onednn_workspace_bytes(t, b, c.d(layer), h, nb)
-        kept.append(
-            (
-                layer,
-                MemoryTerm(
-                    f"oneDNN workspace (forward part), layer {layer}",
-                    c.dirs * ((t * b * gld + (t + 1) * b * h) * 4),
-                    "kept",
-                    f"per direction the gates T·B·ld(4Dh) and c_t (T+1)·B·Dh, fp32, of a {ws:,} B workspace "
-                    "(the rest is touched in backward or not at all)",
-                    None,
-                ),
+        kept.add(
+            MemoryTerm(
+                f"oneDNN workspace (forward part), layer {layer}",
+                c.dirs * ((t * b * gld + (t + 1) * b * h) * 4),
+                "kept",
+                f"per direction the gates T·B·ld(4Dh) and c_t (T+1)·B·Dh, fp32, of a {ws:,} B workspace "
+                "(the rest is touched in backward or not at all)",
+                None,
             )
         )
-        kept.append(
-            (
-                layer,
-                _term(
-                    f"layer output, layer {layer}",
-                    c.dirs * n * h + (n * c.out if c.dirs == 2 else 0),
-                    nb,
-                    "kept",
-                    "y (T, B, Dh) per direction, kept for backward"
-                    + ("; and their concatenation" if c.dirs == 2 else ""),
-                ),
+        kept.add(
+            _term(
+                f"layer output, layer {layer}",
+                c.dirs * n * h + (n * c.out if c.dirs == 2 else 0),
+                nb,
+                "kept",
+                "y (T, B, Dh) per direction, kept for backward"
+                + ("; and their concatenation" if c.dirs == 2 else ""),
             )
         )
+        kept.end_layer()
+    return kept
+
+
+def _onednn_training(c: _Ctx, base: list[MemoryTerm]) -> tuple[str, list[MemoryTerm]]:
+    """Training: everything the layers keep at the end of forward, or a layer's backward."""
+    b, t = c.b, c.t
+    gld = good_ld(c.g * c.h, 4)
+    kept = _onednn_kept(c)
     top = c.layers - 1
-    phases = [
-        (
-            "end of forward",
-            [
-                *base,
-                *(k for _, k in kept),
-                MemoryTerm(
-                    "oneDNN scratchpad (forward)",
-                    t * b * gld * 4 if b < 128 else b * gld * 4,
-                    "peak",
-                    f"the gate pre-activations of layer {top}'s steps, fp32 (one step's with B >= 128); "
-                    "the directions run one after the other",
-                    None,
-                ),
-            ],
+    scratchpad = MemoryTerm(
+        "oneDNN scratchpad (forward)",
+        t * b * gld * 4 if b < 128 else b * gld * 4,
+        "peak",
+        f"the gate pre-activations of layer {top}'s steps, fp32 (one step's with B >= 128); "
+        "the directions run one after the other",
+        None,
+    )
+    backward = (_onednn_backward(c, base, kept, layer) for layer in range(top, -1, -1))
+    return _best([("end of forward", [*base, kept.layers_upto(top), scratchpad]), *backward])
+
+
+def _onednn_backward(c: _Ctx, base: list[MemoryTerm], kept: _Kept, layer: int) -> tuple[str, list[_Part]]:
+    """What the backward of ``layer`` holds: the layers' kept terms up to it and its buffers."""
+    nb, n, b, t, h, g = c.nb, c.n, c.b, c.t, c.h, c.g
+    gld = good_ld(g * h, 4)
+    d = c.d(layer)
+    ld_d = good_ld(max(d, h), 4)
+    parts: list[_Part] = [*base, kept.layers_upto(layer)]
+    parts.append(
+        MemoryTerm(
+            "output gradient",
+            n * h * 4,
+            "peak",
+            "dy (T, B, Dh) made contiguous, fp32 (the directions' backward calls run one after the other)",
+            n * h,
         )
-    ]
-    for layer in range(top, -1, -1):
-        d = c.d(layer)
-        ld_d = good_ld(max(d, h), 4)
-        terms = [*base, *(k for i, k in kept if i <= layer)]
-        terms.append(
+    )
+    parts.append(
+        MemoryTerm(
+            "oneDNN diff states",
+            (3 * (t + 1) * b * ld_d + (t + 1) * b * h) * 4,
+            "peak",
+            "workspace touched in backward, fp32: diff layer states (2 rows) and diff iter states "
+            "(T+1)·B·ld(max(d, Dh)), diff c states (T+1)·B·Dh",
+            None,
+        )
+    )
+    parts.append(
+        MemoryTerm(
+            "oneDNN scratchpad (backward)",
+            t * b * gld * 4,
+            "peak",
+            "the gate gradients of every step, fp32",
+            None,
+        )
+    )
+    if layer:
+        parts.append(
             MemoryTerm(
-                "output gradient",
-                n * h * 4,
+                "input gradient",
+                c.dirs * n * d * 4,
                 "peak",
-                "dy (T, B, Dh) made contiguous, fp32 (the directions' backward calls run one after "
-                "the other)",
-                n * h,
+                "dX (T, B, d), fp32" + (", one per direction before they are summed" if c.dirs == 2 else ""),
+                c.dirs * n * d,
             )
         )
-        terms.append(
-            MemoryTerm(
-                "oneDNN diff states",
-                (3 * (t + 1) * b * ld_d + (t + 1) * b * h) * 4,
-                "peak",
-                "workspace touched in backward, fp32: diff layer states (2 rows) and diff iter states "
-                "(T+1)·B·ld(max(d, Dh)), diff c states (T+1)·B·Dh",
-                None,
-            )
+    parts.append(
+        MemoryTerm(
+            "weight copies",
+            g * h * (d + h) * (2 * nb + 4),
+            "peak",
+            "ideep's reordered W_ih, W_hh for forward and backward, and their fp32 gradients",
+            None,
         )
-        terms.append(
-            MemoryTerm(
-                "oneDNN scratchpad (backward)",
-                t * b * gld * 4,
-                "peak",
-                "the gate gradients of every step, fp32",
-                None,
-            )
-        )
-        if layer:
-            terms.append(
-                MemoryTerm(
-                    "input gradient",
-                    c.dirs * n * d * 4,
-                    "peak",
-                    "dX (T, B, d), fp32"
-                    + (", one per direction before they are summed" if c.dirs == 2 else ""),
-                    c.dirs * n * d,
-                )
-            )
-        terms.append(
-            MemoryTerm(
-                "weight copies",
-                g * h * (d + h) * (2 * nb + 4),
-                "peak",
-                "ideep's reordered W_ih, W_hh for forward and backward, and their fp32 gradients",
-                None,
-            )
-        )
-        terms.append(_grads(c, layer + 1, nb))
-        phases.append((f"backward of layer {layer}", terms))
-    return _best(phases)
+    )
+    parts.append(_grads(c, layer + 1, nb))
+    return (f"backward of layer {layer}", parts)
 
 
 def _cudnn(c: _Ctx) -> tuple[str, list[MemoryTerm]]:

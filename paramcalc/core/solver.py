@@ -8,6 +8,7 @@ an exact integer binary search over :func:`paramcalc.count.total_params`; no flo
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -16,7 +17,7 @@ from ..errors import ParamcalcError
 from ..results.base import Result
 from ..results.render import plural
 from ..results.table import Column, Table
-from .cells import FAMILIES, get_cell
+from .cells import FAMILIES, cell_names, get_cell
 from .coerce import as_spec
 from .params import total_params
 from .spec import MAX_SIZE, RecurrentSpec
@@ -78,11 +79,24 @@ def _min_hidden(spec: RecurrentSpec, multiple_of: int) -> int:
     return -(-low // multiple_of) * multiple_of
 
 
-def largest_hidden(spec: RecurrentSpec, budget: int, multiple_of: int = 1) -> int | None:
+def check_multiple_of(multiple_of: Any) -> int:
+    """``multiple_of`` if it is a positive int within the largest size, else a one-line error."""
+    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
+        raise ParamcalcError(f"multiple_of must be a positive integer, got {multiple_of!r}")
+    if multiple_of > MAX_SIZE:
+        raise ParamcalcError(f"multiple_of must be at most {MAX_SIZE:,}, got {multiple_of:,}")
+    return multiple_of
+
+
+def largest_hidden(spec: RecurrentSpec, budget: int | str, multiple_of: int = 1) -> int | None:
     """Largest ``hidden_size`` (a multiple of ``multiple_of``) whose total is ``<= budget``.
 
-    ``spec.hidden_size`` is ignored. Returns ``None`` when even the smallest size is too big.
+    ``spec.hidden_size`` is ignored; ``budget`` is a count or a text like ``"1.5M"``
+    (:func:`parse_count`). Returns ``None`` when even the smallest size is too big.
     """
+    spec = as_spec(spec, "largest_hidden")
+    budget = parse_count(budget)
+    check_multiple_of(multiple_of)
 
     def fits(h: int) -> bool:
         return total_params(spec.replace(hidden_size=h)) <= budget
@@ -174,15 +188,14 @@ class SolveResult(Result):
 
 
 def solve_budget(
-    spec: RecurrentSpec, budget: int | str, *, cells: list[str] | None = None, multiple_of: int = 1
+    spec: RecurrentSpec, budget: int | str, *, cells: Sequence[str] | str | None = None, multiple_of: int = 1
 ) -> SolveResult:
     """For each cell (default: ``spec.cell``), the largest hidden size whose total fits ``budget``."""
     spec = as_spec(spec, "solve_budget")
     budget = parse_count(budget)
-    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
-        raise ParamcalcError(f"multiple_of must be a positive integer, got {multiple_of!r}")
+    check_multiple_of(multiple_of)
     rows = []
-    for name in cells or [spec.cell]:
+    for name in cell_names(cells) or [spec.cell]:
         s = retarget(spec, name)
         h = largest_hidden(s, budget, multiple_of)
         if h is None:
@@ -212,7 +225,7 @@ def closest_hidden(spec: RecurrentSpec, target: int, multiple_of: int = 1) -> in
 
 
 def match_hidden(
-    reference: RecurrentSpec, cells: list[str] | None = None, *, multiple_of: int = 1
+    reference: RecurrentSpec, cells: Sequence[str] | str | None = None, *, multiple_of: int = 1
 ) -> SolveResult:
     """For each other cell type, the hidden size whose count comes closest to ``reference``'s.
 
@@ -220,11 +233,11 @@ def match_hidden(
     are kept; a projection is kept only for LSTM targets.
     """
     reference = as_spec(reference, "match_hidden")
+    check_multiple_of(multiple_of)
     target = total_params(reference)
-    if cells is None:
-        cells = [c for c in FAMILIES if c != reference.cell_type.stack_name]
+    names = cell_names(cells) or [c for c in FAMILIES if c != reference.cell_type.stack_name]
     rows = [SolveRow(reference, target, target)]
-    for name in cells:
+    for name in names:
         s = retarget(reference, name)
         s = s.replace(hidden_size=closest_hidden(s, target, multiple_of))
         rows.append(SolveRow(s, total_params(s), target))
@@ -259,7 +272,9 @@ def retarget(spec: RecurrentSpec, cell: str) -> RecurrentSpec:
     return spec.replace(**changes)
 
 
-def match(reference: RecurrentSpec, cells: list[str] | None = None, *, multiple_of: int = 1) -> SolveResult:
+def match(
+    reference: RecurrentSpec, cells: Sequence[str] | str | None = None, *, multiple_of: int = 1
+) -> SolveResult:
     """Deprecated alias of :func:`match_hidden` (renamed in 0.2.0)."""
     import warnings
 

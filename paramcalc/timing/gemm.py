@@ -655,7 +655,8 @@ class DeviceTimer:
             return
         why = ""
         if have.busy and not self.busy_now():
-            why = f"taken under load {have.load:.1f} on {plural(have.cpus or 0, 'CPU')}, the machine is quiet now"
+            cpus = plural(have.cpus or 0, "CPU")
+            why = f"taken under load {have.load:.1f} on {cpus}, the machine is quiet now"
         else:
             expect = estimate()
             if have.median_s > SUSPECT_FACTOR * expect:

@@ -18,6 +18,7 @@ from paramcalc.core.architecture import (
     Custom,
     Dropout,
     Embedding,
+    Input,
     LayerNorm,
     Linear,
     Recurrent,
@@ -361,3 +362,31 @@ def test_cli_report_check_only_flags(args, needle):
 def test_cli_report_help_has_examples():
     r = invoke("report", "--help")
     assert r.exit_code == 0 and "paramcalc report awd_lstm_lm --check" in r.stdout
+
+
+# --- hostile input (issue 22) -----------------------------------------------------------------
+
+
+def test_two_inputs_of_one_name_are_refused(tmp_path):
+    path = tmp_path / "twice.toml"
+    path.write_text(
+        '[[input]]\nname = "x"\nsize = 4\n[[input]]\nname = "x"\nsize = 9\n'
+        '[[component]]\nname = "out"\nkind = "linear"\nfrom = "x"\nout_features = 2\n'
+    )
+    with pytest.raises(pc.ParamcalcError, match=r"input 'x': the name is used twice"):
+        load_architecture(path)
+    line = one_line_error(invoke("report", str(path)))
+    assert "twice.toml" in line and "input 'x': the name is used twice" in line
+    with pytest.raises(pc.ParamcalcError, match="input 'x': the name is used twice"):
+        pc.Architecture("a", (Linear("out", 4, 2),), inputs=(Input("x", 4), Input("x", 9)))
+
+
+@pytest.mark.parametrize("path", [123, None, b"model.toml", ["a.toml"]])
+def test_load_architecture_needs_a_path(path):
+    with pytest.raises(pc.ParamcalcError, match="load_architecture needs a file path"):
+        pc.load_architecture(path)
+
+
+def test_architecture_from_dict_needs_a_mapping():
+    with pytest.raises(pc.ParamcalcError, match="an architecture is a mapping"):
+        architecture_from_dict([{"component": []}])

@@ -9,6 +9,7 @@ import pytest
 
 import paramcalc as pc
 from paramcalc import RecurrentSpec
+from tests.helpers import invoke
 
 S = RecurrentSpec
 
@@ -283,3 +284,21 @@ def test_count_rejects_what_is_not_a_spec():
         pc.count("lstm")
     with pytest.raises(pc.ParamcalcError, match=r"count needs a RecurrentSpec .* got int"):
         pc.count(28)
+
+
+def test_indrnn_takes_two_bias_vectors():
+    # IndRNN(5, 7) with b_ih and b_hh: W 7·5 + u 7 + 7 + 7 = 56 (the paper's one bias: 49)
+    spec = S("indrnn", 5, 7, bias_vectors=2)
+    res = pc.count(spec)
+    assert [(r.name, r.shape) for r in res.rows] == [
+        ("weight_ih_l0", (7, 5)),
+        ("weight_hh_l0", (7,)),
+        ("bias_ih_l0", (7,)),
+        ("bias_hh_l0", (7,)),
+    ]
+    assert res.total == 56 and pc.count(S("indrnn", 5, 7)).total == 49
+    assert spec.describe() == "IndRNN(5, 7, bias_vectors=2)"
+    # per token: 2·(7·5) for the input GEMM, 2·7 bias additions, 7·(add + mul + ReLU) = 105
+    assert pc.cost(spec).forward_flops == 2 * 35 + 2 * 7 + 3 * 7
+    r = invoke("count", "indrnn", "-d", "5", "-H", "7", "--bias-vectors", "2", "--by", "total")
+    assert r.exit_code == 0 and "total: 56 parameters" in r.stdout

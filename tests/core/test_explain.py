@@ -94,7 +94,8 @@ def test_cli_explain_prints_equations_then_the_table():
 def test_cli_explain_json():
     data = json.loads(invoke("explain", "indrnn", "-d", "4", "-H", "8", "-f", "json").stdout)
     assert data["equations"] == [
-        "h_t = ReLU(x_t·W_ihᵀ + u ⊙ h_{t-1} + b)      (u: one recurrent weight per unit)"
+        "h_t = ReLU(x_t·W_ihᵀ + u ⊙ h_{t-1} + b)      (u: one recurrent weight per unit; "
+        "b = b_ih, or b_ih + b_hh with two bias vectors)"
     ]
     assert [(r["tensor"], r["shape"]) for r in data["rows"]] == [
         ("weight_ih_l0", [8, 4]),
@@ -108,3 +109,39 @@ def test_cli_explain_errors():
     assert "applies only to GRU" in one_line_error(
         invoke("explain", "lstm", "-d", "4", "-H", "8", "--no-reset-after")
     )
+
+
+# ONNX operator inputs (onnx.ai/onnx/operators: LSTM, GRU, RNN): W [num_directions, G·hidden,
+# input_size], R [num_directions, G·hidden, hidden], B [num_directions, 2·G·hidden] (Wb and Rb),
+# P [num_directions, 3·hidden] (P[iof]); gates stacked LSTM iofc, GRU zrh.
+@pytest.mark.parametrize(
+    "cell, gates, order",
+    [("rnn", 1, "(h)"), ("gru", 3, "(z, r, h, ONNX's order)"), ("lstm", 4, "(i, o, f, c, ONNX's order)")],
+)
+@pytest.mark.parametrize("nd", [1, 2])
+def test_explain_names_onnx_inputs(cell, gates, order, nd):
+    d, h = 5, 7
+    e = pc.explain(RecurrentSpec(cell, d, h, num_layers=2, bidirectional=nd == 2, convention="onnx"))
+    rows = {r["tensor"]: r for r in e.table().records()}
+    assert list(rows) == ["W", "R", "B"]
+    assert rows["W"]["shape"] == (nd, gates * h, d) and rows["W"]["term"] == "x_t·W_ihᵀ"
+    assert rows["R"]["shape"] == (nd, gates * h, h) and rows["R"]["term"] == "h_{t-1}·W_hhᵀ"
+    assert rows["B"]["shape"] == (nd, 2 * gates * h)
+    assert rows["B"]["term"] == "b_ih (added) and b_hh (added)"
+    assert order in rows["W"]["why"] and rows["W"]["why"].startswith(f"{nd} direction")
+    assert rows["B"]["why"].startswith(f"{nd} direction{'s' if nd > 1 else ''} x Wb and Rb concatenated")
+    assert e.summary()[0].startswith("layer 0 shown (W, R, B, P hold both directions); 2 layers in all")
+
+
+def test_explain_onnx_peepholes_follow_onnx_order():
+    e = pc.explain(RecurrentSpec("lstm", 3, 4, peephole=True, convention="onnx"))
+    p = e.table().records()[-1]
+    assert p["tensor"] == "P" and p["shape"] == (1, 12)
+    assert p["term"] == "p_i ⊙ c and p_o ⊙ c and p_f ⊙ c"  # P[iof]
+    assert "(i, o, f)" in p["why"]
+
+
+def test_cli_explain_onnx_convention():
+    r = invoke("explain", "lstm", "-d", "4", "-H", "4", "--convention", "onnx")
+    assert r.exit_code == 0, r.output
+    assert "W " in r.stdout and "(1, 16, 4)" in r.stdout and "KeyError" not in r.output

@@ -229,3 +229,43 @@ def test_result_table_and_frame():
     budget = pc.solve_budget(RecurrentSpec("lstm", 28, 1), "1.5M")
     assert budget.title() == "largest hidden size within a budget of 1,500,000 parameters"
     assert budget.meta() == {"mode": "budget", "total": 1_500_000}
+
+
+# --- wrong types from the library (issue 22) ---------------------------------------------------
+
+
+def test_largest_hidden_takes_a_budget_text():
+    # LSTM(28, h): 4(28h + h² + 2h) <= 10**6  ->  h² + 30h <= 250,000  ->  h = 485
+    # (485: 4·249,775 = 999,100; 486: 4·250,776 = 1,003,104)
+    spec = RecurrentSpec("lstm", 28, 8)
+    assert pc.largest_hidden(spec, "1M") == pc.largest_hidden(spec, 1_000_000) == 485
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: pc.largest_hidden("lstm", 1000),
+        lambda: pc.largest_hidden(RecurrentSpec("lstm", 28, 8), [1000]),
+        lambda: pc.largest_hidden(RecurrentSpec("lstm", 28, 8), 1000, multiple_of=0),
+        lambda: pc.match_hidden(RecurrentSpec("lstm", 28, 8), multiple_of=0),
+        lambda: pc.solve_budget(RecurrentSpec("lstm", 28, 8), "1M", cells=123),
+        lambda: pc.solve_budget(RecurrentSpec("lstm", 28, 8), "1M", cells=["gru", 3]),
+        lambda: pc.match_hidden(RecurrentSpec("lstm", 28, 8), cells=b"gru"),
+    ],
+)
+def test_wrong_types_are_one_line_errors(call):
+    with pytest.raises(ParamcalcError) as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+def test_a_cell_name_is_one_cell_not_its_letters():
+    spec = RecurrentSpec("lstm", 28, 8)
+    # GRU(28, h): 3(28h + h² + 2h) <= 10**6 -> h = 562 (3·332,704 = 998,112; 563: 1,001,577)
+    solved = pc.solve_budget(spec, "1M", cells="gru")
+    assert [(r.spec.cell, r.spec.hidden_size) for r in solved.rows] == [("gru", 562)]
+    matched = pc.match_hidden(RecurrentSpec("lstm", 28, 256), cells="rnn, gru")
+    assert [r.spec.cell for r in matched.rows] == ["lstm", "rnn", "gru"]
+    compared = pc.compare(spec, "gru")
+    assert [r.spec.cell for r in compared.rows] == ["gru"]
+    assert [r.spec.cell for r in pc.compare(spec, pc.get_cell("mgu")).rows] == ["mgu"]

@@ -60,7 +60,6 @@ from paramcalc import ParamcalcError, RecurrentSpec
         ),
         (dict(cell="lstm", input_size=4, hidden_size=8, bias_vectors=3), "bias_vectors must be at most 2"),
         (dict(cell="lstm", input_size=4, hidden_size=8, bias=False, bias_vectors=1), "use bias_vectors=0"),
-        (dict(cell="indrnn", input_size=4, hidden_size=8, bias_vectors=2), "indrnn takes 0, 1 bias vectors"),
         (dict(cell="mingru", input_size=4, hidden_size=8, bias_vectors=2), "mingru takes 0, 1 bias vectors"),
     ],
 )

@@ -119,3 +119,10 @@ def test_contradicting_shapes_are_not_read_as_a_layer():
     assert layer.component is None and layer.note.startswith("not read as a layer: no registered cell")
     (mixed,) = infer_components({"weight_ih": (28, 5), "weight_hh_l0": (28, 7)})
     assert "cell-style and stack-style recurrent names mixed" in mixed.note
+
+
+def test_hand_written_indrnn_with_two_bias_vectors():
+    # a recurrent bias beside nn.Linear's (third-party IndRNN modules): W, u, b_ih, b_hh
+    shapes = {"weight_ih_l0": (7, 5), "weight_hh_l0": (7,), "bias_ih_l0": (7,), "bias_hh_l0": (7,)}
+    (layer,) = infer_components(shapes)
+    assert layer.component.spec == S("indrnn", 5, 7, bias_vectors=2)

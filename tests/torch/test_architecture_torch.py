@@ -142,3 +142,18 @@ def test_cli_report_check_untied_in_torch_exit_1(monkeypatch):
 def test_cli_report_bad_device():
     line = one_line_error(invoke("report", ARCHS / "mnist_rows_lstm.toml", "--check", "--device", "tpu"))
     assert "unknown device 'tpu'" in line
+
+
+@pytest.mark.parametrize("name", ["type", "training", "forward", "parameters"])
+def test_a_component_named_like_a_module_attribute_is_a_one_line_error(tmp_path, name):
+    # torch's Module.add_module refuses a child named after an attribute (KeyError)
+    with pytest.raises(KeyError):
+        nn.Module().add_module(name, nn.Linear(4, 3))
+    path = tmp_path / "names.toml"
+    path.write_text(
+        f'[[input]]\nname = "x"\nsize = 4\n'
+        f'[[component]]\nname = "{name}"\nkind = "linear"\nout_features = 3\n'
+    )
+    assert invoke("report", path).exit_code == 0  # counting needs no torch module
+    line = one_line_error(invoke("report", path, "--check"))
+    assert f"component {name!r} (linear)" in line and "rename the component" in line

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import paramcalc as pc
 from paramcalc.cli import cli
+from tests.helpers import invoke, one_line_error
 from tests.torch.janet_cell import JANET
 
 
@@ -75,3 +76,78 @@ def test_registering_twice_or_a_bad_entry_is_one_line(janet):
         pc.register_cell(JANET)
     with pytest.raises(pc.ParamcalcError, match="CellType"):
         pc.register_cell("janet")  # type: ignore[arg-type]
+
+
+# --- plugins whose torch module is broken (issue 22): the plugin is named, exit 2 -------------
+
+PLUGIN_CELL = """
+import dataclasses
+
+from tests.helpers import invoke, one_line_error
+from tests.torch.janet_cell import JANET
+
+CELL = dataclasses.replace(JANET, name="{name}", torch=dataclasses.replace(JANET.torch, reference="{ref}"))
+"""
+
+
+@pytest.mark.parametrize(
+    "module, what",
+    [
+        ("1 / 0\n", "failed to import: ZeroDivisionError: division by zero"),
+        ("import sys\nsys.exit(0)\n", "failed to import: it called sys.exit(0)"),
+        ("def build(spec, device, dtype):\n    raise TypeError('bad')\n", "failed to build: TypeError: bad"),
+    ],
+)
+def test_a_plugin_cell_with_a_broken_module_names_it(plugins, module, what):
+    plugins(
+        {"pc_broken_ref": module, "pc_broken": PLUGIN_CELL.format(name="broken", ref="pc_broken_ref:build")},
+        {"broken": "pc_broken:CELL"},
+    )
+    assert pc.count(pc.RecurrentSpec("broken", 5, 7)).total == hand_count(5, 7, 1)  # counting needs no module
+    line = one_line_error(invoke("check", "broken", "-d", "5", "-H", "7", "--device", "cpu"))
+    assert "cell broken: its module pc_broken_ref:build " + what in line
+    assert "not of paramcalc" in line and "internal error" not in line
+
+
+def test_a_plugin_cell_builds_in_an_architecture(plugins, tmp_path):
+    plugins(
+        {"pc_janet": PLUGIN_CELL.format(name="janet_plugin", ref="tests.torch.janet_cell:build")},
+        {"janet_plugin": "pc_janet:CELL"},
+    )
+    path = tmp_path / "arch.toml"
+    path.write_text(
+        '[[input]]\nname = "x"\nsize = 5\n'
+        '[[component]]\nname = "rnn"\nkind = "janet_plugin"\nhidden_size = 7\nnum_layers = 2\n'
+        '[[component]]\nname = "head"\nkind = "linear"\nout_features = 3\n'
+    )
+    result = invoke("report", path, "--check", "--by", "total")
+    assert result.exit_code == 0, result.output
+    assert f"{hand_count(5, 7, 2) + 7 * 3 + 3:,}" in result.stdout
+
+
+BROKEN_FORWARD = """
+from tests.torch.janet_cell import build as janet_build
+
+
+def build(spec, device, dtype):
+    module = janet_build(spec, device, dtype)
+
+    def forward(x):
+        raise ValueError("forward is broken")
+
+    module.forward = forward
+    return module
+"""
+
+
+def test_a_plugin_module_failing_in_forward_is_named_not_an_internal_error(plugins):
+    plugins(
+        {"pc_fw_ref": BROKEN_FORWARD, "pc_fw": PLUGIN_CELL.format(name="fwbroken", ref="pc_fw_ref:build")},
+        {"fwbroken": "pc_fw:CELL"},
+    )
+    args = ("fwbroken", "-d", "4", "-H", "4", "--batch", "2", "--seq-len", "3")
+    line = one_line_error(invoke("cost", *args, "--flop-check"))
+    assert line == (
+        "Error: cell fwbroken: its module pc_fw_ref:build failed while running: ValueError: forward is "
+        "broken (a problem of the package that registered the cell, not of paramcalc)"
+    )

@@ -174,6 +174,7 @@ SAVED_SPECS = [
     ("cifg", {}, REFERENCE),
     ("mgu", {}, REFERENCE),
     ("indrnn", {}, REFERENCE),
+    ("indrnn", {"bias_vectors": 2}, REFERENCE),  # the second bias is an addition: nothing more kept
     ("mingru", {}, REFERENCE),
     ("minlstm", {"num_layers": 2}, REFERENCE),
 ]

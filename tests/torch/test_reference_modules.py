@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.flop_counter import FlopCounterMode
 
+import paramcalc as pc
 from paramcalc.bridge.modules import ReferenceCell, ReferenceRecurrent, build_reference
 from paramcalc.core.cells import CELLS
 from paramcalc.core.costmodel import cost
@@ -30,6 +31,7 @@ from paramcalc.core.params import count
 from paramcalc.core.spec import RecurrentSpec
 from paramcalc.core.workload import Workload
 from paramcalc.errors import ParamcalcError
+from tests.helpers import invoke
 
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
 
@@ -73,6 +75,7 @@ LAYOUTS = [
     S("mgu", D_IN, DH),
     S("mgu", D_IN, DH, num_layers=2, bidirectional=True, merge_mode="ave", bias_vectors=2),
     S("indrnn", D_IN, DH),
+    S("indrnn", D_IN, DH, bias_vectors=2),
     S("indrnn", D_IN, DH, num_layers=2, bidirectional=True, merge_mode="mul", bias=False),
     S("mingru", D_IN, DH),
     S("mingru", D_IN, DH, num_layers=2, bidirectional=True),
@@ -105,6 +108,7 @@ HAND_COUNTS = [
     (S("cifg", 3, 4), 3 * (4 * 3 + 4 * 4 + 4) + 2 * 4),  # peepholes p_i, p_o
     (S("cifg", 3, 4, peephole=False, bias_vectors=2), 3 * (4 * 3 + 4 * 4 + 2 * 4)),
     (S("indrnn", 3, 4), 4 * 3 + 4 + 4),  # W, u, b
+    (S("indrnn", 3, 4, bias_vectors=2), 4 * 3 + 4 + 4 + 4),  # W, u, b_ih, b_hh
     (
         S("indrnn", 3, 4, num_layers=2, bidirectional=True, merge_mode="mul", bias=False),
         2 * (4 * 3 + 4 + 4 * 4 + 4),
@@ -363,7 +367,7 @@ def eq_mgu(p: Layer, x: Tensor, h: Tensor, c: None, spec: RecurrentSpec) -> tupl
 
 def eq_indrnn(p: Layer, x: Tensor, h: Tensor, c: None, spec: RecurrentSpec) -> tuple[Tensor, None]:
     assert p.u is not None
-    return torch.clamp(p.W[0] @ x + p.u * h + p.bi[0], min=0), None
+    return torch.clamp(p.W[0] @ x + p.u * h + p.bi[0] + p.bh[0], min=0), None  # b_hh: zero when absent
 
 
 def eq_mingru(p: Layer, x: Tensor, h: Tensor, c: None, spec: RecurrentSpec) -> tuple[Tensor, None]:
@@ -451,6 +455,7 @@ INDEPENDENT = [
     S("mgu", D_IN, DH, bias_vectors=2),
     S("mgu", D_IN, DH, num_layers=2, bidirectional=True, bias=False),
     S("indrnn", D_IN, DH),
+    S("indrnn", D_IN, DH, num_layers=2, bidirectional=True, bias_vectors=2),
     S("indrnn", D_IN, DH, num_layers=2, bidirectional=True, bias=False),
     S("mingru", D_IN, DH),
     S("mingru", D_IN, DH, num_layers=2, bidirectional=True),
@@ -677,3 +682,23 @@ def test_mgu_training_flops_by_hand() -> None:
     dw = 2 * 15 * (24 + 32)
     dx = 2 * 12 * 32  # the recurrent GEMMs of steps 2..5
     assert counter_flops(lambda: module(x)[0].sum().backward()) == fwd + dw + dx
+
+
+def test_a_third_party_style_indrnn_with_two_biases_is_counted_and_checked() -> None:
+    """IndRNN as several packages write it: nn.Linear(d, Dh) (weight and bias) for the input, and a
+    recurrent weight u and a recurrent bias, both (Dh,). Its count is paramcalc's with two bias
+    vectors, and ``check`` passes for that layout."""
+    class ThirdPartyIndRNN(nn.Module):
+        def __init__(self, d: int, h: int) -> None:
+            super().__init__()
+            self.input = nn.Linear(d, h)
+            self.u = nn.Parameter(torch.ones(h))
+            self.recurrent_bias = nn.Parameter(torch.zeros(h))
+
+    theirs = sum(p.numel() for p in ThirdPartyIndRNN(D_IN, DH).parameters())
+    assert theirs == DH * D_IN + DH + DH + DH
+    assert count(S("indrnn", D_IN, DH, bias_vectors=2)).total == theirs
+    checked = pc.check(S("indrnn", D_IN, DH, num_layers=2, bias_vectors=2), "cpu")
+    assert checked.ok
+    r = invoke("check", "indrnn", "-d", "5", "-H", "7", "--bias-vectors", "2", "--device", "cpu")
+    assert r.exit_code == 0, r.output
