@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..core.cells import FAMILIES
+from ..errors import Interrupted
 from .options import (
     build_spec,
     check_targets,
@@ -25,16 +26,40 @@ from .options import (
 )
 
 
-def warn_noisy(results: list[Any]) -> None:
-    """One stderr line when timings scatter (IQR > 10% of the median): the machine may be busy."""
-    noisy = [r for r in results if r is not None and r.noisy]
+def warn_timings(results: list[Any]) -> None:
+    """What makes timings suspect, on stderr, one line each: noise (torch.utils.benchmark's
+    verdict), an oversubscribed machine, a measured/predicted ratio far from 1."""
+    timed = [r for r in results if r is not None]
+    noisy = [r for r in timed if r.noisy]
     if noisy:
         worst = max(r.iqr_s / r.median_s for r in noisy)
+        gross = any(r.noise == "gross" for r in noisy)
+        fix = (
+            "use --threads 1"
+            if gross and any(r.threads > 1 for r in noisy)
+            else "try --min-time 1 or --threads 1"
+        )
         click.echo(
-            f"warning: {len(noisy)} of {len(results)} timings are noisy (IQR up to {100 * worst:.0f}% "
-            "of the median): is something else running? try --min-time 1 or --threads",
+            f"warning: {len(noisy)} of {len(timed)} timings are {'very ' if gross else ''}noisy (IQR up to "
+            f"{100 * worst:.0f}% of the median): is something else running? {fix}",
             err=True,
         )
+    busy = [r for r in timed if r.oversubscribed]
+    if busy:
+        line = next(w for w in busy[0].warnings() if "oversubscribed" in w)
+        click.echo(f"warning: {line}", err=True)
+    for r in timed:
+        far = [w for w in r.warnings() if w.startswith("measured/predicted")]
+        if far:
+            click.echo(f"warning: {r.spec.describe()}: {far[0]}", err=True)
+
+
+def keep_partial(stop: Any, fmt: str, wide: bool, output: str | None) -> None:
+    """An interrupted compare/sweep: print the rows already timed, and say where they were kept."""
+    partial = stop.partial
+    click.echo(partial.render(fmt, wide=wide))
+    where = f"; kept in {output} (marked partial)" if output else ""
+    click.echo(f"interrupted: {len(partial.rows):,} of {partial.planned:,} rows were timed{where}", err=True)
 
 
 def predict_option(f: Any) -> Any:
@@ -91,8 +116,12 @@ def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None,
     workload = workload_from_flags(kw, always=True)
     timing = timing_from_flags(kw, timed=True, default_min_time=0.5)
     spec = build_spec(cell, kw)
+    if output:
+        from ..results.export import check_free_space
+
+        check_free_space(output, 1)
     result = run_bench(spec, workload, predict=do_predict, **timing)
-    warn_noisy([result])
+    warn_timings([result])
     emit(result, fmt, output, wide=wide)
 
 
@@ -219,23 +248,28 @@ def compare(
     workload = workload_from_flags(kw, always=True)
     timing = _timing(kw, do_bench, do_predict)
     spec = template_spec(cell_list, kw)
-    with (
-        gemm_progress(quiet) as on_gemm,
-        progress(len(cell_list) if do_bench else 0, "timing", quiet) as advance,
-    ):
-        result = run_compare(
-            spec,
-            cell_list,
-            equal=equal,
-            workload=workload,
-            bench=do_bench,
-            predict=do_predict,
-            multiple_of=1 if multiple_of is None else multiple_of,
-            on_row=advance,
-            on_gemm=on_gemm,
-            **timing,
-        )
-    warn_noisy([r.bench for r in result.rows if r.bench is not None])
+    try:
+        with (
+            gemm_progress(quiet) as on_gemm,
+            progress(len(cell_list) if do_bench else 0, "timing", quiet) as advance,
+        ):
+            result = run_compare(
+                spec,
+                cell_list,
+                equal=equal,
+                workload=workload,
+                bench=do_bench,
+                predict=do_predict,
+                multiple_of=1 if multiple_of is None else multiple_of,
+                on_row=advance,
+                on_gemm=on_gemm,
+                output=output if do_bench else None,
+                **timing,
+            )
+    except Interrupted as stop:
+        keep_partial(stop, fmt, wide, output)
+        raise
+    warn_timings([r.bench for r in result.rows if r.bench is not None])
     emit(result, fmt, output, wide=wide, links=_link(plot, output))
     if plot:
         result.plot(plot)
@@ -310,11 +344,22 @@ def sweep(
         "mode": "training" if train else "inference",
     }
     n = len(sweep_configs(spec, **ranges, timed=do_bench))
-    with gemm_progress(quiet) as on_gemm, progress(n if do_bench else 0, "timing", quiet) as advance:
-        result = run_sweep(
-            spec, **ranges, bench=do_bench, predict=do_predict, on_row=advance, on_gemm=on_gemm, **timing
-        )
-    warn_noisy([r.bench for r in result.rows if r.bench is not None])
+    try:
+        with gemm_progress(quiet) as on_gemm, progress(n if do_bench else 0, "timing", quiet) as advance:
+            result = run_sweep(
+                spec,
+                **ranges,
+                bench=do_bench,
+                predict=do_predict,
+                on_row=advance,
+                on_gemm=on_gemm,
+                output=output if do_bench else None,
+                **timing,
+            )
+    except Interrupted as stop:
+        keep_partial(stop, fmt, wide, output)
+        raise
+    warn_timings([r.bench for r in result.rows if r.bench is not None])
     emit(result, fmt, output, wide=wide, links=_link(plot, output))
     if plot:
         result.plot(plot)

@@ -383,7 +383,7 @@ def _parquet_bytes(table: Table, meta: dict[str, Any]) -> bytes:
 def encode(table: Table, suffix: str, meta: dict[str, Any], doc: Document) -> bytes:
     """The file's bytes for ``suffix`` (everything is built before the target is touched)."""
     if suffix == ".csv":
-        return _csv_text(table).encode("utf-8")
+        return (_csv_text(table) + _comment_line("#", meta, table)).encode("utf-8")
     if suffix == ".json":
         return _json_text(table, meta).encode("utf-8")
     if suffix == ".md":
@@ -391,12 +391,49 @@ def encode(table: Table, suffix: str, meta: dict[str, Any], doc: Document) -> by
     if suffix == ".html":
         return _html(table, doc).encode("utf-8")
     if suffix == ".tex":
-        return _latex(table).encode("utf-8")
+        return (_latex(table) + _comment_line("%", meta, table)).encode("utf-8")
     if suffix == ".parquet":
         return _parquet_bytes(table, meta)
     if suffix == ".xlsx":
         return _xlsx_bytes(table, list(meta.get("notes", [])))
     raise ParamcalcError(f"unknown export suffix {suffix!r}")  # pragma: no cover - checked before
+
+
+def _comment_line(mark: str, meta: dict[str, Any], table: Table) -> str:
+    """The last line of a partial table's ``.csv``/``.tex`` (formats without a header for notes):
+    ``# partial: 3 of 7 rows (the run was interrupted)``; ``""`` for a complete one."""
+    if not meta.get("partial"):
+        return ""
+    planned = meta.get("rows_planned", "?")
+    return f"{mark} partial: {len(table.rows)} of {planned} rows (the run was interrupted)\n"
+
+
+#: What an export's disk space check counts per row, and at least: generous (a timed row is
+#: under 1 KB of CSV, an .xlsx adds its zip structure).
+EXPORT_ROW_BYTES = 4096
+EXPORT_MIN_BYTES = 2**20
+
+
+def check_free_space(path: str | os.PathLike[str], rows: int) -> None:
+    """Refuse (one line) an export the disk cannot hold, before timed work is done: the need is
+    ``EXPORT_MIN_BYTES + rows × EXPORT_ROW_BYTES``, twice over (the temporary file exists beside
+    the old one until the rename). Nothing is said where the free space cannot be read."""
+    import shutil
+
+    folder = Path(path).parent if str(Path(path).parent) else Path(".")
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    need = 2 * (EXPORT_MIN_BYTES + rows * EXPORT_ROW_BYTES)
+    if free < need:
+        from .render import fmt_bytes
+
+        raise ParamcalcError(
+            f"cannot export to {safe_text(str(path))!r}: {fmt_bytes(free)} free in "
+            f"{safe_text(str(folder))!r}, and the table of {rows:,} timed row(s) needs about "
+            f"{fmt_bytes(need)}: free some space or write elsewhere"
+        )
 
 
 def export_table(

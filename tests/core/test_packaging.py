@@ -33,7 +33,7 @@ def test_every_subpackage_is_packaged():
 
 
 def test_cli_entry_point():
-    assert PYPROJECT["project"]["scripts"] == {"paramcalc": "paramcalc.cli:main"}
+    assert PYPROJECT["project"]["scripts"] == {"paramcalc": "paramcalc.__main__:main"}
 
 
 def test_version_is_the_same_everywhere():

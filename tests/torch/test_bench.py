@@ -331,7 +331,7 @@ def measure(fn, clock, min_run_time):
 
 def test_a_fast_call_is_timed_in_blocks_of_at_least_min_runs():
     clock = FakeClock()
-    done, fn = fake_calls(clock, [1e-6])
+    _, fn = fake_calls(clock, [1e-6])
     m = measure(fn, clock, 0.01)
     assert len(m.raw_times) >= B.MIN_RUNS and m.number_per_run > 1
     assert m.median == pytest.approx(1e-6)  # each block of n calls took n µs
@@ -401,7 +401,7 @@ def test_bench_runs_a_slow_module_twice_and_times_both(monkeypatch):
 
 def test_bench_notes_oversubscription_measured_before_timing(monkeypatch):
     clock = FakeClock()
-    done, fn = fake_calls(clock, [1e-3])
+    _, fn = fake_calls(clock, [1e-3])
     monkeypatch.setattr(B, "other_load", lambda: 3.0)
     monkeypatch.setattr(B, "cpu_count", lambda: 2)
     monkeypatch.setattr(B, "timer_for", lambda dev: clock)
