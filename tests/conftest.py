@@ -4,7 +4,8 @@ No test touches the user's files: from the start of the session (before collecti
 that write a configuration file, such as Keras' or matplotlib's, are covered too) ``HOME``,
 ``XDG_CACHE_HOME``, ``XDG_CONFIG_HOME`` and ``PARAMCALC_CACHE_DIR`` point into one temporary folder,
 removed at the end; subprocesses inherit them. The autouse fixture puts them back before every
-test, whatever the previous one did.
+test, whatever the previous one did. Hypothesis runs without deadlines or speed health checks:
+nothing depends on how busy the machine is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import DATA
+
+try:  # the [test] extra: no deadline and no "too slow" health check, which a busy machine trips
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover
+    pass
+else:
+    settings.register_profile("paramcalc", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("paramcalc")
 
 #: The environment variables that name the user's folders, and the sub-folder each gets.
 USER_DIRS = {

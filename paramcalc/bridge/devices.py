@@ -128,7 +128,7 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def other_load(samples: int = 5, gap_s: float = 0.002) -> float | None:
+def other_load(samples: int = 3, gap_s: float = 0.001) -> float | None:
     """Tasks of other processes ready to run on the CPUs right now, or ``None`` when it cannot be told.
 
     Linux: the running-task count of ``/proc/loadavg`` (its fourth field, ``running/total``,

@@ -479,7 +479,7 @@ def plot_options(f: F) -> F:
                 default=None,
                 help="Also draw FILE (.png .svg .pdf).",
             ),
-            click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+            click.option("-q", "--quiet", is_flag=True, help="No progress output."),
         ],
     )
 

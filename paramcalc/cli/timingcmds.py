@@ -89,12 +89,16 @@ def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None,
     """Time the real torch module of CELL: time per batch, tokens/s and FLOP/s.
 
     Inference is one forward pass in eval mode under torch.inference_mode();
-    --train times zero_grad + forward + backward. After a warm-up,
-    torch.utils.benchmark's blocked_autorange repeats the call (device
-    synchronised) for --min-time seconds; the table gives the median time per
-    batch and its IQR, tokens/s, the achieved FLOP/s (FLOPs from the cost
-    model) and the kernel path (cuDNN, oneDNN, native, reference); the header
-    names the device, threads and torch version. --batch and --seq-len default
+    --train times zero_grad + forward + backward. A fast call is warmed up,
+    then torch.utils.benchmark's blocked_autorange repeats it (device
+    synchronised) for --min-time seconds; a slow one is timed call by call, its
+    first calls serving as warm-up too, so a call longer than --min-time runs
+    twice. The table gives the median time per batch and its IQR, tokens/s,
+    the achieved FLOP/s (FLOPs from the cost model) and the kernel path (cuDNN,
+    oneDNN, native, reference); the header names the device, threads and torch
+    version. Warnings on stderr: noisy timings (torch.utils.benchmark's
+    verdict), CPUs oversubscribed by other work (use --threads 1), and a
+    measured/predicted ratio more than 2x from 1. --batch and --seq-len default
     to 1. The memory the run needs is estimated first: a run the device cannot
     hold is refused. The table also gives the prediction of the GEMM-sequence
     bound (paramcalc predict; GEMM timings from the cache) and
@@ -212,7 +216,9 @@ def compare(
     count, so the comparison is fair. --predict adds the GEMM-sequence
     prediction of every row (and measured/predicted with --bench). --output
     report.md writes a document (configuration, device, conventions, the
-    table, a link to --plot).
+    table, a link to --plot). With --bench, progress and the time left go to
+    stderr, and --output is rewritten after each timed row (marked partial
+    until the last): Ctrl-C prints and keeps the rows already timed.
 
     --from FILES merges JSON exports written with --output x.json by bench,
     predict, compare or sweep (--bench or --predict), on any machine, into one
@@ -310,8 +316,11 @@ def sweep(
     or comma lists (32,64,128); items can be mixed (16,32:128:32). Each row has
     parameters, MACs per step, FLOPs (per sequence and for the batch), parameter
     and training memory; with --bench also the measured time, tokens/s, GFLOP/s
-    and kernel path, with a progress bar on stderr (not with --quiet or when
-    stderr is not a terminal). At most 10,000 configurations, 500 when timing.
+    and kernel path, with progress and the time left on stderr (a bar on a
+    terminal, a line per row otherwise; none with --quiet), and --output is
+    rewritten after each timed row (marked partial until the last), so Ctrl-C
+    prints and keeps the rows already timed. At most 10,000 configurations, 500
+    when timing.
     --predict adds the GEMM-sequence prediction of every row: only the distinct
     GEMM shapes of the whole sweep are timed (once, cached), with a progress
     bar, so even 10,000 configurations cost a few dozen GEMM timings.
