@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import types
+import warnings
 
 import pytest
 import torch
@@ -736,6 +737,25 @@ def test_cuda_half_precision_and_training():
         SPEC, Workload(batch=3, seq_len=5, dtype="fp16", mode="training"), device="cuda", min_run_time=FAST
     )
     assert r.dtype == "fp16" and r.train and r.median_s > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_cuda_half_precision_times_flat_weights_without_a_torch_warning(dtype):
+    """Issue 19: a bf16 LSTM's weights were not in cuDNN's one buffer (torch's flatten_parameters
+    skips bf16), so each call copied them and torch warned; now they are flat, nothing warns."""
+    spec, w = RecurrentSpec("lstm", 64, 128, num_layers=2), Workload(8, 16, dtype=dtype)
+    case = driver.make_case(spec, w, "cuda")
+    weights = case.module._flat_weights
+    assert len({t.untyped_storage().data_ptr() for t in weights}) == 1  # one buffer
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        case.forward()
+        B.bench(spec, w, device="cuda", min_run_time=FAST, predict=False)
+    assert [str(c.message) for c in caught if issubclass(c.category, UserWarning)] == []
+    res = invoke("bench", "lstm", "-d", "64", "-H", "128", "-L", "2", "--batch", "8", "--seq-len", "16",
+                 "--dtype", dtype, "--device", "cuda", "--min-time", "0.01")  # fmt: skip
+    assert res.exit_code == 0 and "Warning" not in res.output, res.output
 
 
 @pytest.mark.gpu
