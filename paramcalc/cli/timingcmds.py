@@ -34,11 +34,10 @@ def warn_timings(results: list[Any]) -> None:
     if noisy:
         worst = max(r.iqr_s / r.median_s for r in noisy)
         gross = any(r.noise == "gross" for r in noisy)
-        fix = (
-            "use --threads 1"
-            if gross and any(r.threads > 1 for r in noisy)
-            else "try --min-time 1 or --threads 1"
-        )
+        cpu = any(r.device == "cpu" for r in noisy)
+        fix = "try --min-time 1" + (" or --threads 1" if cpu else "")
+        if gross and any(r.threads > 1 and r.device == "cpu" for r in noisy):
+            fix = "use --threads 1"
         click.echo(
             f"warning: {len(noisy)} of {len(timed)} timings are {'very ' if gross else ''}noisy (IQR up to "
             f"{100 * worst:.0f}% of the median): is something else running? {fix}",

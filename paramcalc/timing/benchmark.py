@@ -485,7 +485,9 @@ class BenchResult(Result):
             what = "suggests significant environmental influence"
             if not gross:
                 what = "could indicate system fluctuation"
-            fix = "use --threads 1" if self.threads > 1 and gross else "try --min-time 1 or --threads 1"
+            fix = "try --min-time 1" + (" or --threads 1" if self.device == "cpu" else "")
+            if self.threads > 1 and gross and self.device == "cpu":
+                fix = "use --threads 1"
             m = self.timing()
             share = 100 * m.iqr / m.median
             out.append(

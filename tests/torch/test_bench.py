@@ -135,6 +135,9 @@ def test_noise_verdicts_are_torch_measurements(times, verdict):
         assert "noisy: the IQR is 15% of the median, which could indicate system fluctuation" in notes
     if verdict == "gross":
         assert "IQR is 40% of the median, which suggests significant environmental influence" in notes
+    if verdict:  # the thread advice is for CPUs only
+        assert "--threads 1" in notes
+        assert "--threads" not in " ".join(made_result(times, device="cuda:0").notes())
 
 
 def test_significant_figures_follow_the_spread():
