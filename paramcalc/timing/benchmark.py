@@ -217,10 +217,11 @@ def measure(
       topped up to :data:`MIN_RUNS` blocks.
     * **a slow call**: single calls, as many as fit in ``min_run_time`` (at least one). The two
       calls already made are the warm-up *and* the first timed calls: the first one counts
-      unless it was slower than the second by more than torch's noise threshold (a cold call:
-      library set-up, first-touch allocations), so a call longer than ``min_run_time`` is run
-      twice in all, not five times. ``Timer.timeit`` is not used: it runs two warm-up calls
-      before every timed one.
+      unless it was slower than the second by more than torch's gross noise threshold (25%: a
+      cold call, its library set-up and first-touch allocations, not the fluctuation a busy
+      machine shows between any two calls), so a call longer than ``min_run_time`` is run twice
+      in all, not five times. ``Timer.timeit`` is not used: it runs two warm-up calls before
+      every timed one.
     """
     from torch.utils.benchmark import Measurement, TaskSpec, Timer
 
@@ -272,8 +273,8 @@ def measure(
 def _single_calls(once: Callable[[], float], first: float, second: float, min_run_time: float) -> list[float]:
     """The runs of a slow call (see :func:`measure`): the two calls made, the first dropped when
     it was cold, then single calls up to as many as fit in ``min_run_time``."""
-    fluctuation, _ = noise_thresholds()
-    runs = [first, second] if first <= (1 + fluctuation) * second else [second]
+    _, gross = noise_thresholds()
+    runs = [first, second] if first <= (1 + gross) * second else [second]
     wanted = max(1, int(min_run_time / min(first, second)))
     while len(runs) < wanted:
         runs.append(once())

@@ -372,7 +372,7 @@ def test_a_deep_bench_runs_its_module_only_as_often_as_min_time_needs(monkeypatc
     monkeypatch.setattr(B, "timer_for", lambda dev: lambda: clock[0])
     spec = pc.RecurrentSpec("lstm", 8, 8, num_layers=2000)
     r = pc.bench(spec, pc.Workload(1, 2), min_run_time=0.1, threads=1, predict=False)
-    assert len(full) == 2 and r.times == (1.0, 1.0)
+    assert len(full) == 2 and r.times == pytest.approx((1.0, 1.0))
 
 
 # --- checks done too late ---------------------------------------------------------------------------
