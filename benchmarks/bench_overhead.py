@@ -100,11 +100,15 @@ def slow_ratios(rounds: int, min_time: float, threads: int) -> list[tuple[str, f
         probe = pc.Workload(w1.batch, 8, mode=w1.mode)
         per_step = bare_call_seconds(spec, probe, threads) / 8
         steps = max(1, round(target / per_step))
-        w = pc.Workload(w1.batch, steps, mode=w1.mode)
-        for _ in range(3):  # fill the GEMM cache (a noisy timing is taken once more, then kept)
-            first = pc.bench(spec, w, device="cpu", threads=threads, min_run_time=min_time)
-            if first.prediction is None or first.prediction.timed_now == 0:
+        for _ in range(2):  # once more at the length bench's own median calls for (a busy machine)
+            w = pc.Workload(w1.batch, steps, mode=w1.mode)
+            for _ in range(3):  # fill the GEMM cache (a noisy timing is taken once more, then kept)
+                first = pc.bench(spec, w, device="cpu", threads=threads, min_run_time=min_time)
+                if first.prediction is None or first.prediction.timed_now == 0:
+                    break
+            if abs(first.median_s / target - 1) < 0.25:
                 break
+            steps = max(1, round(steps * target / first.median_s))
         ratios, medians = [], []
         for _ in range(rounds):
             start = time.perf_counter()
