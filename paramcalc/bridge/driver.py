@@ -93,16 +93,8 @@ class Case:
         self.objective().backward()
 
     def first(self, steps: int) -> Case:
-        """The same module on the first ``steps`` steps of the input (padded or packed)."""
-        inputs = self.inputs
-        if hasattr(inputs, "batch_sizes"):
-            from torch.nn.utils.rnn import PackedSequence
-
-            sizes = inputs.batch_sizes[:steps]
-            rows = int(sizes.sum())
-            packed = PackedSequence(inputs.data[:rows], sizes, inputs.sorted_indices, inputs.unsorted_indices)
-            return Case(self.module, self.spec, self.workload, packed, self.step_batches[:steps])
-        return Case(self.module, self.spec, self.workload, inputs[:steps], self.step_batches[:steps])
+        """The same module on the first ``steps`` steps of the input (a padded input only)."""
+        return Case(self.module, self.spec, self.workload, self.inputs[:steps], self.step_batches[:steps])
 
     def callable(self, train: bool) -> Callable[[], Any]:
         return self.train_step if train else self.forward
@@ -242,7 +234,9 @@ def kernel_ops(case: Case, train: bool) -> tuple[str, ...]:
     the same module, device, dtype and batch, so the same kernel is chosen.
     """
 
-    probe = case.first(1) if case.workload.seq_len > 1 else case
+    probe = case
+    if not hasattr(case.inputs, "batch_sizes") and case.workload.seq_len > 1:
+        probe = case.first(1)  # a packed batch is recorded whole: its first step can take another path
     ops: list[str] = []
     for e in _record(probe, train):
         name = str(e.name).removeprefix("aten::")
