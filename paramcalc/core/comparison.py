@@ -516,6 +516,10 @@ def compare(
     ``predict=True`` each row is also predicted by the GEMM-sequence bound (only the distinct
     GEMM shapes of all rows are timed, once, cached unless ``cache=False``; ``on_gemm(done,
     total)`` after each: a progress bar); with both, the table has measured/predicted.
+    ``output``: a file the result is exported to; when timing, its free space is checked first
+    and it is written after each timed row (``partial`` in its header until the last), and a
+    ``KeyboardInterrupt`` after the first row raises :class:`~paramcalc.errors.Interrupted`
+    carrying the rows finished (see ``docs/bench.md``).
 
     >>> import paramcalc as pc
     >>> r = pc.compare(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), equal="params")
@@ -879,6 +883,7 @@ def sweep(
     With ``predict=True`` every configuration is predicted by the GEMM-sequence bound: the
     distinct GEMM shapes of the whole sweep are timed once (``on_gemm(done, total)`` after
     each), so a 1,000-configuration sweep times only the shapes it has, not 1,000 models.
+    ``output`` is written as :func:`compare` writes it (rows kept as they are timed).
 
     >>> import paramcalc as pc
     >>> r = pc.sweep(pc.RecurrentSpec("lstm", 28, 256), cells="rnn,lstm", hidden_sizes="64:128:64")

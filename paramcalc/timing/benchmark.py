@@ -14,14 +14,19 @@
   that module with two (the extra vector is a fused add: a note says so); any other layout runs
   the cell's reference module (paramcalc's step-by-step implementation: a correctness
   reference, not an optimised kernel; its kernel path says so).
-* **how**: a warm-up (at least :data:`WARMUP_CALLS` calls and :data:`WARMUP_SECONDS`), then
-  ``Timer.blocked_autorange`` (block size chosen so timer overhead is negligible) for at least
-  ``min_run_time`` seconds and :data:`MIN_RUNS` blocks. The timer synchronises the device (CUDA,
-  MPS) before reading the clock. Median and interquartile range are over the per-call times of
-  the blocks. When one call takes longer than ``min_run_time / MIN_RUNS`` (judged on the
-  faster of the first two calls: the first one is cold), the warm-up is those calls and as
-  many single calls are timed as fit in ``min_run_time`` (at least one), so a run costs about
-  ``min_run_time`` plus three calls, whatever the depth.
+* **how** (:func:`measure`): a fast call gets a warm-up (at least :data:`WARMUP_CALLS` calls
+  and :data:`WARMUP_SECONDS`), then ``Timer.blocked_autorange`` (block size chosen so timer
+  overhead is negligible) for at least ``min_run_time`` seconds and :data:`MIN_RUNS` blocks. A
+  slow call (:data:`SINGLE_CALL_S` or more, or over ``min_run_time / MIN_RUNS``, judged on the
+  faster of the first two calls) is timed call by call, as many calls as fit in
+  ``min_run_time``, and the first two calls count as timed runs (the first unless it was cold),
+  so a call longer than ``min_run_time`` runs twice in all, whatever the depth. The timer
+  synchronises the device (CUDA, MPS) before reading the clock. Median and interquartile range
+  are over the per-call times; torch.utils.benchmark's ``Measurement`` gives the noise verdict
+  (:attr:`BenchResult.noise`) and the significant figures.
+* **the machine** (CPU): the tasks of other processes ready to run are counted before timing;
+  when they and the run's threads outnumber the CPUs the result says so, with the fix
+  (``threads=1``). torch's own thread count stays the default: it is what a program runs with.
 * **the prediction**: unless ``predict=False``, the run is also predicted by the GEMM-sequence
   bound (:mod:`paramcalc.timing.predict`), from GEMM timings kept in the on-disk cache (timed
   once per device, dtype, thread count and torch version), after the module is freed. The
