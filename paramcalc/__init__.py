@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib as _importlib
 from typing import TYPE_CHECKING
 
-from .errors import ParamcalcError, ParamcalcWarning
+from .errors import Interrupted, ParamcalcError, ParamcalcWarning
 
 __version__ = "0.2.0"
 
@@ -86,6 +86,7 @@ __all__ = [
     "CostResult",
     "CountResult",
     "FlopCheck",
+    "Interrupted",
     "LayerFormula",
     "ParamcalcError",
     "ParamcalcWarning",

@@ -27,3 +27,16 @@ class Terminated(SystemExit):
 
     def __init__(self) -> None:
         super().__init__(143)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A long run (``compare``/``sweep`` with timing) was interrupted once some rows were finished.
+
+    ``partial`` is the result of those rows (its ``partial`` is true, and so is its JSON
+    ``partial``), already written where an output was named. Being a ``KeyboardInterrupt``, it
+    ends a program as Ctrl-C does unless caught.
+    """
+
+    def __init__(self, partial: object) -> None:
+        super().__init__("interrupted")
+        self.partial = partial

@@ -1,12 +1,71 @@
-"""Fixtures shared by both layers. Imports no torch: tests/core must collect without it."""
+"""Fixtures shared by both layers. Imports no torch: tests/core must collect without it.
+
+No test touches the user's files: from the start of the session (before collection, so imports
+that write a configuration file, such as Keras' or matplotlib's, are covered too) ``HOME``,
+``XDG_CACHE_HOME``, ``XDG_CONFIG_HOME`` and ``PARAMCALC_CACHE_DIR`` point into one temporary folder,
+removed at the end; subprocesses inherit them. The autouse fixture puts them back before every
+test, whatever the previous one did. Hypothesis runs without deadlines or speed health checks:
+nothing depends on how busy the machine is.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import DATA
+
+try:  # the [test] extra: no deadline and no "too slow" health check, which a busy machine trips
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover
+    pass
+else:
+    settings.register_profile("paramcalc", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("paramcalc")
+
+#: The environment variables that name the user's folders, and the sub-folder each gets.
+USER_DIRS = {
+    "HOME": "home",
+    "XDG_CACHE_HOME": "home/.cache",
+    "XDG_CONFIG_HOME": "home/.config",
+    "PARAMCALC_CACHE_DIR": "paramcalc-cache",
+}
+_saved: dict[str, str | None] = {}
+_root: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = Path(tempfile.mkdtemp(prefix="paramcalc-tests-"))
+    _root.append(root)
+    for name, sub in USER_DIRS.items():
+        _saved[name] = os.environ.get(name)
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        os.environ[name] = str(root / sub)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in _saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    for root in _root:
+        shutil.rmtree(root, ignore_errors=True)
+    _root.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_user_files(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test runs with the session's temporary HOME, XDG folders and timing cache."""
+    for name, sub in USER_DIRS.items():
+        monkeypatch.setenv(name, str(_root[0] / sub))
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -130,6 +130,47 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def other_load(samples: int = 3, gap_s: float = 0.001) -> float | None:
+    """Tasks of other processes ready to run on the CPUs right now, or ``None`` when it cannot be told.
+
+    Linux: the running-task count of ``/proc/loadavg`` (its fourth field, ``running/total``,
+    which counts the reader too) minus this process's own running threads
+    (``/proc/self/task/*/stat``), the median of ``samples`` reads ``gap_s`` apart: a CPU-bound
+    process is always running, a passing task rarely. Elsewhere: the one-minute load average
+    less one for this process.
+    """
+    import statistics
+    import time
+
+    reads = []
+    for i in range(samples):
+        if i:
+            time.sleep(gap_s)
+        n = _running_elsewhere()
+        if n is None:
+            break
+        reads.append(n)
+    if reads:
+        return float(statistics.median(reads))
+    try:
+        return max(0.0, os.getloadavg()[0] - 1)
+    except (AttributeError, OSError):  # pragma: no cover - no load average at all
+        return None
+
+
+def _running_elsewhere() -> int | None:
+    try:
+        with open("/proc/loadavg", encoding="ascii") as fh:
+            running = int(fh.read().split()[3].split("/")[0])
+        own = 0
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/stat", encoding="ascii") as fh:
+                own += fh.read().rpartition(")")[2].split()[0] == "R"
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - own)
+
+
 def available_bytes(dev: torch.device) -> int | None:
     """Bytes the device can still allocate, or ``None`` when it cannot be told.
 
@@ -236,9 +277,17 @@ def run_memory_needed(spec: Any, workload: Any, dev: Any = None, *, fused: bool 
     anything (:func:`paramcalc.core.memory.predict_path`); ``fused=False`` is a run with oneDNN
     and cuDNN disabled (the flop check).
     """
-    from ..core.memory import peak_bytes, predict_path
+    from ..core.memory import peak_bytes
 
-    return peak_bytes(spec, workload, predict_path(spec, workload, **kernel_capabilities(dev, fused=fused)))
+    return peak_bytes(spec, workload, predicted_path(spec, workload, dev, fused=fused))
+
+
+def predicted_path(spec: Any, workload: Any, dev: Any = None, *, fused: bool = True) -> str:
+    """The kernel path a run of ``spec`` on ``workload`` is expected to take on ``dev``, without
+    running anything (:func:`paramcalc.core.memory.predict_path` with what this torch can do)."""
+    from ..core.memory import predict_path
+
+    return predict_path(spec, workload, **kernel_capabilities(dev, fused=fused))
 
 
 def kernel_capabilities(dev: Any = None, *, fused: bool = True) -> dict[str, Any]:
@@ -272,14 +321,22 @@ def kernel_capabilities(dev: Any = None, *, fused: bool = True) -> dict[str, Any
 
 
 def check_run_memory(
-    spec: Any, workload: Any, dev: torch.device, what: str = "the run", *, fused: bool = True
+    spec: Any,
+    workload: Any,
+    dev: torch.device,
+    what: str = "the run",
+    *,
+    fused: bool = True,
+    need: int | None = None,
 ) -> int:
     """Refuse (one line) a run the device cannot hold; return the estimated bytes it needs.
 
-    The need is the memory model's peak for the kernel path the run will take; it is refused
-    when ``need × MEMORY_HEADROOM`` exceeds what :func:`available_bytes` says is free.
+    The need is the memory model's peak for the kernel path the run will take (``need``: the
+    caller evaluated it already); it is refused when ``need × MEMORY_HEADROOM`` exceeds what
+    :func:`available_bytes` says is free.
     """
-    need = run_memory_needed(spec, workload, dev, fused=fused)
+    if need is None:
+        need = run_memory_needed(spec, workload, dev, fused=fused)
     free = available_bytes(dev)
     if free is not None and need * MEMORY_HEADROOM > free:
         raise ParamcalcError(

@@ -113,6 +113,50 @@ class Case:
         return sum(seen.values())
 
 
+def flatten_weights(module: nn.Module) -> None:
+    """Put the weights of every ``torch.nn`` RNN in ``module`` into the one buffer cuDNN runs
+    from, as they are now (device and dtype): call this after any cast, or each call copies them.
+
+    ``flatten_parameters()`` does it for fp32 and fp16; it skips bf16 (cuDNN's RNN runs bf16,
+    but ``torch.backends.cudnn.CUDNN_TENSOR_DTYPES`` lacks it), so each bf16 call would copy the
+    weights into a fresh buffer and warn ("not part of single contiguous chunk of memory"):
+    here bf16 weights are flattened by the same ATen operator ``flatten_parameters`` calls. A
+    no-op off CUDA or without cuDNN.
+    """
+    import torch
+    from torch import nn
+
+    for m in module.modules():
+        if not isinstance(m, nn.RNNBase):
+            continue
+        m.flatten_parameters()
+        weights = [w for w in m._flat_weights if isinstance(w, torch.Tensor)]
+        if (
+            len(weights) != len(m._flat_weights_names)
+            or not weights
+            or not all(w.is_cuda and w.dtype == torch.bfloat16 for w in weights)
+            or len({w.untyped_storage().data_ptr() for w in weights}) == 1  # flat already
+            or len({w.data_ptr() for w in weights}) != len(weights)  # aliased: torch's own rule
+            or not (torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled)  # type: ignore[no-untyped-call]
+            or not torch._use_cudnn_rnn_flatten_weight()
+        ):
+            continue
+        from torch.backends.cudnn import rnn
+
+        with torch.cuda.device_of(weights[0]), torch.no_grad():  # type: ignore[no-untyped-call]
+            torch._cudnn_rnn_flatten_weight(
+                weights,  # the module's own tensors: flattened in place, as flatten_parameters does
+                (4 if m.bias else 2) + (1 if m.proj_size > 0 else 0),
+                m.input_size,
+                rnn.get_cudnn_mode(m.mode),  # type: ignore[no-untyped-call]
+                m.hidden_size,
+                m.proj_size,
+                m.num_layers,
+                m.batch_first,
+                bool(m.bidirectional),
+            )
+
+
 def _rows(state: Any) -> int:
     return int((state[0] if isinstance(state, tuple) else state).shape[0])
 
@@ -140,6 +184,7 @@ def make_case(
         torch.manual_seed(seed)
         if module is None:
             module = build_module(spec, dev, dt)
+        flatten_weights(module)
         if dev.type == "meta":
             x = torch.empty(steps, batch, spec.input_size, device=dev, dtype=dt)
         else:
@@ -191,7 +236,7 @@ def kernel_ops(case: Case, train: bool) -> tuple[str, ...]:
 
     probe = case
     if not hasattr(case.inputs, "batch_sizes") and case.workload.seq_len > 1:
-        probe = case.first(1)
+        probe = case.first(1)  # a packed batch is recorded whole: its first step can take another path
     ops: list[str] = []
     for e in _record(probe, train):
         name = str(e.name).removeprefix("aten::")

@@ -417,22 +417,59 @@ def timing_from_flags(
     }
 
 
-def progress(total: int, label: str, quiet: bool) -> Any:
-    """A progress bar on stderr (a context giving an ``advance(row)`` callback), or None.
+def progress(total: int, label: str, quiet: bool, clock: Callable[[], float] | None = None) -> Any:
+    """Progress of a timed run on stderr, with an estimate of the time left: a context giving an
+    ``advance(row)`` callback, or None.
 
-    None when ``quiet``, when there is nothing to time, or when stderr is not a terminal.
+    On a terminal, click's progress bar (its ``eta`` is the mean time per finished row times the
+    rows left); elsewhere (a log file), one line per finished row with the same estimate. None
+    when ``quiet`` or when there is nothing to time.
     """
     import contextlib
 
-    if quiet or total <= 0 or not sys.stderr.isatty():
+    if quiet or total <= 0:
         return contextlib.nullcontext(None)
+    if not sys.stderr.isatty():
+        return _progress_lines(total, label, clock)
 
     @contextlib.contextmanager
     def bar_ctx() -> Any:
-        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        with click.progressbar(length=total, label=label, file=sys.stderr, show_eta=True) as bar:
             yield lambda _row: bar.update(1)
 
     return bar_ctx()
+
+
+def _progress_lines(total: int, label: str, clock: Callable[[], float] | None) -> Any:
+    import contextlib
+    import time
+
+    tick = clock or time.monotonic
+
+    @contextlib.contextmanager
+    def lines_ctx() -> Any:
+        start, done = tick(), [0]
+
+        def advance(_row: Any) -> None:
+            done[0] += 1
+            n, elapsed = done[0], tick() - start
+            left = elapsed / n * (total - n)
+            tail = f", about {_duration(left)} left" if n < total else ""
+            click.echo(f"{label}: {n:,} of {total:,} done, {_duration(elapsed)} elapsed{tail}", err=True)
+
+        yield advance
+
+    return lines_ctx()
+
+
+def _duration(seconds: float) -> str:
+    """``14 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def gemm_progress(quiet: bool, label: str = "timing GEMMs") -> Any:
@@ -479,7 +516,7 @@ def plot_options(f: F) -> F:
                 default=None,
                 help="Also draw FILE (.png .svg .pdf).",
             ),
-            click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+            click.option("-q", "--quiet", is_flag=True, help="No progress output."),
         ],
     )
 

@@ -9,6 +9,7 @@ import click
 
 from ..core.cells import FAMILIES
 from ..results.render import plural
+from ..errors import Interrupted
 from .options import (
     build_spec,
     check_targets,
@@ -26,17 +27,40 @@ from .options import (
 )
 
 
-def warn_noisy(results: list[Any]) -> None:
-    """One stderr line when timings scatter (IQR > 10% of the median): the machine may be busy."""
-    noisy = [r for r in results if r is not None and r.noisy]
+def warn_timings(results: list[Any]) -> None:
+    """What makes timings suspect, on stderr, one line each: noise (torch.utils.benchmark's
+    verdict), an oversubscribed machine, a measured/predicted ratio far from 1."""
+    timed = [r for r in results if r is not None]
+    noisy = [r for r in timed if r.noisy]
     if noisy:
         worst = max(r.iqr_s / r.median_s for r in noisy)
+        gross = any(r.noise == "gross" for r in noisy)
+        cpu = any(r.device == "cpu" for r in noisy)
+        fix = "try --min-time 1" + (" or --threads 1" if cpu else "")
+        if gross and any(r.threads > 1 and r.device == "cpu" for r in noisy):
+            fix = "use --threads 1"
         click.echo(
-            f"warning: {len(noisy)} of {plural(len(results), 'timing')} "
-            f"{'is' if len(noisy) == 1 else 'are'} noisy (IQR up to {100 * worst:.0f}% "
-            "of the median): is something else running? try --min-time 1 or --threads",
+            f"warning: {len(noisy)} of {plural(len(timed), 'timing')} "
+            f"{'is' if len(noisy) == 1 else 'are'} {'very ' if gross else ''}noisy (IQR up to "
+            f"{100 * worst:.0f}% of the median): is something else running? {fix}",
             err=True,
         )
+    busy = [r for r in timed if r.oversubscribed]
+    if busy:
+        line = next(w for w in busy[0].warnings() if "oversubscribed" in w)
+        click.echo(f"warning: {line}", err=True)
+    for r in timed:
+        far = [w for w in r.warnings() if w.startswith("measured/predicted")]
+        if far:
+            click.echo(f"warning: {r.spec.describe()}: {far[0]}", err=True)
+
+
+def keep_partial(stop: Any, fmt: str, wide: bool, output: str | None) -> None:
+    """An interrupted compare/sweep: print the rows already timed, and say where they were kept."""
+    partial = stop.partial
+    click.echo(partial.render(fmt, wide=wide))
+    where = f"; kept in {output} (marked partial)" if output else ""
+    click.echo(f"interrupted: {len(partial.rows):,} of {partial.planned:,} rows were timed{where}", err=True)
 
 
 def predict_option(f: Any) -> Any:
@@ -66,12 +90,16 @@ def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None,
     """Time the real torch module of CELL: time per batch, tokens/s and FLOP/s.
 
     Inference is one forward pass in eval mode under torch.inference_mode();
-    --train times zero_grad + forward + backward. After a warm-up,
-    torch.utils.benchmark's blocked_autorange repeats the call (device
-    synchronised) for --min-time seconds; the table gives the median time per
-    batch and its IQR, tokens/s, the achieved FLOP/s (FLOPs from the cost
-    model) and the kernel path (cuDNN, oneDNN, native, reference); the header
-    names the device, threads and torch version. --batch and --seq-len default
+    --train times zero_grad + forward + backward. A fast call is warmed up,
+    then torch.utils.benchmark's blocked_autorange repeats it (device
+    synchronised) for --min-time seconds; a slow one is timed call by call, its
+    first calls serving as warm-up too, so a call longer than --min-time runs
+    twice. The table gives the median time per batch and its IQR, tokens/s,
+    the achieved FLOP/s (FLOPs from the cost model) and the kernel path (cuDNN,
+    oneDNN, native, reference); the header names the device, threads and torch
+    version. Warnings on stderr: noisy timings (torch.utils.benchmark's
+    verdict), CPUs oversubscribed by other work (use --threads 1), and a
+    measured/predicted ratio more than 2x from 1. --batch and --seq-len default
     to 1. The memory the run needs is estimated first: a run the device cannot
     hold is refused. The table also gives the prediction of the GEMM-sequence
     bound (paramcalc predict; GEMM timings from the cache) and
@@ -93,8 +121,12 @@ def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None,
     workload = workload_from_flags(kw, always=True)
     timing = timing_from_flags(kw, timed=True, default_min_time=0.5)
     spec = build_spec(cell, kw)
+    if output:
+        from ..results.export import check_free_space
+
+        check_free_space(output, 1)
     result = run_bench(spec, workload, predict=do_predict, **timing)
-    warn_noisy([result])
+    warn_timings([result])
     emit(result, fmt, output, wide=wide)
 
 
@@ -185,7 +217,9 @@ def compare(
     count, so the comparison is fair. --predict adds the GEMM-sequence
     prediction of every row (and measured/predicted with --bench). --output
     report.md writes a document (configuration, device, conventions, the
-    table, a link to --plot).
+    table, a link to --plot). With --bench, progress and the time left go to
+    stderr, and --output is rewritten after each timed row (marked partial
+    until the last): Ctrl-C prints and keeps the rows already timed.
 
     --from FILES merges JSON exports written with --output x.json by bench,
     predict, compare or sweep (--bench or --predict), on any machine, into one
@@ -221,23 +255,28 @@ def compare(
     workload = workload_from_flags(kw, always=True)
     timing = _timing(kw, do_bench, do_predict)
     spec = template_spec(cell_list, kw)
-    with (
-        gemm_progress(quiet) as on_gemm,
-        progress(len(cell_list) if do_bench else 0, "timing", quiet) as advance,
-    ):
-        result = run_compare(
-            spec,
-            cell_list,
-            equal=equal,
-            workload=workload,
-            bench=do_bench,
-            predict=do_predict,
-            multiple_of=1 if multiple_of is None else multiple_of,
-            on_row=advance,
-            on_gemm=on_gemm,
-            **timing,
-        )
-    warn_noisy([r.bench for r in result.rows if r.bench is not None])
+    try:
+        with (
+            gemm_progress(quiet) as on_gemm,
+            progress(len(cell_list) if do_bench else 0, "timing", quiet) as advance,
+        ):
+            result = run_compare(
+                spec,
+                cell_list,
+                equal=equal,
+                workload=workload,
+                bench=do_bench,
+                predict=do_predict,
+                multiple_of=1 if multiple_of is None else multiple_of,
+                on_row=advance,
+                on_gemm=on_gemm,
+                output=output if do_bench else None,
+                **timing,
+            )
+    except Interrupted as stop:
+        keep_partial(stop, fmt, wide, output)
+        raise
+    warn_timings([r.bench for r in result.rows if r.bench is not None])
     emit(result, fmt, output, wide=wide, links=_link(plot, output))
     if plot:
         result.plot(plot)
@@ -278,8 +317,11 @@ def sweep(
     or comma lists (32,64,128); items can be mixed (16,32:128:32). Each row has
     parameters, MACs per step, FLOPs (per sequence and for the batch), parameter
     and training memory; with --bench also the measured time, tokens/s, GFLOP/s
-    and kernel path, with a progress bar on stderr (not with --quiet or when
-    stderr is not a terminal). At most 10,000 configurations, 500 when timing.
+    and kernel path, with progress and the time left on stderr (a bar on a
+    terminal, a line per row otherwise; none with --quiet), and --output is
+    rewritten after each timed row (marked partial until the last), so Ctrl-C
+    prints and keeps the rows already timed. At most 10,000 configurations, 500
+    when timing.
     --predict adds the GEMM-sequence prediction of every row: only the distinct
     GEMM shapes of the whole sweep are timed (once, cached), with a progress
     bar, so even 10,000 configurations cost a few dozen GEMM timings.
@@ -312,11 +354,22 @@ def sweep(
         "mode": "training" if train else "inference",
     }
     n = len(sweep_configs(spec, **ranges, timed=do_bench))
-    with gemm_progress(quiet) as on_gemm, progress(n if do_bench else 0, "timing", quiet) as advance:
-        result = run_sweep(
-            spec, **ranges, bench=do_bench, predict=do_predict, on_row=advance, on_gemm=on_gemm, **timing
-        )
-    warn_noisy([r.bench for r in result.rows if r.bench is not None])
+    try:
+        with gemm_progress(quiet) as on_gemm, progress(n if do_bench else 0, "timing", quiet) as advance:
+            result = run_sweep(
+                spec,
+                **ranges,
+                bench=do_bench,
+                predict=do_predict,
+                on_row=advance,
+                on_gemm=on_gemm,
+                output=output if do_bench else None,
+                **timing,
+            )
+    except Interrupted as stop:
+        keep_partial(stop, fmt, wide, output)
+        raise
+    warn_timings([r.bench for r in result.rows if r.bench is not None])
     emit(result, fmt, output, wide=wide, links=_link(plot, output))
     if plot:
         result.plot(plot)

@@ -14,13 +14,14 @@ reference's (:func:`paramcalc.core.solver.closest_hidden`), so the comparison is
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from math import prod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ..errors import ParamcalcError
+from ..errors import Interrupted, ParamcalcError
 from ..results.base import Result
 from ..results.render import plural
 from ..results.table import Column, Table
@@ -197,12 +198,97 @@ def _noise_notes(benches: Sequence[BenchResult]) -> list[str]:
         out.append(f"timings are steady: every IQR is within {max(1, round(100 * worst))}% of its median")
     elif noisy:
         worst = max(b.iqr_s / b.median_s for b in noisy)
+        gross = sum(1 for b in noisy if b.noise == "gross")
         out.append(
             f"noisy: {len(noisy)} of {plural(len(benches), 'timing')} "
-            f"{'has' if len(noisy) == 1 else 'have'} an IQR above 10% of the median (up to "
-            f"{100 * worst:.0f}%): is something else running? try --min-time 1 or --threads"
+            f"{'has' if len(noisy) == 1 else 'have'} an IQR of 10% of the median or more "
+            f"(torch.utils.benchmark's warning; {gross} at its gross level, 25% or more; up to "
+            f"{100 * worst:.0f}%): is something else running? try --min-time 1 or --threads 1"
         )
-    return out
+    return out + _machine_notes(benches)
+
+
+def _machine_notes(benches: Sequence[BenchResult]) -> list[str]:
+    """The oversubscription verdict of a set of timings (the first row's sentence, with a count)."""
+    busy = [b for b in benches if b.oversubscribed]
+    if not busy:
+        return []
+    first = next(w for w in busy[0].warnings() if "oversubscribed" in w)
+    return [f"{len(busy)} of {len(benches)} timings: {first}"]
+
+
+# --- long runs: rows kept as they are timed ------------------------------------------------------
+
+
+def _is_partial(rows: Sequence[Any], planned: int | None) -> bool:
+    return planned is not None and len(rows) < planned
+
+
+def _partial_notes(rows: Sequence[Any], planned: int | None, what: str) -> list[str]:
+    if not _is_partial(rows, planned):
+        return []
+    return [
+        f"partial: the run was interrupted after {len(rows):,} of {planned:,} {what}; "
+        "these are the ones finished, the others were not timed"
+    ]
+
+
+def _partial_meta(rows: Sequence[Any], planned: int | None) -> dict[str, Any]:
+    """``partial`` and ``rows_planned`` in the JSON header of an interrupted run (absent otherwise)."""
+    return {"partial": True, "rows_planned": planned} if _is_partial(rows, planned) else {}
+
+
+Row = TypeVar("Row", "CompareRow", "SweepRow")
+
+
+def _rows(
+    items: Sequence[tuple[RecurrentSpec, Workload, CostResult, PredictResult | None]],
+    make: Callable[[RecurrentSpec, Workload, CostResult, BenchResult | None, PredictResult | None], Row],
+    result_of: Callable[[list[Row], int], Result],
+    *,
+    timing: dict[str, Any] | None,
+    on_row: Callable[[Row], None] | None,
+    output: str | os.PathLike[str] | None,
+) -> list[Row]:
+    """The rows of a compare or sweep, timed one by one when ``timing`` (bench's arguments).
+
+    When timing with an ``output``, the result so far is written there after each row (marked
+    partial until the last), so a run stopped at any point leaves a valid file. A
+    ``KeyboardInterrupt`` once some rows are finished becomes :class:`~paramcalc.errors.Interrupted`
+    carrying their result (``planned`` says how many there were to be), saved to ``output``.
+    """
+    rows: list[Row] = []
+    try:
+        for s, w, c, p in items:
+            b = None
+            if timing is not None:
+                from ..timing.benchmark import bench as run_bench
+
+                b = run_bench(s, w, predict=False, cost_result=c, **timing)
+            rows.append(make(s, w, c, b, p))
+            if on_row is not None:
+                on_row(rows[-1])
+            if timing is not None and output is not None:
+                result_of(rows, len(items)).export(output)
+    except KeyboardInterrupt as exc:
+        if not rows or isinstance(exc, Interrupted):
+            raise
+        partial = result_of(rows, len(items))
+        if output is not None:
+            partial.export(output)
+        raise Interrupted(partial) from None
+    return rows
+
+
+def _before_timing(output: str | os.PathLike[str] | None, rows: int, timed: bool) -> None:
+    """Check the output target, and when timing the free space its table needs, before any work."""
+    if output is None:
+        return
+    from ..results.export import check_export_target, check_free_space
+
+    check_export_target(output)
+    if timed:
+        check_free_space(output, rows)
 
 
 # --- compare -------------------------------------------------------------------------------
@@ -238,6 +324,13 @@ class CompareResult(_Plotted):
     workload: Workload
     equal: str
     device: str | None = None
+    #: Rows the run was to have; more than ``len(rows)``: an interrupted run (see :attr:`partial`).
+    planned: int | None = None
+
+    @property
+    def partial(self) -> bool:
+        """Whether the run was interrupted before every row was timed (the rows are those finished)."""
+        return _is_partial(self.rows, self.planned)
 
     @property
     def reference(self) -> RecurrentSpec:
@@ -295,6 +388,8 @@ class CompareResult(_Plotted):
 
     def title(self) -> str:
         names = " vs ".join(r.spec.cell_type.display_name for r in self.rows)
+        if self.partial:
+            names += f" (partial: {len(self.rows)} of {self.planned} rows)"
         return f"{names}: {self.configuration()}"
 
     def configuration(self) -> str:
@@ -316,7 +411,8 @@ class CompareResult(_Plotted):
         return self.title()
 
     def notes(self) -> list[str]:
-        out = [f"FLOPs: {self.rows[0].cost.convention}"]
+        out = _partial_notes(self.rows, self.planned, "rows")
+        out.append(f"FLOPs: {self.rows[0].cost.convention}")
         if self.benched:
             b = self.rows[0].bench
             assert b is not None
@@ -349,6 +445,7 @@ class CompareResult(_Plotted):
             "cost_convention": self.rows[0].cost.convention,
         }
         meta.update(_runs_meta("compare", self.rows, self.benched or self.predicted, lambda r: self.workload))
+        meta.update(_partial_meta(self.rows, self.planned))
         return meta
 
     def context(self) -> list[tuple[str, str]]:
@@ -438,6 +535,7 @@ def compare(
     cache: bool = True,
     cache_dir: str | None = None,
     on_gemm: Callable[[int, int], None] | None = None,
+    output: str | os.PathLike[str] | None = None,
 ) -> CompareResult:
     """Compare cell types built like ``spec``, for one workload; ``spec`` itself is the first row.
 
@@ -450,6 +548,10 @@ def compare(
     ``predict=True`` each row is also predicted by the GEMM-sequence bound (only the distinct
     GEMM shapes of all rows are timed, once, cached unless ``cache=False``; ``on_gemm(done,
     total)`` after each: a progress bar); with both, the table has measured/predicted.
+    ``output``: a file the result is exported to; when timing, its free space is checked first
+    and it is written after each timed row (``partial`` in its header until the last), and a
+    ``KeyboardInterrupt`` after the first row raises :class:`~paramcalc.errors.Interrupted`
+    carrying the rows finished (see ``docs/bench.md``).
 
     >>> import paramcalc as pc
     >>> r = pc.compare(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), equal="params")
@@ -458,6 +560,7 @@ def compare(
     """
     specs = _equalise(_specs_for(spec, cells), equal, multiple_of)
     w = _workload(workload)
+    _before_timing(output, len(specs), bench)
     costs = [cost(s, w) for s in specs]
     if bench:
         from ..timing.benchmark import check_min_run_time, check_threads
@@ -477,22 +580,29 @@ def compare(
                 cache=cache,
                 cache_dir=cache_dir,
                 on_timed=on_gemm,
+                costs=costs,
             )
         )
-    rows = []
-    for s, c, p in zip(specs, costs, preds, strict=True):
-        b = None
-        if bench:
-            from ..timing.benchmark import bench as run_bench
+    rows = _rows(
+        [(s, w, c, p) for s, c, p in zip(specs, costs, preds, strict=True)],
+        lambda s, w, c, b, p: CompareRow(s, total_params(s), c, b, p),
+        lambda done, planned: CompareResult(tuple(done), w, equal, device, planned),
+        timing=_bench_kwargs(bench, device, threads, min_run_time, seed),
+        on_row=on_row,
+        output=output,
+    )
+    result = CompareResult(tuple(rows), w, equal, device if bench or predict else None)
+    if output is not None and not bench:
+        result.export(output)
+    return result
 
-            b = run_bench(
-                s, w, device=device, threads=threads, min_run_time=min_run_time, seed=seed, predict=False
-            )
-        row = CompareRow(s, total_params(s), c, b, p)
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-    return CompareResult(tuple(rows), w, equal, device if bench or predict else None)
+
+def _bench_kwargs(
+    bench: bool, device: str, threads: int | None, min_run_time: float, seed: int
+) -> dict[str, Any] | None:
+    if not bench:
+        return None
+    return {"device": device, "threads": threads, "min_run_time": min_run_time, "seed": seed}
 
 
 # --- ranges --------------------------------------------------------------------------------
@@ -611,6 +721,13 @@ class SweepResult(_Plotted):
     rows: tuple[SweepRow, ...]
     template: RecurrentSpec
     device: str | None = None
+    #: Configurations the run was to have; more than ``len(rows)``: an interrupted run.
+    planned: int | None = None
+
+    @property
+    def partial(self) -> bool:
+        """Whether the run was interrupted before every configuration was timed."""
+        return _is_partial(self.rows, self.planned)
 
     @property
     def specs(self) -> tuple[RecurrentSpec, ...]:
@@ -700,7 +817,8 @@ class SweepResult(_Plotted):
     def notes(self) -> list[str]:
         if not self.rows:
             return []
-        out = [f"FLOPs: {self.rows[0].cost.convention}"]
+        out = _partial_notes(self.rows, self.planned, "configurations")
+        out.append(f"FLOPs: {self.rows[0].cost.convention}")
         out += _noise_notes([r.bench for r in self.rows if r.bench is not None])
         out += _predict_notes([r.prediction for r in self.rows if r.prediction is not None])
         return out
@@ -712,6 +830,7 @@ class SweepResult(_Plotted):
             w = self.rows[0].workload
             meta["dtype"], meta["mode"] = w.dtype, w.mode
         meta.update(_runs_meta("sweep", self.rows, self.benched or self.predicted, lambda r: r.workload))
+        meta.update(_partial_meta(self.rows, self.planned))
         return meta
 
     def context(self) -> list[tuple[str, str]]:
@@ -787,6 +906,7 @@ def sweep(
     cache: bool = True,
     cache_dir: str | None = None,
     on_gemm: Callable[[int, int], None] | None = None,
+    output: str | os.PathLike[str] | None = None,
 ) -> SweepResult:
     """Every combination of cells, hidden sizes, layers, batch sizes and sequence lengths.
 
@@ -799,6 +919,7 @@ def sweep(
     With ``predict=True`` every configuration is predicted by the GEMM-sequence bound: the
     distinct GEMM shapes of the whole sweep are timed once (``on_gemm(done, total)`` after
     each), so a 1,000-configuration sweep times only the shapes it has, not 1,000 models.
+    ``output`` is written as :func:`compare` writes it (rows kept as they are timed).
 
     >>> import paramcalc as pc
     >>> r = pc.sweep(pc.RecurrentSpec("lstm", 28, 256), cells="rnn,lstm", hidden_sizes="64:128:64")
@@ -816,6 +937,7 @@ def sweep(
         mode=mode,
         timed=bench,
     )
+    _before_timing(output, len(configs), bench)
     costs = [cost(s, w) for s, w in configs]
     if bench:
         from ..timing.benchmark import check_min_run_time, check_threads
@@ -828,19 +950,26 @@ def sweep(
         from ..timing.predict import predict_many
 
         preds = list(
-            predict_many(configs, device, threads=threads, cache=cache, cache_dir=cache_dir, on_timed=on_gemm)
-        )
-    rows = []
-    for (s, w), c, p in zip(configs, costs, preds, strict=True):
-        b_res = None
-        if bench:
-            from ..timing.benchmark import bench as run_bench
-
-            b_res = run_bench(
-                s, w, device=device, threads=threads, min_run_time=min_run_time, seed=seed, predict=False
+            predict_many(
+                configs,
+                device,
+                threads=threads,
+                cache=cache,
+                cache_dir=cache_dir,
+                on_timed=on_gemm,
+                costs=costs,
             )
-        row = SweepRow(s, w, total_params(s), c, b_res, p)
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-    return SweepResult(tuple(rows), as_spec(spec, "sweep"), device if bench or predict else None)
+        )
+    template = as_spec(spec, "sweep")
+    rows = _rows(
+        [(s, w, c, p) for (s, w), c, p in zip(configs, costs, preds, strict=True)],
+        lambda s, w, c, b, p: SweepRow(s, w, total_params(s), c, b, p),
+        lambda done, planned: SweepResult(tuple(done), template, device, planned),
+        timing=_bench_kwargs(bench, device, threads, min_run_time, seed),
+        on_row=on_row,
+        output=output,
+    )
+    result = SweepResult(tuple(rows), template, device if bench or predict else None)
+    if output is not None and not bench:
+        result.export(output)
+    return result

@@ -134,16 +134,19 @@ def check_target(path: str | os.PathLike[str], suffixes: Sequence[str], verb: st
 MIN_FREE_BYTES = 1 << 20
 
 
-def _check_free_space(folder: Path, where: str) -> None:
-    statvfs = getattr(os, "statvfs", None)
-    if statvfs is None:  # pragma: no cover - Windows
-        return
+def _free_bytes(folder: Path) -> int | None:
+    """Bytes free for this user in ``folder``'s file system (``None`` where it cannot be read)."""
+    import shutil
+
     try:
-        st = statvfs(folder)
-    except OSError:
-        return
-    free = st.f_bavail * st.f_frsize
-    if free < MIN_FREE_BYTES:
+        return shutil.disk_usage(folder).free
+    except (OSError, AttributeError):  # pragma: no cover - no statvfs
+        return None
+
+
+def _check_free_space(folder: Path, where: str) -> None:
+    free = _free_bytes(folder)
+    if free is not None and free < MIN_FREE_BYTES:
         need = f"at least {MIN_FREE_BYTES:,} needed"
         raise ParamcalcError(f"{where}: {safe_text(str(folder))!r} has {free:,} bytes free ({need})")
 
@@ -484,7 +487,7 @@ def _parquet_bytes(table: Table, meta: dict[str, Any]) -> bytes:
 def encode(table: Table, suffix: str, meta: dict[str, Any], doc: Document) -> bytes:
     """The file's bytes for ``suffix`` (everything is built before the target is touched)."""
     if suffix == ".csv":
-        return csv_text(table).encode("utf-8")
+        return (csv_text(table) + _comment_line("#", meta, table)).encode("utf-8")
     if suffix == ".json":
         return _json_text(table, meta).encode("utf-8")
     if suffix == ".md":
@@ -492,12 +495,43 @@ def encode(table: Table, suffix: str, meta: dict[str, Any], doc: Document) -> by
     if suffix == ".html":
         return _html(table, doc).encode("utf-8")
     if suffix == ".tex":
-        return _latex(table).encode("utf-8")
+        return (_latex(table) + _comment_line("%", meta, table)).encode("utf-8")
     if suffix == ".parquet":
         return _parquet_bytes(table, meta)
     if suffix == ".xlsx":
         return _xlsx_bytes(table, list(meta.get("notes", [])))
     raise ParamcalcError(f"unknown export suffix {suffix!r}")  # pragma: no cover - checked before
+
+
+def _comment_line(mark: str, meta: dict[str, Any], table: Table) -> str:
+    """The last line of a partial table's ``.csv``/``.tex`` (formats without a header for notes):
+    ``# partial: 3 of 7 rows (the run was interrupted)``; ``""`` for a complete one."""
+    if not meta.get("partial"):
+        return ""
+    planned = meta.get("rows_planned", "?")
+    return f"{mark} partial: {len(table.rows)} of {planned} rows (the run was interrupted)\n"
+
+
+#: What an export's disk space check counts per row: generous (a timed row is under 1 KB of CSV,
+#: an .xlsx adds its zip structure).
+EXPORT_ROW_BYTES = 4096
+
+
+def check_free_space(path: str | os.PathLike[str], rows: int) -> None:
+    """Refuse (one line) an export the disk cannot hold, before timed work is done: the need is
+    ``MIN_FREE_BYTES + rows × EXPORT_ROW_BYTES``, twice over (the temporary file exists beside
+    the old one until the rename). Nothing is said where the free space cannot be read."""
+    folder = Path(path).parent if str(Path(path).parent) else Path(".")
+    free = _free_bytes(folder)
+    need = 2 * (MIN_FREE_BYTES + rows * EXPORT_ROW_BYTES)
+    if free is not None and free < need:
+        from .render import fmt_bytes, plural
+
+        raise ParamcalcError(
+            f"cannot export to {safe_text(str(path))!r}: {fmt_bytes(free)} free in "
+            f"{safe_text(str(folder))!r}, and the table of {plural(rows, 'timed row')} needs about "
+            f"{fmt_bytes(need)}: free some space or write elsewhere"
+        )
 
 
 def export_table(

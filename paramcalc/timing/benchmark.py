@@ -14,14 +14,19 @@
   that module with two (the extra vector is a fused add: a note says so); any other layout runs
   the cell's reference module (paramcalc's step-by-step implementation: a correctness
   reference, not an optimised kernel; its kernel path says so).
-* **how**: a warm-up (at least :data:`WARMUP_CALLS` calls and :data:`WARMUP_SECONDS`), then
-  ``Timer.blocked_autorange`` (block size chosen so timer overhead is negligible) for at least
-  ``min_run_time`` seconds and :data:`MIN_RUNS` blocks. The timer synchronises the device (CUDA,
-  MPS) before reading the clock. Median and interquartile range are over the per-call times of
-  the blocks. When one call takes longer than ``min_run_time / MIN_RUNS`` (judged on the
-  faster of the first two calls: the first one is cold), the warm-up is those calls and as
-  many single calls are timed as fit in ``min_run_time`` (at least one), so a run costs about
-  ``min_run_time`` plus three calls, whatever the depth.
+* **how** (:func:`measure`): a fast call gets a warm-up (at least :data:`WARMUP_CALLS` calls
+  and :data:`WARMUP_SECONDS`), then ``Timer.blocked_autorange`` (block size chosen so timer
+  overhead is negligible) for at least ``min_run_time`` seconds and :data:`MIN_RUNS` blocks. A
+  slow call (:data:`SINGLE_CALL_S` or more, or over ``min_run_time / MIN_RUNS``, judged on the
+  faster of the first two calls) is timed call by call, as many calls as fit in
+  ``min_run_time``, and the first two calls count as timed runs (the first unless it was cold),
+  so a call longer than ``min_run_time`` runs twice in all, whatever the depth. The timer
+  synchronises the device (CUDA, MPS) before reading the clock. Median and interquartile range
+  are over the per-call times; torch.utils.benchmark's ``Measurement`` gives the noise verdict
+  (:attr:`BenchResult.noise`) and the significant figures.
+* **the machine** (CPU): the tasks of other processes ready to run are counted before timing;
+  when they and the run's threads outnumber the CPUs the result says so, with the fix
+  (``threads=1``). torch's own thread count stays the default: it is what a program runs with.
 * **the prediction**: unless ``predict=False``, the run is also predicted by the GEMM-sequence
   bound (:mod:`paramcalc.timing.predict`), from GEMM timings kept in the on-disk cache (timed
   once per device, dtype, thread count and torch version), after the module is freed. The
@@ -43,7 +48,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +58,9 @@ from ..bridge.devices import (
     cpu_count,
     device_name,
     oom_as_error,
+    other_load,
     peak_memory,
+    predicted_path,
     timing_device,
     torch_dtype,
 )
@@ -78,17 +85,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gemm import DeviceTimer
     from .predict import PredictResult
 
-#: Smallest number of timed blocks behind a median and an IQR.
+#: Smallest number of timed runs behind a median and an IQR.
 MIN_RUNS = 5
 #: Default seconds of timing per measurement.
 DEFAULT_MIN_RUN_TIME = 0.5
-#: Warm-up: at least this many calls and this many seconds before timing starts.
+#: Warm-up of a fast call: at least this many calls and this many seconds before timing starts.
 WARMUP_CALLS = 3
 WARMUP_SECONDS = 0.05
-#: An IQR above this fraction of the median marks a measurement as noisy.
-NOISY_IQR = 0.1
+#: A call at least this long (or longer than ``min_run_time / MIN_RUNS``) is timed call by call:
+#: the clock's own cost is under 1e-5 of it, and its warm-up is a timed call (see :func:`measure`).
+SINGLE_CALL_S = 0.01
 #: Most seconds of timing one measurement may be asked for.
 MAX_MIN_RUN_TIME = 600.0
+#: measured/predicted beyond this factor either way is flagged: the speed model's own errors per
+#: cell stay within it on the grids of docs/bench.md, so a larger one means a suspect timing.
+FAR_RATIO = 2.0
+
 
 BENCH_COLUMNS = (
     Column("spec", "str", wide=True),
@@ -125,16 +137,23 @@ BENCH_COLUMNS = (
 )
 
 
-@contextlib.contextmanager
-def num_threads(n: int) -> Iterator[None]:
-    import torch
+def noise_thresholds() -> tuple[float, float]:
+    """torch.utils.benchmark's IQR/median thresholds: a ``Measurement`` warns from the first
+    ("could indicate system fluctuation") and calls it gross from the second ("suggests
+    significant environmental influence")."""
+    from torch.utils.benchmark.utils import common
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    return (
+        float(getattr(common, "_IQR_WARN_THRESHOLD", 0.1)),
+        float(getattr(common, "_IQR_GROSS_WARN_THRESHOLD", 0.25)),
+    )
+
+
+def num_threads(n: int) -> contextlib.AbstractContextManager[None]:
+    """torch's own thread control for a block (``torch.utils.benchmark``'s ``set_torch_threads``)."""
+    from torch.utils.benchmark import set_torch_threads
+
+    return set_torch_threads(n)
 
 
 def check_threads(threads: Any) -> int | None:
@@ -190,47 +209,81 @@ def measure(
     label: str = "",
     sub_label: str = "",
     description: str = "",
+    clock: Callable[[], float] | None = None,
 ) -> Measurement:
-    """Warm up, then ``Timer.blocked_autorange(min_run_time)`` topped up to :data:`MIN_RUNS` blocks,
-    or single calls within ``min_run_time`` when one call is slow (see the module docstring)."""
-    from torch.utils.benchmark import Measurement, Timer
+    """Time ``fn``: a ``torch.utils.benchmark.Measurement`` of at least ``min_run_time`` seconds.
 
-    clock = timer_for(dev)
-    start = clock()
-    fn()
-    first = clock() - start
-    if first * MIN_RUNS > min_run_time:  # the first call is cold (kernel set-up): look again
-        start = clock()
-        fn()
-        first = min(first, clock() - start)
-    timer = Timer(
-        "step()",
-        globals={"step": fn},
-        timer=clock,
-        num_threads=threads,
-        label=label,
-        sub_label=sub_label,
-        description=description,
+    ``clock`` defaults to :func:`timer_for` (tests pass a fake one). The first call is timed;
+    then, by the faster of the first two calls (the first is often cold):
+
+    * **a fast call** (under :data:`SINGLE_CALL_S` and ``min_run_time / MIN_RUNS``): a warm-up of
+      :data:`WARMUP_CALLS` calls and :data:`WARMUP_SECONDS`, then ``Timer.blocked_autorange``
+      (blocks of calls long enough that the clock's cost is negligible) for ``min_run_time``,
+      topped up to :data:`MIN_RUNS` blocks.
+    * **a slow call**: single calls, as many as fit in ``min_run_time`` (at least one). The two
+      calls already made are the warm-up *and* the first timed calls: the first one counts
+      unless it was slower than the second by more than torch's gross noise threshold (25%: a
+      cold call, its library set-up and first-touch allocations, not the fluctuation a busy
+      machine shows between any two calls), so a call longer than ``min_run_time`` is run twice
+      in all, not five times. ``Timer.timeit`` is not used: it runs two warm-up calls before
+      every timed one.
+    """
+    from torch.utils.benchmark import Measurement, TaskSpec, Timer
+
+    tick = clock if clock is not None else timer_for(dev)
+    task = TaskSpec(
+        "step()", "pass", label=label, sub_label=sub_label, description=description, num_threads=threads
     )
-    if first * MIN_RUNS > min_run_time:
-        # slow calls: no autorange (it would run blocks of several calls); single calls instead
-        runs = max(1, min(MIN_RUNS, int(min_run_time / max(first, 1e-9))))
-        one = timer.timeit(1)
-        raw = list(one.raw_times)
-        for _ in range(runs - 1):
-            raw.extend(timer.timeit(1).raw_times)
-        return Measurement(1, raw, one.task_spec, one.metadata)
-    calls, t0 = 1, clock()
-    while calls < WARMUP_CALLS or clock() - t0 < WARMUP_SECONDS:
+
+    def once() -> float:
+        start = tick()
         fn()
-        calls += 1
-    m = timer.blocked_autorange(min_run_time=min_run_time)
-    raw = list(m.raw_times)
-    while len(raw) < MIN_RUNS:
-        raw.extend(timer.timeit(m.number_per_run).raw_times)
+        return tick() - start
+
+    def slow(seconds: float) -> bool:
+        return seconds >= SINGLE_CALL_S or seconds * MIN_RUNS > min_run_time
+
+    with num_threads(threads):
+        first = once()
+        warm = [first]
+        if slow(first):
+            warm.append(once())
+            if slow(min(warm)):
+                return Measurement(1, _single_calls(once, first, warm[1], min_run_time), task)
+        calls, t0 = len(warm), tick()
+        while calls < WARMUP_CALLS or tick() - t0 < WARMUP_SECONDS:
+            fn()
+            calls += 1
+        timer = Timer(
+            "step()",
+            globals={"step": fn},
+            timer=tick,
+            num_threads=threads,
+            label=label,
+            sub_label=sub_label,
+            description=description,
+        )
+        m = timer.blocked_autorange(min_run_time=min_run_time)
+        raw = list(m.raw_times)
+        while len(raw) < MIN_RUNS:  # one more block, timed here (no Timer.timeit warm-up)
+            start = tick()
+            for _ in range(m.number_per_run):
+                fn()
+            raw.append(tick() - start)
     if len(raw) == len(m.raw_times):
         return m
     return Measurement(m.number_per_run, raw, m.task_spec, m.metadata)
+
+
+def _single_calls(once: Callable[[], float], first: float, second: float, min_run_time: float) -> list[float]:
+    """The runs of a slow call (see :func:`measure`): the two calls made, the first dropped when
+    it was cold, then single calls up to as many as fit in ``min_run_time``."""
+    _, gross = noise_thresholds()
+    runs = [first, second] if first <= (1 + gross) * second else [second]
+    wanted = max(1, int(min_run_time / min(first, second)))
+    while len(runs) < wanted:
+        runs.append(once())
+    return runs
 
 
 def timing_spec(spec: RecurrentSpec) -> tuple[RecurrentSpec, str]:
@@ -314,6 +367,9 @@ class BenchResult(Result):
     peak_bytes: int | None = None
     predicted_peak_bytes: int | None = None
     peak_method: str = ""
+    # -- the machine while it ran: other runnable tasks and this process's CPUs --
+    other_load: float | None = None
+    cpus: int = 0
 
     @property
     def peak_ratio(self) -> float | None:
@@ -371,10 +427,90 @@ class BenchResult(Result):
             return None
         return self.median_s / p.seconds
 
+    def timing(self) -> Measurement:
+        """The ``torch.utils.benchmark.Measurement`` of the runs (rebuilt from ``times`` when the
+        result was made without one)."""
+        if self.measurement is not None:
+            return self.measurement
+        from torch.utils.benchmark import Measurement, TaskSpec
+
+        raw = [t * self.number_per_run for t in self.times]
+        return Measurement(self.number_per_run, raw, TaskSpec("step()", "pass", num_threads=self.threads))
+
+    @property
+    def noise(self) -> str:
+        """torch.utils.benchmark's verdict on the spread of the runs (``Measurement.has_warnings``
+        and its levels): ``""`` steady (or too few runs for an IQR), ``"noisy"`` (the IQR is at
+        least 10% of the median: "could indicate system fluctuation") or ``"gross"`` (at least
+        25%: "suggests significant environmental influence")."""
+        if not self.spread_known:
+            return ""
+        m = self.timing()
+        if not m.has_warnings:
+            return ""
+        return "noisy" if m.meets_confidence(noise_thresholds()[1]) else "gross"
+
     @property
     def noisy(self) -> bool:
-        """True when the IQR exceeds :data:`NOISY_IQR` of the median (a busy machine?)."""
-        return self.spread_known and self.iqr_s > NOISY_IQR * self.median_s
+        """Whether torch.utils.benchmark warns about the spread (see :attr:`noise`)."""
+        return self.noise != ""
+
+    @property
+    def significant_figures(self) -> int | None:
+        """Digits of the median the spread supports (``Measurement.significant_figures``);
+        ``None`` when too few runs were timed for a spread."""
+        return int(self.timing().significant_figures) if self.spread_known else None
+
+    @property
+    def oversubscribed(self) -> bool:
+        """Whether this run's threads and the other runnable tasks outnumbered the CPUs."""
+        return self.threads > 1 and self.other_load is not None and self.other_load + self.threads > self.cpus
+
+    @property
+    def far_from_prediction(self) -> float | None:
+        """How many times measured/predicted is away from 1 when that exceeds :data:`FAR_RATIO`
+        (``None`` otherwise): 57 for a ratio of 0.0175 or of 57."""
+        ratio = self.measured_over_predicted
+        if ratio is None or ratio <= 0:
+            return None
+        factor = max(ratio, 1 / ratio)
+        return factor if factor > FAR_RATIO else None
+
+    def warnings(self) -> list[str]:
+        """What makes this timing suspect, one sentence each (the CLI prints them on stderr)."""
+        out = []
+        if self.oversubscribed:
+            out.append(
+                f"the CPUs are oversubscribed: {self.other_load:.0f} runnable task(s) of other processes + "
+                f"{self.threads} torch threads on {self.cpus} CPUs; torch's threads wait for each other on a "
+                "busy machine, which can make a call many times slower: use --threads 1"
+            )
+        noise = self.noise
+        if noise:
+            gross = noise == "gross"
+            what = "suggests significant environmental influence"
+            if not gross:
+                what = "could indicate system fluctuation"
+            fix = "try --min-time 1" + (" or --threads 1" if self.device == "cpu" else "")
+            if self.threads > 1 and gross and self.device == "cpu":
+                fix = "use --threads 1"
+            m = self.timing()
+            share = 100 * m.iqr / m.median
+            out.append(
+                f"{'very ' if gross else ''}noisy: the IQR is {share:.0f}% of the median, which {what} "
+                f"(torch.utils.benchmark); is something else running? {fix}"
+            )
+        far = self.far_from_prediction
+        if far is not None:
+            ratio = self.measured_over_predicted
+            assert ratio is not None
+            side = "faster" if ratio < 1 else "slower"
+            out.append(
+                f"measured/predicted is {ratio:.3g}: the run was {far:.3g}x {side} than predicted (more than "
+                f"{FAR_RATIO:g}x from 1); a GEMM timing taken on a busy machine (paramcalc predict --refresh "
+                "times them again) or a busy machine now could explain it"
+            )
+        return out
 
     @property
     def mode(self) -> str:
@@ -436,11 +572,7 @@ class BenchResult(Result):
         out = []
         if self.timed_as:
             out.append(self.timed_as)
-        if self.noisy:
-            out.append(
-                f"noisy: the IQR is {100 * self.iqr_s / self.median_s:.0f}% of the median; is something "
-                "else running? try --min-time 1 or --threads"
-            )
+        out += self.warnings()
         if not self.spread_known:
             out.append(
                 f"one call is slow: {plural(len(self.times), 'single call')} timed within --min-time, "
@@ -462,7 +594,7 @@ class BenchResult(Result):
 
     def summary(self, view: str | None = None) -> list[str]:
         lines = [
-            f"time per call: {fmt_seconds(self.median_s)} (median) ± {fmt_seconds(self.iqr_s)} (IQR) over "
+            f"time per call: {self._median_text()} ± {fmt_seconds(self.iqr_s)} (IQR) over "
             f"{plural(len(self.times), 'run')} x {plural(self.number_per_run, 'call')}; kernel path: "
             f"{self.kernel_path}",
             f"FLOPs per call (cost model): {self.flops:,}; {self.flop_per_s / 1e9:,.2f} GFLOP/s achieved",
@@ -478,6 +610,16 @@ class BenchResult(Result):
             )
         lines.append(f"memory estimate: {fmt_bytes(self.memory_estimate)}; FLOPs: {self.cost.convention}")
         return lines + self._peak_lines()
+
+    def _median_text(self) -> str:
+        """The median to the digits its spread supports (torch.utils.benchmark's estimate)."""
+        digits = self.significant_figures
+        if digits is None:
+            return f"{fmt_seconds(self.median_s)} (median)"
+        from torch.utils.benchmark import trim_sigfig
+
+        figures = "figure" if digits == 1 else "figures"
+        return f"{fmt_seconds(trim_sigfig(self.median_s, digits))} (median, {digits} significant {figures})"
 
     def _peak_lines(self) -> list[str]:
         if self.predicted_peak_bytes is None:
@@ -545,13 +687,17 @@ def bench(
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     timer: DeviceTimer | None = None,
+    cost_result: CostResult | None = None,
 ) -> BenchResult:
     """Time ``spec``'s module on ``device`` for ``workload`` (batch, seq_len, dtype, mode).
 
     ``spec`` may be a :class:`RecurrentSpec` or a recurrent ``torch.nn`` module (its spec is
     timed, on a fresh seeded module). With ``predict`` (default) the result also carries the
     GEMM-sequence prediction (:func:`paramcalc.timing.predict.predict`), its GEMM timings from
-    the cache (``cache``, ``cache_dir``) or a shared ``timer``.
+    the cache (``cache``, ``cache_dir``) or a shared ``timer``. ``cost_result``: the cost model's
+    result for ``spec`` and ``workload`` when the caller has it (compare and sweep do), so it is
+    not computed again. The spec is coerced once and the memory model evaluated once (again
+    only when the kernel path that ran is not the one expected).
 
     >>> from paramcalc import RecurrentSpec, Workload
     >>> spec = RecurrentSpec("lstm", 28, 256, num_layers=2)
@@ -575,9 +721,11 @@ def bench(
     dtype = torch_dtype(workload.dtype)
     train = workload.training
     threads = check_threads(threads) or torch.get_num_threads()
-    c = cost(spec, workload)
+    c = cost_result if cost_result is not None else cost(spec, workload)
     run_spec, timed_as = timing_spec(spec)
-    need = check_run_memory(run_spec, workload, dev, "the timed run")  # before anything is allocated
+    expected = predicted_path(run_spec, workload, dev)
+    modelled = peak_bytes(run_spec, workload, expected, device_type=dev.type)  # the memory model, once
+    need = check_run_memory(run_spec, workload, dev, "the timed run", need=modelled)  # before any allocation
 
     label = f"{spec.describe()} {workload.dtype} {'train' if train else 'inference'}"
     sub = f"B={workload.batch} T={workload.seq_len}"
@@ -594,6 +742,7 @@ def bench(
         case: Case = make_case(run_spec, workload, dev, seed=seed)
         case.module.train(train)
         ops = kernel_ops(case, train)
+        others = other_load() if dev.type == "cpu" else None
         ctx = contextlib.nullcontext() if train else torch.inference_mode()
         with ctx, peak_memory(dev, case.resident_bytes()) as peak:
             meas = measure(
@@ -608,7 +757,9 @@ def bench(
     path = kernel_path(ops, native=is_torch_native(run_spec))
     if path == NATIVE_PATH and not is_torch_native(run_spec):  # pragma: no cover - defensive
         path = REFERENCE_PATH
-    predicted_peak = peak_bytes(run_spec, workload, path, device_type=dev.type)
+    predicted_peak = (
+        modelled if path == expected else peak_bytes(run_spec, workload, path, device_type=dev.type)
+    )
     del case  # free the module before any GEMM operand is allocated
     prediction = None
     if predict:
@@ -623,6 +774,7 @@ def bench(
             cache_dir=cache_dir,
             timer=timer,
             kernel=path,
+            cost_result=c,
         )
     return BenchResult(
         spec=spec,
@@ -648,4 +800,6 @@ def bench(
         peak_bytes=peak.bytes,
         predicted_peak_bytes=predicted_peak,
         peak_method=peak.method,
+        other_load=others,
+        cpus=cpu_count(),
     )

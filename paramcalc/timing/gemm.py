@@ -313,7 +313,7 @@ def host_load() -> tuple[float | None, int]:
 
 def time_call(fn: Callable[[], Any], dev: torch.device, threads: int, min_run_time: float) -> Timing:
     """Time ``fn`` on ``dev`` with torch.utils.benchmark (see the module docstring)."""
-    from torch.utils.benchmark import Measurement, Timer
+    from torch.utils.benchmark import Measurement, TaskSpec, Timer
 
     from .benchmark import num_threads, timer_for
 
@@ -337,9 +337,10 @@ def time_call(fn: Callable[[], Any], dev: torch.device, threads: int, min_run_ti
         # slow calls: the warm-up calls are the first samples, then single calls
         runs = max(min(MIN_RUNS, int(min_run_time / max(one, 1e-9))), 2 if one > SLOW_CALL_S else 3)
         raw = list(samples)
-        while len(raw) < runs:
-            raw.extend(timer.timeit(1).raw_times)
-        m = Measurement(1, raw, timer.timeit(0).task_spec)  # timeit(0): the task, no call
+        with num_threads(threads):
+            while len(raw) < runs:  # not Timer.timeit: it makes two warm-up calls before each
+                raw.append(once())
+        m = Measurement(1, raw, TaskSpec("fn()", "pass", num_threads=threads))
     else:
         m = timer.adaptive_autorange(
             threshold=NOISE_THRESHOLD, min_run_time=min_run_time, max_run_time=max(10 * min_run_time, 0.2)

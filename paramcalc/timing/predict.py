@@ -606,11 +606,17 @@ class _Plan:
     bucket_note: str = ""
 
 
-def _plan(spec: RecurrentSpec, workload: Workload, dev: torch.device, kernel: str | None) -> _Plan:
+def _plan(
+    spec: RecurrentSpec,
+    workload: Workload,
+    dev: torch.device,
+    kernel: str | None,
+    c: CostResult | None = None,
+) -> _Plan:
     from ..bridge.devices import torch_dtype
 
     torch_dtype(workload.dtype)  # int8 and unknown dtypes: one line
-    c = cost(spec, workload)
+    c = c if c is not None else cost(spec, workload)
     calls, bucket_note = bucket_rows(gemm_calls(spec, workload, c), workload)
     k = expected_kernel(spec, dev) if kernel is None else kernel
     mm = math_mode(workload.dtype, dev, k)
@@ -713,22 +719,26 @@ def predict_many(
     kernels: Sequence[str | None] | None = None,
     on_timed: Callable[[int, int], None] | None = None,
     refresh: bool = False,
+    costs: Sequence[CostResult | None] | None = None,
 ) -> list[PredictResult]:
     """Predict every ``(spec, workload)``, timing each distinct GEMM shape once for all of them.
 
     The union of the shapes is timed first (``on_timed(done, total)`` after each: a progress
     bar), then every prediction is read from the timings. ``kernels``: the measured kernel
-    path of each pair (``None``: expected from the spec and device).
+    path of each pair (``None``: expected from the spec and device). ``costs``: the cost
+    model's result of each pair where the caller has it (not computed again).
     """
     timer = timer or make_timer(
         device, threads=threads, min_run_time=min_run_time, cache=cache, cache_dir=cache_dir, refresh=refresh
     )
     pairs = list(pairs)
     ks = list(kernels) if kernels is not None else [None] * len(pairs)
-    if len(ks) != len(pairs):
-        raise ParamcalcError("give one kernel path per configuration")
+    cs = list(costs) if costs is not None else [None] * len(pairs)
+    if len(ks) != len(pairs) or len(cs) != len(pairs):
+        raise ParamcalcError("give one kernel path and one cost per configuration")
     plans = [
-        _plan(as_spec(s, "predict"), _workload(w), timer.dev, k) for (s, w), k in zip(pairs, ks, strict=True)
+        _plan(as_spec(s, "predict"), _workload(w), timer.dev, k, c)
+        for (s, w), k, c in zip(pairs, ks, cs, strict=True)
     ]
     timer.ensure((r for p in plans for r in p.requests.values()), on_timed)
     timer.copy_bandwidth()
@@ -749,6 +759,7 @@ def predict(
     kernel: str | None = None,
     on_timed: Callable[[int, int], None] | None = None,
     refresh: bool = False,
+    cost_result: CostResult | None = None,
 ) -> PredictResult:
     """Predict the time of one call of ``spec`` on ``workload`` without building the model.
 
@@ -756,7 +767,8 @@ def predict(
     device, dtype, thread count and torch version: the timings are cached in
     :func:`paramcalc.timing.gemm.cache_dir` unless ``cache=False``; ``refresh=True`` times
     every shape again and replaces its cached timing); ``min_run_time`` is the seconds of timing
-    per shape. See the module docstring for the model.
+    per shape; ``cost_result``: the cost model's result for ``spec`` and ``workload`` when the
+    caller has it. See the module docstring for the model.
 
     >>> import paramcalc as pc
     >>> r = pc.predict(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), pc.Workload(64, 28))  # doctest: +SKIP
@@ -774,6 +786,7 @@ def predict(
         kernels=[kernel],
         on_timed=on_timed,
         refresh=refresh,
+        costs=[cost_result],
     )[0]
 
 

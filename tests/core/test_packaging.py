@@ -37,7 +37,7 @@ def test_every_subpackage_is_packaged():
 
 
 def test_cli_entry_point():
-    assert PYPROJECT["project"]["scripts"] == {"paramcalc": "paramcalc.cli:main"}
+    assert PYPROJECT["project"]["scripts"] == {"paramcalc": "paramcalc.__main__:main"}
 
 
 def test_version_is_the_same_everywhere():
@@ -97,3 +97,55 @@ def test_a_built_wheel_ships_the_architectures_and_report_finds_them(tmp_path):
     ).stdout
     assert out.splitlines()[0].startswith(str(site))  # the installed copy, not the checkout
     assert "total: 821,770 parameters" in out  # 819,200 + 10·256 + 10
+
+
+def _fake_checkout(tmp_path, codes: dict[str, int]):
+    """A copy of scripts/test.sh beside a stub setup.sh and stub tools exiting with ``codes``
+    (pytest, ruff, mypy), each recording its call in ``calls``."""
+    import shutil
+    import stat
+
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
+    (tmp_path / "scripts" / "setup.sh").write_text("exit 0\n")
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    calls = tmp_path / "calls"
+    tools = {
+        "python": f'echo "pytest $*" >> {calls}; exit {codes["pytest"]}',
+        "ruff": f'echo "ruff $1" >> {calls}; [ "$1" = check ] && exit {codes["ruff"]}; exit 0',
+        "mypy": f'echo mypy >> {calls}; exit {codes["mypy"]}',
+    }
+    for name, body in tools.items():
+        tool = bin_dir / name
+        tool.write_text(f"#!/usr/bin/env bash\n{body}\n")
+        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    return calls
+
+
+def test_test_sh_runs_every_check_and_reports_each_failure(tmp_path):
+    """scripts/test.sh: a failing pytest does not skip ruff and mypy; all are reported; exit 1."""
+    import subprocess
+
+    calls = _fake_checkout(tmp_path, {"pytest": 1, "ruff": 1, "mypy": 0})
+    res = subprocess.run(
+        ["bash", str(tmp_path / "scripts" / "test.sh"), "-m", "not slow"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert calls.read_text().splitlines() == [
+        "pytest -m pytest -m not slow",
+        "ruff check",
+        "ruff format",
+        "mypy",
+    ]
+    assert "FAILED  pytest (exit 1)" in res.stdout and "FAILED  ruff check (exit 1)" in res.stdout
+    assert "ok      ruff format" in res.stdout and "ok      mypy" in res.stdout
+    assert "2 of 4 checks failed: pytest ruff check" in res.stderr
+    calls.unlink()
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    _fake_checkout(clean, {"pytest": 0, "ruff": 0, "mypy": 0})
+    script = str(clean / "scripts" / "test.sh")
+    res = subprocess.run(["bash", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "all 4 checks passed" in res.stdout

@@ -8,9 +8,10 @@ there is none.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
+import types
+import warnings
 
 import pytest
 import torch
@@ -89,8 +90,9 @@ def test_summary_names_time_kernel_flops_and_memory(lstm_result):
     assert lstm_result.title().endswith(f"1 thread, torch {torch.__version__}")
 
 
-def test_noisy_is_an_iqr_above_ten_percent_of_the_median():
-    r = B.BenchResult(
+def made_result(times=(1.0,) * 5, **kw) -> B.BenchResult:
+    """A BenchResult built by hand (no timing): its verdicts depend only on what it holds."""
+    base = dict(
         spec=SPEC,
         workload=WL,
         cost=cost(SPEC, WL),
@@ -104,15 +106,77 @@ def test_noisy_is_an_iqr_above_ten_percent_of_the_median():
         torch_version="x",
         seed=0,
         memory_estimate=0,
-        times=(1.0,) * 5,
-        median_s=1.0,
-        iqr_s=0.1,
+        times=tuple(times),
+        median_s=sorted(times)[len(times) // 2],
+        iqr_s=0.0,
         number_per_run=1,
     )
-    assert not r.noisy and not any("noisy" in n for n in r.notes())
-    noisy = dataclasses.replace(r, iqr_s=0.11)
-    assert noisy.noisy
-    assert "noisy: the IQR is 11% of the median" in noisy.notes()[0]
+    base.update(kw)
+    return B.BenchResult(**base)
+
+
+@pytest.mark.parametrize(
+    "times, verdict",
+    [
+        # quartiles by linear interpolation (numpy's and torch.quantile's default), by hand:
+        ((1.0, 1.0, 1.0, 1.05, 1.1), ""),  # p25 1.0, p75 1.05: IQR 5% of the median 1.0
+        ((0.9, 0.95, 1.0, 1.1, 1.2), "noisy"),  # p25 0.95, p75 1.1: 15%
+        ((0.7, 0.8, 1.0, 1.2, 1.4), "gross"),  # p25 0.8, p75 1.2: 40%
+        ((1.0, 3.0), ""),  # two single calls: no IQR, no verdict
+    ],
+)
+def test_noise_verdicts_are_torch_measurements(times, verdict):
+    r = made_result(times)
+    assert r.noise == verdict and r.noisy == bool(verdict)
+    notes = " ".join(r.notes())
+    assert ("very noisy" in notes) == (verdict == "gross")
+    assert ("noisy: the IQR is" in notes) == bool(verdict)
+    if verdict == "noisy":
+        assert "noisy: the IQR is 15% of the median, which could indicate system fluctuation" in notes
+    if verdict == "gross":
+        assert "IQR is 40% of the median, which suggests significant environmental influence" in notes
+    if verdict:  # the thread advice is for CPUs only
+        assert "--threads 1" in notes
+        assert "--threads" not in " ".join(made_result(times, device="cuda:0").notes())
+
+
+def test_significant_figures_follow_the_spread():
+    steady = made_result((1.000, 1.001, 1.002, 1.001, 1.000))
+    wide = made_result((0.7, 0.8, 1.0, 1.2, 1.4))
+    # torch's estimate: log10(median / (1.645 · std(interquartile points) / sqrt(n))), floored
+    assert wide.significant_figures == 1 and steady.significant_figures == 3
+    assert made_result((1.0, 3.0)).significant_figures is None
+    assert "(median, 1 significant figure)" in wide.summary()[0]
+
+
+def test_oversubscription_is_said_with_the_fix():
+    busy = made_result(threads=2, other_load=2.0, cpus=2)
+    assert busy.oversubscribed
+    (note,) = [n for n in busy.notes() if "oversubscribed" in n]
+    assert "2 runnable task(s) of other processes + 2 torch threads on 2 CPUs" in note
+    assert note.endswith("use --threads 1")
+    assert not made_result(threads=1, other_load=8.0, cpus=2).oversubscribed  # the fix applied
+    assert not made_result(threads=2, other_load=0.0, cpus=2).oversubscribed
+    assert not made_result(threads=2, other_load=None, cpus=2).oversubscribed  # not known
+
+
+def _prediction(seconds: float):
+    return types.SimpleNamespace(seconds=seconds, bound_applies=True, fused="", notes=lambda: [])
+
+
+@pytest.mark.parametrize(
+    "predicted, far", [(1.0, None), (0.6, None), (1.9, None), (57.0, 57.0), (0.25, 4.0)]
+)
+def test_a_ratio_far_from_one_is_flagged(predicted, far):
+    r = made_result(prediction=_prediction(predicted))  # measured: 1.0 s
+    assert r.measured_over_predicted == pytest.approx(1 / predicted)
+    assert r.far_from_prediction == (None if far is None else pytest.approx(far))
+    flagged = [n for n in r.warnings() if n.startswith("measured/predicted is")]
+    if far is None:
+        assert flagged == []
+    else:
+        side = "faster" if predicted > 1 else "slower"
+        assert f"the run was {far:.3g}x {side} than predicted (more than 2x from 1)" in flagged[0]
 
 
 # --- what is timed --------------------------------------------------------------------------
@@ -242,25 +306,188 @@ def test_threads_are_applied_and_restored():
     assert torch.get_num_threads() == before
 
 
-def test_measure_takes_at_least_min_runs_blocks():
-    m = B.measure(lambda: None, torch.device("cpu"), threads=1, min_run_time=0.01)
-    assert len(m.raw_times) >= B.MIN_RUNS
+class FakeClock:
+    """A clock that only moves when a fake call advances it: timing without load or wall time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_calls(clock: FakeClock, durations) -> tuple[list[float], object]:
+    """A function that takes ``durations[i]`` on ``clock`` at its i-th call (the last one after),
+    and the list of the durations it really took."""
+    done: list[float] = []
+
+    def fn() -> None:
+        d = durations[min(len(done), len(durations) - 1)]
+        clock.now += d
+        done.append(d)
+
+    return done, fn
+
+
+def measure(fn, clock, min_run_time):
+    return B.measure(fn, torch.device("cpu"), threads=1, min_run_time=min_run_time, clock=clock)
+
+
+def test_a_fast_call_is_timed_in_blocks_of_at_least_min_runs():
+    clock = FakeClock()
+    _, fn = fake_calls(clock, [1e-6])
+    m = measure(fn, clock, 0.01)
+    assert len(m.raw_times) >= B.MIN_RUNS and m.number_per_run > 1
+    assert m.median == pytest.approx(1e-6)  # each block of n calls took n µs
 
 
 def test_a_slow_first_call_does_not_make_a_fast_call_slow():
-    calls = []
-
-    def fn():
-        calls.append(1)
-        time.sleep(0.005 if len(calls) == 1 else 0.0001)  # a cold first call, then 0.1 ms
-
-    m = B.measure(fn, torch.device("cpu"), threads=1, min_run_time=0.01)
-    assert len(m.raw_times) >= B.MIN_RUNS
+    clock = FakeClock()
+    done, fn = fake_calls(clock, [5e-3, 1e-4])  # a cold first call, then 0.1 ms
+    m = measure(fn, clock, 0.01)
+    assert len(m.raw_times) >= B.MIN_RUNS and m.median == pytest.approx(1e-4)
+    assert done.count(5e-3) == 1  # the cold call was not timed again
 
 
-def test_slow_calls_are_timed_one_by_one_within_min_time():
-    m = B.measure(lambda: time.sleep(0.004), torch.device("cpu"), threads=1, min_run_time=0.01)
-    assert m.number_per_run == 1 and 1 <= len(m.raw_times) <= B.MIN_RUNS
+@pytest.mark.parametrize("seconds", [0.5, 2.0])
+def test_a_slow_call_is_run_only_as_often_as_the_measurement_needs(seconds):
+    """A call longer than min_run_time costs two calls, both timed: wall / timed = 1."""
+    clock = FakeClock()
+    done, fn = fake_calls(clock, [seconds])
+    m = measure(fn, clock, 0.5)
+    assert m.number_per_run == 1 and m.raw_times == pytest.approx([seconds, seconds])
+    assert done == [seconds, seconds]
+    assert sum(done) / sum(m.raw_times) == pytest.approx(1.0)
+
+
+def test_a_cold_first_slow_call_is_a_warm_up_only():
+    clock = FakeClock()
+    done, fn = fake_calls(clock, [0.8, 0.5])  # 60% slower than the next: cold (over 25%)
+    m = measure(fn, clock, 0.5)
+    assert m.raw_times == pytest.approx([0.5]) and done == [0.8, 0.5]
+
+
+@pytest.mark.parametrize("first", [0.45, 0.54, 0.6, 0.62])
+def test_a_first_call_within_the_gross_noise_threshold_counts(first):
+    clock = FakeClock()
+    done, fn = fake_calls(clock, [first, 0.5])  # up to 24% slower: within torch's 25% (gross) level
+    assert measure(fn, clock, 0.5).raw_times == pytest.approx([first, 0.5]) and len(done) == 2
+
+
+@pytest.mark.parametrize("seconds, runs", [(0.15, 3), (0.02, 25), (0.004, 2)])
+def test_single_calls_fill_min_run_time(seconds, runs):
+    """As many single calls as fit in min_run_time (0.5 s; 0.01 s for the 4 ms call), the two
+    first ones included: no call is made only to warm up."""
+    clock = FakeClock()
+    done, fn = fake_calls(clock, [seconds])
+    m = measure(fn, clock, 0.01 if seconds == 0.004 else 0.5)
+    assert m.number_per_run == 1 and len(m.raw_times) == runs == len(done)
+
+
+def test_bench_runs_a_slow_module_twice_and_times_both(monkeypatch):
+    """The whole of bench, on a fake clock: the full module runs twice for a 0.5 s call (the
+    kernel-path probe and the dtype probe run a one-step or tiny module), and both are timed."""
+    clock = FakeClock()
+    full: list[int] = []
+    forward = driver.Case.forward
+
+    def slow_forward(self):
+        if self.spec.hidden_size == SPEC.hidden_size and len(self.step_batches) == WL.steps:
+            clock.now += 0.5
+            full.append(1)
+        return forward(self)
+
+    monkeypatch.setattr(B, "timer_for", lambda dev: clock)
+    monkeypatch.setattr(driver.Case, "forward", slow_forward)
+    r = bench(min_run_time=0.5, predict=False)
+    assert len(full) == 2 and r.times == pytest.approx((0.5, 0.5)) and r.timed_s == pytest.approx(1.0)
+    assert not r.spread_known and r.significant_figures is None
+
+
+def test_bench_notes_oversubscription_measured_before_timing(monkeypatch):
+    clock = FakeClock()
+    _, fn = fake_calls(clock, [1e-3])
+    monkeypatch.setattr(B, "other_load", lambda: 3.0)
+    monkeypatch.setattr(B, "cpu_count", lambda: 2)
+    monkeypatch.setattr(B, "timer_for", lambda dev: clock)
+    monkeypatch.setattr(driver.Case, "callable", lambda self, train: fn)
+    r = bench(threads=1, predict=False)
+    assert r.other_load == 3.0 and r.cpus == 2 and not r.oversubscribed  # one thread: nothing to fix
+    r = bench(threads=2, predict=False)
+    assert r.oversubscribed and any(n.endswith("use --threads 1") for n in r.warnings())
+
+
+def test_other_load_is_a_count_or_unknown():
+    n = devices.other_load(samples=2, gap_s=0)
+    assert n is None or (n >= 0 and n == int(n))
+
+
+def test_one_bench_coerces_once_and_evaluates_the_memory_model_once(monkeypatch):
+    """A module is read into a spec once; the cost model runs once (shared with the prediction);
+    the memory model of the run once (the path that ran is the one expected here)."""
+    import paramcalc.bridge.adapters as adapters
+    import paramcalc.core.memory as memory
+    import paramcalc.timing.predict as P
+
+    counts = {"spec_from_module": 0, "memory_model": 0, "cost": 0}
+
+    def counted(module, name):
+        real = getattr(module, name)
+
+        def wrapper(*a, **k):
+            counts[name] += 1
+            return real(*a, **k)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counted(adapters, "spec_from_module")
+    counted(memory, "memory_model")  # what peak_bytes evaluates
+    counted(B, "cost")
+    monkeypatch.setattr(P, "cost", lambda *a, **k: pytest.fail("the prediction computed the cost again"))
+    r = B.bench(nn.GRU(4, 8), WL, threads=1, min_run_time=FAST, cache=False)
+    assert counts == {"spec_from_module": 1, "memory_model": 1, "cost": 1}
+    assert r.predicted_peak_bytes == r.memory_estimate == peak_bytes(RecurrentSpec("gru", 4, 8), WL)
+    assert r.prediction is not None and r.prediction.cost is r.cost
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_the_timed_module_is_flattened_after_its_last_cast(monkeypatch, dtype):
+    """bench hands the timer the module the driver built, cast and flattened (cuDNN runs from
+    one weight buffer; without it each half-precision call copies the weights on CUDA)."""
+    events: list[tuple[str, object, object]] = []
+    real_flatten, real_apply = driver.flatten_weights, nn.Module._apply
+
+    def flatten(module):
+        events.append(("flatten", module, next(module.parameters()).dtype))
+        real_flatten(module)
+
+    def apply(self, fn, recurse=True):
+        events.append(("apply", self, None))
+        return real_apply(self, fn, recurse)
+
+    handed = []
+
+    def fake_measure(fn, dev, **kw):
+        handed.append(fn.__self__.module)  # the Case's bound forward: its module is what runs
+        from torch.utils.benchmark import Measurement, TaskSpec
+
+        return Measurement(1, [1e-3] * B.MIN_RUNS, TaskSpec("step()", "pass"))
+
+    monkeypatch.setattr(driver, "flatten_weights", flatten)
+    monkeypatch.setattr(nn.Module, "_apply", apply)
+    monkeypatch.setattr(B, "measure", fake_measure)
+    bench(RecurrentSpec("lstm", 4, 8), Workload(batch=2, seq_len=3, dtype=dtype), predict=False)
+    (module,) = handed
+    mine = [e for e in events if e[1] is module]
+    assert mine and mine[-1] == ("flatten", module, {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
+
+
+def test_flatten_reaches_every_rnn_inside_a_module(monkeypatch):
+    seen = []
+    model = nn.Sequential(nn.LSTM(4, 8), nn.Linear(8, 8), nn.ModuleList([nn.GRU(8, 8)]))
+    monkeypatch.setattr(nn.RNNBase, "flatten_parameters", lambda self: seen.append(self))
+    driver.flatten_weights(model)
+    assert seen == [model[0], model[2][0]]
 
 
 # --- determinism ----------------------------------------------------------------------------
@@ -509,6 +736,25 @@ def test_cuda_half_precision_and_training():
         SPEC, Workload(batch=3, seq_len=5, dtype="fp16", mode="training"), device="cuda", min_run_time=FAST
     )
     assert r.dtype == "fp16" and r.train and r.median_s > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_cuda_half_precision_times_flat_weights_without_a_torch_warning(dtype):
+    """Issue 19: a bf16 LSTM's weights were not in cuDNN's one buffer (torch's flatten_parameters
+    skips bf16), so each call copied them and torch warned; now they are flat, nothing warns."""
+    spec, w = RecurrentSpec("lstm", 64, 128, num_layers=2), Workload(8, 16, dtype=dtype)
+    case = driver.make_case(spec, w, "cuda")
+    weights = case.module._flat_weights
+    assert len({t.untyped_storage().data_ptr() for t in weights}) == 1  # one buffer
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        case.forward()
+        B.bench(spec, w, device="cuda", min_run_time=FAST, predict=False)
+    assert [str(c.message) for c in caught if issubclass(c.category, UserWarning)] == []
+    res = invoke("bench", "lstm", "-d", "64", "-H", "128", "-L", "2", "--batch", "8", "--seq-len", "16",
+                 "--dtype", dtype, "--device", "cuda", "--min-time", "0.01")  # fmt: skip
+    assert res.exit_code == 0 and "Warning" not in res.output, res.output
 
 
 @pytest.mark.gpu

@@ -4,6 +4,7 @@ the progress bar and the README's main job. Timing values are checked for consis
 
 from __future__ import annotations
 
+import json
 import types
 from pathlib import Path
 
@@ -182,3 +183,139 @@ def test_one_bias_rows_are_timed_as_the_torch_module_with_a_note():
         threads=1,
     )
     assert any(n.startswith("timed as torch.nn.LSTM with two bias vectors") for n in r.notes())
+
+
+# --- long runs keep what they did ---------------------------------------------------------------
+
+
+def fake_bench(stop_at: int, seen_files: list | None = None, output: Path | None = None):
+    """A bench that 'times' rows in no time (each 1 ms, five runs) and is interrupted (Ctrl-C, a
+    KeyboardInterrupt) when asked for row ``stop_at``; before each row it reads ``output``."""
+    calls: list[RecurrentSpec] = []
+
+    def bench(spec, workload, **kw):
+        calls.append(spec)
+        if seen_files is not None and output is not None:
+            seen_files.append(output.read_text() if output.exists() else None)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+        c = kw.get("cost_result") or pc.cost(spec, workload)
+        return B.BenchResult(
+            spec=spec,
+            workload=workload,
+            cost=c,
+            device="cpu",
+            device_name="test CPU",
+            dtype=workload.dtype,
+            train=workload.training,
+            threads=1,
+            kernel_path="native",
+            kernel_ops=(),
+            torch_version=torch.__version__,
+            seed=0,
+            memory_estimate=0,
+            times=(1e-3,) * 5,
+            median_s=1e-3,
+            iqr_s=0.0,
+            number_per_run=1,
+        )
+
+    return bench, calls
+
+
+def test_an_interrupted_compare_keeps_a_readable_partial_csv(tmp_path, monkeypatch):
+    import pandas as pd
+
+    out = tmp_path / "x.csv"
+    seen: list = []
+    bench, calls = fake_bench(stop_at=3, seen_files=seen, output=out)
+    monkeypatch.setattr(B, "bench", bench)
+    r = invoke("compare", "-d", "4", "-H", "8", "--cells", "rnn,lstm,gru", "--bench", "--output", out)
+    assert r.exit_code == 130, r.output
+    assert len(calls) == 3  # interrupted while timing the third row
+    # the file was written after each row, marked partial: valid whenever the run stops
+    assert seen[0] is None and seen[1].splitlines()[-1] == "# partial: 1 of 3 rows (the run was interrupted)"
+    text = out.read_text()
+    assert text.splitlines()[-1] == "# partial: 2 of 3 rows (the run was interrupted)"
+    frame = pd.read_csv(out, comment="#")
+    assert list(frame["cell"]) == ["rnn", "lstm"] and list(frame["time_ms"]) == [1.0, 1.0]
+    # the rows already timed are printed, the interruption said, exit 130 as for any Ctrl-C
+    assert r.stdout.startswith("RNN vs LSTM (partial: 2 of 3 rows): d=4")
+    assert "\nrnn " in r.stdout and "\ngru " not in r.stdout
+    assert "note: partial: the run was interrupted after 2 of 3 rows" in r.stdout
+    assert [ln for ln in r.stderr.splitlines() if ln][-2:] == [
+        f"interrupted: 2 of 3 rows were timed; kept in {out} (marked partial)",
+        "Aborted.",
+    ]
+
+
+def test_an_interrupted_sweep_keeps_a_partial_json(tmp_path, monkeypatch):
+    out = tmp_path / "s.json"
+    bench, _ = fake_bench(stop_at=4)
+    monkeypatch.setattr(B, "bench", bench)
+    with pytest.raises(pc.Interrupted) as info:
+        pc.sweep(RecurrentSpec("gru", 4, 8), hidden_sizes="4,8,12,16", bench=True, output=out)
+    partial = info.value.partial
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert partial.partial and partial.planned == 4
+    assert [r.spec.hidden_size for r in partial.rows] == [4, 8, 12]
+    data = json.loads(out.read_text())
+    assert data["partial"] is True and data["rows_planned"] == 4 and len(data["rows"]) == 3
+    assert len(data["runs"]) == 3
+    assert data["notes"][0].startswith("partial: the run was interrupted after 3 of 4")
+
+
+def test_a_finished_timed_run_is_not_partial(tmp_path, monkeypatch):
+    out = tmp_path / "c.json"
+    bench, _ = fake_bench(stop_at=0)
+    monkeypatch.setattr(B, "bench", bench)
+    r = pc.compare(RecurrentSpec("lstm", 4, 8), ["rnn", "lstm"], bench=True, output=out)
+    assert not r.partial
+    data = json.loads(out.read_text())
+    assert "partial" not in data and len(data["rows"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json"]
+
+
+def test_an_interrupt_before_the_first_row_keeps_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "x.csv"
+    out.write_text("old\n")
+    bench, _ = fake_bench(stop_at=1)
+    monkeypatch.setattr(B, "bench", bench)
+    with pytest.raises(KeyboardInterrupt) as info:
+        pc.compare(RecurrentSpec("lstm", 4, 8), ["rnn", "lstm"], bench=True, output=out)
+    assert not isinstance(info.value, pc.Interrupted) and out.read_text() == "old\n"
+
+
+def test_too_little_disk_space_is_one_line_before_timing(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(B, "bench", lambda *a, **k: pytest.fail("timed before checking the free space"))
+    usage = types.SimpleNamespace(free=100_000, total=1, used=1)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage)
+    out = tmp_path / "x.csv"
+    for args in (
+        ["compare", "-d", "4", "-H", "8", "--bench"],
+        ["sweep", "-d", "4", "-H", "4:64:4", "--bench"],
+        ["bench", "lstm", "-d", "4", "-H", "8"],
+    ):
+        line = one_line_error(invoke(*args, "--output", out))
+        assert f"cannot export to '{out}': 97.66 KiB free in '{tmp_path}'" in line
+        assert line.endswith("free some space or write elsewhere")
+    assert not out.exists()
+    # without timing the table is small and written at once: no check
+    assert invoke("compare", "-d", "4", "-H", "8", "--output", out).exit_code == 0
+
+
+def test_progress_lines_estimate_the_time_left(capsys):
+    now = [100.0]
+    with options.progress(3, "timing", False, clock=lambda: now[0]) as advance:
+        for _ in range(3):
+            now[0] += 10
+            advance(None)
+    assert capsys.readouterr().err.splitlines() == [
+        "timing: 1 of 3 done, 10 s elapsed, about 20 s left",
+        "timing: 2 of 3 done, 20 s elapsed, about 10 s left",
+        "timing: 3 of 3 done, 30 s elapsed",
+    ]
+    with options.progress(3, "timing", True) as advance:  # --quiet
+        assert advance is None

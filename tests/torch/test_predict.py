@@ -312,19 +312,17 @@ def replace_budget(timer: G.DeviceTimer, budget: int) -> G.DeviceTimer:
 
 
 @pytest.mark.slow
-def test_the_16384_lstm_is_predicted_in_seconds_under_1gb(tmp_path):
+def test_the_16384_lstm_is_predicted_from_a_few_tiles_under_1gb(tmp_path):
     """The issue's case: 68.7 GB of weights; the prediction allocates one tile at a time."""
     script = textwrap.dedent(
         f"""
-        import resource, subprocess, sys, time, os
-        t = time.perf_counter()
+        import resource, subprocess, sys, os
         p = subprocess.run([sys.executable, "-m", "paramcalc", "predict", "lstm", "-d", "16384",
             "-H", "16384", "-L", "8", "--batch", "64", "--seq-len", "100", "--device", "cpu",
             "--min-time", "0.01", "--format", "json"], capture_output=True, text=True, env={{**os.environ,
             "PARAMCALC_CACHE_DIR": {str(tmp_path)!r}}})
-        wall = time.perf_counter() - t
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-        print(p.returncode, wall, rss)
+        print(p.returncode, rss)
         print(p.stdout)
         print(p.stderr, file=sys.stderr)
         """
@@ -333,10 +331,12 @@ def test_the_16384_lstm_is_predicted_in_seconds_under_1gb(tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
     )
     head, _, body = out.stdout.partition("\n")
-    code, wall, rss = head.split()
+    code, rss = head.split()
     assert code == "0", out.stderr
     assert int(rss) < 2**30, f"peak RSS {int(rss) / 2**20:.0f} MiB"
-    assert float(wall) < 60
+    # "in seconds" without a clock: a handful of GEMM tiles timed, no model built (the RSS above)
+    (cache_file,) = tmp_path.glob("gemm-cpu-*.json")
+    assert 1 <= len(json.loads(cache_file.read_text())["gemm"]) <= 12
     doc = json.loads(body)
     assert doc["predicted_s"] > 0 and doc["runs"][0]["predicted_s"] == doc["predicted_s"]
     assert cost(RecurrentSpec("lstm", 16384, 16384, num_layers=8)).param_bytes > 68e9

@@ -14,7 +14,6 @@ import struct
 import sys
 import tempfile
 import threading
-import time
 import types
 import warnings
 import zipfile
@@ -143,8 +142,17 @@ def test_safetensors_aliased_offsets_refused_by_the_library(tmp_path: Path) -> N
     assert "offset" in one_line(exc)
 
 
+def _bytes_read() -> int | None:
+    """Bytes this process has read through system calls so far (Linux ``/proc/self/io``)."""
+    try:
+        with open("/proc/self/io", encoding="ascii") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("rchar:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 def test_safetensors_huge_sparse_header_only(tmp_path: Path) -> None:
-    """A 100 GB (sparse) file: inspected from its header in milliseconds and constant memory."""
+    """A 100 GB (sparse) file: inspected from its header alone (bytes read) in constant memory."""
     pytest.importorskip("safetensors")
     small = tmp_path / "small.safetensors"
     write_safetensors_header(small, {"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, 4)
@@ -160,11 +168,11 @@ def test_safetensors_huge_sparse_header_only(tmp_path: Path) -> None:
     assert path.stat().st_size > 100 * 10**9
     assert path.stat().st_blocks * 512 < 10**6  # really sparse: nothing was written
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
+    read_before = _bytes_read()
     sm = read_model(path)
-    elapsed = time.perf_counter() - t0
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert elapsed < 1.0, elapsed
+    if read_before is not None:  # the header only: not a time, which depends on the machine's load
+        assert _bytes_read() - read_before < 16 * 2**20
     assert grown_kib < 64 * 1024, grown_kib
     assert sm.tensor("embed.weight").shape == (n // 1000, 1000)
     assert sm.tensor("lstm.weight_ih_l0").dtype == "bfloat16"

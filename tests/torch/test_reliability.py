@@ -8,8 +8,10 @@ injection, leftovers and silence, and the Python API.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -65,24 +67,91 @@ def test_threads_beyond_the_cpus_is_one_line_not_a_segfault():
         assert "threads" in one_line(cli(*cmd, "--threads", "100000"))
 
 
-def test_sigint_during_a_large_json_export_never_crashes(tmp_path):
-    for delay in (0.2, 0.6, 1.0):
-        target = tmp_path / "big.json"
-        target.write_text("old\n")
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "paramcalc", "count", "lstm", "-d", "8", "-H", "8", "-L", "10000",
-             "--bidirectional", "-f", "csv", "--output", str(target)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
-        time.sleep(delay)
+#: Runs ``python -m paramcalc ARGS`` after arranging for it to stop at one point (``STOP_AT``):
+#: there it writes a byte to the pipe ``READY_FD`` and waits for the test's SIGINT. The signal
+#: thus lands at a known moment, whatever the machine's load: no sleep decides when.
+SIGINT_BOOT = textwrap.dedent(
+    """
+    import importlib.abc, os, runpy, sys, time
+
+    def ready_then_wait():
+        os.write(int(os.environ["READY_FD"]), b"r")
+        time.sleep(120)  # the SIGINT interrupts this (KeyboardInterrupt)
+        raise SystemExit("no SIGINT came")
+
+    class StopAtImport(importlib.abc.MetaPathFinder):
+        def __init__(self, name):
+            self.name = name
+
+        def find_spec(self, name, path=None, target=None):
+            if name == self.name:
+                sys.meta_path.remove(self)
+                ready_then_wait()
+            return None
+
+    point = os.environ["STOP_AT"]
+    if point.startswith("import "):  # while this module is being imported
+        sys.meta_path.insert(0, StopAtImport(point.split()[1]))
+    elif point == "check":  # the output target is being checked: no work done yet
+        import paramcalc.results.export as E
+        real_check = E.check_export_target
+        def check_export_target(path):
+            ready_then_wait()
+        E.check_export_target = check_export_target
+    elif point == "rename":  # the temporary file is complete, not yet renamed over the target
+        import paramcalc.results.export as E
+        real_write = E.atomic_write
+        def atomic_write(target, write):
+            def stop_after(tmp):
+                write(tmp)
+                ready_then_wait()
+            real_write(target, stop_after)
+        E.atomic_write = atomic_write
+    sys.argv = ["paramcalc", *sys.argv[1:]]
+    runpy.run_module("paramcalc", run_name="__main__", alter_sys=True)
+    """
+)
+
+SIGINT_POINTS = {
+    "import paramcalc.cli": ["count", "lstm", "-d", "8", "-H", "8", "-L", "100", "-f", "csv"],
+    "import torch": ["bench", "lstm", "-d", "4", "-H", "4", "--min-time", "0.01"],
+    "check": ["count", "lstm", "-d", "8", "-H", "8", "-L", "100", "-f", "csv"],
+    "rename": ["count", "lstm", "-d", "8", "-H", "8", "-L", "10000", "--bidirectional", "-f", "csv"],
+}
+
+
+@pytest.mark.parametrize("point", list(SIGINT_POINTS))
+def test_sigint_at_any_point_is_aborted_not_a_crash(tmp_path, point):
+    """Ctrl-C while the CLI is imported, while torch is imported, before any work, and while a
+    finished temporary file waits to replace the target: "Aborted.", exit 130, no traceback,
+    the old file intact, no temporary file left. The child says when it is there (a pipe)."""
+    target = tmp_path / "big.json"
+    target.write_text("old\n")
+    read_fd, write_fd = os.pipe()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "READY_FD": str(write_fd),
+        "STOP_AT": point,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGINT_BOOT, *SIGINT_POINTS[point], "--output", str(target)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, pass_fds=(write_fd,),
+    )  # fmt: skip
+    os.close(write_fd)
+    try:
+        ready = select.select([read_fd], [], [], 120)[0] and os.read(read_fd, 1)  # a hang guard only
+        assert ready == b"r", ("the child never reached", point, proc.poll())
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode in (0, 130), (proc.returncode, err[-500:])  # never a signal death
-        assert "Traceback" not in err
-        content = target.read_text()
-        assert content == "old\n" or json.loads(content)["rows"]  # the old file or the whole new one
-        no_temp_files(tmp_path)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        os.close(read_fd)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (proc.returncode, err[-1500:])
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "Aborted."
+    assert target.read_text() == "old\n"
+    no_temp_files(tmp_path)
 
 
 # --- tracebacks from exports ------------------------------------------------------------------------
@@ -103,9 +172,9 @@ def test_integers_beyond_int64_export_losslessly(tmp_path):
 
 def test_a_budget_beyond_any_model_is_one_line(tmp_path):
     assert "out of range" in one_line(
-        cli("solve", "lstm", "-d", "28", "--budget", "1e4000", "--output", str(tmp_path / "s.xlsx"))
+        cli("solve", "lstm", "-d", "28", "--budget", "1e4000", "--output", str(tmp_path / "s.csv"))
     )
-    assert not (tmp_path / "s.xlsx").exists()
+    assert not (tmp_path / "s.csv").exists()
 
 
 @pytest.fixture
@@ -126,7 +195,8 @@ def test_hostile_tensor_names_are_printed_and_exported_safely(hostile_checkpoint
     res = cli("inspect", str(hostile_checkpoint), "--by", "tensor")
     assert res.returncode in (0, 1) and "Traceback" not in res.stderr
     assert "\x1b" not in res.stdout and "\x07" not in res.stdout and "\\x1b" in res.stdout
-    for suffix in (".csv", ".json", ".xlsx", ".md", ".html"):
+    xlsx = importlib.util.find_spec("openpyxl") is not None  # the [export] extra
+    for suffix in (".csv", ".json", ".md", ".html", *([".xlsx"] if xlsx else [])):
         out = tmp_path / f"t{suffix}"
         res = cli("inspect", str(hostile_checkpoint), "--by", "tensor", "--output", str(out))
         assert res.returncode in (0, 1) and "Traceback" not in res.stderr, (suffix, res.stderr)
@@ -135,13 +205,15 @@ def test_hostile_tensor_names_are_printed_and_exported_safely(hostile_checkpoint
             assert b"\x1b" not in data and b"\x07" not in data
     csv_text = (tmp_path / "t.csv").read_text()
     assert "'=HYPERLINK" in csv_text and "\n=HYPERLINK" not in csv_text and ",=HYPERLINK" not in csv_text
+    json.loads((tmp_path / "t.json").read_text())  # valid JSON despite the surrogate
+    if not xlsx:
+        pytest.skip("the .xlsx half needs openpyxl (the [export] extra)")
     import openpyxl
 
     cells = [c.value for row in openpyxl.load_workbook(tmp_path / "t.xlsx").active.iter_rows() for c in row]
     assert not any(isinstance(v, str) and ("\x1b" in v or "\x07" in v) for v in cells)
     assert not any(isinstance(v, str) and v.startswith("=") for v in cells)
     assert any(isinstance(v, str) and v.startswith("'=HYPERLINK") for v in cells)
-    json.loads((tmp_path / "t.json").read_text())  # valid JSON despite the surrogate
 
 
 def test_a_300_character_output_name_is_one_line(tmp_path):
@@ -260,45 +332,64 @@ def test_full_and_closed_stdout():
 # --- unbounded work -------------------------------------------------------------------------------
 
 
+# The timeouts below only guard against a hang; what is asserted is the work done, never a time.
+
+
 def test_flop_check_on_cpu_is_bounded_and_refused_before_allocating():
-    start = time.perf_counter()
     res = cli("cost", "lstm", "-d", "1024", "-H", "1024", "--batch", "10000", "--seq-len", "1000",
-              "--flop-check", "--flop-device", "cpu", timeout=60)  # fmt: skip
+              "--flop-check", "--flop-device", "cpu", timeout=600)  # fmt: skip
     assert res.returncode == 0 and "extrapolated exactly" in res.stdout, res.stderr[-300:]
-    assert time.perf_counter() - start < 45
     line = one_line(cli("cost", "lstm", "-d", "65536", "-H", "65536", "--batch", "2", "--seq-len", "2",
-                        "--flop-check", "--flop-device", "cpu", timeout=30))  # fmt: skip
+                        "--flop-check", "--flop-device", "cpu", timeout=600))  # fmt: skip
     assert "not enough memory" in line
 
 
-def test_flop_check_on_meta_of_a_long_sequence_is_fast():
-    start = time.perf_counter()
+def test_flop_check_on_meta_of_a_long_sequence_is_extrapolated():
     res = cli("cost", "lstm", "-d", "28", "-H", "64", "--batch", "100000", "--seq-len", "100000", "--train",
-              "--flop-check", "--no-elementwise", timeout=60)  # fmt: skip
+              "--flop-check", "--no-elementwise", timeout=600)  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert "extrapolated" in res.stdout and time.perf_counter() - start < 30
+    assert "extrapolated" in res.stdout
     assert res.stdout.count(" ok") >= 2  # forward and forward+backward match the cost model exactly
 
 
-def test_a_deep_bench_is_bounded_by_min_time():
-    start = time.perf_counter()
-    res = cli("bench", "lstm", "-d", "8", "-H", "8", "-L", "2000", "--min-time", "0.1", timeout=180)
-    assert res.returncode == 0, res.stderr[-500:]
-    assert time.perf_counter() - start < 120
+def test_a_deep_bench_runs_its_module_only_as_often_as_min_time_needs(monkeypatch):
+    """2,000 layers: however long one call takes, bench runs the whole module twice (the first
+    call is also a timed one) and each probe once, on one step; counted, not timed."""
+    import paramcalc.bridge.driver as driver
+    import paramcalc.timing.benchmark as B
+
+    clock = [0.0]
+    full = []
+    forward = driver.Case.forward
+
+    def counted(self):
+        if self.spec.num_layers == 2000 and len(self.step_batches) == self.workload.steps:
+            clock[0] += 1.0  # a call "takes" a second on the fake clock: longer than --min-time
+            full.append(1)
+        return forward(self)
+
+    monkeypatch.setattr(driver.Case, "forward", counted)
+    monkeypatch.setattr(B, "timer_for", lambda dev: lambda: clock[0])
+    spec = pc.RecurrentSpec("lstm", 8, 8, num_layers=2000)
+    r = pc.bench(spec, pc.Workload(1, 2), min_run_time=0.1, threads=1, predict=False)
+    assert len(full) == 2 and r.times == pytest.approx((1.0, 1.0))
 
 
 # --- checks done too late ---------------------------------------------------------------------------
 
 
-def test_output_targets_are_checked_before_any_work(tmp_path):
-    start = time.perf_counter()
-    line = one_line(
-        cli("bench", "lstm", "-d", "28", "-H", "16", "--min-time", "30", "--output", "/proc/b.json")
+def test_output_targets_are_checked_before_any_work(tmp_path, monkeypatch):
+    import paramcalc.timing.benchmark as B
+    from tests.helpers import invoke, one_line_error
+
+    monkeypatch.setattr(B, "bench", lambda *a, **k: pytest.fail("timed before checking the output"))
+    line = one_line_error(
+        invoke("bench", "lstm", "-d", "28", "-H", "16", "--min-time", "30", "--output", "/proc/b.json")
     )
-    assert "cannot create a file" in line and time.perf_counter() - start < 20
+    assert "cannot create a file" in line
     ok = tmp_path / "ok.csv"
-    line = one_line(cli("sweep", "-d", "28", "-H", "16", "--output", str(ok), "--plot", "/proc/p.png"))
-    assert not ok.exists()
+    line = one_line_error(invoke("sweep", "-d", "28", "-H", "16", "--output", ok, "--plot", "/proc/p.png"))
+    assert "cannot create a file" in line and not ok.exists()
 
 
 # --- injection --------------------------------------------------------------------------------------
@@ -353,8 +444,14 @@ def test_an_output_symlink_is_written_through(tmp_path):
 
 
 def test_the_api_never_leaks_raw_errors():
+    """Each bad call is refused before it expands anything: under 32 MiB of Python allocations
+    (a measure of the work done that does not depend on the machine's load)."""
+    import tracemalloc
+
     spec = pc.RecurrentSpec("lstm", 28, 256)
-    start = time.perf_counter()
+    for name in ("total_params", "check", "sweep", "parse_count", "bench"):
+        getattr(pc, name)  # the lazy imports happen before the measurement
+    tracemalloc.start()
     for call in (
         lambda: pc.total_params({}),
         lambda: pc.check(spec, device=None),
@@ -365,4 +462,6 @@ def test_the_api_never_leaks_raw_errors():
     ):
         with pytest.raises(pc.ParamcalcError):
             call()
-    assert time.perf_counter() - start < 10
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 32 * 2**20, peak
