@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from ..core.cells import FAMILIES
-from ..results.render import plural
 from ..errors import Interrupted
+from ..results.render import plural
 from .options import (
     build_spec,
     check_targets,
