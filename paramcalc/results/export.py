@@ -136,12 +136,14 @@ MIN_FREE_BYTES = 1 << 20
 
 def _free_bytes(folder: Path) -> int | None:
     """Bytes free for this user in ``folder``'s file system (``None`` where it cannot be read)."""
-    import shutil
-
-    try:
-        return shutil.disk_usage(folder).free
-    except (OSError, AttributeError):  # pragma: no cover - no statvfs
+    statvfs = getattr(os, "statvfs", None)
+    if statvfs is None:  # pragma: no cover - Windows
         return None
+    try:
+        st = statvfs(folder)
+    except OSError:
+        return None
+    return int(st.f_bavail * st.f_frsize)
 
 
 def _check_free_space(folder: Path, where: str) -> None:

@@ -481,9 +481,10 @@ class BenchResult(Result):
         out = []
         if self.oversubscribed:
             out.append(
-                f"the CPUs are oversubscribed: {self.other_load:.0f} runnable task(s) of other processes + "
-                f"{self.threads} torch threads on {self.cpus} CPUs; torch's threads wait for each other on a "
-                "busy machine, which can make a call many times slower: use --threads 1"
+                f"the CPUs are oversubscribed: {plural(round(self.other_load), 'runnable task')} of other "
+                f"processes + {plural(self.threads, 'torch thread')} on {plural(self.cpus, 'CPU')}; "
+                "torch's threads wait for each other on a busy machine, which can make a call many times "
+                "slower: use --threads 1"
             )
         noise = self.noise
         if noise:

@@ -140,9 +140,11 @@ def test_one_thread_one_run_one_call_read_singular():
 def test_one_noisy_timing_warning_reads_singular(capsys):
     from types import SimpleNamespace
 
-    from paramcalc.cli.timingcmds import warn_noisy
+    from paramcalc.cli.timingcmds import warn_timings
 
-    warn_noisy([SimpleNamespace(noisy=True, iqr_s=0.2, median_s=1.0)])
+    timed = SimpleNamespace(noisy=True, noise="noisy", iqr_s=0.2, median_s=1.0, device="cuda", threads=1)
+    timed.oversubscribed, timed.warnings = False, list
+    warn_timings([timed])
     assert "warning: 1 of 1 timing is noisy (IQR up to 20% of the median)" in capsys.readouterr().err
 
 

@@ -5,6 +5,7 @@ the progress bar and the README's main job. Timing values are checked for consis
 from __future__ import annotations
 
 import json
+import os
 import types
 from pathlib import Path
 
@@ -287,11 +288,10 @@ def test_an_interrupt_before_the_first_row_keeps_nothing(tmp_path, monkeypatch):
 
 
 def test_too_little_disk_space_is_one_line_before_timing(tmp_path, monkeypatch):
-    import shutil
-
     monkeypatch.setattr(B, "bench", lambda *a, **k: pytest.fail("timed before checking the free space"))
-    usage = types.SimpleNamespace(free=100_000, total=1, used=1)
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage)
+    # 1.5 MiB: enough for any output (1 MiB), too little for a timed table (2 × (1 MiB + 4 KiB a row))
+    usage = types.SimpleNamespace(f_bavail=384, f_frsize=4096)
+    monkeypatch.setattr(os, "statvfs", lambda path: usage)
     out = tmp_path / "x.csv"
     for args in (
         ["compare", "-d", "4", "-H", "8", "--bench"],
@@ -299,7 +299,7 @@ def test_too_little_disk_space_is_one_line_before_timing(tmp_path, monkeypatch):
         ["bench", "lstm", "-d", "4", "-H", "8"],
     ):
         line = one_line_error(invoke(*args, "--output", out))
-        assert f"cannot export to '{out}': 97.66 KiB free in '{tmp_path}'" in line
+        assert f"cannot export to '{out}': 1.50 MiB free in '{tmp_path}'" in line
         assert line.endswith("free some space or write elsewhere")
     assert not out.exists()
     # without timing the table is small and written at once: no check
