@@ -481,8 +481,8 @@ class BenchResult(Result):
         out = []
         if self.oversubscribed:
             out.append(
-                f"the CPUs are oversubscribed: {plural(round(self.other_load), 'runnable task')} of other "
-                f"processes + {plural(self.threads, 'torch thread')} on {plural(self.cpus, 'CPU')}; "
+                f"the CPUs are oversubscribed: {plural(round(self.other_load or 0), 'runnable task')} "
+                f"of other processes + {plural(self.threads, 'torch thread')} on {plural(self.cpus, 'CPU')}; "
                 "torch's threads wait for each other on a busy machine, which can make a call many times "
                 "slower: use --threads 1"
             )

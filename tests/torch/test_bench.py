@@ -153,7 +153,7 @@ def test_oversubscription_is_said_with_the_fix():
     busy = made_result(threads=2, other_load=2.0, cpus=2)
     assert busy.oversubscribed
     (note,) = [n for n in busy.notes() if "oversubscribed" in n]
-    assert "2 runnable task(s) of other processes + 2 torch threads on 2 CPUs" in note
+    assert "2 runnable tasks of other processes + 2 torch threads on 2 CPUs" in note
     assert note.endswith("use --threads 1")
     assert not made_result(threads=1, other_load=8.0, cpus=2).oversubscribed  # the fix applied
     assert not made_result(threads=2, other_load=0.0, cpus=2).oversubscribed
