@@ -5,6 +5,11 @@ the cell registry) is pure Python and imports neither torch nor pandas; the func
 them (``check``, ``bench``, ``inspect``, ...) import them when called. Every public name is
 loaded on first use, so ``import paramcalc`` (and the CLI's start-up) costs almost nothing.
 
+Importing paramcalc fills the two hook tables the lower layers own: the bridge registers the
+coercion of a ``torch.nn`` module into a spec (:mod:`paramcalc.core.coerce`), and the render
+layer its table drawers, exporters and plotters (:mod:`paramcalc.results.renderers`). Both
+imports are cheap: neither imports torch, pandas, tabulate or matplotlib.
+
 >>> import paramcalc as pc
 >>> pc.count(pc.RecurrentSpec("lstm", 28, 256, num_layers=2)).total
 819200
@@ -15,9 +20,11 @@ from __future__ import annotations
 import importlib as _importlib
 from typing import TYPE_CHECKING
 
+# the two hook tables of the lower layers, filled (see the module docstring)
+from . import bridge as bridge  # the nn.Module -> spec coercion of paramcalc.core.coerce
+from . import render as render  # the drawers, exporters and plotters of paramcalc.results.renderers
 from .errors import Interrupted, ParamcalcError, ParamcalcWarning
-
-__version__ = "0.2.0"
+from .version import __version__
 
 #: public name -> (module, attribute), loaded on first access so ``import paramcalc`` stays light.
 _LAZY: dict[str, tuple[str, str]] = {

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

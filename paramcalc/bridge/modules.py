@@ -39,7 +39,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
 
 State = tuple[Tensor, ...]
 

@@ -33,8 +33,8 @@ from ..core.architecture import Component, Recurrent
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 from ..results.base import Result, Status
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn

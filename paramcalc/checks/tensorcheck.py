@@ -28,8 +28,8 @@ from ..core.params import count as count_spec
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 from ..results.base import Result, Status
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -19,8 +19,8 @@ from typing import Any
 
 import click
 
-from .. import __version__
 from ..errors import ParamcalcError, Terminated
+from ..version import __version__
 
 ISSUES_URL = "https://github.com/paramcalc/paramcalc/issues"
 #: The variable click's shell completion sets: ``eval "$(_PARAMCALC_COMPLETE=bash_source paramcalc)"``.
@@ -102,7 +102,7 @@ MAX_MESSAGE = 400
 
 
 def _line(message: str) -> str:
-    from ..results.render import safe_text
+    from ..results.text import safe_text
 
     text = safe_text(" ".join(str(message).split()))
     if len(text) > MAX_MESSAGE:

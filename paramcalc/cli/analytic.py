@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..errors import ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
 from .options import (
     build_spec,
     check_targets,
@@ -239,7 +239,7 @@ def cost(
         check = run_flop_check(spec, workload, device=flop_device, fused=fused)
     emit(result, fmt, output, view=by, wide=wide)
     if check is not None:
-        from ..results.render import MACHINE_FORMATS
+        from ..render.draw import MACHINE_FORMATS
 
         if fmt in MACHINE_FORMATS:
             click.echo(check.render("simple"), err=True)

@@ -193,7 +193,7 @@ class FormatChoice(click.ParamType):  # type: ignore[type-arg]
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
         from difflib import get_close_matches
 
-        from ..results.render import resolve_format, table_formats
+        from ..render.draw import resolve_format, table_formats
 
         formats = table_formats()
         if value not in formats:
@@ -211,7 +211,7 @@ class FormatChoice(click.ParamType):  # type: ignore[type-arg]
     def shell_complete(self, ctx: Any, param: Any, incomplete: str) -> list[Any]:
         from click.shell_completion import CompletionItem
 
-        from ..results.render import table_formats
+        from ..render.draw import table_formats
 
         return [CompletionItem(f) for f in table_formats() if f.startswith(incomplete)]
 
@@ -247,11 +247,11 @@ def output_options(f: F) -> F:
 def check_targets(output: str | None, plot: str | None = None) -> None:
     """Fail on a bad --output or --plot path before anything is computed or timed."""
     if output:
-        from ..results.export import check_export_target
+        from ..render.export import check_export_target
 
         check_export_target(output)
     if plot:
-        from ..results.plot import check_plot_target
+        from ..render.plot import check_plot_target
 
         check_plot_target(plot)
     if output and plot:
@@ -272,18 +272,18 @@ def emit(
     extra_footer: Sequence[str] = (),
 ) -> None:
     """Print ``result``'s view and export it if asked: one table, whatever the format."""
-    from ..results.render import MACHINE_FORMATS
+    from ..render.draw import MACHINE_FORMATS
 
     text = result.render(fmt, view, wide=wide)
     if extra_footer and fmt not in MACHINE_FORMATS:
-        from ..results.render import safe_text
+        from ..results.text import safe_text
 
         text = "\n".join([text, *map(safe_text, extra_footer)])
     click.echo(text)
     if output:
         from pathlib import Path
 
-        from ..results.export import lossless_notes
+        from ..render.export import lossless_notes
 
         result.export(output, view, links=links, command=command_line())
         for note in lossless_notes(result.table(view), Path(output).suffix.lower()):

@@ -9,7 +9,7 @@ import click
 
 from ..core.cells import FAMILIES
 from ..errors import Interrupted
-from ..results.render import plural
+from ..results.text import plural
 from .options import (
     build_spec,
     check_targets,
@@ -122,7 +122,7 @@ def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None,
     timing = timing_from_flags(kw, timed=True, default_min_time=0.5)
     spec = build_spec(cell, kw)
     if output:
-        from ..results.export import check_free_space
+        from ..render.export import check_free_space
 
         check_free_space(output, 1)
     result = run_bench(spec, workload, predict=do_predict, **timing)

@@ -141,10 +141,10 @@ def report_cmd(
         result = check_architecture(arch, device or "meta", use_torchinfo=use_torchinfo)
     emit(counted, fmt, output, view=by, wide=wide)
     if result is not None:
-        from ..results.render import MACHINE_FORMATS
+        from ..render.draw import MACHINE_FORMATS
 
         if fmt in MACHINE_FORMATS:
-            from ..results.render import safe_text
+            from ..results.text import safe_text
 
             click.echo("\n".join(map(safe_text, result.summary())), err=True)
         else:

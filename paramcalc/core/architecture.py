@@ -33,8 +33,8 @@ from typing import Any, ClassVar, NamedTuple
 
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from .cells import ALIASES, CELLS, find_cell, get_cell, plugin_note
 from .params import count as count_spec
 from .params import total_params

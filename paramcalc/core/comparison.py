@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..errors import Interrupted, ParamcalcError
 from ..results.base import Result
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from .cells import FAMILIES, cell_names
 from .coerce import as_spec
 from .costmodel import CostResult, cost
@@ -34,8 +34,6 @@ from .spec import MAX_LAYERS, MAX_SIZE, RecurrentSpec
 from .workload import Workload
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pathlib import Path
-
     from ..timing.benchmark import BenchResult
     from ..timing.predict import PredictResult
 
@@ -284,11 +282,9 @@ def _before_timing(output: str | os.PathLike[str] | None, rows: int, timed: bool
     """Check the output target, and when timing the free space its table needs, before any work."""
     if output is None:
         return
-    from ..results.export import check_export_target, check_free_space
+    from ..results.renderers import check_export
 
-    check_export_target(output)
-    if timed:
-        check_free_space(output, rows)
+    check_export(output, rows if timed else None)
 
 
 # --- compare -------------------------------------------------------------------------------
@@ -305,20 +301,12 @@ class CompareRow:
     prediction: PredictResult | None = None
 
 
-class _Plotted(Result):
-    """What compare and sweep results share: a plot of their table."""
-
-    def plot(self, path: str | Path, *, title: str | None = None) -> Path:
-        from ..results.plot import plot_result
-
-        return plot_result(self, path, title=title)
-
-
 @dataclass(frozen=True, repr=False)
-class CompareResult(_Plotted):
+class CompareResult(Result):
     """A row per cell type for one workload; the first row is the reference. View: ``rows``."""
 
     VIEWS = ("rows",)
+    KIND = "compare"  # plotted as bars per cell (paramcalc.render.plot)
 
     rows: tuple[CompareRow, ...]
     workload: Workload
@@ -713,10 +701,11 @@ SWEEP_COLUMNS = (
 
 
 @dataclass(frozen=True, repr=False)
-class SweepResult(_Plotted):
+class SweepResult(Result):
     """A tidy table: one row per configuration (cell x hidden x layers x batch x seq_len)."""
 
     VIEWS = ("rows",)
+    KIND = "sweep"  # plotted as lines over hidden size (paramcalc.render.plot)
 
     rows: tuple[SweepRow, ...]
     template: RecurrentSpec

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..results.base import Result
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from .cells import ONNX_NAMES
 from .coerce import as_spec
 from .params import count, dims

@@ -25,8 +25,8 @@ from math import prod
 from typing import TYPE_CHECKING, Any, overload
 
 from ..results.base import Result
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from .cells import ONNX_NAMES, Dims, TensorTemplate
 from .spec import RecurrentSpec
 

@@ -47,7 +47,7 @@ its notes):
   another device name is ignored (and replaced on the next write); so is a symbolic link or
   anything but a regular file at the cache path (opened with ``O_NOFOLLOW | O_NONBLOCK``,
   checked with ``fstat``: a link is never followed, a FIFO never blocks). Writes go through
-  :func:`paramcalc.results.export.atomic_write` with ``follow_links=False`` (the entry itself is
+  :func:`paramcalc.core.writes.atomic_write` with ``follow_links=False`` (the entry itself is
   replaced, never what a link names) under a :mod:`filelock` lock, merging what another
   process wrote meanwhile, so concurrent runs never leave a torn or partial file; a lock held
   elsewhere for :data:`LOCK_TIMEOUT_S` makes the run go on without saving, and say so.
@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -544,7 +544,7 @@ class DeviceTimer:
         :attr:`write_problem` says why (a note of the result)."""
         if not self.use_cache:
             return
-        from ..results.export import atomic_write
+        from ..core.writes import atomic_write
 
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -932,7 +932,7 @@ class CacheBusy(Exception):
 
 
 def _fmt_s(seconds: float) -> str:
-    from ..results.render import fmt_seconds
+    from ..results.text import fmt_seconds
 
     return fmt_seconds(seconds)
 

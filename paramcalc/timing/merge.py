@@ -35,8 +35,8 @@ from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import plural, safe_text
 from ..results.table import Column, Table
+from ..results.text import plural, safe_text
 
 #: The ``runs`` schema this version writes and reads.
 RUNS_SCHEMA = 1
@@ -245,6 +245,7 @@ class MergedResult(Result):
     """Runs from several exports (machines), grouped by configuration, labelled by device name."""
 
     VIEWS = ("rows",)
+    KIND = "devices"  # plotted as bars per device (paramcalc.render.plot)
 
     runs: tuple[Run, ...]
     files: tuple[str, ...]
@@ -324,11 +325,6 @@ class MergedResult(Result):
 
     def context(self) -> list[tuple[str, str]]:
         return [("files", ", ".join(self.files)), ("devices", ", ".join(self.devices))]
-
-    def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
-        from ..results.plot import plot_devices
-
-        return plot_devices(self, path, title=title)
 
 
 def run_to_json(r: Run) -> dict[str, Any]:

@@ -66,8 +66,8 @@ from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import fmt_bytes, fmt_seconds, plural
 from ..results.table import Column, Table
+from ..results.text import fmt_bytes, fmt_seconds, plural
 from .gemm import DEFAULT_GEMM_MIN_RUN_TIME, GemmRequest
 from .merge import RUNS_SCHEMA
 

@@ -16,7 +16,7 @@ import paramcalc as pc
 from paramcalc.core.architecture import load_architecture
 from paramcalc.core.comparison import compare, sweep
 from paramcalc.core.explain import explain
-from paramcalc.results.export import SUFFIXES
+from paramcalc.render.export import SUFFIXES
 from tests.helpers import DATA
 
 SEED = pc.RecurrentSpec("lstm", 28, 256, num_layers=2)

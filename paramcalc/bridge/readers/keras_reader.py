@@ -43,7 +43,7 @@ from ...core.cells import cell_for, get_cell
 from ...core.params import count
 from ...core.spec import RecurrentSpec
 from ...errors import ParamcalcError
-from ...results.render import plural
+from ...results.text import plural
 from . import (
     HDF5_MAGIC,
     ZIP_MAGICS,
