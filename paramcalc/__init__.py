@@ -39,7 +39,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "unregister_cell": ("paramcalc.core.cells", "unregister_cell"),
     "RecurrentSpec": ("paramcalc.core.spec", "RecurrentSpec"),
     "Workload": ("paramcalc.core.workload", "Workload"),
-    "count": ("paramcalc.core.params", "count"),
+    "count": ("paramcalc.core.counting", "count"),
     "total_params": ("paramcalc.core.params", "total_params"),
     "CountResult": ("paramcalc.core.params", "CountResult"),
     "LayerFormula": ("paramcalc.core.params", "LayerFormula"),
@@ -156,8 +156,9 @@ if TYPE_CHECKING:  # pragma: no cover - the names type checkers see
     )
     from .core.comparison import CompareResult, SweepResult, compare, sweep
     from .core.costmodel import CostResult, cost
+    from .core.counting import count
     from .core.explain import explain
-    from .core.params import CountResult, LayerFormula, TensorRow, count, total_params
+    from .core.params import CountResult, LayerFormula, TensorRow, total_params
     from .core.solver import SolveResult, largest_hidden, match, match_hidden, parse_count, solve_budget
     from .core.spec import RecurrentSpec
     from .core.workload import Workload

@@ -67,7 +67,7 @@ def count(cell: str, head: int | None, by: str, fmt: str, wide: bool, output: st
       paramcalc count mgu -d 28 -H 256 --by layer --format github
       paramcalc count gru -d 28 -H 256 --format json --output gru.json
     """
-    from ..core.params import count as count_
+    from ..core.counting import count as count_
 
     check_targets(output)
     if head is None and by == "component":
@@ -76,7 +76,7 @@ def count(cell: str, head: int | None, by: str, fmt: str, wide: bool, output: st
         raise ParamcalcError("--by layer lists the recurrent layers: with --head, use --by component")
     workload = workload_from_flags(kw)
     spec = build_spec(cell, kw)
-    result: Any = count_(spec) if head is None else count_(spec, head=head)
+    result: Any = count_(spec, head=head)
     footer: list[str] = []
     if workload is not None:
         from ..core.costmodel import cost

@@ -22,12 +22,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import ParamcalcError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .base import Result
 
 F = TypeVar("F")
 
@@ -62,23 +59,24 @@ class Registry(Generic[F]):
             raise ParamcalcError(f"nothing to {self.verb} for a {what or kind}")
         return fn
 
-    def of(self, result: Result) -> F:
-        """The function for ``result``'s kind."""
+    def of(self, result: Any) -> F:
+        """The function for ``result``'s kind (a :class:`~paramcalc.results.base.Result`; this
+        module does not import it, the base imports this one)."""
         return self.find(result.KIND, type(result).__name__)
 
 
 class Drawer(Protocol):
-    def __call__(self, result: Result, fmt: str, view: str, *, wide: bool) -> str: ...
+    def __call__(self, result: Any, fmt: str, view: str, *, wide: bool) -> str: ...
 
 
 class HtmlDrawer(Protocol):
-    def __call__(self, result: Result) -> str: ...
+    def __call__(self, result: Any) -> str: ...
 
 
 class Exporter(Protocol):
     def __call__(
         self,
-        result: Result,
+        result: Any,
         path: str | os.PathLike[str],
         view: str,
         *,
