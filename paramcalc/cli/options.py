@@ -271,21 +271,25 @@ def emit(
     links: Sequence[tuple[str, str]] = (),
     extra_footer: Sequence[str] = (),
 ) -> None:
-    """Print ``result``'s view and export it if asked: one table, whatever the format."""
+    """Print ``result``'s view and export it if asked: one table, whatever the format. The lines
+    around the table name this CLI's flags where the library names Python parameters."""
     from ..render.draw import MACHINE_FORMATS
+    from ..results.renderers import DRAW, EXPORT
+    from .flags import say
 
-    text = result.render(fmt, view, wide=wide)
+    v = result.view(view)
+    text = DRAW.of(result)(result, fmt, v, wide=wide, say=say)
     if extra_footer and fmt not in MACHINE_FORMATS:
         from ..results.text import safe_text
 
-        text = "\n".join([text, *map(safe_text, extra_footer)])
+        text = "\n".join([text, *(safe_text(say(line)) for line in extra_footer)])
     click.echo(text)
     if output:
         from pathlib import Path
 
         from ..render.export import lossless_notes
 
-        result.export(output, view, links=links, command=command_line())
+        EXPORT.of(result)(result, output, v, links=links, command=command_line(), say=say)
         for note in lossless_notes(result.table(view), Path(output).suffix.lower()):
             click.echo(f"note: {note}", err=True)
         click.echo(f"wrote {output}", err=True)
@@ -369,6 +373,7 @@ def timing_options(*, bench_flag: bool) -> Callable[[F], F]:
             ),
             click.option(
                 "--min-time",
+                "min_run_time",
                 type=float,
                 default=None,
                 help=f"Seconds of timing per measurement (default {0.2 if bench_flag else 0.5}).",
@@ -376,7 +381,7 @@ def timing_options(*, bench_flag: bool) -> Callable[[F], F]:
             click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and data."),
         ]
         if bench_flag:
-            opts.insert(0, click.option("--bench", "do_bench", is_flag=True, help="Also time every row."))
+            opts.insert(0, click.option("--bench", is_flag=True, help="Also time every row."))
         return _apply(f, opts)
 
     return deco
@@ -386,7 +391,8 @@ def timing_from_flags(
     kw: dict[str, Any], *, timed: bool, default_min_time: float, hint: str = "add --bench"
 ) -> dict[str, Any]:
     """Pop the timing flags from ``kw``: keyword arguments for bench/compare/sweep."""
-    device, threads, min_time, seed = kw.pop("device"), kw.pop("threads"), kw.pop("min_time"), kw.pop("seed")
+    device, threads, seed = kw.pop("device"), kw.pop("threads"), kw.pop("seed")
+    min_time = kw.pop("min_run_time")
     if not timed:
         given = [
             n

@@ -10,6 +10,7 @@ import click
 from ..core.cells import FAMILIES
 from ..errors import Interrupted
 from ..results.text import plural
+from .flags import say
 from .options import (
     build_spec,
     check_targets,
@@ -48,11 +49,11 @@ def warn_timings(results: list[Any]) -> None:
     busy = [r for r in timed if r.oversubscribed]
     if busy:
         line = next(w for w in busy[0].warnings() if "oversubscribed" in w)
-        click.echo(f"warning: {line}", err=True)
+        click.echo(f"warning: {say(line)}", err=True)
     for r in timed:
         far = [w for w in r.warnings() if w.startswith("measured/predicted")]
         if far:
-            click.echo(f"warning: {r.spec.describe()}: {far[0]}", err=True)
+            click.echo(f"warning: {r.spec.describe()}: {say(far[0])}", err=True)
 
 
 def keep_partial(stop: Any, fmt: str, wide: bool, output: str | None) -> None:
@@ -67,7 +68,7 @@ def predict_option(f: Any) -> Any:
     """``--predict``: also predict every row by the GEMM-sequence bound (compare, sweep)."""
     return click.option(
         "--predict",
-        "do_predict",
+        "predict",
         is_flag=True,
         help="Also predict every row by the GEMM-sequence bound (each distinct GEMM shape timed "
         "once, cached; no model built). With --bench: measured/predicted.",
@@ -80,13 +81,13 @@ def predict_option(f: Any) -> Any:
 @timing_options(bench_flag=False)
 @click.option(
     "--predict/--no-predict",
-    "do_predict",
+    "predict",
     default=True,
     show_default=True,
     help="Also give the GEMM-sequence prediction and measured/predicted (GEMM times from the cache).",
 )
 @output_options
-def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
+def bench(cell: str, predict: bool, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
     """Time the real torch module of CELL: time per batch, tokens/s and FLOP/s.
 
     Inference is one forward pass in eval mode under torch.inference_mode();
@@ -125,26 +126,28 @@ def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None,
         from ..render.export import check_free_space
 
         check_free_space(output, 1)
-    result = run_bench(spec, workload, predict=do_predict, **timing)
+    result = run_bench(spec, workload, predict=predict, **timing)
     warn_timings([result])
     emit(result, fmt, output, wide=wide)
 
 
-def _timing(kw: dict[str, Any], do_bench: bool, do_predict: bool) -> dict[str, Any]:
+def _timing(kw: dict[str, Any], bench: bool, predict: bool) -> dict[str, Any]:
     """The timing flags of compare/sweep: all with --bench; --device and --threads with --predict."""
     from ..errors import ParamcalcError
 
-    if do_predict and not do_bench:
+    if predict and not bench:
         given = [
-            f for f, v in (("--min-time", kw["min_time"]), ("--seed", kw["seed"] or None)) if v is not None
+            f
+            for f, v in (("--min-time", kw["min_run_time"]), ("--seed", kw["seed"] or None))
+            if v is not None
         ]
         if given:
             verb = "only applies" if len(given) == 1 else "only apply"
             raise ParamcalcError(f"{', '.join(given)} {verb} when timing the modules: add --bench")
     timing = timing_from_flags(
-        kw, timed=do_bench or do_predict, default_min_time=0.2, hint="add --bench or --predict"
+        kw, timed=bench or predict, default_min_time=0.2, hint="add --bench or --predict"
     )
-    if not do_bench:
+    if not bench:
         timing.pop("min_run_time", None)
         timing.pop("seed", None)
     return timing
@@ -196,8 +199,8 @@ def compare(
     cells: str,
     equal: str,
     multiple_of: int | None,
-    do_bench: bool,
-    do_predict: bool,
+    bench: bool,
+    predict: bool,
     from_files: bool,
     files: tuple[str, ...],
     plot: str | None,
@@ -253,24 +256,24 @@ def compare(
         raise ParamcalcError("--multiple-of only applies with --equal params")
     cell_list = parse_cells(cells) or []
     workload = workload_from_flags(kw, always=True)
-    timing = _timing(kw, do_bench, do_predict)
+    timing = _timing(kw, bench, predict)
     spec = template_spec(cell_list, kw)
     try:
         with (
             gemm_progress(quiet) as on_gemm,
-            progress(len(cell_list) if do_bench else 0, "timing", quiet) as advance,
+            progress(len(cell_list) if bench else 0, "timing", quiet) as advance,
         ):
             result = run_compare(
                 spec,
                 cell_list,
                 equal=equal,
                 workload=workload,
-                bench=do_bench,
-                predict=do_predict,
+                bench=bench,
+                predict=predict,
                 multiple_of=1 if multiple_of is None else multiple_of,
                 on_row=advance,
                 on_gemm=on_gemm,
-                output=output if do_bench else None,
+                output=output if bench else None,
                 **timing,
             )
     except Interrupted as stop:
@@ -302,8 +305,8 @@ def sweep(
     seq_lens: str,
     dtype: str,
     train: bool,
-    do_bench: bool,
-    do_predict: bool,
+    bench: bool,
+    predict: bool,
     plot: str | None,
     quiet: bool,
     fmt: str,
@@ -341,7 +344,7 @@ def sweep(
     cell_list = parse_cells(cells) or []
     hs = parse_range(kw.pop("hidden_size"), "hidden sizes")
     layers = kw.pop("num_layers")
-    timing = _timing(kw, do_bench, do_predict)
+    timing = _timing(kw, bench, predict)
     kw.update(hidden_size=max(hs), num_layers=1)
     spec = template_spec(cell_list, kw)
     ranges: dict[str, Any] = {
@@ -353,17 +356,17 @@ def sweep(
         "dtype": dtype,
         "mode": "training" if train else "inference",
     }
-    n = len(sweep_configs(spec, **ranges, timed=do_bench))
+    n = len(sweep_configs(spec, **ranges, timed=bench))
     try:
-        with gemm_progress(quiet) as on_gemm, progress(n if do_bench else 0, "timing", quiet) as advance:
+        with gemm_progress(quiet) as on_gemm, progress(n if bench else 0, "timing", quiet) as advance:
             result = run_sweep(
                 spec,
                 **ranges,
-                bench=do_bench,
-                predict=do_predict,
+                bench=bench,
+                predict=predict,
                 on_row=advance,
                 on_gemm=on_gemm,
-                output=output if do_bench else None,
+                output=output if bench else None,
                 **timing,
             )
     except Interrupted as stop:

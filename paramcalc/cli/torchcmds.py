@@ -71,6 +71,7 @@ def check_cmd(
 @click.argument("file", metavar="NAME_OR_FILE", required=False)
 @click.option(
     "--by",
+    "view",
     type=click.Choice(["tensor", "component", "total"]),
     default="tensor",
     show_default=True,
@@ -85,7 +86,7 @@ def check_cmd(
 def report_cmd(
     ctx: click.Context,
     file: str | None,
-    by: str,
+    view: str,
     do_list: bool,
     do_check: bool,
     device: str | None,
@@ -123,7 +124,7 @@ def report_cmd(
     if not use_torchinfo and not do_check:
         raise ParamcalcError("--no-torchinfo only applies with --check")
     if do_list:
-        if file is not None or do_check or by != "tensor":
+        if file is not None or do_check or view != "tensor":
             raise ParamcalcError("--list takes no NAME_OR_FILE, --by or --check")
         from ..core.architecture import BundledArchitectures
 
@@ -139,7 +140,7 @@ def report_cmd(
         from ..checks.tensorcheck import check_architecture
 
         result = check_architecture(arch, device or "meta", use_torchinfo=use_torchinfo)
-    emit(counted, fmt, output, view=by, wide=wide)
+    emit(counted, fmt, output, view=view, wide=wide)
     if result is not None:
         from ..render.draw import MACHINE_FORMATS
 
@@ -158,6 +159,7 @@ def report_cmd(
 @click.argument("target")
 @click.option(
     "--by",
+    "view",
     type=click.Choice(["module", "tensor"]),
     default="module",
     show_default=True,
@@ -167,7 +169,7 @@ def report_cmd(
 @output_options
 @click.pass_context
 def inspect_cmd(
-    ctx: click.Context, target: str, by: str, device: str | None, fmt: str, wide: bool, output: str | None
+    ctx: click.Context, target: str, view: str, device: str | None, fmt: str, wide: bool, output: str | None
 ) -> None:
     """Analyse a saved model FILE or a model built by package.module:factory.
 
@@ -219,7 +221,7 @@ def inspect_cmd(
         analysis = analyze(load_factory(target, device or "cpu"))
     else:
         raise ParamcalcError(f"{target}: no such file (and not package.module:factory)")
-    emit(analysis, fmt, output, view=by, wide=wide)
+    emit(analysis, fmt, output, view=view, wide=wide)
     code = _verdict_exit(analysis.status)
     if code:
         ctx.exit(code)

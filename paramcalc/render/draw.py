@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..results.renderers import DRAW, HTML
+from ..results.renderers import DRAW, HTML, Say
 from ..results.table import Column, Table
 from ..results.text import safe_text
 
@@ -371,10 +371,6 @@ def html_table(table: Table) -> str:
 
 
 # --- results -----------------------------------------------------------------------------------
-
-#: Re-words a message line for its reader (the CLI names its flags where a line names a Python
-#: parameter); ``None`` keeps every line as the library wrote it.
-Say = Callable[[str], str] | None
 
 
 def said(lines: Sequence[str], say: Say) -> list[str]:

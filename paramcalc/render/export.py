@@ -38,11 +38,11 @@ from ..core.writes import MIN_FREE_BYTES as MIN_FREE_BYTES
 from ..core.writes import check_target, free_bytes, write_bytes
 from ..errors import ParamcalcError
 from ..results.base import Document
-from ..results.renderers import CHECK_EXPORT, EXPORT
+from ..results.renderers import CHECK_EXPORT, EXPORT, Say
 from ..results.table import INT64_MAX, Column, Table
 from ..results.text import fmt_bytes, plural, safe_text
 from ..version import __version__
-from .draw import Say, cell_text, csv_text, json_document, jsonable, md_cell, md_text, said, sheet_text
+from .draw import cell_text, csv_text, json_document, jsonable, md_cell, md_text, said, sheet_text
 from .draw import neutralise as neutralise  # re-exported: the spreadsheet rule lives in .draw
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -20,7 +20,7 @@ A kind with no function, and no ``"*"`` one, is one line: ``nothing to plot for 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -65,8 +65,13 @@ class Registry(Generic[F]):
         return self.find(result.KIND, type(result).__name__)
 
 
+#: Re-words a message line for its reader (the CLI names its flags where the library names a
+#: Python parameter); ``None`` keeps every line as the library wrote it.
+Say = Callable[[str], str] | None
+
+
 class Drawer(Protocol):
-    def __call__(self, result: Any, fmt: str, view: str, *, wide: bool) -> str: ...
+    def __call__(self, result: Any, fmt: str, view: str, *, wide: bool, say: Say = None) -> str: ...
 
 
 class HtmlDrawer(Protocol):
@@ -82,6 +87,7 @@ class Exporter(Protocol):
         *,
         links: Sequence[tuple[str, str]],
         command: str,
+        say: Say = None,
     ) -> Path: ...
 
 
