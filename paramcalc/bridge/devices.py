@@ -221,7 +221,7 @@ def ensure_fits(numel: int, dev: torch.device, dtype: torch.dtype | None, what: 
     if free is not None and need > free:
         raise ParamcalcError(
             f"{what} needs {human_bytes(need)} of parameters but {dev} has {human_bytes(free)} free; "
-            "use --device meta, which allocates no memory"
+            "use `device='meta'`, which allocates no memory"
         )
 
 

@@ -234,7 +234,7 @@ class Analysis(Result):
             f"{self.actual_label}: {plural(self.actual_total, 'parameter')}",
         ]
         for path, spec in self.specs.items():
-            lines.append(f"{path or '(root)'}: {spec.describe()}  ->  paramcalc count {cli_args(spec)}")
+            lines.append(spec_line(path, spec))
         problems = [m for m in self.modules if not m.ok]
         reasons = self.unverified_reasons
         if self.mismatch:
@@ -269,29 +269,9 @@ class Analysis(Result):
         return self.summary()
 
 
-def cli_args(spec: RecurrentSpec) -> str:
-    """The ``paramcalc count`` arguments that describe ``spec``."""
-    parts = [spec.cell, f"-d {spec.input_size}", f"-H {spec.hidden_size}"]
-    if spec.num_layers != 1:
-        parts.append(f"-L {spec.num_layers}")
-    if spec.bidirectional:
-        parts.append("--bidirectional")
-    if spec.proj_size:
-        parts.append(f"--proj-size {spec.proj_size}")
-    if spec.convention != "torch":
-        parts.append(f"--convention {spec.convention}")
-    default_b = spec.default_bias_vectors
-    if not spec.bias:
-        parts.append("--no-bias")
-    elif spec.bias_vectors != default_b:
-        parts.append(f"--bias-vectors {spec.bias_vectors}")
-    if spec.peephole != spec.cell_type.default_peephole:
-        parts.append("--peephole" if spec.peephole else "--no-peephole")
-    if spec.merge_mode != "concat":
-        parts.append(f"--merge-mode {spec.merge_mode}")
-    if not spec.reset_after:
-        parts.append("--no-reset-after")
-    return " ".join(parts)
+def spec_line(path: str, spec: RecurrentSpec) -> str:
+    """The summary line of a recurrent stack found at ``path``: ``rnn: LSTM(28, 64, num_layers=2)``."""
+    return f"{path or '(root)'}: {spec.describe()}"
 
 
 # --- matching (pure: names, shapes, identity keys) --------------------------------------------

@@ -400,7 +400,7 @@ def _get_param(module: nn.Module, name: str) -> Any:
 
 def _torchinfo_check(module: nn.Module, analytic: int, tied_numel: int, enabled: bool) -> TorchinfoCheck:
     if not enabled:
-        return TorchinfoCheck(None, None, "turned off (--no-torchinfo)")
+        return TorchinfoCheck(None, None, "turned off (`use_torchinfo=False`)")
     total, note = torchinfo_total(module)
     if total is None:
         return TorchinfoCheck(None, None, note)

@@ -216,6 +216,31 @@ class FormatChoice(click.ParamType):  # type: ignore[type-arg]
         return [CompletionItem(f) for f in table_formats() if f.startswith(incomplete)]
 
 
+def cli_args(spec: Any) -> str:
+    """The ``paramcalc count`` arguments that describe ``spec`` (a ``RecurrentSpec``): the
+    inverse of :func:`build_spec`."""
+    parts = [spec.cell, f"-d {spec.input_size}", f"-H {spec.hidden_size}"]
+    if spec.num_layers != 1:
+        parts.append(f"-L {spec.num_layers}")
+    if spec.bidirectional:
+        parts.append("--bidirectional")
+    if spec.proj_size:
+        parts.append(f"--proj-size {spec.proj_size}")
+    if spec.convention != "torch":
+        parts.append(f"--convention {spec.convention}")
+    if not spec.bias:
+        parts.append("--no-bias")
+    elif spec.bias_vectors != spec.default_bias_vectors:
+        parts.append(f"--bias-vectors {spec.bias_vectors}")
+    if spec.peephole != spec.cell_type.default_peephole:
+        parts.append("--peephole" if spec.peephole else "--no-peephole")
+    if spec.merge_mode != "concat":
+        parts.append(f"--merge-mode {spec.merge_mode}")
+    if not spec.reset_after:
+        parts.append("--no-reset-after")
+    return " ".join(parts)
+
+
 def output_options(f: F) -> F:
     """``--format`` for stdout, ``--wide`` for every column, ``--output FILE`` for an export."""
     return _apply(
@@ -270,12 +295,17 @@ def emit(
     wide: bool = False,
     links: Sequence[tuple[str, str]] = (),
     extra_footer: Sequence[str] = (),
+    lines: Callable[[str], str] | None = None,
 ) -> None:
     """Print ``result``'s view and export it if asked: one table, whatever the format. The lines
-    around the table name this CLI's flags where the library names Python parameters."""
+    around the table name this CLI's flags where the library names Python parameters, after
+    ``lines`` re-words them as the command needs."""
     from ..render.draw import MACHINE_FORMATS
     from ..results.renderers import DRAW, EXPORT
-    from .flags import say
+    from .flags import say as say_flags
+
+    def say(line: str) -> str:
+        return say_flags(lines(line) if lines is not None else line)
 
     v = result.view(view)
     text = DRAW.of(result)(result, fmt, v, wide=wide, say=say)

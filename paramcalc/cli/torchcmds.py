@@ -10,6 +10,7 @@ from ..errors import ParamcalcError
 from .options import (
     build_spec,
     check_targets,
+    cli_args,
     device_option,
     emit,
     output_options,
@@ -208,7 +209,7 @@ def inspect_cmd(
     """
     import os
 
-    from ..checks.inspection import analyze, inspect, load_factory
+    from ..checks.inspection import analyze, inspect, load_factory, spec_line
 
     check_targets(output)
     if os.path.lexists(target):
@@ -221,7 +222,12 @@ def inspect_cmd(
         analysis = analyze(load_factory(target, device or "cpu"))
     else:
         raise ParamcalcError(f"{target}: no such file (and not package.module:factory)")
-    emit(analysis, fmt, output, view=view, wide=wide)
+    # each recurrent stack found, with the count command that describes it
+    stacks = {
+        spec_line(p, s): f"{spec_line(p, s)}  ->  paramcalc count {cli_args(s)}"
+        for p, s in analysis.specs.items()
+    }
+    emit(analysis, fmt, output, view=view, wide=wide, lines=lambda line: stacks.get(line, line))
     code = _verdict_exit(analysis.status)
     if code:
         ctx.exit(code)

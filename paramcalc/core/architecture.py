@@ -1400,10 +1400,7 @@ def find_architecture(name_or_path: str | Path) -> tuple[Path, str]:
     bundled = bundled_architectures()
     if key in bundled:
         return bundled[key], f"bundled {key}"
-    raise ParamcalcError(
-        f"{given}: no such file, nor a bundled architecture (bundled: {', '.join(bundled)}; "
-        "paramcalc report --list describes them)"
-    )
+    raise ParamcalcError(f"{given}: no such file, nor a bundled architecture (bundled: {', '.join(bundled)})")
 
 
 BUNDLED_COLUMNS = (

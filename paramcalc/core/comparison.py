@@ -53,7 +53,7 @@ CELL_COLUMN = Column("cell", "str", doc="the recurrent cell (paramcalc explain C
 HIDDEN_COLUMN = Column("hidden_size", doc="hidden size Dh of each layer", fold=True)
 PARAMS_COLUMN = Column("params", doc="parameters of the recurrent stack (exact, from the formulas)")
 DIFF_COLUMN = Column(
-    "params_diff_pct", "float", unit="%", doc="params relative to the first row's (with --equal params)"
+    "params_diff_pct", "float", unit="%", doc="params relative to the first row's (with `equal='params'`)"
 )
 COST_COLUMNS = (
     Column("macs_per_step", doc="GEMM multiply-adds per time step of one sequence (cost model)"),
@@ -187,7 +187,7 @@ def _noise_notes(benches: Sequence[BenchResult]) -> list[str]:
         out.append(
             f"{len(unknown)} of {plural(len(benches), 'timing')} "
             f"{'is a single slow call' if len(unknown) == 1 else 'are single slow calls'}: "
-            "no spread was measured (raise --min-time)"
+            "no spread was measured (raise `min_run_time`)"
         )
     known = [b for b in benches if b.spread_known]
     noisy = [b for b in known if b.noisy]
@@ -201,7 +201,7 @@ def _noise_notes(benches: Sequence[BenchResult]) -> list[str]:
             f"noisy: {len(noisy)} of {plural(len(benches), 'timing')} "
             f"{'has' if len(noisy) == 1 else 'have'} an IQR of 10% of the median or more "
             f"(torch.utils.benchmark's warning; {gross} at its gross level, 25% or more; up to "
-            f"{100 * worst:.0f}%): is something else running? try --min-time 1 or --threads 1"
+            f"{100 * worst:.0f}%): is something else running? try `min_run_time=1` or `threads=1`"
         )
     return out + _machine_notes(benches)
 
@@ -669,7 +669,7 @@ def _parse_item(part: str, what: str) -> range | int:
 
 def parse_cells(text: str | Sequence[str] | None) -> list[str] | None:
     """``rnn,lstm,gru`` -> canonical cell names (one-line error for an unknown or empty list)."""
-    return cell_names(text, "--cells")
+    return cell_names(text, "`cells`")
 
 
 # --- sweep ---------------------------------------------------------------------------------

@@ -115,8 +115,7 @@ class RecurrentSpec:
                 raise ParamcalcError(f"{ct.name} is a single-step cell: it has no bidirectional form")
         if merge != "concat" and not self.bidirectional:
             raise ParamcalcError(
-                f"merge_mode={merge!r} applies only to bidirectional stacks: add bidirectional=True "
-                "(--bidirectional)"
+                f"`merge_mode={merge!r}` applies only to bidirectional stacks: add `bidirectional=True`"
             )
         if not self.reset_after and not ct.reset_after_option:
             raise ParamcalcError(f"reset_after applies only to GRU cells, not {ct.name}")

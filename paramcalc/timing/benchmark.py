@@ -484,7 +484,7 @@ class BenchResult(Result):
                 f"the CPUs are oversubscribed: {plural(round(self.other_load or 0), 'runnable task')} "
                 f"of other processes + {plural(self.threads, 'torch thread')} on {plural(self.cpus, 'CPU')}; "
                 "torch's threads wait for each other on a busy machine, which can make a call many times "
-                "slower: use --threads 1"
+                "slower: use `threads=1`"
             )
         noise = self.noise
         if noise:
@@ -492,9 +492,9 @@ class BenchResult(Result):
             what = "suggests significant environmental influence"
             if not gross:
                 what = "could indicate system fluctuation"
-            fix = "try --min-time 1" + (" or --threads 1" if self.device == "cpu" else "")
+            fix = "try `min_run_time=1`" + (" or `threads=1`" if self.device == "cpu" else "")
             if self.threads > 1 and gross and self.device == "cpu":
-                fix = "use --threads 1"
+                fix = "use `threads=1`"
             m = self.timing()
             share = 100 * m.iqr / m.median
             out.append(
@@ -508,7 +508,7 @@ class BenchResult(Result):
             side = "faster" if ratio < 1 else "slower"
             out.append(
                 f"measured/predicted is {ratio:.3g}: the run was {far:.3g}x {side} than predicted (more than "
-                f"{FAR_RATIO:g}x from 1); a GEMM timing taken on a busy machine (paramcalc predict --refresh "
+                f"{FAR_RATIO:g}x from 1); a GEMM timing taken on a busy machine (`predict(refresh=True)` "
                 "times them again) or a busy machine now could explain it"
             )
         return out
@@ -576,9 +576,8 @@ class BenchResult(Result):
         out += self.warnings()
         if not self.spread_known:
             out.append(
-                f"one call is slow: {plural(len(self.times), 'single call')} timed within --min-time, "
-                "too few for "
-                "an IQR; raise --min-time for a spread"
+                f"one call is slow: {plural(len(self.times), 'single call')} timed within `min_run_time`, "
+                "too few for an IQR; raise `min_run_time` for a spread"
             )
         p = self.prediction
         if p is not None:

@@ -185,7 +185,7 @@ def load_runs(path: str | os.PathLike[str]) -> list[Run]:
     """The runs of one JSON export (see the module docstring); one-line errors otherwise."""
     p = Path(path)
     if p.suffix.lower() != ".json":
-        raise _bad(p, "not a .json file: export results with --output FILE.json")
+        raise _bad(p, "not a .json file: export results with `output='FILE.json'`")
     text = read_text(p, MAX_EXPORT_BYTES, "paramcalc JSON export")
     try:
         doc = json.loads(text)
@@ -198,8 +198,8 @@ def load_runs(path: str | os.PathLike[str]) -> list[Run]:
     if not isinstance(doc, dict) or "runs" not in doc:
         raise _bad(
             p,
-            "not a paramcalc timing export: no 'runs' list (write one with bench, predict, "
-            "compare --bench/--predict or sweep --bench/--predict and --output FILE.json)",
+            "not a paramcalc timing export: no 'runs' list (write one with bench, predict, or compare "
+            "or sweep with `bench=True` or `predict=True`, and `output='FILE.json'`)",
         )
     schema = doc.get("runs_schema")
     if schema != RUNS_SCHEMA:
@@ -208,7 +208,9 @@ def load_runs(path: str | os.PathLike[str]) -> list[Run]:
     if not isinstance(runs, list):
         raise _bad(p, "'runs' must be a list")
     if not runs:
-        raise _bad(p, "has no runs: export results that were timed (--bench) or predicted (--predict)")
+        raise _bad(
+            p, "has no runs: export results that were timed (`bench=True`) or predicted (`predict=True`)"
+        )
     if len(runs) > MAX_RUNS:
         raise _bad(p, f"has {len(runs):,} runs, more than {MAX_RUNS:,}")
     return [_run(p, i, rec) for i, rec in enumerate(runs)]
@@ -348,7 +350,9 @@ def run_to_json(r: Run) -> dict[str, Any]:
 def merge_files(paths: Sequence[str | os.PathLike[str]]) -> MergedResult:
     """Read every export in ``paths`` and merge their runs (see the module docstring)."""
     if not paths:
-        raise ParamcalcError("name at least one JSON export to merge, e.g. compare --from a.json b.json")
+        raise ParamcalcError(
+            "name at least one JSON export to merge, e.g. `merge_files(['a.json', 'b.json'])`"
+        )
     if len(paths) > MAX_FILES:
         raise ParamcalcError(f"at most {MAX_FILES:,} files can be merged, got {len(paths):,}")
     runs: list[Run] = []

@@ -84,7 +84,7 @@ MODEL_NOTE = (
     "on this device (torch.mm(A, Bᵀ, out=C), median of torch.utils.benchmark runs), run one after "
     "another without overlap or fusion, + elementwise and bias bytes (read + write of each element per "
     "op) / measured copy bandwidth, + the non-GEMM operator calls one forward dispatches × the kernel "
-    "path's measured overhead per call; the GEMMs are the cost model's (cost --by gemm)"
+    "path's measured overhead per call; the GEMMs are the cost model's (listed by its `view='gemm'`)"
 )
 
 
@@ -449,7 +449,7 @@ class PredictResult(Result):
                     f"{100 * g.seconds / self.seconds:.0f}%"
                     for g in top
                 )
-                + " (--by gemm lists every shape)"
+                + " (`view='gemm'` lists every shape)"
             )
         return lines
 
@@ -468,7 +468,7 @@ class PredictResult(Result):
             out.append(
                 f"{plural(len(tiled), 'shape')} too large to allocate at once "
                 f"{'was' if len(tiled) == 1 else 'were'} timed as tiles with the same "
-                "MACs (timed_as, --wide): the sum of the tiles' times stands in for one call"
+                "MACs (timed_as, `wide=True`): the sum of the tiles' times stands in for one call"
             )
         if self.math == "tf32":
             out.append("fp32 GEMMs timed with TF32 tensor cores, as the kernel is allowed to run them")

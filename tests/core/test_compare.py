@@ -275,7 +275,7 @@ def test_bad_ranges(text, needle):
 def test_parse_cells():
     assert parse_cells("RNN, lstm ,rnn_tanh") == ["rnn", "lstm"]
     assert parse_cells(None) is None
-    with pytest.raises(ParamcalcError, match="--cells is empty"):
+    with pytest.raises(ParamcalcError, match="`cells` is empty"):
         parse_cells(" , ")
 
 

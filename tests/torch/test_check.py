@@ -139,7 +139,7 @@ def test_check_on_cpu_allocates_real_tensors():
 
 def test_cpu_refuses_what_does_not_fit(monkeypatch):
     monkeypatch.setattr(devices, "available_bytes", lambda dev: 1000)
-    with pytest.raises(pc.ParamcalcError, match="use --device meta, which allocates no memory"):
+    with pytest.raises(pc.ParamcalcError, match="use `device='meta'`, which allocates no memory"):
         check_spec(pc.RecurrentSpec("lstm", 28, 256), "cpu")
 
 
