@@ -23,8 +23,8 @@ import pytest
 import paramcalc as pc
 from paramcalc import ParamcalcError, RecurrentSpec
 from paramcalc.render.draw import MAX_TABLE_WIDTH, render
-from paramcalc.results.text import plural
 from paramcalc.results.table import Column, Table
+from paramcalc.results.text import plural
 from tests.helpers import ARCHS, ROOT, console_examples, invoke, one_line_error
 
 LSTM_2 = 4 * (256 * 28 + 256 * 256 + 2 * 256) + 4 * (2 * 256 * 256 + 2 * 256)  # 819,200

@@ -93,7 +93,11 @@ def test_options_carry_the_library_parameter_names():
         ("count", "add `bidirectional=True`", "add --bidirectional"),
         ("predict", "(`view='gemm'` lists every shape)", "(--by gemm lists every shape)"),
         ("cost", "run on `device='meta'`", "run on --flop-device meta"),
-        ("bench", "(`predict(refresh=True)` times them again)", "(paramcalc predict --refresh times them again)"),
+        (
+            "bench",
+            "(`predict(refresh=True)` times them again)",
+            "(paramcalc predict --refresh times them again)",
+        ),
         # not this command's parameter, not a command, not a parameter: left as the library wrote it
         ("count", "try `threads=1`", "try `threads=1`"),
         ("compare", "e.g. `merge_files(['a.json'])`", "e.g. `merge_files(['a.json'])`"),
