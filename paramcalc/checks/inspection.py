@@ -265,9 +265,6 @@ class Analysis(Result):
             "specs": {p or "(root)": s.to_dict() for p, s in self.specs.items()},
         }
 
-    def summary_lines(self) -> list[str]:
-        return self.summary()
-
 
 def spec_line(path: str, spec: RecurrentSpec) -> str:
     """The summary line of a recurrent stack found at ``path``: ``rnn: LSTM(28, 64, num_layers=2)``."""

@@ -1437,7 +1437,9 @@ class BundledArchitectures(Result):
 class Custom(Component):
     """Any layer described by its tensors: what a user's adapter returns for its own module.
 
-    >>> Custom("gate", "Gate(16)", (tensor_formula("scale", (16,), "n", "16"),))  # doctest: +SKIP
+    >>> gate = Custom("gate", "Gate(16)", (tensor_formula("scale", (16,), "n", "16"),))
+    >>> gate.describe(), [(t.name, t.numel, t.formula) for t in gate.tensors()]
+    ('Gate(16)', [('scale', 16, 'n = 16')])
     """
 
     label: str = ""

@@ -278,19 +278,6 @@ class CellType:
         return any(t.kind == "recurrent" for t in self.templates)
 
     @property
-    def recurrent_kind(self) -> str:
-        kinds = {t.kind for t in self.templates}
-        return "gemm" if "recurrent" in kinds else "diagonal" if "recurrent_diag" in kinds else "none"
-
-    @property
-    def supports_proj(self) -> bool:
-        return self.projection
-
-    @property
-    def elementwise_per_unit(self) -> int:
-        return sum(n for _, n in self.elementwise_ops)
-
-    @property
     def stack_name(self) -> str:
         """The multi-layer counterpart's name (``lstm`` for ``lstm_cell``)."""
         return self.name.removesuffix("_cell") if self.single_step else self.name
@@ -1044,15 +1031,3 @@ def cell_for(framework: str, class_name: str, activation: str | None = None) -> 
         if exact:
             return exact[0]
     return found[0] if found else None
-
-
-def cells_by_binding() -> Mapping[str, CellType]:
-    """Cells with a ``torch.nn`` class, by ``nn.RNNBase`` mode or by class+nonlinearity."""
-    out: dict[str, CellType] = {}
-    for c in CELLS.values():
-        b = c.torch
-        if b.mode:
-            out[f"mode:{b.mode}"] = c
-        elif b.nn_class:
-            out[f"class:{b.nn_class}:{b.nonlinearity or ''}"] = c
-    return out

@@ -350,10 +350,6 @@ class CostResult(Result):
         return sum(lc.elementwise_ops for lc in self.layers) * self.workload.tokens
 
     @property
-    def param_count(self) -> int:
-        return total_params(self.spec)
-
-    @property
     def _forward_per_token(self) -> int:
         return self.forward_flops // self.workload.tokens
 

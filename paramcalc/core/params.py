@@ -252,11 +252,6 @@ class CountResult(Result):
     def convention_note(self) -> str:
         return self.spec.cell_type.layout_note(self.spec)
 
-    @property
-    def gemm_params(self) -> int:
-        """Elements of the GEMM operands: the MACs of one token (one step of one sequence)."""
-        return sum(r.numel for r in self.rows if r.gemm)
-
     def _table(self, view: str) -> Table:
         if view == "tensor":
             return Table(

@@ -701,9 +701,9 @@ def bench(
 
     >>> from paramcalc import RecurrentSpec, Workload
     >>> spec = RecurrentSpec("lstm", 28, 256, num_layers=2)
-    >>> r = bench(spec, Workload(batch=64, seq_len=28))  # doctest: +SKIP
-    >>> r.kernel_path, r.tokens == 64 * 28  # doctest: +SKIP
-    ('oneDNN', True)
+    >>> r = bench(spec, Workload(batch=4, seq_len=7), min_run_time=0.05, predict=False)
+    >>> r.device, r.tokens, r.median_s > 0
+    ('cpu', 28, True)
 
     Raises :class:`ParamcalcError` (one line) for an absent device, a dtype the device cannot
     run, a run that does not fit in memory, or an out-of-memory error during the run.

@@ -771,8 +771,8 @@ def predict(
     caller has it. See the module docstring for the model.
 
     >>> import paramcalc as pc
-    >>> r = pc.predict(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), pc.Workload(64, 28))  # doctest: +SKIP
-    >>> r.seconds > 0, r.VIEWS  # doctest: +SKIP
+    >>> r = pc.predict(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), pc.Workload(64, 28))
+    >>> r.seconds > 0, r.VIEWS
     (True, ('total', 'gemm'))
     """
     return predict_many(

@@ -23,7 +23,7 @@ import paramcalc.timing.benchmark as B
 from paramcalc import ParamcalcError, RecurrentSpec, Workload
 from paramcalc.core.costmodel import cost
 from paramcalc.core.memory import peak_bytes
-from tests.helpers import invoke, needs_reference_modules, one_line_error
+from tests.helpers import invoke, one_line_error
 
 FAST = 0.01  # seconds of timing per measurement in these tests
 SPEC = RecurrentSpec("lstm", 4, 8, num_layers=2)
@@ -210,7 +210,6 @@ def test_one_bias_layout_is_timed_as_the_two_bias_module():
     assert r.timed_as in r.notes()
 
 
-@needs_reference_modules
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "spec",
