@@ -23,7 +23,7 @@ from ..core.workload import Workload
 from ..errors import ParamcalcError
 from ..results.render import plural
 from ..results.table import Column, Table
-from .runner import DEFAULT_MIN_RUN_TIME, Row, Timing, run
+from .runner import DEFAULT_MIN_RUN_TIME, Row, TimingOptions, run
 from .views import (
     BENCH_COLUMNS,
     CELL_COLUMN,
@@ -247,7 +247,7 @@ def compare(
     """
     specs = _equalise(_specs_for(spec, cells), equal, multiple_of)
     w = _workload(workload)
-    timing = Timing(bench, predict, device, threads, min_run_time, seed, cache, cache_dir)
+    timing = TimingOptions(bench, predict, device, threads, min_run_time, seed, cache, cache_dir)
     return run(
         [(s, w) for s in specs],
         lambda rows, planned: CompareResult(rows, w, equal, timing.device_shown, planned),

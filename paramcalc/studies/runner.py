@@ -56,7 +56,7 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Timing:
+class TimingOptions:
     """What a study does beyond the cost model: time its rows (``bench``), predict them
     (``predict``), where and how (compare's and sweep's keyword arguments of the same names)."""
 
@@ -87,7 +87,7 @@ V = TypeVar("V", bound=View)
 def run(
     pairs: Sequence[tuple[RecurrentSpec, Workload]],
     view: Callable[[tuple[Row, ...], int | None], V],
-    timing: Timing,
+    timing: TimingOptions,
     *,
     on_row: Callable[[Row], None] | None = None,
     on_gemm: Callable[[int, int], None] | None = None,
@@ -96,7 +96,7 @@ def run(
     """The rows of ``pairs``, finished as ``timing`` asks, as ``view(rows, None)`` (see the module
     docstring). ``on_row(row)`` after each row (a progress bar); ``on_gemm(done, total)`` after
     each GEMM shape a prediction times."""
-    before_timing(output, len(pairs), timing.bench)
+    _before_timing(output, len(pairs), timing.bench)
     rows = [Row(s, w, total_params(s), cost(s, w)) for s, w in pairs]
     plans: list[RunPlan | None] = [None] * len(rows)
     if timing.bench:
@@ -110,7 +110,7 @@ def run(
     return result
 
 
-def before_timing(output: str | os.PathLike[str] | None, rows: int, timed: bool) -> None:
+def _before_timing(output: str | os.PathLike[str] | None, rows: int, timed: bool) -> None:
     """Check the output target, and when timing the free space its table needs, before any work."""
     if output is None:
         return
@@ -121,7 +121,7 @@ def before_timing(output: str | os.PathLike[str] | None, rows: int, timed: bool)
         check_free_space(output, rows)
 
 
-def _planned(rows: list[Row], timing: Timing) -> tuple[list[Row], list[RunPlan | None]]:
+def _planned(rows: list[Row], timing: TimingOptions) -> tuple[list[Row], list[RunPlan | None]]:
     """The timing arguments checked, and every row's run planned and its memory checked against
     the device: a configuration that cannot fit is refused before the first is timed."""
     from ..bridge.devices import timing_device
@@ -141,7 +141,9 @@ def _planned(rows: list[Row], timing: Timing) -> tuple[list[Row], list[RunPlan |
     return out, plans
 
 
-def _predicted(rows: list[Row], timing: Timing, on_gemm: Callable[[int, int], None] | None) -> list[Row]:
+def _predicted(
+    rows: list[Row], timing: TimingOptions, on_gemm: Callable[[int, int], None] | None
+) -> list[Row]:
     """Every row with its prediction: the distinct GEMM shapes of all rows timed once."""
     from ..timing.predict import predict_many
 
@@ -161,7 +163,7 @@ def _measured(
     rows: list[Row],
     plans: list[RunPlan | None],
     view: Callable[[tuple[Row, ...], int | None], V],
-    timing: Timing,
+    timing: TimingOptions,
     on_row: Callable[[Row], None] | None,
     output: str | os.PathLike[str] | None,
 ) -> list[Row]:
@@ -187,7 +189,7 @@ def _measured(
     return done
 
 
-def _bench(row: Row, plan: RunPlan | None, timing: Timing) -> BenchResult:
+def _bench(row: Row, plan: RunPlan | None, timing: TimingOptions) -> BenchResult:
     from ..timing import benchmark
 
     kw: dict[str, Any] = {"device": timing.device, "threads": timing.threads}

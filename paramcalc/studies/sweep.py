@@ -23,7 +23,7 @@ from ..errors import ParamcalcError
 from ..results.render import plural
 from ..results.table import Column, Table
 from ..timing.runs import key_columns, key_values
-from .runner import DEFAULT_MIN_RUN_TIME, Row, Timing, run
+from .runner import DEFAULT_MIN_RUN_TIME, Row, TimingOptions, run
 from .views import (
     BENCH_COLUMNS,
     COST_COLUMNS,
@@ -297,7 +297,7 @@ def sweep(
     axes = {"hidden_sizes": hidden_sizes, "num_layers": num_layers, "batches": batches, "seq_lens": seq_lens}
     template = as_spec(spec, "sweep")
     configs = sweep_configs(template, cells=cells, **axes, dtype=dtype, mode=mode, timed=bench)
-    timing = Timing(bench, predict, device, threads, min_run_time, seed, cache, cache_dir)
+    timing = TimingOptions(bench, predict, device, threads, min_run_time, seed, cache, cache_dir)
     return run(
         configs,
         lambda rows, planned: SweepResult(rows, template, timing.device_shown, planned),
