@@ -402,7 +402,7 @@ def timing_from_flags(
             verb = "only applies" if len(given) == 1 else "only apply"
             raise ParamcalcError(f"{', '.join(given)} {verb} when timing: {hint}")
         return {}
-    from ..timing.benchmark import check_min_run_time, check_threads
+    from ..timing.base import check_min_run_time, check_threads
 
     check_threads(threads)
     if min_time is not None:

@@ -26,7 +26,8 @@ from ..errors import ParamcalcError
 from .export import atomic_write, check_target
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..core.comparison import CompareResult, SweepResult
+    from ..studies.compare import CompareResult
+    from ..studies.sweep import SweepResult
     from ..timing.merge import MergedResult
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
@@ -255,7 +256,8 @@ def plot_devices(result: MergedResult, path: str | os.PathLike[str], *, title: s
 
 def plot_result(result: Any, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
     """Draw a compare result as bars, a sweep as lines, merged devices as grouped bars."""
-    from ..core.comparison import CompareResult, SweepResult
+    from ..studies.compare import CompareResult
+    from ..studies.sweep import SweepResult
     from ..timing.merge import MergedResult
 
     if isinstance(result, CompareResult):
