@@ -56,15 +56,15 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Status": ("paramcalc.results.base", "Status"),
     # the rest
     "explain": ("paramcalc.core.explain", "explain"),
-    "compare": ("paramcalc.core.comparison", "compare"),
-    "sweep": ("paramcalc.core.comparison", "sweep"),
-    "CompareResult": ("paramcalc.core.comparison", "CompareResult"),
-    "SweepResult": ("paramcalc.core.comparison", "SweepResult"),
+    "compare": ("paramcalc.studies.compare", "compare"),
+    "sweep": ("paramcalc.studies.sweep", "sweep"),
+    "CompareResult": ("paramcalc.studies.compare", "CompareResult"),
+    "SweepResult": ("paramcalc.studies.sweep", "SweepResult"),
     "Architecture": ("paramcalc.core.architecture", "Architecture"),
     "ArchitectureCount": ("paramcalc.core.architecture", "ArchitectureCount"),
     "load_architecture": ("paramcalc.core.architecture", "load_architecture"),
     "count_architecture": ("paramcalc.core.architecture", "count_architecture"),
-    "bench": ("paramcalc.timing.benchmark", "bench"),
+    "bench": ("paramcalc.studies.timed", "bench"),
     "BenchResult": ("paramcalc.timing.benchmark", "BenchResult"),
     "predict": ("paramcalc.timing.predict", "predict"),
     "PredictResult": ("paramcalc.timing.predict", "PredictResult"),
@@ -154,7 +154,6 @@ if TYPE_CHECKING:  # pragma: no cover - the names type checkers see
         register_cell,
         unregister_cell,
     )
-    from .core.comparison import CompareResult, SweepResult, compare, sweep
     from .core.costmodel import CostResult, cost
     from .core.counting import count
     from .core.explain import explain
@@ -163,7 +162,10 @@ if TYPE_CHECKING:  # pragma: no cover - the names type checkers see
     from .core.spec import RecurrentSpec
     from .core.workload import Workload
     from .results.base import Result, Status
-    from .timing.benchmark import BenchResult, bench
+    from .studies.compare import CompareResult, compare
+    from .studies.sweep import SweepResult, sweep
+    from .studies.timed import bench
+    from .timing.benchmark import BenchResult
     from .timing.predict import PredictResult, predict
 
 

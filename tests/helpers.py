@@ -141,7 +141,12 @@ def python_calls(fn: Callable[[], object]) -> int:
 
 #: Modules whose examples build or time torch modules: run by tests/torch.
 TORCH_DOCTESTS = frozenset(
-    {"paramcalc.checks.tensorcheck", "paramcalc.timing.benchmark", "paramcalc.timing.predict"}
+    {
+        "paramcalc.checks.tensorcheck",
+        "paramcalc.studies.timed",
+        "paramcalc.timing.benchmark",
+        "paramcalc.timing.predict",
+    }
 )
 
 

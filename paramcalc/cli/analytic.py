@@ -126,8 +126,8 @@ def solve(
       paramcalc solve lstm -d 28 -H 256 -L 2              # RNN and GRU sized like it
       paramcalc solve lstm -d 28 -H 256 -L 2 --cells gru,mgu,mingru
     """
-    from ..core.comparison import parse_cells
     from ..core.solver import match_hidden, solve_budget
+    from .ranges import parse_cells
 
     check_targets(output)
     hidden = kw["hidden_size"]

@@ -301,14 +301,14 @@ def emit(
     around the table name this CLI's flags where the library names Python parameters, after
     ``lines`` re-words them as the command needs."""
     from ..render.draw import MACHINE_FORMATS
-    from ..results.renderers import DRAW, EXPORT
+    from ..results.renderers import EXPORT
     from .flags import say as say_flags
 
     def say(line: str) -> str:
         return say_flags(lines(line) if lines is not None else line)
 
     v = result.view(view)
-    text = DRAW.of(result)(result, fmt, v, wide=wide, say=say)
+    text = shown(result, fmt, v, wide=wide, lines=lines)
     if extra_footer and fmt not in MACHINE_FORMATS:
         from ..results.text import safe_text
 
@@ -323,6 +323,26 @@ def emit(
         for note in lossless_notes(result.table(view), Path(output).suffix.lower()):
             click.echo(f"note: {note}", err=True)
         click.echo(f"wrote {output}", err=True)
+
+
+def shown(
+    result: Any,
+    fmt: str,
+    view: str | None = None,
+    *,
+    wide: bool = False,
+    lines: Callable[[str], str] | None = None,
+) -> str:
+    """The text of ``result``'s view in ``fmt``, as the CLI prints it: the lines around the table
+    re-worded by ``lines`` (when given), then with the command's flags where the library names
+    Python parameters."""
+    from ..results.renderers import DRAW
+    from .flags import say
+
+    def said(line: str) -> str:
+        return say(lines(line) if lines is not None else line)
+
+    return DRAW.of(result)(result, fmt, result.view(view), wide=wide, say=said)
 
 
 def command_line() -> str:
@@ -438,7 +458,7 @@ def timing_from_flags(
             verb = "only applies" if len(given) == 1 else "only apply"
             raise ParamcalcError(f"{', '.join(given)} {verb} when timing: {hint}")
         return {}
-    from ..timing.benchmark import check_min_run_time, check_threads
+    from ..timing.base import check_min_run_time, check_threads
 
     check_threads(threads)
     if min_time is not None:

@@ -89,7 +89,7 @@ def predict(
       paramcalc predict lstm -d 512 -H 1024 -L 4 --batch 128 --seq-len 100 --device cuda --dtype fp16
       paramcalc predict lstm -d 28 -H 256 --batch 64 --seq-len 28 --output predict.json
     """
-    from ..timing.benchmark import check_min_run_time, check_threads
+    from ..timing.base import check_min_run_time, check_threads
     from ..timing.gemm import DEFAULT_GEMM_MIN_RUN_TIME
     from ..timing.predict import predict as run_predict
 

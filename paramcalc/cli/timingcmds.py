@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 import click
 
 from ..core.cells import FAMILIES
-from ..errors import Interrupted
+from ..errors import Interrupted, ParamcalcError
 from ..results.text import plural
 from .flags import say
 from .options import (
@@ -19,6 +20,7 @@ from .options import (
     output_options,
     plot_options,
     progress,
+    shown,
     spec_options,
     template_spec,
     timing_from_flags,
@@ -26,40 +28,48 @@ from .options import (
     workload_from_flags,
     workload_options,
 )
+from .ranges import parse_cells, parse_range
 
 
 def warn_timings(results: list[Any]) -> None:
     """What makes timings suspect, on stderr, one line each: noise (torch.utils.benchmark's
     verdict), an oversubscribed machine, a measured/predicted ratio far from 1."""
     timed = [r for r in results if r is not None]
-    noisy = [r for r in timed if r.noisy]
-    if noisy:
-        worst = max(r.iqr_s / r.median_s for r in noisy)
-        gross = any(r.noise == "gross" for r in noisy)
-        cpu = any(r.device == "cpu" for r in noisy)
-        fix = "try --min-time 1" + (" or --threads 1" if cpu else "")
-        if gross and any(r.threads > 1 and r.device == "cpu" for r in noisy):
-            fix = "use --threads 1"
-        click.echo(
-            f"warning: {len(noisy)} of {plural(len(timed), 'timing')} "
-            f"{'is' if len(noisy) == 1 else 'are'} {'very ' if gross else ''}noisy (IQR up to "
-            f"{100 * worst:.0f}% of the median): is something else running? {fix}",
-            err=True,
-        )
-    busy = [r for r in timed if r.oversubscribed]
-    if busy:
-        line = next(w for w in busy[0].warnings() if "oversubscribed" in w)
-        click.echo(f"warning: {say(line)}", err=True)
+    lines = [*_noise_warning(timed), *_busy_warning(timed)]
     for r in timed:
         far = [w for w in r.warnings() if w.startswith("measured/predicted")]
-        if far:
-            click.echo(f"warning: {r.spec.describe()}: {say(far[0])}", err=True)
+        lines += [f"{r.spec.describe()}: {far[0]}"] if far else []
+    for line in lines:
+        click.echo(f"warning: {say(line)}", err=True)
+
+
+def _noise_warning(timed: list[Any]) -> list[str]:
+    """One line for the noisy timings among ``timed`` (none when none is)."""
+    noisy = [r for r in timed if r.noisy]
+    if not noisy:
+        return []
+    worst = max(r.iqr_s / r.median_s for r in noisy)
+    gross = any(r.noise == "gross" for r in noisy)
+    fix = "try `min_run_time=1`" + (" or `threads=1`" if any(r.device == "cpu" for r in noisy) else "")
+    if gross and any(r.threads > 1 and r.device == "cpu" for r in noisy):
+        fix = "use `threads=1`"
+    return [
+        f"{len(noisy)} of {plural(len(timed), 'timing')} {'is' if len(noisy) == 1 else 'are'} "
+        f"{'very ' if gross else ''}noisy (IQR up to {100 * worst:.0f}% of the median): "
+        f"is something else running? {fix}"
+    ]
+
+
+def _busy_warning(timed: list[Any]) -> list[str]:
+    """The first oversubscribed timing's sentence (none when the machine was not)."""
+    busy = [r for r in timed if r.oversubscribed]
+    return [next(w for w in busy[0].warnings() if "oversubscribed" in w)] if busy else []
 
 
 def keep_partial(stop: Any, fmt: str, wide: bool, output: str | None) -> None:
     """An interrupted compare/sweep: print the rows already timed, and say where they were kept."""
     partial = stop.partial
-    click.echo(partial.render(fmt, wide=wide))
+    click.echo(shown(partial, fmt, wide=wide))
     where = f"; kept in {output} (marked partial)" if output else ""
     click.echo(f"interrupted: {len(partial.rows):,} of {partial.planned:,} rows were timed{where}", err=True)
 
@@ -116,7 +126,7 @@ def bench(cell: str, predict: bool, fmt: str, wide: bool, output: str | None, **
       paramcalc bench gru -d 64 -H 256 --lengths 50,41,12,3 --min-time 1
       paramcalc bench lstm -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --output bench.json
     """
-    from ..timing.benchmark import bench as run_bench
+    from ..studies.timed import bench as run_bench
 
     check_targets(output)
     workload = workload_from_flags(kw, always=True)
@@ -133,8 +143,6 @@ def bench(cell: str, predict: bool, fmt: str, wide: bool, output: str | None, **
 
 def _timing(kw: dict[str, Any], bench: bool, predict: bool) -> dict[str, Any]:
     """The timing flags of compare/sweep: all with --bench; --device and --threads with --predict."""
-    from ..errors import ParamcalcError
-
     if predict and not bench:
         given = [
             f
@@ -158,6 +166,31 @@ def _link(plot: str | None, output: str | None) -> list[tuple[str, str]]:
         return []
     rel = os.path.relpath(os.path.abspath(plot), os.path.dirname(os.path.abspath(output)))
     return [("plot", rel)]
+
+
+def _run_study(
+    run: Any,
+    rows: int,
+    bench: bool,
+    quiet: bool,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+    plot: str | None,
+) -> None:
+    """Run a compare or sweep (``run(on_row, on_gemm, output)``) with progress on stderr, keep the
+    rows finished when interrupted, warn about suspect timings, print, export and plot."""
+    try:
+        with gemm_progress(quiet) as on_gemm, progress(rows if bench else 0, "timing", quiet) as advance:
+            result = run(on_row=advance, on_gemm=on_gemm, output=output if bench else None)
+    except Interrupted as stop:
+        keep_partial(stop, fmt, wide, output)
+        raise
+    warn_timings([r.bench for r in result.rows if r.bench is not None])
+    emit(result, fmt, output, wide=wide, links=_link(plot, output))
+    if plot:
+        result.plot(plot)
+        click.echo(f"wrote {plot}", err=True)
 
 
 @click.command()
@@ -239,14 +272,35 @@ def compare(
       paramcalc compare -d 512 -H 1024 -L 4 --batch 64 --seq-len 100 --predict --device cuda
       paramcalc compare --from cpu.json h200.json --plot devices.png
     """
-    from ..core.comparison import compare as run_compare
-    from ..core.comparison import parse_cells
-    from ..errors import ParamcalcError
+    from ..studies.compare import compare as run_compare
 
     check_targets(output, plot)
     if from_files:
         _merge(ctx, files, fmt, wide, output, plot)
         return
+    _check_compare(ctx, files, kw, equal, multiple_of)
+    cell_list = parse_cells(cells) or []
+    workload = workload_from_flags(kw, always=True)
+    timing = _timing(kw, bench, predict)
+    spec = template_spec(cell_list, kw)
+    run = functools.partial(
+        run_compare,
+        spec,
+        cell_list,
+        equal=equal,
+        workload=workload,
+        bench=bench,
+        predict=predict,
+        multiple_of=1 if multiple_of is None else multiple_of,
+        **timing,
+    )
+    _run_study(run, len(cell_list), bench, quiet, fmt, wide, output, plot)
+
+
+def _check_compare(
+    ctx: click.Context, files: tuple[str, ...], kw: dict[str, Any], equal: str, multiple_of: int | None
+) -> None:
+    """compare's flags that need each other (files only with --from; -d and -H without it)."""
     if files:
         raise ParamcalcError(f"unexpected argument {files[0]!r}: to merge JSON exports, add --from")
     for key, flag in (("input_size", "'-d' / '--input-size'"), ("hidden_size", "'-H' / '--hidden-size'")):
@@ -254,36 +308,6 @@ def compare(
             raise click.UsageError(f"Missing option {flag}.", ctx)
     if multiple_of is not None and equal != "params":
         raise ParamcalcError("--multiple-of only applies with --equal params")
-    cell_list = parse_cells(cells) or []
-    workload = workload_from_flags(kw, always=True)
-    timing = _timing(kw, bench, predict)
-    spec = template_spec(cell_list, kw)
-    try:
-        with (
-            gemm_progress(quiet) as on_gemm,
-            progress(len(cell_list) if bench else 0, "timing", quiet) as advance,
-        ):
-            result = run_compare(
-                spec,
-                cell_list,
-                equal=equal,
-                workload=workload,
-                bench=bench,
-                predict=predict,
-                multiple_of=1 if multiple_of is None else multiple_of,
-                on_row=advance,
-                on_gemm=on_gemm,
-                output=output if bench else None,
-                **timing,
-            )
-    except Interrupted as stop:
-        keep_partial(stop, fmt, wide, output)
-        raise
-    warn_timings([r.bench for r in result.rows if r.bench is not None])
-    emit(result, fmt, output, wide=wide, links=_link(plot, output))
-    if plot:
-        result.plot(plot)
-        click.echo(f"wrote {plot}", err=True)
 
 
 @click.command()
@@ -337,8 +361,9 @@ def sweep(
       paramcalc sweep -d 28 -H 256 --cells lstm --batch 1,8,64 --seq-len 28 --bench --output sweep.csv
       paramcalc sweep -d 28 -H 64:1024:64 -L 1:4 --batch 64 --seq-len 28 --predict --output sweep.json
     """
-    from ..core.comparison import parse_cells, parse_range, sweep_configs
-    from ..core.comparison import sweep as run_sweep
+    from ..core.spec import MAX_LAYERS
+    from ..studies.sweep import sweep as run_sweep
+    from ..studies.sweep import sweep_configs
 
     check_targets(output, plot)
     cell_list = parse_cells(cells) or []
@@ -350,33 +375,15 @@ def sweep(
     ranges: dict[str, Any] = {
         "cells": cell_list,
         "hidden_sizes": hs,
-        "num_layers": layers,
-        "batches": batches,
-        "seq_lens": seq_lens,
+        "num_layers": parse_range(layers, "layers", maximum=MAX_LAYERS) if layers is not None else None,
+        "batches": parse_range(batches, "batch sizes"),
+        "seq_lens": parse_range(seq_lens, "sequence lengths"),
         "dtype": dtype,
         "mode": "training" if train else "inference",
     }
     n = len(sweep_configs(spec, **ranges, timed=bench))
-    try:
-        with gemm_progress(quiet) as on_gemm, progress(n if bench else 0, "timing", quiet) as advance:
-            result = run_sweep(
-                spec,
-                **ranges,
-                bench=bench,
-                predict=predict,
-                on_row=advance,
-                on_gemm=on_gemm,
-                output=output if bench else None,
-                **timing,
-            )
-    except Interrupted as stop:
-        keep_partial(stop, fmt, wide, output)
-        raise
-    warn_timings([r.bench for r in result.rows if r.bench is not None])
-    emit(result, fmt, output, wide=wide, links=_link(plot, output))
-    if plot:
-        result.plot(plot)
-        click.echo(f"wrote {plot}", err=True)
+    run = functools.partial(run_sweep, spec, **ranges, bench=bench, predict=predict, **timing)
+    _run_study(run, n, bench, quiet, fmt, wide, output, plot)
 
 
 #: compare's parameters that --from leaves alone (the output and plot options).
@@ -389,7 +396,6 @@ def _merge(
     """``compare --from FILES``: merge JSON exports into one table (and a bar plot)."""
     from click.core import ParameterSource
 
-    from ..errors import ParamcalcError
     from ..timing.merge import merge_files
 
     given = [

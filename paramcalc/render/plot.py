@@ -28,7 +28,8 @@ from ..errors import ParamcalcError
 from ..results.renderers import PLOT
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..core.comparison import CompareResult, SweepResult
+    from ..studies.compare import CompareResult
+    from ..studies.sweep import SweepResult
     from ..timing.merge import MergedResult
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")

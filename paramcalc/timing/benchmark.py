@@ -27,14 +27,16 @@
 * **the machine** (CPU): the tasks of other processes ready to run are counted before timing;
   when they and the run's threads outnumber the CPUs the result says so, with the fix
   (``threads=1``). torch's own thread count stays the default: it is what a program runs with.
-* **the prediction**: unless ``predict=False``, the run is also predicted by the GEMM-sequence
-  bound (:mod:`paramcalc.timing.predict`), from GEMM timings kept in the on-disk cache (timed
-  once per device, dtype, thread count and torch version), after the module is freed. The
-  result reports ``predicted_ms`` and ``measured_over_predicted`` (measured / predicted);
-  where the kernel fuses the whole recurrence (a cuDNN persistent kernel) the bound does not
-  apply: the ratio is ``None`` and a note says why.
+* **the prediction**: :func:`bench` measures only. The caller attaches a prediction of the
+  GEMM-sequence bound (:mod:`paramcalc.timing.predict`) for the kernel path that ran, after the
+  module is freed: ``pc.bench`` does by default (:func:`paramcalc.studies.timed.bench`), and
+  compare and sweep predict all their rows at once. A result with a prediction reports
+  ``predicted_ms`` and ``measured_over_predicted`` (measured / predicted); where the kernel
+  fuses the whole recurrence (a cuDNN persistent kernel) the bound does not apply: the ratio is
+  ``None`` and a note says why.
 * **safety**: before anything is allocated the memory the run needs is estimated
-  (:mod:`paramcalc.core.memory`, times a headroom) and compared with what the device has free;
+  (:mod:`paramcalc.core.memory`, times a headroom; :func:`plan_run`, once per run) and compared
+  with what the device has free;
   an out-of-memory error during the run becomes a one-line :class:`ParamcalcError`.
 * **memory**: the peak the timed calls held is measured (:func:`~paramcalc.bridge.devices.peak_memory`:
   CUDA's ``max_memory_allocated``; on a CPU the resident-set growth over the state just before
@@ -46,14 +48,14 @@
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..bridge.build import is_torch_native, module_label, torch_equivalent
+from ..bridge.build import is_torch_native
 from ..bridge.devices import (
+    PeakMemory,
     check_run_memory,
     cpu_count,
     device_name,
@@ -74,15 +76,22 @@ from ..errors import ParamcalcError
 from ..results.base import Result
 from ..results.table import Column, Table
 from ..results.text import fmt_bytes, fmt_seconds, plural
-from .predict import timed_context
+from .base import (
+    check_min_run_time,
+    check_threads,
+    environment,
+    noise_thresholds,
+    num_threads,
+    timed_context,
+    timer_for,
+    timing_spec,
+)
+from .runs import key_columns, key_values, record, runs_meta
 
 if TYPE_CHECKING:  # pragma: no cover
-    import os
-
     import torch
     from torch.utils.benchmark import Measurement
 
-    from .gemm import DeviceTimer
     from .predict import PredictResult
 
 #: Smallest number of timed runs behind a median and an IQR.
@@ -95,26 +104,14 @@ WARMUP_SECONDS = 0.05
 #: A call at least this long (or longer than ``min_run_time / MIN_RUNS``) is timed call by call:
 #: the clock's own cost is under 1e-5 of it, and its warm-up is a timed call (see :func:`measure`).
 SINGLE_CALL_S = 0.01
-#: Most seconds of timing one measurement may be asked for.
-MAX_MIN_RUN_TIME = 600.0
 #: measured/predicted beyond this factor either way is flagged: the speed model's own errors per
 #: cell stay within it on the grids of docs/bench.md, so a larger one means a suspect timing.
 FAR_RATIO = 2.0
 
 
 BENCH_COLUMNS = (
-    Column("spec", "str", wide=True),
-    Column("cell", "str"),
-    Column("hidden_size"),
-    Column("batch", wide=True),  # the workload is in the title
-    Column("seq_len", wide=True),
-    Column("dtype", "str", wide=True),
-    Column("mode", "str", wide=True),
-    Column("device", "str", wide=True),
-    Column("device_name", "str", wide=True),
-    Column("threads", wide=True),
+    *key_columns(),  # the workload and the device are in the title
     Column("kernel", "str"),
-    Column("torch", "str", wide=True),
     Column("runs", wide=True),
     Column("calls_per_run", wide=True),
     Column("time_ms", "float", unit="ms"),
@@ -135,69 +132,6 @@ BENCH_COLUMNS = (
     Column("predicted_peak_bytes", unit="B", wide=True, doc="the memory model's peak for the path that ran"),
     Column("peak_ratio", "float", wide=True, doc="peak_bytes / predicted_peak_bytes"),
 )
-
-
-def noise_thresholds() -> tuple[float, float]:
-    """torch.utils.benchmark's IQR/median thresholds: a ``Measurement`` warns from the first
-    ("could indicate system fluctuation") and calls it gross from the second ("suggests
-    significant environmental influence")."""
-    from torch.utils.benchmark.utils import common
-
-    return (
-        float(getattr(common, "_IQR_WARN_THRESHOLD", 0.1)),
-        float(getattr(common, "_IQR_GROSS_WARN_THRESHOLD", 0.25)),
-    )
-
-
-def num_threads(n: int) -> contextlib.AbstractContextManager[None]:
-    """torch's own thread control for a block (``torch.utils.benchmark``'s ``set_torch_threads``)."""
-    from torch.utils.benchmark import set_torch_threads
-
-    return set_torch_threads(n)
-
-
-def check_threads(threads: Any) -> int | None:
-    """``threads`` if it is ``None`` or a count within this machine's CPUs; else one line."""
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ParamcalcError(f"threads must be a positive integer, got {threads!r}")
-    n = cpu_count()
-    if threads > n:
-        raise ParamcalcError(f"threads must be at most {n} (the CPUs this process may use), got {threads:,}")
-    return threads
-
-
-def check_min_run_time(seconds: Any) -> float:
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not 0 < seconds <= MAX_MIN_RUN_TIME
-        or seconds != seconds
-    ):
-        raise ParamcalcError(f"min_run_time must be in (0, {MAX_MIN_RUN_TIME:g}] seconds, got {seconds!r}")
-    return float(seconds)
-
-
-def timer_for(dev: torch.device) -> Callable[[], float]:
-    """A clock that first waits for the device's queued work (CUDA, MPS)."""
-    import torch
-
-    if dev.type == "cuda":
-
-        def cuda_timer() -> float:
-            torch.cuda.synchronize(dev)
-            return time.perf_counter()
-
-        return cuda_timer
-    if dev.type == "mps":
-
-        def mps_timer() -> float:
-            torch.mps.synchronize()
-            return time.perf_counter()
-
-        return mps_timer
-    return time.perf_counter
 
 
 def measure(
@@ -284,22 +218,6 @@ def _single_calls(once: Callable[[], float], first: float, second: float, min_ru
     while len(runs) < wanted:
         runs.append(once())
     return runs
-
-
-def timing_spec(spec: RecurrentSpec) -> tuple[RecurrentSpec, str]:
-    """The spec whose module is timed for ``spec``, and a note when it is not ``spec`` itself."""
-    target = torch_equivalent(spec)
-    if is_torch_native(target):
-        return target, ""
-    ct = spec.cell_type
-    if spec.bias and spec.bias_vectors == 1 and ct.torch.nn_class and 2 in ct.bias_vectors_allowed:
-        twin = target.replace(bias_vectors=2)
-        if is_torch_native(twin):
-            return twin, (
-                f"timed as torch.nn.{twin.cell_type.torch.nn_class} with two bias vectors per gate block: "
-                "torch has no one-bias module, and the second vector is one fused add per gate element"
-            )
-    return target, f"timed as {module_label(target)}: a correctness reference, not an optimised kernel"
 
 
 def probe_dtype(spec: RecurrentSpec, dev: torch.device, dtype: torch.dtype, name: str, train: bool) -> None:
@@ -519,45 +437,28 @@ class BenchResult(Result):
 
     def environment(self) -> dict[str, Any]:
         """Where the run happened."""
-        return {
-            "device": self.device,
-            "device_name": self.device_name,
-            "threads": self.threads,
-            "torch": self.torch_version,
-        }
-
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.spec.describe(),
-            self.spec.cell,
-            self.spec.hidden_size,
-            self.batch,
-            self.workload.seq_len,
-            self.dtype,
-            self.mode,
-            self.device,
-            self.device_name,
-            self.threads,
-            self.kernel_path,
-            self.torch_version,
-            len(self.times),
-            self.number_per_run,
-            self.median_s * 1e3,
-            self.iqr_s * 1e3 if self.spread_known else None,
-            self.tokens_per_s,
-            self.sequences_per_s,
-            self.flops,
-            self.flop_per_s / 1e9,
-            None if self.predicted_s is None else self.predicted_s * 1e3,
-            self.measured_over_predicted,
-            self.memory_estimate,
-            self.peak_bytes,
-            self.predicted_peak_bytes,
-            self.peak_ratio,
-        )
+        return environment(self)
 
     def _table(self, view: str) -> Table:
-        return Table(BENCH_COLUMNS, (self.row(),))
+        values = {
+            **key_values(self.spec, self.workload, self.environment()),
+            "kernel": self.kernel_path,
+            "runs": len(self.times),
+            "calls_per_run": self.number_per_run,
+            "time_ms": self.median_s * 1e3,
+            "iqr_ms": self.iqr_s * 1e3 if self.spread_known else None,
+            "tokens_per_s": self.tokens_per_s,
+            "sequences_per_s": self.sequences_per_s,
+            "flops": self.flops,
+            "gflop_per_s": self.flop_per_s / 1e9,
+            "predicted_ms": None if self.predicted_s is None else self.predicted_s * 1e3,
+            "measured_over_predicted": self.measured_over_predicted,
+            "memory_estimate_bytes": self.memory_estimate,
+            "peak_bytes": self.peak_bytes,
+            "predicted_peak_bytes": self.predicted_peak_bytes,
+            "peak_ratio": self.peak_ratio,
+        }
+        return Table.from_records(BENCH_COLUMNS, [values])
 
     def title(self) -> str:
         what = "forward + backward" if self.train else "forward (eval, inference_mode)"
@@ -632,24 +533,10 @@ class BenchResult(Result):
         ]
 
     def run_record(self) -> dict[str, Any]:
-        """This run as one entry of a JSON export's ``runs`` (see ``compare --from``)."""
-        from .predict import run_record
-
-        p = self.prediction
-        return run_record(
-            self.spec,
-            self.workload,
-            self.environment(),
-            measured=self.times,
-            iqr_s=self.iqr_s,
-            predicted_s=None if p is None else p.seconds,
-            kernel=self.kernel_path,
-            bound_applies=None if p is None else p.bound_applies,
-        )
+        """This run as one entry of a JSON export's ``runs`` (see :mod:`paramcalc.timing.runs`)."""
+        return record(self.spec, self.workload, self, self.prediction)
 
     def meta(self) -> dict[str, Any]:
-        from .merge import RUNS_SCHEMA
-
         return {
             "result": "bench",
             "spec": self.spec.to_dict(),
@@ -663,8 +550,7 @@ class BenchResult(Result):
             "predicted_s": self.predicted_s,
             "measured_over_predicted": self.measured_over_predicted,
             "cost_convention": self.cost.convention,
-            "runs_schema": RUNS_SCHEMA,
-            "runs": [self.run_record()],
+            **runs_meta("bench", [self.run_record()]),
             "peak_method": self.peak_method,
         }
 
@@ -675,6 +561,36 @@ class BenchResult(Result):
 # --- the entry point -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a timed run will be, known before anything is built: the spec whose module is timed
+    (:func:`~paramcalc.timing.base.timing_spec`), the kernel path it is expected to take and the
+    memory model's peak for that path."""
+
+    spec: RecurrentSpec
+    timed_as: str
+    path: str
+    peak: int
+
+
+def plan_run(spec: RecurrentSpec, workload: Workload, dev: torch.device) -> RunPlan:
+    """The :class:`RunPlan` of timing ``spec`` on ``workload`` on ``dev`` (the memory model, once)."""
+    run_spec, timed_as = timing_spec(spec)
+    path = predicted_path(run_spec, workload, dev)
+    return RunPlan(run_spec, timed_as, path, peak_bytes(run_spec, workload, path, device_type=dev.type))
+
+
+def check_plan(plan: RunPlan, workload: Workload, dev: torch.device) -> int:
+    """Refuse (one line) a run the device cannot hold; the bytes it needs."""
+    return check_run_memory(plan.spec, workload, dev, "the timed run", need=plan.peak)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ParamcalcError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return seed
+
+
 def bench(
     spec: RecurrentSpec,
     workload: Workload | None = None,
@@ -683,25 +599,23 @@ def bench(
     threads: int | None = None,
     min_run_time: float = DEFAULT_MIN_RUN_TIME,
     seed: int = 0,
-    predict: bool = True,
-    cache: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-    timer: DeviceTimer | None = None,
     cost_result: CostResult | None = None,
+    plan: RunPlan | None = None,
 ) -> BenchResult:
     """Time ``spec``'s module on ``device`` for ``workload`` (batch, seq_len, dtype, mode).
 
     ``spec`` may be a :class:`RecurrentSpec` or a recurrent ``torch.nn`` module (its spec is
-    timed, on a fresh seeded module). With ``predict`` (default) the result also carries the
-    GEMM-sequence prediction (:func:`paramcalc.timing.predict.predict`), its GEMM timings from
-    the cache (``cache``, ``cache_dir``) or a shared ``timer``. ``cost_result``: the cost model's
-    result for ``spec`` and ``workload`` when the caller has it (compare and sweep do), so it is
-    not computed again. The spec is coerced once and the memory model evaluated once (again
-    only when the kernel path that ran is not the one expected).
+    timed, on a fresh seeded module). This measures only: ``pc.bench``
+    (:func:`paramcalc.studies.timed.bench`) attaches the GEMM-sequence prediction.
+    ``cost_result``: the cost model's result for ``spec`` and ``workload`` when the caller has
+    it; ``plan``: the :func:`plan_run` of this run when the caller made it (compare and sweep
+    check every row's memory first), so neither is computed again. The spec is coerced once and
+    the memory model evaluated once (again only when the kernel path that ran is not the one
+    expected).
 
     >>> from paramcalc import RecurrentSpec, Workload
     >>> spec = RecurrentSpec("lstm", 28, 256, num_layers=2)
-    >>> r = bench(spec, Workload(batch=4, seq_len=7), min_run_time=0.05, predict=False)
+    >>> r = bench(spec, Workload(batch=4, seq_len=7), min_run_time=0.05)
     >>> r.device, r.tokens, r.median_s > 0
     ('cpu', 28, True)
 
@@ -715,30 +629,67 @@ def bench(
     if not isinstance(workload, Workload):
         raise ParamcalcError(f"bench needs a Workload, got {type(workload).__name__}")
     min_run_time = check_min_run_time(min_run_time)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ParamcalcError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    seed = _check_seed(seed)
     dev = timing_device(device)
-    dtype = torch_dtype(workload.dtype)
-    train = workload.training
+    torch_dtype(workload.dtype)  # int8 and unknown dtypes: one line
     threads = check_threads(threads) or torch.get_num_threads()
     c = cost_result if cost_result is not None else cost(spec, workload)
-    run_spec, timed_as = timing_spec(spec)
-    expected = predicted_path(run_spec, workload, dev)
-    modelled = peak_bytes(run_spec, workload, expected, device_type=dev.type)  # the memory model, once
-    need = check_run_memory(run_spec, workload, dev, "the timed run", need=modelled)  # before any allocation
+    plan = plan if plan is not None else plan_run(spec, workload, dev)
+    need = check_plan(plan, workload, dev)  # before any allocation
+    meas, ops, others, peak = _timed(spec, workload, plan.spec, dev, threads, min_run_time, seed)
+    path = kernel_path(ops, native=is_torch_native(plan.spec))
+    if path == NATIVE_PATH and not is_torch_native(plan.spec):  # pragma: no cover - defensive
+        path = REFERENCE_PATH
+    modelled = plan.peak if path == plan.path else peak_bytes(plan.spec, workload, path, device_type=dev.type)
+    return BenchResult(
+        spec=spec,
+        workload=workload,
+        cost=c,
+        device=str(dev),
+        device_name=device_name(dev),
+        dtype=str(workload.dtype),
+        train=workload.training,
+        threads=threads,
+        kernel_path=path,
+        kernel_ops=ops,
+        torch_version=str(torch.__version__),
+        seed=seed,
+        memory_estimate=need,
+        times=tuple(meas.times),
+        median_s=float(meas.median),
+        iqr_s=float(meas.iqr),
+        number_per_run=int(meas.number_per_run),
+        timed_as=plan.timed_as,
+        measurement=meas,
+        peak_bytes=peak.bytes,
+        predicted_peak_bytes=modelled,
+        peak_method=peak.method,
+        other_load=others,
+        cpus=cpu_count(),
+    )
 
+
+def _timed(
+    spec: RecurrentSpec,
+    workload: Workload,
+    run_spec: RecurrentSpec,
+    dev: torch.device,
+    threads: int,
+    min_run_time: float,
+    seed: int,
+) -> tuple[Measurement, tuple[str, ...], float | None, PeakMemory]:
+    """Build ``run_spec``'s module and time it: the measurement, the kernel ops seen, the other
+    runnable tasks before timing (CPU) and the peak memory the timed calls held. The module is
+    freed on return."""
+    import torch
+
+    train = workload.training
     label = f"{spec.describe()} {workload.dtype} {'train' if train else 'inference'}"
-    sub = f"B={workload.batch} T={workload.seq_len}"
-    with (
-        num_threads(threads),
-        warnings.catch_warnings(),
-        oom_as_error(
-            f"timing {spec.describe()} with batch {workload.batch}, seq_len {workload.seq_len}", dev
-        ),
-    ):
+    what = f"timing {spec.describe()} with batch {workload.batch}, seq_len {workload.seq_len}"
+    with num_threads(threads), warnings.catch_warnings(), oom_as_error(what, dev):
         # e.g. "LSTM with projections is not supported with oneDNN": kernel_path says so
         warnings.filterwarnings("ignore", message=".*not supported with (oneDNN|cuDNN)", category=UserWarning)
-        probe_dtype(run_spec, dev, dtype, str(workload.dtype), train)
+        probe_dtype(run_spec, dev, torch_dtype(workload.dtype), str(workload.dtype), train)
         case: Case = make_case(run_spec, workload, dev, seed=seed)
         case.module.train(train)
         ops = kernel_ops(case, train)
@@ -751,55 +702,7 @@ def bench(
                 threads=threads,
                 min_run_time=min_run_time,
                 label=label,
-                sub_label=sub,
+                sub_label=f"B={workload.batch} T={workload.seq_len}",
                 description=spec.cell,
             )
-    path = kernel_path(ops, native=is_torch_native(run_spec))
-    if path == NATIVE_PATH and not is_torch_native(run_spec):  # pragma: no cover - defensive
-        path = REFERENCE_PATH
-    predicted_peak = (
-        modelled if path == expected else peak_bytes(run_spec, workload, path, device_type=dev.type)
-    )
-    del case  # free the module before any GEMM operand is allocated
-    prediction = None
-    if predict:
-        from .predict import predict as run_predict
-
-        prediction = run_predict(
-            spec,
-            workload,
-            device=dev,
-            threads=threads,
-            cache=cache,
-            cache_dir=cache_dir,
-            timer=timer,
-            kernel=path,
-            cost_result=c,
-        )
-    return BenchResult(
-        spec=spec,
-        workload=workload,
-        cost=c,
-        device=str(dev),
-        device_name=device_name(dev),
-        dtype=str(workload.dtype),
-        train=train,
-        threads=threads,
-        kernel_path=path,
-        kernel_ops=ops,
-        torch_version=str(torch.__version__),
-        seed=seed,
-        memory_estimate=need,
-        times=tuple(meas.times),
-        median_s=float(meas.median),
-        iqr_s=float(meas.iqr),
-        number_per_run=int(meas.number_per_run),
-        timed_as=timed_as,
-        measurement=meas,
-        prediction=prediction,
-        peak_bytes=peak.bytes,
-        predicted_peak_bytes=predicted_peak,
-        peak_method=peak.method,
-        other_load=others,
-        cpus=cpu_count(),
-    )
+    return meas, ops, others, peak

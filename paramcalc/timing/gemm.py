@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamcalcError
 from ..results.text import plural
+from .base import check_min_run_time, check_threads, num_threads, timer_for
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -315,8 +316,6 @@ def time_call(fn: Callable[[], Any], dev: torch.device, threads: int, min_run_ti
     """Time ``fn`` on ``dev`` with torch.utils.benchmark (see the module docstring)."""
     from torch.utils.benchmark import Measurement, TaskSpec, Timer
 
-    from .benchmark import num_threads, timer_for
-
     clock = timer_for(dev)
     samples: list[float] = []
 
@@ -354,8 +353,6 @@ def time_call(fn: Callable[[], Any], dev: torch.device, threads: int, min_run_ti
 def probe_time(fn: Callable[[], Any], dev: torch.device, threads: int) -> float:
     """The median of a few calls of ``fn`` after a first one: at least :data:`PROBE_CALLS`, for
     :data:`PROBE_S` (a quick reading of what the device does now, not a cached timing)."""
-    from .benchmark import num_threads, timer_for
-
     clock = timer_for(dev)
     samples: list[float] = []
     with num_threads(threads):
@@ -455,7 +452,6 @@ class DeviceTimer:
         import torch
 
         from ..bridge.devices import available_bytes, device_name, timing_device
-        from .benchmark import check_min_run_time, check_threads
 
         self.dev = timing_device(device)
         self.threads = (check_threads(threads) or torch.get_num_threads()) if self.dev.type == "cpu" else 0
@@ -762,8 +758,6 @@ class DeviceTimer:
         import time
 
         import torch
-
-        from .benchmark import num_threads, timer_for
 
         clock = timer_for(self.dev)
         a = torch.ones(256, 256, device=self.dev)

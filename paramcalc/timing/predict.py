@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -68,15 +67,15 @@ from ..errors import ParamcalcError
 from ..results.base import Result
 from ..results.table import Column, Table
 from ..results.text import fmt_bytes, fmt_seconds, plural
+from .base import environment, timed_context, timing_spec
 from .gemm import DEFAULT_GEMM_MIN_RUN_TIME, GemmRequest
-from .merge import RUNS_SCHEMA
+from .runs import key_columns, key_values, record, runs_meta
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
 
     import torch
 
-    from .benchmark import BenchResult
     from .gemm import DeviceTimer
 
 MODEL_NOTE = (
@@ -204,35 +203,43 @@ def cudnn_persistent(
     mode = spec.cell_type.torch.mode
     if mode is None or spec.proj_size or workload.lengths is not None:
         return ""
-    major, minor, sms = props
-    h, bsize = spec.hidden_size, workload.batch
     small_h = {True: (384, 192), False: (256, 128)}[forward]
     limit = small_h[0] if mode in ("RNN_TANH", "RNN_RELU") else small_h[1]
-    if major >= 6 and h <= limit:
+    if props[0] >= 6 and spec.hidden_size <= limit:
         return "persistent small-hidden kernel (CUDNN_RNN_ALGO_PERSIST_STATIC_SMALL_H)"
-    if workload.dtype != "fp16":
-        return ""
-    common = (
-        spec.num_layers == 1
-        and h <= 1024
-        and not spec.bidirectional
-        and h % 128 == 0
-        and spec.input_size % 128 == 0
-    )
-    if not common:
-        return ""
-    persist = False
+    if _fp16_persistent(spec, workload, mode, props):
+        return "persistent fp16 kernel (CUDNN_RNN_ALGO_PERSIST_STATIC)"
+    return ""
+
+
+def _fp16_persistent(spec: RecurrentSpec, workload: Workload, mode: str, props: tuple[int, int, int]) -> bool:
+    """``get_algo``'s fp16 rule: one unidirectional layer, Dh ≤ 1024, Dh and d multiples of 128,
+    then the batch (and sequence length) rule of the device generation."""
+    h = spec.hidden_size
+    if workload.dtype != "fp16" or spec.num_layers != 1 or spec.bidirectional or h > 1024:
+        return False
+    if h % 128 or spec.input_size % 128:
+        return False
+    major, minor, sms = props
     if major == 7 and minor != 5:
-        t = workload.seq_len
-        persist = ((bsize % 16 == 0 and bsize not in (80, 112)) or bsize == 8) and (
-            (t >= 40 and bsize <= 128) or (t >= 20 and bsize <= 96) or (t >= 10 and bsize <= 32)
-        )
-    elif major >= 8 and sms >= 98 and minor != 6:
-        if mode == "LSTM":
-            persist = bsize % 8 == 0 and bsize <= 128
-        elif mode in ("RNN_TANH", "RNN_RELU"):
-            persist = bsize % 8 == 0 and bsize <= 128 and (bsize < 96 or h < 896)
-    return "persistent fp16 kernel (CUDNN_RNN_ALGO_PERSIST_STATIC)" if persist else ""
+        return _volta_batch(workload.batch, workload.seq_len)
+    return major >= 8 and sms >= 98 and minor != 6 and _ampere_batch(mode, workload.batch, h)
+
+
+def _volta_batch(b: int, t: int) -> bool:
+    """The fp16 persistent kernel's batch and length rule on compute capability 7.0/7.2."""
+    if not ((b % 16 == 0 and b not in (80, 112)) or b == 8):
+        return False
+    return (t >= 40 and b <= 128) or (t >= 20 and b <= 96) or (t >= 10 and b <= 32)
+
+
+def _ampere_batch(mode: str, b: int, h: int) -> bool:
+    """The fp16 persistent kernel's batch rule from compute capability 8.0 with 98 or more SMs."""
+    if b % 8 or b > 128:
+        return False
+    if mode == "LSTM":
+        return True
+    return mode in ("RNN_TANH", "RNN_RELU") and (b < 96 or h < 896)
 
 
 def fused_reason(
@@ -275,17 +282,7 @@ class GemmShare:
 
 
 TOTAL_COLUMNS = (
-    Column("spec", "str", wide=True),
-    Column("cell", "str"),
-    Column("hidden_size"),
-    Column("batch", wide=True),  # the workload and the device are in the title
-    Column("seq_len", wide=True),
-    Column("dtype", "str", wide=True),
-    Column("mode", "str", wide=True),
-    Column("device", "str", wide=True),
-    Column("device_name", "str", wide=True),
-    Column("threads", wide=True),
-    Column("torch", "str", wide=True),
+    *key_columns(),  # the workload and the device are in the title
     Column("predicted_ms", "float", unit="ms", doc="the GEMM-sequence bound: GEMMs + elementwise + dispatch"),
     Column("gemm_ms", "float", unit="ms"),
     Column("elementwise_ms", "float", unit="ms"),
@@ -365,16 +362,11 @@ class PredictResult(Result):
         return self.workload.mode
 
     def run_record(self) -> dict[str, Any]:
-        """This prediction as one entry of a JSON export's ``runs`` (see ``compare --from``)."""
-        return run_record(self.spec, self.workload, self.environment(), predicted_s=self.seconds)
+        """This prediction as one entry of a JSON export's ``runs`` (see :mod:`paramcalc.timing.runs`)."""
+        return record(self.spec, self.workload, None, self)
 
     def environment(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "device_name": self.device_name,
-            "threads": self.threads,
-            "torch": self.torch_version,
-        }
+        return environment(self)
 
     # -- the protocol ------------------------------------------------------------------------
     def _table(self, view: str) -> Table:
@@ -396,29 +388,18 @@ class PredictResult(Result):
                 for g in self.gemms
             ]
             return Table(GEMM_COLUMNS, tuple(rows))
-        s, w = self.spec, self.workload
-        row = (
-            s.describe(),
-            s.cell,
-            s.hidden_size,
-            w.batch,
-            w.seq_len,
-            w.dtype,
-            w.mode,
-            self.device,
-            self.device_name,
-            self.threads,
-            self.torch_version,
-            self.seconds * 1e3,
-            self.gemm_s * 1e3,
-            self.elementwise_s * 1e3,
-            self.dispatch_s * 1e3,
-            self.tokens_per_s,
-            self.gemm_call_count,
-            len(self.gemms),
-            self.bound_applies,
-        )
-        return Table(TOTAL_COLUMNS, (row,))
+        values = {
+            **key_values(self.spec, self.workload, self.environment()),
+            "predicted_ms": self.seconds * 1e3,
+            "gemm_ms": self.gemm_s * 1e3,
+            "elementwise_ms": self.elementwise_s * 1e3,
+            "dispatch_ms": self.dispatch_s * 1e3,
+            "tokens_per_s": self.tokens_per_s,
+            "gemm_calls": self.gemm_call_count,
+            "distinct_gemms": len(self.gemms),
+            "bound_applies": self.bound_applies,
+        }
+        return Table.from_records(TOTAL_COLUMNS, [values])
 
     def title(self) -> str:
         what = "forward + backward" if self.workload.training else "forward"
@@ -499,50 +480,11 @@ class PredictResult(Result):
             "copy_bandwidth_bytes_per_s": self.copy_bandwidth,
             "bound_applies": self.bound_applies,
             "gemm_cache": self.cache_path or None,
-            "runs_schema": RUNS_SCHEMA,
-            "runs": [self.run_record()],
+            **runs_meta("predict", [self.run_record()]),
         }
 
     def context(self) -> list[tuple[str, str]]:
         return timed_context(self)
-
-
-def timed_context(r: BenchResult | PredictResult) -> list[tuple[str, str]]:
-    """The document context of a timed or predicted run: spec, workload, device, torch."""
-    return [
-        ("spec", r.spec.describe()),
-        ("workload", r.workload.describe()),
-        ("device", f"{r.device} ({r.device_name}), {plural(r.threads, 'thread')}"),
-        ("torch", r.torch_version),
-    ]
-
-
-def run_record(
-    spec: RecurrentSpec,
-    workload: Workload,
-    env: dict[str, Any],
-    *,
-    measured: Sequence[float] | None = None,
-    iqr_s: float | None = None,
-    predicted_s: float | None = None,
-    kernel: str | None = None,
-    bound_applies: bool | None = None,
-) -> dict[str, Any]:
-    """One entry of a JSON export's ``runs``: what ``compare --from`` reads back."""
-    return {
-        "spec": spec.to_dict(),
-        "workload": workload.to_dict(),
-        "device": env["device"],
-        "device_name": env["device_name"],
-        "threads": env["threads"],
-        "torch": env["torch"],
-        "kernel": kernel,
-        "measured_s": statistics.median(measured) if measured else None,
-        "iqr_s": iqr_s,
-        "times_s": list(measured) if measured else None,
-        "predicted_s": predicted_s,
-        "bound_applies": bound_applies,
-    }
 
 
 # --- the entry points ------------------------------------------------------------------------
@@ -566,7 +508,6 @@ def expected_kernel(spec: RecurrentSpec, dev: torch.device) -> str:
     import torch
 
     from ..bridge.build import is_torch_native
-    from .benchmark import timing_spec
 
     if dev.type != "cuda" or spec.cell_type.torch.nn_class is None:
         return ""
@@ -622,7 +563,6 @@ def _plan(
     mm = math_mode(workload.dtype, dev, k)
     requests = {(g.m, g.k, g.n): GemmRequest(g.m, g.k, g.n, workload.dtype, mm) for g in calls}
     from ..bridge.driver import dispatched_ops
-    from .benchmark import timing_spec
 
     probe = timing_spec(spec)[0]
     try:

@@ -409,10 +409,11 @@ def test_compare_report_defines_every_column_and_says_when_and_how(tmp_path):
 
 
 def test_every_compare_column_has_a_definition():
-    from paramcalc.core import comparison as c
+    from paramcalc.studies import views as c
+    from paramcalc.studies.sweep import SWEEP_COLUMNS
 
     timed = [*c.COST_COLUMNS, *c.BENCH_COLUMNS, *c.PREDICT_COLUMNS, c.RATIO_COLUMN, c.TIME_VS_FIRST_COLUMN]
-    for col in (c.CELL_COLUMN, c.HIDDEN_COLUMN, c.PARAMS_COLUMN, c.DIFF_COLUMN, *timed, *c.SWEEP_COLUMNS):
+    for col in (c.CELL_COLUMN, c.HIDDEN_COLUMN, c.PARAMS_COLUMN, c.DIFF_COLUMN, *timed, *SWEEP_COLUMNS):
         assert col.doc, col.name
     names = {col.name for col in timed}
     assert {"gflop_per_s", "kernel", "measured_over_predicted", "iqr_ms", "tokens_per_s"} <= names

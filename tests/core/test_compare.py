@@ -13,7 +13,7 @@ import pytest
 
 import paramcalc as pc
 from paramcalc import ParamcalcError, RecurrentSpec, Workload
-from paramcalc.core.comparison import parse_cells, parse_range
+from paramcalc.cli.ranges import parse_cells, parse_range
 from paramcalc.core.costmodel import cost
 from tests.helpers import invoke, one_line_error
 
@@ -155,9 +155,10 @@ def test_on_row_is_called_per_row():
 
 
 def test_lazy_functions_are_the_functions():
-    import paramcalc.core.comparison as comparison
+    import paramcalc.studies.compare as comparison
+    import paramcalc.studies.sweep as sweeping
 
-    assert pc.compare is comparison.compare and pc.sweep is comparison.sweep
+    assert pc.compare is comparison.compare and pc.sweep is sweeping.sweep
     assert pc.CompareResult is comparison.CompareResult
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         pc.nope  # noqa: B018
@@ -275,7 +276,7 @@ def test_bad_ranges(text, needle):
 def test_parse_cells():
     assert parse_cells("RNN, lstm ,rnn_tanh") == ["rnn", "lstm"]
     assert parse_cells(None) is None
-    with pytest.raises(ParamcalcError, match="`cells` is empty"):
+    with pytest.raises(ParamcalcError, match="--cells is empty"):
         parse_cells(" , ")
 
 
@@ -286,9 +287,9 @@ def test_sweep_is_tidy_and_counts_by_hand():
     r = pc.sweep(
         RecurrentSpec("lstm", 28, 64),
         cells="lstm,gru",
-        hidden_sizes="64:192:64",
-        num_layers="1:2",
-        batches="1,8",
+        hidden_sizes=range(64, 193, 64),
+        num_layers=range(1, 3),
+        batches=[1, 8],
         seq_lens=28,
     )
     assert len(r.rows) == 2 * 3 * 2 * 2 * 1
@@ -312,7 +313,7 @@ def test_sweep_defaults_to_the_template():
 
 
 def test_single_step_cells_have_one_layer():
-    r = pc.sweep(RecurrentSpec("lstm", 4, 8), cells="lstm_cell,lstm", num_layers="1:3")
+    r = pc.sweep(RecurrentSpec("lstm", 4, 8), cells="lstm_cell,lstm", num_layers=range(1, 4))
     assert [(row.spec.cell, row.spec.num_layers) for row in r.rows] == [
         ("lstm_cell", 1),
         ("lstm", 1),
@@ -323,14 +324,14 @@ def test_single_step_cells_have_one_layer():
 
 def test_sweep_caps():
     with pytest.raises(ParamcalcError, match="more than the 10,000 allowed"):
-        pc.sweep(RecurrentSpec("lstm", 4, 8), cells="rnn,lstm,gru", hidden_sizes="1:4000")
+        pc.sweep(RecurrentSpec("lstm", 4, 8), cells="rnn,lstm,gru", hidden_sizes=range(1, 4001))
     line = one_line_error(invoke("sweep", "-d", "4", "-H", "1:600", "--cells", "lstm", "--bench"))
     assert "601" not in line and "600 configurations" in line and "500 allowed when timing" in line
 
 
 def test_sweep_does_not_relabel_hidden_sizes_below_the_projection():
     try:
-        r = pc.sweep(RecurrentSpec("lstm", 4, 8, proj_size=6), hidden_sizes="4:8")
+        r = pc.sweep(RecurrentSpec("lstm", 4, 8, proj_size=6), hidden_sizes=range(4, 9))
     except ParamcalcError as exc:
         assert "proj_size" in str(exc)
     else:
@@ -380,7 +381,10 @@ def test_sweep_plot_svg_has_labelled_axes(tmp_path):
 
     svg = tmp_path / "sweep.svg"
     r = pc.sweep(
-        RecurrentSpec("lstm", 28, 64), cells="rnn,lstm,gru", hidden_sizes="64:256:64", num_layers="1,2"
+        RecurrentSpec("lstm", 28, 64),
+        cells="rnn,lstm,gru",
+        hidden_sizes=range(64, 257, 64),
+        num_layers=[1, 2],
     )
     assert r.plot(svg) == svg
     text = svg.read_text()

@@ -23,7 +23,7 @@ pc.cost(s, pc.Workload(batch=64, seq_len=28, mode="training")).render("simple", 
 pc.solve_budget(s, "1.5M", cells=["rnn", "gru", "mgu"]).render()
 pc.match_hidden(s).table().records()
 pc.explain(s).render()
-pc.compare(s, equal="params").render(); pc.sweep(s, hidden_sizes="64:256:64").table().records()
+pc.compare(s, equal="params").render(); pc.sweep(s, hidden_sizes=range(64, 257, 64)).table().records()
 pc.count_architecture(pc.load_architecture(ARCH)).render("simple", "component")
 """
 

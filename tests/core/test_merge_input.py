@@ -1,7 +1,7 @@
 """``compare --from``: a saved-runs JSON is untrusted input (issue 22). Every malformed or absurd
 value is one line and exit 2; device names are kept as data, whatever they hold.
 
-The exports are written by hand here (the ``runs`` schema of ``paramcalc.timing.merge``), so
+The exports are written by hand here (the ``runs`` schema of ``paramcalc.timing.runs``), so
 these tests need no torch.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from paramcalc import ParamcalcError, RecurrentSpec, Workload
-from paramcalc.timing.merge import MAX_SECONDS, MAX_THREADS, load_runs, merge_files
+from paramcalc.timing.merge import merge_files
+from paramcalc.timing.runs import MAX_SECONDS, MAX_THREADS, load_runs
 from tests.helpers import invoke, one_line_error
 
 

@@ -14,9 +14,10 @@ import pytest
 
 import paramcalc as pc
 from paramcalc.core.architecture import load_architecture
-from paramcalc.core.comparison import compare, sweep
 from paramcalc.core.explain import explain
 from paramcalc.render.export import SUFFIXES
+from paramcalc.studies.compare import compare
+from paramcalc.studies.sweep import sweep
 from tests.helpers import DATA
 
 SEED = pc.RecurrentSpec("lstm", 28, 256, num_layers=2)
@@ -34,7 +35,7 @@ def analytic_results() -> dict[str, pc.Result]:
             load_architecture(DATA / "architectures" / "mnist_rows_lstm.toml")
         ),
         "compare": compare(SEED, workload=WL, equal="params"),
-        "sweep": sweep(SEED, cells="rnn,lstm,gru", hidden_sizes="128:256:128", seq_lens="28", batches="64"),
+        "sweep": sweep(SEED, cells="rnn,lstm,gru", hidden_sizes=(128, 256), seq_lens=28, batches=64),
         "explain": explain(SEED),
     }
 

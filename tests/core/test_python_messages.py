@@ -18,7 +18,8 @@ import pytest
 import paramcalc as pc
 from paramcalc.cli import COMMANDS, cli
 from paramcalc.cli.flags import options, reword
-from paramcalc.timing.merge import RUNS_SCHEMA, merge_files
+from paramcalc.timing.merge import merge_files
+from paramcalc.timing.runs import RUNS_SCHEMA
 from tests.helpers import invoke, one_line_error
 
 PACKAGE = Path(pc.__file__).parent

@@ -40,7 +40,7 @@ def analytic_results() -> list[pc.Result]:
         pc.solve_budget(LSTM, "1.5M", cells=["rnn", "lstm"]),
         pc.match_hidden(LSTM),
         pc.compare(LSTM, equal="params"),
-        pc.sweep(LSTM, cells="rnn,gru", hidden_sizes="64,128"),
+        pc.sweep(LSTM, cells="rnn,gru", hidden_sizes=[64, 128]),
         count_architecture(load_architecture(ARCHS / "awd_lstm_lm.toml")),
         pc.explain(LSTM),
     ]

@@ -19,6 +19,7 @@ from torch import nn
 
 import paramcalc.bridge.devices as devices
 import paramcalc.bridge.driver as driver
+import paramcalc.studies.timed as T
 import paramcalc.timing.benchmark as B
 from paramcalc import ParamcalcError, RecurrentSpec, Workload
 from paramcalc.core.costmodel import cost
@@ -35,7 +36,7 @@ KNOWN_PATHS = {*driver.KERNEL_PATHS.values(), driver.NATIVE_PATH, driver.REFEREN
 def bench(spec=SPEC, wl=WL, **kw):
     kw.setdefault("min_run_time", FAST)
     kw.setdefault("threads", 1)
-    return B.bench(spec, wl, **kw)
+    return T.bench(spec, wl, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -443,11 +444,45 @@ def test_one_bench_coerces_once_and_evaluates_the_memory_model_once(monkeypatch)
     counted(memory, "memory_model")  # what peak_bytes evaluates
     counted(B, "cost")
     monkeypatch.setattr(P, "cost", lambda *a, **k: pytest.fail("the prediction computed the cost again"))
-    r = B.bench(nn.GRU(4, 8), WL, threads=1, min_run_time=FAST, cache=False)
+    r = T.bench(nn.GRU(4, 8), WL, threads=1, min_run_time=FAST, cache=False)
     assert counts == {"spec_from_module": 1, "memory_model": 1, "cost": 1}
     assert r.predicted_peak_bytes == r.memory_estimate == peak_bytes(RecurrentSpec("gru", 4, 8), WL)
     assert r.prediction is not None and r.prediction.cost is r.cost
 
+
+
+def test_bench_measures_and_the_caller_attaches_the_prediction(monkeypatch):
+    """timing's bench measures only (no prediction, no predict argument); pc.bench predicts the
+    kernel path that ran, with the cost the measurement holds."""
+    import paramcalc.timing.predict as P
+
+    measured = B.bench(SPEC, WL, threads=1, min_run_time=FAST)
+    assert measured.prediction is None and measured.predicted_s is None
+    with pytest.raises(TypeError):
+        B.bench(SPEC, WL, predict=True)  # type: ignore[call-arg]
+    asked = []
+    real = P.predict
+    monkeypatch.setattr(P, "predict", lambda *a, **k: asked.append(k) or real(*a, **k))
+    r = T.bench(SPEC, WL, threads=1, min_run_time=FAST, cache=False)
+    (kw,) = asked
+    assert kw["kernel"] == r.kernel_path and kw["cost_result"] is r.cost and kw["threads"] == 1
+    assert r.prediction is not None and r.measured_over_predicted == pytest.approx(r.median_s / r.predicted_s)
+
+
+def test_a_timed_compare_evaluates_each_rows_memory_model_once(monkeypatch):
+    """The runner checks every row's memory before timing and hands bench that plan: one memory
+    model per row, not one for the check and another in bench."""
+    import paramcalc as pc
+    import paramcalc.core.memory as memory
+
+    calls = []
+    real = memory.memory_model
+    monkeypatch.setattr(memory, "memory_model", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    r = pc.compare(SPEC, ["lstm", "gru"], workload=WL, bench=True, threads=1, min_run_time=FAST)
+    assert [s.cell for s in calls] == ["lstm", "gru"]
+    for row in r.rows:
+        assert row.memory == row.bench.memory_estimate == row.bench.predicted_peak_bytes
+        assert row.memory == peak_bytes(row.spec, WL)
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_the_timed_module_is_flattened_after_its_last_cast(monkeypatch, dtype):
@@ -721,7 +756,7 @@ def test_bench_user_errors(args, needle):
 
 @pytest.mark.gpu
 def test_cuda_bench_synchronises_and_names_cudnn():
-    r = B.bench(SPEC, WL, device="cuda", min_run_time=FAST)
+    r = T.bench(SPEC, WL, device="cuda", min_run_time=FAST)
     assert r.device.startswith("cuda") and r.device_name == torch.cuda.get_device_name()
     if torch.backends.cudnn.is_available():
         assert r.kernel_path == "cuDNN"
@@ -731,7 +766,7 @@ def test_cuda_bench_synchronises_and_names_cudnn():
 
 @pytest.mark.gpu
 def test_cuda_half_precision_and_training():
-    r = B.bench(
+    r = T.bench(
         SPEC, Workload(batch=3, seq_len=5, dtype="fp16", mode="training"), device="cuda", min_run_time=FAST
     )
     assert r.dtype == "fp16" and r.train and r.median_s > 0
@@ -749,7 +784,7 @@ def test_cuda_half_precision_times_flat_weights_without_a_torch_warning(dtype):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         case.forward()
-        B.bench(spec, w, device="cuda", min_run_time=FAST, predict=False)
+        T.bench(spec, w, device="cuda", min_run_time=FAST, predict=False)
     assert [str(c.message) for c in caught if issubclass(c.category, UserWarning)] == []
     res = invoke("bench", "lstm", "-d", "64", "-H", "128", "-L", "2", "--batch", "8", "--seq-len", "16",
                  "--dtype", dtype, "--device", "cuda", "--min-time", "0.01")  # fmt: skip
@@ -761,7 +796,7 @@ def test_cuda_memory_check_refuses_a_run_that_cannot_fit():
     free = devices.available_bytes(torch.device("cuda"))
     h = 2**15  # LSTM(h, h, 8): 8·4(2h² + 2h) parameters, far beyond any GPU in fp32
     with pytest.raises(ParamcalcError, match="not enough memory on cuda"):
-        B.bench(RecurrentSpec("lstm", h, h, num_layers=8), Workload(64, 64), device="cuda")
+        T.bench(RecurrentSpec("lstm", h, h, num_layers=8), Workload(64, 64), device="cuda")
     assert devices.available_bytes(torch.device("cuda")) == pytest.approx(free, rel=0.05)
 
 
@@ -769,5 +804,5 @@ def test_cuda_memory_check_refuses_a_run_that_cannot_fit():
     not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()), reason="no MPS device"
 )
 def test_mps_bench():  # pragma: no cover - Apple only
-    r = B.bench(SPEC, WL, device="mps", min_run_time=FAST)
+    r = T.bench(SPEC, WL, device="mps", min_run_time=FAST)
     assert r.device == "mps" and r.median_s > 0

@@ -132,9 +132,9 @@ def test_one_thread_one_run_one_call_read_singular():
     assert "over 1 run x 1 call;" in text and "1 single call timed" in text
     assert not re.search(r"\b1 (threads|runs|calls)\b", text + result.title())
 
-    from paramcalc.core.comparison import _noise_notes
+    from paramcalc.studies.views import noise_notes
 
-    assert _noise_notes([one])[0].startswith("1 of 1 timing is a single slow call: no spread was measured")
+    assert noise_notes([one])[0].startswith("1 of 1 timing is a single slow call: no spread was measured")
 
 
 def test_one_noisy_timing_warning_reads_singular(capsys):

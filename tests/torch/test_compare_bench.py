@@ -46,9 +46,9 @@ def test_compare_bench_columns_are_consistent():
 def test_sweep_bench_rows_carry_their_timings():
     r = pc.sweep(
         RecurrentSpec("gru", 4, 8),
-        hidden_sizes="4,8",
-        batches="2",
-        seq_lens="3",
+        hidden_sizes=[4, 8],
+        batches=2,
+        seq_lens=3,
         bench=True,
         min_run_time=0.01,
         threads=1,
@@ -79,7 +79,7 @@ def test_sweep_checks_memory_of_every_row_before_timing(monkeypatch):
     monkeypatch.setattr(devices, "available_bytes", lambda dev: 10**6)
     monkeypatch.setattr(B, "bench", lambda *a, **k: timed.append(a))
     with pytest.raises(ParamcalcError, match="not enough memory"):
-        pc.sweep(RecurrentSpec("rnn", 28, 8), hidden_sizes="8,512", batches=64, seq_lens=28, bench=True)
+        pc.sweep(RecurrentSpec("rnn", 28, 8), hidden_sizes=[8, 512], batches=64, seq_lens=28, bench=True)
     assert timed == []
 
 
@@ -255,7 +255,7 @@ def test_an_interrupted_sweep_keeps_a_partial_json(tmp_path, monkeypatch):
     bench, _ = fake_bench(stop_at=4)
     monkeypatch.setattr(B, "bench", bench)
     with pytest.raises(pc.Interrupted) as info:
-        pc.sweep(RecurrentSpec("gru", 4, 8), hidden_sizes="4,8,12,16", bench=True, output=out)
+        pc.sweep(RecurrentSpec("gru", 4, 8), hidden_sizes=[4, 8, 12, 16], bench=True, output=out)
     partial = info.value.partial
     assert isinstance(info.value, KeyboardInterrupt)
     assert partial.partial and partial.planned == 4

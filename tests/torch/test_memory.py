@@ -38,7 +38,7 @@ from paramcalc.core.memory import (
     peak_bytes,
     predict_path,
 )
-from paramcalc.timing.benchmark import timing_spec
+from paramcalc.timing.base import timing_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,7 +26,8 @@ from paramcalc.cli import run as cli_run
 from paramcalc.core.costmodel import cost
 from paramcalc.timing import gemm as G
 from paramcalc.timing import predict as P
-from paramcalc.timing.merge import load_runs, merge_files
+from paramcalc.timing.merge import merge_files
+from paramcalc.timing.runs import load_runs
 from tests.helpers import one_line_error
 
 FAST = 0.002  # seconds of timing per GEMM shape in these tests
@@ -578,10 +579,10 @@ def test_sweep_predict_times_each_distinct_shape_once(cache_dir):
     r = pc.sweep(
         spec,
         cells="rnn,gru",
-        hidden_sizes="8,16",
-        num_layers="1:2",
-        batches="2,4",
-        seq_lens="3",
+        hidden_sizes=[8, 16],
+        num_layers=[1, 2],
+        batches=[2, 4],
+        seq_lens=3,
         predict=True,
         on_gemm=lambda d, t: totals.append(t),
     )
