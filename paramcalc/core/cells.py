@@ -723,7 +723,9 @@ def _gru(name: str, single: bool) -> CellType:
             reference_reset_before=Saved(
                 5, -1, "r_t, z_t, n_t, r_t ⊙ h_{t-1}, 1 - z_t (none of it on the zero first state)"
             ),
-            cuda_cell=CudaCell(12, (3, 3, 5), what="igates, hgates (3·Dh each), the kernel's workspace (5·Dh), h_t")
+            cuda_cell=CudaCell(
+                12, (3, 3, 5), what="igates, hgates (3·Dh each), the kernel's workspace (5·Dh), h_t"
+            )
             if single
             else None,
             cudnn=None if single else CudnnRule("gru", reserve=6, standard=5, persistent=4),

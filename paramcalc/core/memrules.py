@@ -71,7 +71,9 @@ class CudaCell:
 
     def __post_init__(self) -> None:
         _count(self, "saved")
-        if not isinstance(self.step, tuple) or not all(type(k) is int and 0 < k <= MAX_COUNT for k in self.step):
+        if not isinstance(self.step, tuple) or not all(
+            type(k) is int and 0 < k <= MAX_COUNT for k in self.step
+        ):
             raise ParamcalcError(f"CudaCell.step must be a tuple of positive integers, got {self.step!r}")
         if not isinstance(self.lt, bool):
             raise ParamcalcError("CudaCell.lt must be True or False")

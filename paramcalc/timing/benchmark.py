@@ -61,13 +61,13 @@ from ..bridge.devices import (
     other_load,
     peak_memory,
     predicted_path,
+    run_memory_model,
     timing_device,
     torch_dtype,
 )
 from ..bridge.driver import NATIVE_PATH, REFERENCE_PATH, Case, kernel_ops, kernel_path, make_case
 from ..core.coerce import as_spec
 from ..core.costmodel import CostResult, cost
-from ..core.memory import peak_bytes
 from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
@@ -366,6 +366,9 @@ class BenchResult(Result):
     # -- memory: measured peak and the memory model's for the kernel path that ran --
     peak_bytes: int | None = None
     predicted_peak_bytes: int | None = None
+    #: What the memory model's figure rests on where not on checked rules (a guess for a cell
+    #: without memory rules; on CUDA the sources, device, versions and calibration).
+    memory_notes: tuple[str, ...] = ()
     peak_method: str = ""
     # -- the machine while it ran: other runnable tasks and this process's CPUs --
     other_load: float | None = None
@@ -574,6 +577,7 @@ class BenchResult(Result):
         if self.timed_as:
             out.append(self.timed_as)
         out += self.warnings()
+        out += [f"memory model: {n}" for n in self.memory_notes]
         if not self.spread_known:
             out.append(
                 f"one call is slow: {plural(len(self.times), 'single call')} timed within --min-time, "
@@ -725,8 +729,10 @@ def bench(
     c = cost_result if cost_result is not None else cost(spec, workload)
     run_spec, timed_as = timing_spec(spec)
     expected = predicted_path(run_spec, workload, dev)
-    modelled = peak_bytes(run_spec, workload, expected, device_type=dev.type)  # the memory model, once
-    need = check_run_memory(run_spec, workload, dev, "the timed run", need=modelled)  # before any allocation
+    modelled = run_memory_model(run_spec, workload, expected, dev)  # the memory model, once
+    need = check_run_memory(
+        run_spec, workload, dev, "the timed run", need=modelled.peak_bytes
+    )  # before any run
 
     label = f"{spec.describe()} {workload.dtype} {'train' if train else 'inference'}"
     sub = f"B={workload.batch} T={workload.seq_len}"
@@ -758,9 +764,7 @@ def bench(
     path = kernel_path(ops, native=is_torch_native(run_spec))
     if path == NATIVE_PATH and not is_torch_native(run_spec):  # pragma: no cover - defensive
         path = REFERENCE_PATH
-    predicted_peak = (
-        modelled if path == expected else peak_bytes(run_spec, workload, path, device_type=dev.type)
-    )
+    memory = modelled if path == expected else run_memory_model(run_spec, workload, path, dev)
     del case  # free the module before any GEMM operand is allocated
     prediction = None
     if predict:
@@ -799,7 +803,8 @@ def bench(
         measurement=meas,
         prediction=prediction,
         peak_bytes=peak.bytes,
-        predicted_peak_bytes=predicted_peak,
+        predicted_peak_bytes=memory.peak_bytes,
+        memory_notes=memory.notes,
         peak_method=peak.method,
         other_load=others,
         cpus=cpu_count(),

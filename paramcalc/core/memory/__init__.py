@@ -118,7 +118,9 @@ PATH_TERMS: dict[tuple[str, bool], Builder] = {
     (REFERENCE, False): lambda c: stepwise.terms(c, REFERENCE),
     (CUDNN, True): cudnn.terms,
     (FUSED_CELL, True): cudasteps.cell,
-    (NATIVE, True): lambda c: cudasteps.cell(c) if c.spec.cell_type.single_step else cudasteps.other(c, NATIVE),
+    (NATIVE, True): lambda c: (
+        cudasteps.cell(c) if c.spec.cell_type.single_step else cudasteps.other(c, NATIVE)
+    ),
     (REFERENCE, True): cudasteps.reference,
 }
 #: Paths that run on CUDA only: modelled on CUDA whatever ``device_type`` says.
@@ -226,7 +228,9 @@ CPU_ALLOCATOR = (lambda c, path: _library_buffers(c), _retention)
 # --- the model ------------------------------------------------------------------------------------
 
 
-def _check(spec: object, workload: object, optimizer: str | None, cuda: object) -> tuple[RecurrentSpec, Workload]:
+def _check(
+    spec: object, workload: object, optimizer: str | None, cuda: object
+) -> tuple[RecurrentSpec, Workload]:
     if not isinstance(spec, RecurrentSpec):
         from ..coerce import as_spec
 

@@ -167,7 +167,13 @@ def resident(c: Ctx, states_saved: bool = False) -> list[MemoryTerm]:
     """Parameters, input and the zero initial states (training counts those as saved activations)."""
     s, nb = c.spec, c.nb
     terms = [
-        term("parameters", total_params(s), nb, "resident", f"every parameter in {c.wl.dtype}, already allocated"),
+        term(
+            "parameters",
+            total_params(s),
+            nb,
+            "resident",
+            f"every parameter in {c.wl.dtype}, already allocated",
+        ),
         term(
             "input",
             c.t * c.b * s.input_size if c.wl.lengths is None else c.n * s.input_size,
@@ -230,7 +236,9 @@ def _rule_for(c: Ctx, path: str) -> Saved | None:
         return rules.reference_reset_before  # Keras' reset_after=False
     own, other = (rules.reference, rules.native) if path == REFERENCE else (rules.native, rules.reference)
     if own is None and other is not None:
-        c.note(f"{ct.display_name} has no {path} rule in its registry entry: its other step-by-step rule is used")
+        c.note(
+            f"{ct.display_name} has no {path} rule in its registry entry: its other step-by-step rule is used"
+        )
     return own or other
 
 
@@ -256,7 +264,11 @@ def saved(c: Ctx, path: str) -> tuple[int, int, str]:
         first += 1  # p_i ⊙ c_0 and p_f ⊙ c_0 keep c_0 apart (a forget-gate peephole: LSTM's)
     proj = h if s.proj_size else 0
     more = " + o ⊙ tanh(c_t) before the projection" if s.proj_size else ""
-    return rule.per_token * h + proj + r, first * c.b * r, f"h_(t-1) and {rule.per_token}·Dh per token: {rule.what}{more}"
+    return (
+        rule.per_token * h + proj + r,
+        first * c.b * r,
+        f"h_(t-1) and {rule.per_token}·Dh per token: {rule.what}{more}",
+    )
 
 
 # --- phases and the peak ------------------------------------------------------------------------

@@ -122,7 +122,8 @@ def cublas_terms(c: Ctx, lt: bool = False) -> list[MemoryTerm]:
                 "cuBLASLt workspace (forward thread)",
                 CUBLASLT_WORKSPACE,
                 "library",
-                "addmm with a bias runs through cuBLASLt, whose 1 MiB workspace is its own (CUBLASLT_WORKSPACE_SIZE)",
+                "addmm with a bias runs through cuBLASLt, whose 1 MiB workspace is its own "
+                "(CUBLASLT_WORKSPACE_SIZE)",
             )
         )
     if c.wl.training:
@@ -147,7 +148,12 @@ def resident(c: Ctx, input_elements: int) -> list[MemoryTerm]:
     from ..params import total_params
 
     return [
-        blocked("parameters", total_params(c.spec) * c.nb, "resident", f"every parameter in {c.wl.dtype}, already allocated"),
+        blocked(
+            "parameters",
+            total_params(c.spec) * c.nb,
+            "resident",
+            f"every parameter in {c.wl.dtype}, already allocated",
+        ),
         blocked("input", input_elements * c.nb, "resident", "the input, already allocated"),
     ]
 

@@ -20,10 +20,10 @@ Each holds cuBLAS's workspaces (:func:`.cuda.cublas_terms`) besides its tensors.
 
 from __future__ import annotations
 
+from ..memrules import CudaCell
 from . import stepwise
 from .base import REFERENCE, Ctx, MemoryTerm, Phase, best
 from .cuda import block, blocked, cublas_terms, notes, resident
-from ..memrules import CudaCell
 
 
 def _cell_rule(c: Ctx) -> CudaCell:
@@ -33,8 +33,8 @@ def _cell_rule(c: Ctx) -> CudaCell:
     ct = c.spec.cell_type
     k = ct.saved_per_unit + 2 * c.g + 2
     c.note(
-        f"memory is a guess: {ct.display_name} has no CUDA cell rule in its registry entry (CellType.memory): "
-        f"autograd is assumed to keep {k}·Dh per token"
+        f"memory is a guess: {ct.display_name} has no CUDA cell rule in its registry entry "
+        f"(CellType.memory): autograd is assumed to keep {k}·Dh per token"
     )
     return CudaCell(k, (c.g, c.g))
 
@@ -62,8 +62,15 @@ def cell(c: Ctx) -> tuple[str, list[MemoryTerm]]:
                     [
                         *base,
                         h0,
-                        MemoryTerm("step outputs", _step_blocks(c, c.r), "kept", "h_t of every step in the driver's list; rule"),
-                        MemoryTerm("one step's temporaries", temps, "peak", f"widths {rule.step} × Dh; rule (traced)"),
+                        MemoryTerm(
+                            "step outputs",
+                            _step_blocks(c, c.r),
+                            "kept",
+                            "h_t of every step in the driver's list; rule",
+                        ),
+                        MemoryTerm(
+                            "one step's temporaries", temps, "peak", f"widths {rule.step} × Dh; rule (traced)"
+                        ),
                     ],
                 )
             ]
@@ -89,7 +96,8 @@ def _cell_backward(c: Ctx, rule: CudaCell) -> list[MemoryTerm]:
             "one step's backward temporaries",
             step_grad,
             "peak",
-            "one step's dW and its contiguous copy (AccumulateGrad's layout contract) and gate gradients; rule (traced)",
+            "one step's dW and its contiguous copy (AccumulateGrad's layout contract) and gate gradients; "
+            "rule (traced)",
         ),
     ]
     if nb != 4:
@@ -98,7 +106,8 @@ def _cell_backward(c: Ctx, rule: CudaCell) -> list[MemoryTerm]:
                 "dL/dh_t of every step",
                 c.n * h * nb,
                 "peak",
-                "out.float(): each step's ToCopyBackward makes its gradient in the data type up front; rule (traced)",
+                "out.float(): each step's ToCopyBackward makes its gradient in the data type up front; "
+                "rule (traced)",
             )
         )
     return out
@@ -111,10 +120,14 @@ def _reference_forward(c: Ctx) -> list[Phase]:
     """Per layer and direction: the input GEMM, then the stacking of its steps (and the merge)."""
     n, r, nb, gh = c.n, c.r, c.nb, c.g * c.h
     gx = block(n * gh * nb)
-    bias = c.spec.bias_vectors >= 1
+    bias = (c.spec.bias_vectors or 0) >= 1
     phases: list[Phase] = []
     for layer in range(c.layers):
-        below = [blocked("layer input", n * r * c.dirs * nb, "kept", f"layer {layer - 1}'s output")] if layer else []
+        below = (
+            [blocked("layer input", n * r * c.dirs * nb, "kept", f"layer {layer - 1}'s output")]
+            if layer
+            else []
+        )
         for direction in range(c.dirs):
             other = [blocked("other direction's output", n * r * nb, "kept", "rule")] if direction else []
             gemm = MemoryTerm(
@@ -156,6 +169,13 @@ def other(c: Ctx, path: str) -> tuple[str, list[MemoryTerm]]:
     """ATen's native loop with cuDNN off, or a single-step reference cell: the CPU's terms and the
     workspaces (not measured on CUDA)."""
     notes(c)
-    c.note(f"the {path} path of {c.spec.describe()} on CUDA was not measured: the CPU's terms with cuBLAS's workspaces")
+    c.note(
+        f"the {path} path of {c.spec.describe()} on CUDA was not measured: the CPU's terms with "
+        "cuBLAS's workspaces"
+    )
     name, body = stepwise.terms(c, path)
-    return name, [*(t for t in body if t.kind == "resident"), *cublas_terms(c), *(t for t in body if t.kind != "resident")]
+    return name, [
+        *(t for t in body if t.kind == "resident"),
+        *cublas_terms(c),
+        *(t for t in body if t.kind != "resident"),
+    ]

@@ -153,10 +153,10 @@ def train_features(c: Ctx) -> list[float]:
     deep, two = int(layers > 1), dirs - 1
     dx = max(d - h, 0)
     return [
-        1.0, layers * dirs * LAYER_CONST, nb * weight_elements(c), nb * b * h * layers * dirs, nb * n * h,
-        nb * n * g * h, nb * n * d, nb * n * dx, nb * n * h * deep, nb * n * h * two, nb * b * h * two * layers,
-        nb * n * h * two * deep, nb * n * d * two, nb * n * h * pk, nb * n * d * pk, nb * n * dx * pk,
-        nb * n * h * deep * pk,
+        1.0, layers * dirs * LAYER_CONST, nb * weight_elements(c), nb * b * h * layers * dirs,
+        nb * n * h, nb * n * g * h, nb * n * d, nb * n * dx, nb * n * h * deep, nb * n * h * two,
+        nb * b * h * two * layers, nb * n * h * two * deep, nb * n * d * two, nb * n * h * pk,
+        nb * n * d * pk, nb * n * dx * pk, nb * n * h * deep * pk,
     ]  # fmt: skip
 
 
@@ -171,7 +171,7 @@ def workspace_training(c: Ctx, rule: CudnnRule, phase: str) -> tuple[int, str]:
     if coef is None:
         return floor, f"rule only (the inference form: no calibration for {key})"
     form = sum(a * x for a, x in zip(coef, train_features(c), strict=True))
-    return int(max(floor, form)), f"calibration {cal.source if cal else ''} ({key})"
+    return int(max(floor, form)), f"calibration {cal.origin if cal else ''} ({key})"
 
 
 # --- the calibration (data: the bridge reads and writes the file) -------------------------------
@@ -183,22 +183,26 @@ class CudnnCalibration:
 
     ``key``: what the sizes depend on (device name, SM count, compute capability, driver, CUDA,
     cuDNN and torch versions); ``coef``: ``(phase/algorithm/mode, coefficients)`` pairs over
-    :data:`TRAIN_BASIS`; ``source``: where it was measured (shown in the model's notes).
+    :data:`TRAIN_BASIS`; ``source``: how they were measured; ``origin``: the file they came from.
     """
 
     key: tuple[tuple[str, str], ...]
     coef: tuple[tuple[str, tuple[float, ...]], ...]
     source: str = ""
+    origin: str = ""
     fit_runs: int = 0
 
     def coefficients(self, key: str) -> tuple[float, ...] | None:
         return dict(self.coef).get(key)
 
     def describe(self) -> str:
+        """The file, the device and versions it holds for, and how it was measured."""
         k = dict(self.key)
-        parts = [k.get("device", "?")]
-        parts += [f"{name} {k[name]}" for name in ("multiprocessors", "sm", "driver", "cuda", "cudnn", "torch") if k.get(name)]
-        return f"{self.source}: " + ", ".join(parts)
+        names = (("multiprocessors", "SMs"), ("sm", "sm"), ("driver", "driver"), ("cuda", "CUDA"))
+        parts = [k.get("device") or "a CUDA device", *(f"{label} {k[f]}" for f, label in names if k.get(f))]
+        parts += [f"{label} {k[f]}" for f, label in (("cudnn", "cuDNN"), ("torch", "torch")) if k.get(f)]
+        how = f"; {self.source}" if self.source else ""
+        return f"{self.origin or 'given'} ({', '.join(parts)}{how})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -210,7 +214,7 @@ class CudnnCalibration:
         }
 
     @classmethod
-    def from_dict(cls, doc: Any, source: str = "") -> CudnnCalibration:
+    def from_dict(cls, doc: Any, origin: str = "") -> CudnnCalibration:
         """Read a calibration document; one-line :class:`ParamcalcError` when it is not one."""
         if not isinstance(doc, Mapping):
             raise ParamcalcError("a cuDNN calibration must be a JSON object")
@@ -221,12 +225,12 @@ class CudnnCalibration:
             raise ParamcalcError("the cuDNN calibration's basis is not this model's: measure it again")
         if not isinstance(coef, Mapping) or not 0 < len(coef) <= MAX_COEF_SETS:
             raise ParamcalcError(f"a cuDNN calibration needs 1..{MAX_COEF_SETS} coefficient sets in 'coef'")
-        sets = tuple((str(k), _coefficients(k, v)) for k, v in coef.items())
         runs = doc.get("n_fit_runs", 0)
         return cls(
-            key=tuple((str(k), str(v)) for k, v in key.items()),
-            coef=sets,
-            source=str(doc.get("source_note") or source or doc.get("source") or "")[:200],
+            key=tuple((str(k)[:40], str(v)[:80]) for k, v in key.items()),
+            coef=tuple((str(k), _coefficients(k, v)) for k, v in coef.items()),
+            source=str(doc.get("source") or "")[:300],
+            origin=origin[:200],
             fit_runs=runs if type(runs) is int and runs >= 0 else 0,
         )
 
@@ -241,7 +245,9 @@ def _coefficients(key: Any, values: Any) -> tuple[float, ...]:
     out = []
     for v in values:
         if type(v) not in (int, float) or not math.isfinite(v) or abs(v) > MAX_COEF:
-            raise ParamcalcError(f"the cuDNN calibration's set {key!r} holds a coefficient that is not a finite number")
+            raise ParamcalcError(
+                f"the cuDNN calibration's set {key!r} holds a coefficient that is not a finite number"
+            )
         out.append(float(v))
     return tuple(out)
 
@@ -326,7 +332,12 @@ def _reserve(c: Ctx, rule: CudnnRule) -> MemoryTerm:
 def _gradients_in(c: Ctx) -> list[MemoryTerm]:
     """What both backward calls hold: the zero gradients of h_n (c_n), dx and dhx (dcx)."""
     return [
-        _states(c, "dL/dh_n (zeros)", "dL/dc_n", "the gradients of h_n (c_n) made for the backward; source: RNN.cpp"),
+        _states(
+            c,
+            "dL/dh_n (zeros)",
+            "dL/dc_n",
+            "the gradients of h_n (c_n) made for the backward; source: RNN.cpp",
+        ),
         blocked("dx", c.n * c.d(0) * c.nb, "peak", "the input gradient; source: RNN.cpp"),
         _states(c, "dhx", "dcx", "the gradients of hx (cx); source: RNN.cpp"),
     ]
@@ -336,9 +347,14 @@ def _training(c: Ctx, rule: CudnnRule, base: list[MemoryTerm]) -> tuple[str, lis
     """The three phases: the training forward, backward data and backward weights."""
     kept, reserve, grads_in = _kept(c), _reserve(c, rule), _gradients_in(c)
     ws_bwd = _workspace(c, rule, "bwd")
-    dy = MemoryTerm("dy (contiguous)", _sizes(c)[2], "peak", "the output gradient made contiguous; source: RNN.cpp")
+    dy = MemoryTerm(
+        "dy (contiguous)", _sizes(c)[2], "peak", "the output gradient made contiguous; source: RNN.cpp"
+    )
     dw = blocked(
-        "parameter gradients", _param_bytes(c), "peak", "dw, one buffer the .grad are views of; source: RNN.cpp"
+        "parameter gradients",
+        _param_bytes(c),
+        "peak",
+        "dw, one buffer the .grad are views of; source: RNN.cpp",
     )
     forward = [*base, *kept, _states(c, "h_n", "c_n", "hy (cy); rule"), reserve, _workspace(c, rule, "fwd")]
     return best(
@@ -356,7 +372,12 @@ def terms(c: Ctx) -> tuple[str, list[MemoryTerm]]:
     notes(c)
     base = resident(c, c.n * c.d(0))
     if not c.wl.training:
-        phase = [*base, *_kept(c), _states(c, "h_n", "c_n", "hy (cy); rule"), _workspace(c, rule, "inference")]
+        phase = [
+            *base,
+            *_kept(c),
+            _states(c, "h_n", "c_n", "hy (cy); rule"),
+            _workspace(c, rule, "inference"),
+        ]
         return best([("forward", phase)])
     cal = setup_of(c).calibration
     if cal is not None:

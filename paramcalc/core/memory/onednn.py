@@ -8,7 +8,7 @@ part; the full allocation is :func:`onednn_workspace_bytes`, stated in the assum
 
 from __future__ import annotations
 
-from .base import Ctx, Kept, MemoryTerm, Phase, best, grads, phase, resident, term
+from .base import Ctx, Kept, MemoryTerm, Phase, Rule, best, grads, phase, resident, term
 
 _PAGE = 4096
 
@@ -81,11 +81,13 @@ def _forward_scratchpad(c: Ctx, layer: int) -> MemoryTerm:
 
 
 def _reordered_weights(c: Ctx, layer: int) -> MemoryTerm:
-    return term("reordered weights", c.g * c.h * (c.d(layer) + c.h), c.nb, "peak", "ideep's copy of W_ih, W_hh")
+    return term(
+        "reordered weights", c.g * c.h * (c.d(layer) + c.h), c.nb, "peak", "ideep's copy of W_ih, W_hh"
+    )
 
 
 #: Inference: what the forward of a layer holds besides the resident terms.
-FORWARD = (_layer_input, _forward_output, _forward_scratchpad, _reordered_weights)
+FORWARD: tuple[Rule, ...] = (_layer_input, _forward_output, _forward_scratchpad, _reordered_weights)
 
 
 # --- training: what each layer keeps, and a layer's backward --------------------------------------
@@ -115,7 +117,7 @@ def _kept_output(c: Ctx, layer: int) -> MemoryTerm:
 
 
 #: Training: what each layer keeps for backward (the touched part of its workspace, its output).
-KEPT = (_workspace_forward_part, _kept_output)
+KEPT: tuple[Rule, ...] = (_workspace_forward_part, _kept_output)
 
 
 def _forward_scratchpad_training(c: Ctx, layer: int) -> MemoryTerm:
@@ -152,7 +154,11 @@ def _diff_states(c: Ctx, layer: int) -> MemoryTerm:
 
 def _backward_scratchpad(c: Ctx, layer: int) -> MemoryTerm:
     return _fp32(
-        "oneDNN scratchpad (backward)", c.t * c.b * _gld(c), "peak", "the gate gradients of every step, fp32", False
+        "oneDNN scratchpad (backward)",
+        c.t * c.b * _gld(c),
+        "peak",
+        "the gate gradients of every step, fp32",
+        False,
     )
 
 
@@ -178,14 +184,23 @@ def _gradients_above(c: Ctx, layer: int) -> MemoryTerm:
 
 
 #: Training: what the backward of a layer holds besides the resident and kept terms.
-BACKWARD = (_output_gradient, _diff_states, _backward_scratchpad, _input_gradient, _weight_copies, _gradients_above)
+BACKWARD: tuple[Rule, ...] = (
+    _output_gradient,
+    _diff_states,
+    _backward_scratchpad,
+    _input_gradient,
+    _weight_copies,
+    _gradients_above,
+)
 
 
 def terms(c: Ctx) -> tuple[str, list[MemoryTerm]]:
     """The oneDNN path: the forward of the largest layer, or the end of forward or a layer's backward."""
     base = resident(c)
     if not c.wl.training:
-        return best((f"forward of layer {layer}", [*base, *phase(c, layer, FORWARD)]) for layer in range(c.layers))
+        return best(
+            (f"forward of layer {layer}", [*base, *phase(c, layer, FORWARD)]) for layer in range(c.layers)
+        )
     kept = Kept()
     for layer in range(c.layers):
         for t in phase(c, layer, KEPT):

@@ -7,7 +7,21 @@ gradients, for stacks and single-step cells.
 
 from __future__ import annotations
 
-from .base import REFERENCE, Ctx, Kept, MemoryTerm, Part, Phase, best, grads, phase, resident, saved, term
+from .base import (
+    REFERENCE,
+    Ctx,
+    Kept,
+    MemoryTerm,
+    Part,
+    Phase,
+    Rule,
+    best,
+    grads,
+    phase,
+    resident,
+    saved,
+    term,
+)
 
 
 def _layer_input(c: Ctx, layer: int) -> MemoryTerm | None:
@@ -18,7 +32,13 @@ def _layer_input(c: Ctx, layer: int) -> MemoryTerm | None:
 
 
 def _cell_step_outputs(c: Ctx, layer: int) -> MemoryTerm:
-    return term("step outputs", c.n * c.r, c.nb, "kept", "the h_t of every step, kept by the driver's list until the end")
+    return term(
+        "step outputs",
+        c.n * c.r,
+        c.nb,
+        "kept",
+        "the h_t of every step, kept by the driver's list until the end",
+    )
 
 
 def _cell_step_gates(c: Ctx, layer: int) -> MemoryTerm:
@@ -26,12 +46,14 @@ def _cell_step_gates(c: Ctx, layer: int) -> MemoryTerm:
 
 
 #: Inference of a single-step cell run by the driver.
-CELL_FORWARD = (_layer_input, _cell_step_outputs, _cell_step_gates)
+CELL_FORWARD: tuple[Rule, ...] = (_layer_input, _cell_step_outputs, _cell_step_gates)
 
 
 def _native_projection(c: Ctx, layer: int) -> MemoryTerm:
     both = ", both directions' (made before either runs)" if c.dirs == 2 else ""
-    return term("input projection", c.dirs * c.n * c.g * c.h, c.nb, "peak", f"x·W_ihᵀ + b_ih of all steps{both}")
+    return term(
+        "input projection", c.dirs * c.n * c.g * c.h, c.nb, "peak", f"x·W_ihᵀ + b_ih of all steps{both}"
+    )
 
 
 def _reference_projection(c: Ctx, layer: int) -> MemoryTerm:
@@ -61,17 +83,25 @@ def _native_step_outputs(c: Ctx, layer: int) -> MemoryTerm:
 
 
 def _reference_step_outputs(c: Ctx, layer: int) -> MemoryTerm:
-    return term("step outputs", c.n * c.r, c.nb, "peak", "the h_t of every step (paramcalc's reference module)")
+    return term(
+        "step outputs", c.n * c.r, c.nb, "peak", "the h_t of every step (paramcalc's reference module)"
+    )
 
 
 #: Inference of a stack, per path: the layer's input, its input projection, its outputs.
-NATIVE_FORWARD = (_layer_input, _native_projection, _native_step_outputs, _stacked_output)
-REFERENCE_FORWARD = (_layer_input, _reference_projection, _reference_step_outputs, _stacked_output)
+NATIVE_FORWARD: tuple[Rule, ...] = (_layer_input, _native_projection, _native_step_outputs, _stacked_output)
+REFERENCE_FORWARD: tuple[Rule, ...] = (
+    _layer_input,
+    _reference_projection,
+    _reference_step_outputs,
+    _stacked_output,
+)
 
 
 def forward(c: Ctx, path: str) -> tuple[str, list[MemoryTerm]]:
     """Inference: the forward of the layer that holds the most."""
     base = resident(c)
+    table: tuple[Rule, ...]
     if c.spec.cell_type.single_step:
         table = CELL_FORWARD
     else:
@@ -104,7 +134,11 @@ def _kept(c: Ctx, path: str) -> tuple[Kept, dict[int, MemoryTerm]]:
         )
         if layer and not single:
             inputs[layer] = term(
-                f"layer {layer} input", c.n * c.out, c.nb, "kept", f"layer {layer - 1}'s output, kept by x·W_ihᵀ"
+                f"layer {layer} input",
+                c.n * c.out,
+                c.nb,
+                "kept",
+                f"layer {layer - 1}'s output, kept by x·W_ihᵀ",
             )
             kept.add(inputs[layer])
         kept.end_layer()
@@ -139,11 +173,23 @@ def _layer_gradients(c: Ctx, layer: int) -> MemoryTerm:
 
 
 #: The backward of a layer, per path, besides what is kept by then.
-NATIVE_BACKWARD = (_output_gradient, _native_gate_gradients, _input_gradient, _layer_gradients)
-REFERENCE_BACKWARD = (_output_gradient, _reference_gate_gradients, _input_gradient, _layer_gradients)
+NATIVE_BACKWARD: tuple[Rule, ...] = (
+    _output_gradient,
+    _native_gate_gradients,
+    _input_gradient,
+    _layer_gradients,
+)
+REFERENCE_BACKWARD: tuple[Rule, ...] = (
+    _output_gradient,
+    _reference_gate_gradients,
+    _input_gradient,
+    _layer_gradients,
+)
 
 
-def _backward(c: Ctx, path: str, base: list[MemoryTerm], kept: Kept, inputs: dict[int, MemoryTerm], layer: int) -> Phase:
+def _backward(
+    c: Ctx, path: str, base: list[MemoryTerm], kept: Kept, inputs: dict[int, MemoryTerm], layer: int
+) -> Phase:
     """What the backward of ``layer`` holds: what is kept by then and its gradients."""
     parts: list[Part] = [*base]
     if path == REFERENCE:
@@ -175,14 +221,18 @@ def _top_output(c: Ctx, layer: int) -> MemoryTerm:
 
 
 #: The end of the forward (training): the top layer's input projection and stacked output.
-END_OF_FORWARD = (_top_projection, _top_output)
+END_OF_FORWARD: tuple[Rule, ...] = (_top_projection, _top_output)
 
 
 def _cell_training(c: Ctx, base: list[MemoryTerm], kept: Kept) -> tuple[str, list[MemoryTerm]]:
     """A single-step cell: everything kept, the step outputs, the gradients and one step's."""
     gh = c.g * c.h
     one_step = term(
-        "one step's gradients", 2 * c.b * gh + gh * (c.d(0) + c.r), c.nb, "peak", "the gate gradients and dW of one step"
+        "one step's gradients",
+        2 * c.b * gh + gh * (c.d(0) + c.r),
+        c.nb,
+        "peak",
+        "the gate gradients and dW of one step",
     )
     outputs = term("step outputs", c.n * c.r, c.nb, "kept", "h_t of every step in the driver's list")
     top = c.layers - 1
