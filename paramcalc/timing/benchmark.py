@@ -577,7 +577,7 @@ class BenchResult(Result):
         if self.timed_as:
             out.append(self.timed_as)
         out += self.warnings()
-        out += [f"memory model: {n}" for n in self.memory_notes]
+        out += self.memory_notes
         if not self.spread_known:
             out.append(
                 f"one call is slow: {plural(len(self.times), 'single call')} timed within --min-time, "

@@ -102,7 +102,8 @@ class CudaSetup:
             return "an assumed H100/H200-class device (compute capability 9.0, at least 98 SMs)"
         major, minor = self.major_minor
         sms = f", {self.multiprocessors} SMs" if self.multiprocessors is not None else ""
-        extra = "".join(f", {k} {v}" for k, v in self.versions.items() if v)
+        labels = {"driver": "driver", "cuda": "CUDA", "cudnn": "cuDNN", "torch": "torch"}
+        extra = "".join(f", {labels.get(k, k)} {v}" for k, v in self.versions.items() if v)
         return f"{self.name or 'a CUDA device'} (compute capability {major}.{minor}{sms}{extra})"
 
 

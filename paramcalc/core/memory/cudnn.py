@@ -35,8 +35,10 @@ from typing import Any
 
 from ...errors import ParamcalcError
 from ..memrules import CudnnRule
-from .base import Ctx, MemoryTerm, best
-from .cuda import MIB, block, blocked, notes, resident, setup_of
+from ..spec import RecurrentSpec
+from ..workload import Workload
+from .base import Ctx, MemoryTerm, best, make_ctx
+from .cuda import MIB, CudaSetup, block, blocked, notes, resident, setup_of
 
 STANDARD, SMALL_H, PERSIST = "std", "small_h", "persist"
 #: cuDNN's names of the algorithms (``cudnnRNNAlgo_t``).
@@ -383,3 +385,20 @@ def terms(c: Ctx) -> tuple[str, list[MemoryTerm]]:
     if cal is not None:
         c.note(f"cuDNN's training workspace: calibration {cal.describe()}")
     return _training(c, rule, base)
+
+
+def buffers(spec: RecurrentSpec, workload: Workload, cuda: CudaSetup | None = None) -> dict[str, Any]:
+    """What cuDNN asks the allocator for in one call of ``spec`` on ``workload`` (requested bytes,
+    before the caching allocator's rounding): the algorithms of the forward and the backward, the
+    inference workspace, and in training the reserve space and the workspaces of the forward and
+    of each backward call (with where each came from)."""
+    c = make_ctx(spec, workload, cuda)
+    rule = rule_of(c)
+    out: dict[str, Any] = {"algo_forward": algo(c, rule, True), "algo_backward": algo(c, rule, False)}
+    if not workload.training:
+        out["workspace"] = workspace_inference(c, rule, out["algo_forward"])
+        return out
+    out["reserve"] = reserve_bytes(c, rule)
+    out["workspace_forward"], out["source_forward"] = workspace_training(c, rule, "fwd")
+    out["workspace_backward"], out["source_backward"] = workspace_training(c, rule, "bwd")
+    return out
