@@ -237,7 +237,9 @@ def measure(
 # --- the report -----------------------------------------------------------------------------------
 
 
-def predicted(row: Row, path: str, device: str, live_only: bool = False, cuda: CudaSetup | None = None) -> int:
+def predicted(
+    row: Row, path: str, device: str, live_only: bool = False, cuda: CudaSetup | None = None
+) -> int:
     """The model's peak for ``row`` on ``path`` (``live_only``: without the allocator terms)."""
     m = memory_model(row.spec(), row.workload(), path, device_type=device.split(":")[0], cuda=cuda)
     return m.peak_bytes - (m.bytes_of("allocator") if live_only else 0)
@@ -276,9 +278,9 @@ def header(saved: dict[str, Any], cuda: CudaSetup | None) -> list[str]:
         + (f"calibration {cal.describe()}" if cal else "no calibration (the inference form: a floor)"),
         f"bf16 weights: {'flat (one buffer)' if cuda.bf16_weights_flat else 'copied every call (not flat)'}",
     ]
-    file_torch = str(saved.get("torch") or "")
-    if cal is not None and file_torch and dict(cal.key).get("torch") not in ("", file_torch):
-        lines.append(f"warning: the calibration is for torch {dict(cal.key).get('torch')}, the run used {file_torch}")
+    file_torch, cal_torch = str(saved.get("torch") or ""), dict(cal.key).get("torch", "") if cal else ""
+    if file_torch and cal_torch and cal_torch != file_torch:
+        lines.append(f"warning: the calibration is for torch {cal_torch}, the run used {file_torch}")
     return [*lines, ""]
 
 
@@ -328,9 +330,8 @@ def report(
             f"held-out rows: median |measured/predicted - 1| = {100 * statistics.median(held):.1f}% over "
             f"{len(held)} rows; worst {100 * max(held):.1f}%"
         )
-    lines.append(
-        f"rows outside {RANGE[0]}-{RANGE[1]}: {len(outside)}" + (f" ({'; '.join(outside)})" if outside else "")
-    )
+    which = f" ({'; '.join(outside)})" if outside else ""
+    lines.append(f"rows outside {RANGE[0]}-{RANGE[1]}: {len(outside)}{which}")
     summary["outside"] = (float(len(outside)), 0.0)
     return "\n".join(lines), summary
 
