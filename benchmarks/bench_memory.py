@@ -10,16 +10,17 @@ measured and their ratio per row, then per mode the median and worst ``|measured
 
     python benchmarks/bench_memory.py [--device cpu|cuda] [--quick] [--threads 1]
         [--json results.json] [--markdown table.md] [--replay results.json] [--only lstm]
-        [--calibration cudnn.json]
+        [--calibration cudnn.json] [--calibrate]
 
 ``--replay`` recomputes the predictions of a saved ``--json`` run with the current model (no
 measuring). On CUDA the model takes the device's facts from the file (capability, SMs, versions,
 whether bf16 weights were flat: files written before paramcalc flattened them were not) and
 cuDNN's training-workspace coefficients from ``--calibration`` (a replay) or the cache (a run;
-:mod:`paramcalc.bridge.calibration`); the table's header says which. Rows whose predicted peak
-is above ``--max-gib`` (default 3.5) are skipped, so a run stays within what a shared machine can
-spare. Exit status 0 when the median errors are within :data:`TARGET` (on CUDA also no ratio
-outside :data:`RANGE`), 1 otherwise.
+:mod:`paramcalc.bridge.calibration`); the table's header says which. ``--calibrate`` with
+``--device cuda`` measures them (about 400 traced training calls) and caches them for the
+device. Rows whose predicted peak is above ``--max-gib`` (default 3.5) are skipped, so a run
+stays within what a shared machine can spare. Exit status 0 when the median errors are within
+:data:`TARGET` (on CUDA also no ratio outside :data:`RANGE`), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -365,6 +366,11 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="compare with the model's live tensors only (no allocator terms), for --fixed-mmap-threshold",
     )
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure cuDNN's training workspaces on --device (CUDA), fit and cache a calibration, stop",
+    )
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     return ap.parse_args()
 
@@ -419,6 +425,15 @@ def main() -> int:
     args = _arguments()
     if args.child:
         return child(args.child, args.device, args.threads, args.min_calls)
+    if args.calibrate:
+        import torch
+
+        from paramcalc.bridge.calibration import calibration_file, measure_calibration
+
+        cal = measure_calibration(torch.device(args.device))
+        where = calibration_file(dict(cal.key))
+        print(f"calibration {cal.describe()}: {len(cal.coef)} coefficient sets, saved to {where}")
+        return 0
     saved = json.loads(Path(args.replay).read_text()) if args.replay else _measure_grid(args)
     device = saved["device"]
     cuda = cuda_setup(saved, _calibration(args, saved)) if device.startswith("cuda") else None

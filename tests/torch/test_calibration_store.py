@@ -37,7 +37,7 @@ KEY = {
 def test_the_shipped_h200_calibration_reads_and_says_where_it_was_measured():
     cal = C.read_calibration(SHIPPED)
     assert C.normal_key(dict(cal.key)) == KEY
-    assert cal.source.startswith("measured on the device") and cal.fit_runs == 3912
+    assert cal.source.startswith("measured on the device") and cal.fit_runs == 1964
     assert cal.describe().startswith("cudnn_calibration_h200.json (NVIDIA H200, SMs 132, sm 9.0")
 
 
@@ -139,3 +139,69 @@ def test_the_run_memory_model_on_a_cpu_is_the_cpu_model():
 def test_the_cache_folder_is_the_timing_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("PARAMCALC_CACHE_DIR", str(tmp_path))
     assert C.calibration_file(KEY).parent == Path(tmp_path)
+
+
+# --- fitting a calibration ------------------------------------------------------------------------
+
+FIT = ROOT / "data" / "cuda" / "cudnn_workspaces_h200_fit.jsonl"
+
+
+def _spec_workload(r: dict) -> tuple[pc.RecurrentSpec, pc.Workload]:
+    from tests.core.test_memory_cuda import _case
+
+    spec, wl, _ = _case({**r, "train": 1})
+    return spec, wl
+
+
+def test_a_calibration_fitted_from_the_h200_runs_predicts_the_held_out_traces():
+    """The fit (bridge.calibration.fit_calibration) on the H200 sweeps' fit runs (1,964 traced
+    training calls, their workspaces) against the held-out traced calls it never saw."""
+    import statistics
+
+    from paramcalc.core.memory import CudaSetup
+    from paramcalc.core.memory.cudnn import buffers
+    from tests.core.test_memory_cuda import _traced_buffers, _traces
+
+    setup = CudaSetup("NVIDIA H200", (9, 0), 132)
+    samples = []
+    for line in FIT.read_text().splitlines():
+        r = json.loads(line)
+        samples.append((*_spec_workload(r), r["ws_fwd"], r["ws_bwd"]))
+    cal = C.fit_calibration(samples, KEY, "fitted in a test", setup)
+    assert cal.fit_runs == 1964 and cal.coefficients("bwd/std/lstm") is not None
+    fitted = CudaSetup("NVIDIA H200", (9, 0), 132, calibration=cal)
+    errors = []
+    for r in (r for r in _traces() if r["train"]):
+        spec, wl = _spec_workload(r)
+        traced, got = _traced_buffers(r["ev"], True), buffers(spec, wl, fitted)
+        for key in ("workspace_forward", "workspace_backward"):
+            errors.append(abs(got[key] / traced[key] - 1))
+    assert statistics.median(errors) <= 0.02 and max(errors) <= 0.15
+
+
+def test_too_few_calls_fit_nothing():
+    spec, wl = pc.RecurrentSpec("lstm", 64, 256), pc.Workload(8, 10, mode="training")
+    with pytest.raises(ParamcalcError, match="too few traced calls"):
+        C.fit_calibration([(spec, wl, 9 << 20, 9 << 20)], KEY, "two calls")
+
+
+def test_the_workspaces_are_read_off_a_training_calls_allocations():
+    # hx, y, hy, workspace (W) with the reserve (R) allocated right after it, W freed, ...,
+    # backward data: dy, workspace (B1) freed at once; backward weights: dw, workspace (B2) freed
+    w, r, b1, b2 = 9_000_000, 700_000, 9_500_000, 9_400_000
+    events = [4096, 8192, 4096, w, r, -w, -4096, 8192, b1, -b1, -8192, 65536, b2, -b2, -r]
+    assert C.workspaces_of(events) == (w, b1)
+    with pytest.raises(ParamcalcError, match="no cuDNN workspace found"):
+        C.workspaces_of([4096, -4096])
+
+
+def test_calibration_shapes_cover_the_algorithms_and_dtypes():
+    from paramcalc.core.memory.cudnn import buffers
+
+    shapes = C.calibration_shapes(400, seed=0)
+    assert len(shapes) == 400 and shapes == C.calibration_shapes(400, seed=0)
+    seen = {(s.cell, w.dtype, buffers(s, w)["algo_forward"]) for s, w in shapes}
+    for cell in ("rnn", "lstm", "gru"):
+        for dtype in ("fp32", "fp16"):
+            assert {(cell, dtype, "std"), (cell, dtype, "small_h")} <= seen
+    assert any(w.lengths for _, w in shapes) and any(s.proj_size for s, _ in shapes)

@@ -117,3 +117,24 @@ def test_cudnns_buffers_are_its_rules(mode, calibrated):
         assert 0.85 <= ratio <= 1.15 if calibrated else ratio <= 1.0 + 1e-9  # uncalibrated: the floor
     else:
         assert abs(got["workspace"] - traced["workspace"]) <= 4096
+
+
+def test_a_calibration_measured_on_the_device_predicts_its_own_traces(tmp_path, monkeypatch):
+    """bridge.calibration.measure_calibration: 400 traced training calls, fitted and cached under
+    the device's key; then a call it never traced (another seed) against its own trace."""
+    import paramcalc as pc
+    from paramcalc.bridge.devices import cuda_setup
+    from paramcalc.core.memory.cudnn import buffers
+
+    monkeypatch.setenv("PARAMCALC_CACHE_DIR", str(tmp_path))
+    dev = torch.device("cuda")
+    cal = C.measure_calibration(dev, calls=400, seed=0)
+    loaded, why = C.load_calibration(C.device_key(dev))
+    assert why == "" and loaded is not None and loaded.coef == cal.coef
+    assert cuda_setup(dev).calibration is not None
+    spec, wl = pc.RecurrentSpec("lstm", 256, 512, num_layers=2), pc.Workload(32, 100, mode="training")
+    traced_fwd, traced_bwd = C.trace_training_call(spec, wl, dev)
+    got = buffers(spec, wl, cuda_setup(dev))
+    assert got["source_forward"].startswith("calibration cudnn-")
+    assert abs(got["workspace_forward"] / traced_fwd - 1) <= 0.1
+    assert abs(got["workspace_backward"] / traced_bwd - 1) <= 0.1

@@ -402,3 +402,17 @@ def buffers(spec: RecurrentSpec, workload: Workload, cuda: CudaSetup | None = No
     out["workspace_forward"], out["source_forward"] = workspace_training(c, rule, "fwd")
     out["workspace_backward"], out["source_backward"] = workspace_training(c, rule, "bwd")
     return out
+
+
+def training_form(spec: RecurrentSpec, workload: Workload, cuda: CudaSetup | None = None) -> dict[str, Any]:
+    """What a calibration is fitted from, per phase (``fwd``, ``bwd``): the coefficient set's key
+    (``phase/algorithm/mode``), the training form's features (:data:`TRAIN_BASIS`) and the floor
+    (the inference form) of one training call of ``spec`` on ``workload``."""
+    c = make_ctx(spec, workload, cuda)
+    rule = rule_of(c)
+    features = train_features(c)
+    out: dict[str, Any] = {}
+    for phase in ("fwd", "bwd"):
+        alg = algo(c, rule, phase == "fwd")
+        out[phase] = (f"{phase}/{alg}/{rule.mode}", features, workspace_inference(c, rule, alg))
+    return out
