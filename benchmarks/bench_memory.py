@@ -428,7 +428,8 @@ def main() -> int:
     if args.calibrate:
         import torch
 
-        from paramcalc.bridge.calibration import calibration_file, measure_calibration
+        from paramcalc.bridge.calibrate import measure_calibration
+        from paramcalc.bridge.calibration import calibration_file
 
         cal = measure_calibration(torch.device(args.device))
         where = calibration_file(dict(cal.key))

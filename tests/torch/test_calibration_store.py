@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import paramcalc as pc
+from paramcalc.bridge import calibrate as M
 from paramcalc.bridge import calibration as C
 from paramcalc.bridge import devices
 from paramcalc.core.memory import memory_model
@@ -167,7 +168,7 @@ def test_a_calibration_fitted_from_the_h200_runs_predicts_the_held_out_traces():
     for line in FIT.read_text().splitlines():
         r = json.loads(line)
         samples.append((*_spec_workload(r), r["ws_fwd"], r["ws_bwd"]))
-    cal = C.fit_calibration(samples, KEY, "fitted in a test", setup)
+    cal = M.fit_calibration(samples, KEY, "fitted in a test", setup)
     assert cal.fit_runs == 1964 and cal.coefficients("bwd/std/lstm") is not None
     fitted = CudaSetup("NVIDIA H200", (9, 0), 132, calibration=cal)
     errors = []
@@ -182,7 +183,7 @@ def test_a_calibration_fitted_from_the_h200_runs_predicts_the_held_out_traces():
 def test_too_few_calls_fit_nothing():
     spec, wl = pc.RecurrentSpec("lstm", 64, 256), pc.Workload(8, 10, mode="training")
     with pytest.raises(ParamcalcError, match="too few traced calls"):
-        C.fit_calibration([(spec, wl, 9 << 20, 9 << 20)], KEY, "two calls")
+        M.fit_calibration([(spec, wl, 9 << 20, 9 << 20)], KEY, "two calls")
 
 
 def test_the_workspaces_are_read_off_a_training_calls_allocations():
@@ -190,16 +191,16 @@ def test_the_workspaces_are_read_off_a_training_calls_allocations():
     # backward data: dy, workspace (B1) freed at once; backward weights: dw, workspace (B2) freed
     w, r, b1, b2 = 9_000_000, 700_000, 9_500_000, 9_400_000
     events = [4096, 8192, 4096, w, r, -w, -4096, 8192, b1, -b1, -8192, 65536, b2, -b2, -r]
-    assert C.workspaces_of(events) == (w, b1)
+    assert M.workspaces_of(events) == (w, b1)
     with pytest.raises(ParamcalcError, match="no cuDNN workspace found"):
-        C.workspaces_of([4096, -4096])
+        M.workspaces_of([4096, -4096])
 
 
 def test_calibration_shapes_cover_the_algorithms_and_dtypes():
     from paramcalc.core.memory.cudnn import buffers
 
-    shapes = C.calibration_shapes(400, seed=0)
-    assert len(shapes) == 400 and shapes == C.calibration_shapes(400, seed=0)
+    shapes = M.calibration_shapes(400, seed=0)
+    assert len(shapes) == 400 and shapes == M.calibration_shapes(400, seed=0)
     seen = {(s.cell, w.dtype, buffers(s, w)["algo_forward"]) for s, w in shapes}
     for cell in ("rnn", "lstm", "gru"):
         for dtype in ("fp32", "fp16"):

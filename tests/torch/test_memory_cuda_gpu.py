@@ -17,6 +17,7 @@ import sys
 import pytest
 import torch
 
+from paramcalc.bridge import calibrate as M
 from paramcalc.bridge import calibration as C
 from tests.core.test_memory_cuda import _traced_buffers
 from tests.helpers import ROOT
@@ -128,12 +129,12 @@ def test_a_calibration_measured_on_the_device_predicts_its_own_traces(tmp_path, 
 
     monkeypatch.setenv("PARAMCALC_CACHE_DIR", str(tmp_path))
     dev = torch.device("cuda")
-    cal = C.measure_calibration(dev, calls=400, seed=0)
+    cal = M.measure_calibration(dev, calls=400, seed=0)
     loaded, why = C.load_calibration(C.device_key(dev))
     assert why == "" and loaded is not None and loaded.coef == cal.coef
     assert cuda_setup(dev).calibration is not None
     spec, wl = pc.RecurrentSpec("lstm", 256, 512, num_layers=2), pc.Workload(32, 100, mode="training")
-    traced_fwd, traced_bwd = C.trace_training_call(spec, wl, dev)
+    traced_fwd, traced_bwd = M.trace_training_call(spec, wl, dev)
     got = buffers(spec, wl, cuda_setup(dev))
     assert got["source_forward"].startswith("calibration cudnn-")
     assert abs(got["workspace_forward"] / traced_fwd - 1) <= 0.1

@@ -25,7 +25,8 @@ dispatches to in ``tests/torch/test_memory.py``):
 
 **Term tables**, one per path and device (:data:`PATH_TERMS`), each a tuple of small term rules
 per phase (``base``: the sizes and shared terms; ``onednn``, ``stepwise``: the CPU paths;
-``cudnn``, ``cudasteps``, ``cuda``: the CUDA paths, the caching allocator and cuBLAS). What a cell
+``cudnn``, ``cudasteps``, ``cuda``: the CUDA paths, the caching allocator and cuBLAS; ``setup``:
+the CUDA device's facts and cuDNN's calibration, as data). What a cell
 keeps for backward on each path comes from its registry entry
 (:class:`paramcalc.core.memrules.MemoryRules`); a cell without rules gets a guess, and the
 model's notes say so. Notation: ``N`` real tokens, ``B`` batch, ``T`` steps, ``Dh`` hidden,
@@ -78,9 +79,9 @@ from .base import (
     make_ctx,
     optimizer_term,
 )
-from .cuda import CudaSetup, block
-from .cudnn import CudnnCalibration
+from .cuda import block
 from .onednn import good_ld, onednn_workspace_bytes
+from .setup import CudaSetup, CudnnCalibration
 
 #: Bytes the CPU libraries (MKL's GEMM packing buffers, OpenMP, oneDNN's caches) keep once a run
 #: is large: on the grid of docs/memory.md the resident set exceeds the live tensors by about this

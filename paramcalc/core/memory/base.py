@@ -19,7 +19,7 @@ from ..spec import RecurrentSpec
 from ..workload import Workload
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cuda import CudaSetup
+    from .setup import CudaSetup
 
 ONEDNN = "oneDNN"
 CUDNN = "cuDNN"

@@ -19,26 +19,14 @@ H100/H200-class device and says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 from .base import Ctx, MemoryTerm
+from .setup import CUBLASLT_WORKSPACE, MIB, CudaSetup
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .cudnn import CudnnCalibration
-
-MIB = 1 << 20
 #: The caching allocator's constants (``CUDACachingAllocator.h``).
 MIN_BLOCK = 512
 SMALL_SIZE = 1 * MIB
 MIN_LARGE_ALLOC = 10 * MIB
 ROUND_LARGE = 2 * MIB
-#: cuBLAS's default workspace per handle and stream: compute capability 9, 10, 12 / the others.
-CUBLAS_WORKSPACE_LARGE = 4096 * 1024 * 8
-CUBLAS_WORKSPACE_SMALL = 4096 * 1024 * 2 + 16 * 1024 * 8
-#: cuBLASLt's workspace (``CUBLASLT_WORKSPACE_SIZE``, 1024 KiB by default).
-CUBLASLT_WORKSPACE = 1 * MIB
 #: Where the CUDA rules were read and checked (named in every CUDA model's notes).
 RULES_FROM = (
     "rules read from torch 2.11's sources (cuDNN RNN.cpp, CublasHandlePool.cpp, CUDACachingAllocator.cpp) "
@@ -55,56 +43,6 @@ def block(n: int) -> int:
         return r
     segment = -(-r // ROUND_LARGE) * ROUND_LARGE
     return segment if segment - r <= SMALL_SIZE else r
-
-
-@dataclass(frozen=True)
-class CudaSetup:
-    """The device and libraries a CUDA run uses, as far as its memory depends on them.
-
-    ``capability`` and ``multiprocessors``: ``None`` when not known (then an H100/H200-class
-    device, 9.0 with at least 98 SMs, is assumed, and the notes say so). ``versions``: torch,
-    CUDA, cuDNN and driver, as named in the notes. ``cublas_workspace``: bytes per cuBLAS handle
-    when ``CUBLAS_WORKSPACE_CONFIG`` sets them (``None``: torch's default for the device).
-    ``bf16_weights_flat``: cuDNN's weights are in one buffer in bf16 too
-    (:func:`paramcalc.bridge.driver.flatten_weights` flattens them; torch's own
-    ``flatten_parameters`` skips bf16, and each call then copies them). ``calibration``: cuDNN's
-    training-workspace coefficients for this device and stack, if measured.
-    """
-
-    name: str = ""
-    capability: tuple[int, int] | None = None
-    multiprocessors: int | None = None
-    versions: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
-    cublas_workspace: int | None = None
-    bf16_weights_flat: bool = True
-    calibration: CudnnCalibration | None = field(default=None, hash=False)
-
-    @property
-    def assumed(self) -> bool:
-        return self.capability is None
-
-    @property
-    def major_minor(self) -> tuple[int, int]:
-        return self.capability or (9, 0)
-
-    @property
-    def sms(self) -> int:
-        return self.multiprocessors if self.multiprocessors is not None else 132
-
-    def cublas_bytes(self) -> int:
-        """One cuBLAS workspace (per handle and stream)."""
-        if self.cublas_workspace is not None:
-            return self.cublas_workspace
-        return CUBLAS_WORKSPACE_LARGE if self.major_minor[0] in (9, 10, 12) else CUBLAS_WORKSPACE_SMALL
-
-    def describe(self) -> str:
-        if self.assumed:
-            return "an assumed H100/H200-class device (compute capability 9.0, at least 98 SMs)"
-        major, minor = self.major_minor
-        sms = f", {self.multiprocessors} SMs" if self.multiprocessors is not None else ""
-        labels = {"driver": "driver", "cuda": "CUDA", "cudnn": "cuDNN", "torch": "torch"}
-        extra = "".join(f", {labels.get(k, k)} {v}" for k, v in self.versions.items() if v)
-        return f"{self.name or 'a CUDA device'} (compute capability {major}.{minor}{sms}{extra})"
 
 
 def setup_of(c: Ctx) -> CudaSetup:

@@ -28,33 +28,19 @@ caching allocator's blocks of them (:func:`.cuda.block`).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ParamcalcError
 from ..memrules import CudnnRule
 from ..spec import RecurrentSpec
 from ..workload import Workload
 from .base import Ctx, MemoryTerm, best, make_ctx
-from .cuda import MIB, CudaSetup, block, blocked, notes, resident, setup_of
+from .cuda import block, blocked, notes, resident, setup_of
+from .setup import ALGO_NAMES, MIB, PERSIST, SMALL_H, STANDARD, CudaSetup
 
-STANDARD, SMALL_H, PERSIST = "std", "small_h", "persist"
-#: cuDNN's names of the algorithms (``cudnnRNNAlgo_t``).
-ALGO_NAMES = {STANDARD: "STANDARD", SMALL_H: "PERSIST_STATIC_SMALL_H", PERSIST: "PERSIST_STATIC"}
 #: cuDNN's constant per layer-direction in every workspace (the same 8 MiB in every algorithm).
 LAYER_CONST = 8 * MIB
 #: STANDARD inference computes the input GEMM of at most this many steps at a time (unidirectional).
 STEP_CHUNK = 256
-#: The training form's features (bytes), whose coefficients a calibration holds.
-TRAIN_BASIS = (
-    "c", "LD8", "w", "BHLD", "NH", "NGH", "Nd", "Ndx", "NHL1", "NHD2", "BHD2L", "NHDL", "NdD2",
-    "NHp", "Ndp", "Ndxp", "NHL1p",
-)  # fmt: skip
-#: Bounds a calibration file is read within.
-MAX_COEF_SETS = 64
-MAX_COEF = 1e12
 
 
 def rule_of(c: Ctx) -> CudnnRule:
@@ -174,84 +160,6 @@ def workspace_training(c: Ctx, rule: CudnnRule, phase: str) -> tuple[int, str]:
         return floor, f"rule only (the inference form: no calibration for {key})"
     form = sum(a * x for a, x in zip(coef, train_features(c), strict=True))
     return int(max(floor, form)), f"calibration {cal.origin if cal else ''} ({key})"
-
-
-# --- the calibration (data: the bridge reads and writes the file) -------------------------------
-
-
-@dataclass(frozen=True)
-class CudnnCalibration:
-    """cuDNN's training-workspace coefficients, measured on one device and software stack.
-
-    ``key``: what the sizes depend on (device name, SM count, compute capability, driver, CUDA,
-    cuDNN and torch versions); ``coef``: ``(phase/algorithm/mode, coefficients)`` pairs over
-    :data:`TRAIN_BASIS`; ``source``: how they were measured; ``origin``: the file they came from.
-    """
-
-    key: tuple[tuple[str, str], ...]
-    coef: tuple[tuple[str, tuple[float, ...]], ...]
-    source: str = ""
-    origin: str = ""
-    fit_runs: int = 0
-
-    def coefficients(self, key: str) -> tuple[float, ...] | None:
-        return dict(self.coef).get(key)
-
-    def describe(self) -> str:
-        """The file, the device and versions it holds for, and how it was measured."""
-        k = dict(self.key)
-        names = (("multiprocessors", "SMs"), ("sm", "sm"), ("driver", "driver"), ("cuda", "CUDA"))
-        parts = [k.get("device") or "a CUDA device", *(f"{label} {k[f]}" for f, label in names if k.get(f))]
-        parts += [f"{label} {k[f]}" for f, label in (("cudnn", "cuDNN"), ("torch", "torch")) if k.get(f)]
-        how = f"; {self.source}" if self.source else ""
-        return f"{self.origin or 'given'} ({', '.join(parts)}{how})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "key": dict(self.key),
-            "basis": list(TRAIN_BASIS),
-            "source": self.source,
-            "n_fit_runs": self.fit_runs,
-            "coef": {k: list(v) for k, v in self.coef},
-        }
-
-    @classmethod
-    def from_dict(cls, doc: Any, origin: str = "") -> CudnnCalibration:
-        """Read a calibration document; one-line :class:`ParamcalcError` when it is not one."""
-        if not isinstance(doc, Mapping):
-            raise ParamcalcError("a cuDNN calibration must be a JSON object")
-        key, basis, coef = doc.get("key"), doc.get("basis"), doc.get("coef")
-        if not isinstance(key, Mapping) or not all(isinstance(v, (str, int)) for v in key.values()):
-            raise ParamcalcError("a cuDNN calibration needs a 'key' object of names and versions")
-        if basis != list(TRAIN_BASIS):
-            raise ParamcalcError("the cuDNN calibration's basis is not this model's: measure it again")
-        if not isinstance(coef, Mapping) or not 0 < len(coef) <= MAX_COEF_SETS:
-            raise ParamcalcError(f"a cuDNN calibration needs 1..{MAX_COEF_SETS} coefficient sets in 'coef'")
-        runs = doc.get("n_fit_runs", 0)
-        return cls(
-            key=tuple((str(k)[:40], str(v)[:80]) for k, v in key.items()),
-            coef=tuple((str(k), _coefficients(k, v)) for k, v in coef.items()),
-            source=str(doc.get("source") or "")[:300],
-            origin=origin[:200],
-            fit_runs=runs if type(runs) is int and runs >= 0 else 0,
-        )
-
-
-def _coefficients(key: Any, values: Any) -> tuple[float, ...]:
-    phase, _, rest = str(key).partition("/")
-    alg, _, mode = rest.partition("/")
-    if phase not in ("fwd", "bwd") or alg not in ALGO_NAMES or mode not in ("rnn", "lstm", "gru"):
-        raise ParamcalcError(f"the cuDNN calibration has an unknown coefficient set {str(key)[:40]!r}")
-    if not isinstance(values, list) or len(values) != len(TRAIN_BASIS):
-        raise ParamcalcError(f"the cuDNN calibration's set {key!r} needs {len(TRAIN_BASIS)} coefficients")
-    out = []
-    for v in values:
-        if type(v) not in (int, float) or not math.isfinite(v) or abs(v) > MAX_COEF:
-            raise ParamcalcError(
-                f"the cuDNN calibration's set {key!r} holds a coefficient that is not a finite number"
-            )
-        out.append(float(v))
-    return tuple(out)
 
 
 # --- the path's term table -----------------------------------------------------------------------
