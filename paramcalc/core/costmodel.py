@@ -676,7 +676,7 @@ def cost(
     back = sum(bw for _, bw in per_layer)
     per_seq = sum(sum(_flops(lc, sw, t, 1, wl.training)) for lc in layers)
 
-    # memory: the memory model's peaks of the kernel path predicted for a CPU (core/memory.py)
+    # memory: the memory model's peaks of the kernel path predicted for a CPU (core/memory/)
     nb = wl.dtype_bytes
     h, p, nd = spec.hidden_size, spec.proj_size, spec.num_directions
     width = {"h": p or h, "c": h}

@@ -280,6 +280,11 @@ def terms(c: Ctx) -> tuple[str, list[MemoryTerm]]:
     """The cuDNN path: the forward (inference), or the largest of its three training phases."""
     rule = rule_of(c)
     notes(c)
+    if c.wl.dtype == "bf16" and setup_of(c).bf16_weights_flat:
+        c.note(
+            "bf16 weights counted flat, as paramcalc's driver makes them; a module only torch's "
+            "flatten_parameters saw (it skips bf16) copies them every call: the parameters' bytes more"
+        )
     base = resident(c, c.n * c.d(0))
     if not c.wl.training:
         phase = [
