@@ -115,8 +115,8 @@ Builder = Callable[[Ctx], tuple[str, list[MemoryTerm]]]
 PATH_TERMS: dict[tuple[str, bool], Builder] = {
     (ONEDNN, False): onednn.terms,
     (ONEDNN, True): onednn.terms,
-    (NATIVE, False): lambda c: stepwise.terms(c, NATIVE),
-    (REFERENCE, False): lambda c: stepwise.terms(c, REFERENCE),
+    (NATIVE, False): stepwise.native,
+    (REFERENCE, False): stepwise.reference,
     (CUDNN, True): cudnn.terms,
     (FUSED_CELL, True): cudasteps.cell,
     (NATIVE, True): lambda c: (
@@ -197,7 +197,7 @@ def largest_block(spec: RecurrentSpec, workload: Workload) -> int:
     return min(elements * nb, GLIBC_MMAP_THRESHOLD_MAX)
 
 
-def _library_buffers(c: Ctx) -> MemoryTerm:
+def _library_buffers(c: Ctx, path: str) -> MemoryTerm:
     return MemoryTerm(
         "library buffers",
         min(BLAS_BUFFERS, c.wl.tokens * c.g * c.h * c.nb),
@@ -223,7 +223,7 @@ def _retention(c: Ctx, path: str) -> MemoryTerm | None:
 
 
 #: The CPU's allocator terms, added to every CPU path's peak.
-CPU_ALLOCATOR = (lambda c, path: _library_buffers(c), _retention)
+CPU_ALLOCATOR = (_library_buffers, _retention)
 
 
 # --- the model ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ..memrules import CudaCell
 from . import stepwise
-from .base import REFERENCE, Ctx, MemoryTerm, Phase, best
+from .base import NATIVE, REFERENCE, Ctx, MemoryTerm, Phase, best
 from .cuda import block, blocked, cublas_terms, notes, resident
 
 
@@ -163,6 +163,11 @@ def reference(c: Ctx) -> tuple[str, list[MemoryTerm]]:
     init = MemoryTerm("initial states (zeros)", states, "kept", "h_0 (and c_0), (L·D, B, R) each; rule")
     name, phase = best(_reference_forward(c))
     return name, [*base, init, *phase]
+
+
+def native(c: Ctx) -> tuple[str, list[MemoryTerm]]:
+    """The ``native`` path on CUDA: RNNCell stepped by the driver, or a stack with cuDNN off."""
+    return cell(c) if c.spec.cell_type.single_step else other(c, NATIVE)
 
 
 def other(c: Ctx, path: str) -> tuple[str, list[MemoryTerm]]:

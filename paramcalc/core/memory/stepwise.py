@@ -8,6 +8,7 @@ gradients, for stacks and single-step cells.
 from __future__ import annotations
 
 from .base import (
+    NATIVE,
     REFERENCE,
     Ctx,
     Kept,
@@ -254,3 +255,13 @@ def training(c: Ctx, path: str) -> tuple[str, list[MemoryTerm]]:
 def terms(c: Ctx, path: str) -> tuple[str, list[MemoryTerm]]:
     """The native or reference path on a CPU (and, with the CUDA terms added, on CUDA)."""
     return training(c, path) if c.wl.training else forward(c, path)
+
+
+def native(c: Ctx) -> tuple[str, list[MemoryTerm]]:
+    """ATen's native loop."""
+    return terms(c, NATIVE)
+
+
+def reference(c: Ctx) -> tuple[str, list[MemoryTerm]]:
+    """paramcalc's reference module."""
+    return terms(c, REFERENCE)
