@@ -10,11 +10,17 @@ measured and their ratio per row, then per mode the median and worst ``|measured
 
     python benchmarks/bench_memory.py [--device cpu|cuda] [--quick] [--threads 1]
         [--json results.json] [--markdown table.md] [--replay results.json] [--only lstm]
+        [--calibration cudnn.json] [--calibrate]
 
 ``--replay`` recomputes the predictions of a saved ``--json`` run with the current model (no
-measuring). Rows whose predicted peak is above ``--max-gib`` (default 3.5) are skipped, so a run
+measuring). On CUDA the model takes the device's facts from the file (capability, SMs, versions,
+whether bf16 weights were flat: files written before paramcalc flattened them were not) and
+cuDNN's training-workspace coefficients from ``--calibration`` (a replay) or the cache (a run;
+:mod:`paramcalc.bridge.calibration`); the table's header says which. ``--calibrate`` with
+``--device cuda`` measures them (about 400 traced training calls) and caches them for the
+device. Rows whose predicted peak is above ``--max-gib`` (default 3.5) are skipped, so a run
 stays within what a shared machine can spare. Exit status 0 when the median errors are within
-:data:`TARGET`, 1 otherwise.
+:data:`TARGET` (on CUDA also no ratio outside :data:`RANGE`), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from paramcalc import RecurrentSpec, Workload
-from paramcalc.core.memory import memory_model
+from paramcalc.core.memory import CudaSetup, CudnnCalibration, memory_model
 
 #: Median |measured/predicted - 1| the model must meet, per mode.
 TARGET = 0.15
+#: On CUDA every row's measured/predicted must lie within this range.
+RANGE = (0.7, 1.5)
 MIB = 1 << 20
 #: Calls each row runs at least: the resident set of a native run keeps growing over the first
 #: calls (the allocator's retention) before it levels off, and a planned run makes many calls.
@@ -180,10 +188,23 @@ def child(spec_json: str, device: str, threads: int, min_calls: int = MIN_CALLS)
                 "seconds": time.perf_counter() - t0,
                 "device_name": r.device_name,
                 "torch": r.torch_version,
+                **_cuda_facts(device),
             }
         )
     )
     return 0
+
+
+def _cuda_facts(device: str) -> dict[str, Any]:
+    """What the CUDA model needs to replay a row (a CUDA run only)."""
+    if not device.startswith("cuda"):
+        return {}
+    import torch
+
+    from paramcalc.bridge.calibration import device_key
+
+    key = device_key(torch.device(device))
+    return {"cuda_key": key, "bf16_weights_flat": True}  # bridge.driver.flatten_weights flattens bf16
 
 
 def measure(
@@ -217,20 +238,63 @@ def measure(
 # --- the report -----------------------------------------------------------------------------------
 
 
-def predicted(row: Row, path: str, device: str, live_only: bool = False) -> int:
+def predicted(
+    row: Row, path: str, device: str, live_only: bool = False, cuda: CudaSetup | None = None
+) -> int:
     """The model's peak for ``row`` on ``path`` (``live_only``: without the allocator terms)."""
-    m = memory_model(row.spec(), row.workload(), path, device_type=device.split(":")[0])
+    m = memory_model(row.spec(), row.workload(), path, device_type=device.split(":")[0], cuda=cuda)
     return m.peak_bytes - (m.bytes_of("allocator") if live_only else 0)
 
 
+def cuda_setup(saved: dict[str, Any], calibration: CudnnCalibration | None) -> CudaSetup:
+    """The CUDA model's facts for a saved run: from its rows' ``cuda_key`` (new files), else from
+    the calibration's key, else an assumed H100/H200-class device; bf16 weights flat only where
+    the file says so (files written before paramcalc flattened them)."""
+    rows = [r for r in saved["rows"] if "error" not in r]
+    key = dict(rows[0].get("cuda_key") or {}) if rows else {}
+    key = key or (dict(calibration.key) if calibration else {})
+    sm = str(key.get("sm", ""))
+    major, _, minor = sm.partition(".")
+    capability = (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
+    sms = str(key.get("multiprocessors", ""))
+    return CudaSetup(
+        name=str(saved.get("device_name") or key.get("device") or ""),
+        capability=capability,
+        multiprocessors=int(sms) if sms.isdigit() else None,
+        versions={k: str(v) for k, v in key.items() if k in ("driver", "cuda", "cudnn", "torch")},
+        bf16_weights_flat=bool(rows and rows[0].get("bf16_weights_flat", False)),
+        calibration=calibration,
+    )
+
+
+def header(saved: dict[str, Any], cuda: CudaSetup | None) -> list[str]:
+    """What the predictions rest on: the device and versions, the calibration (CUDA)."""
+    where = f"measured on {saved.get('device_name') or saved['device']}, torch {saved.get('torch') or '?'}"
+    if cuda is None:
+        return [f"{where}; predicted by the CPU memory model (docs/memory.md)", ""]
+    cal = cuda.calibration
+    lines = [
+        f"{where}; predicted by the CUDA memory model for {cuda.describe()}",
+        "cuDNN training workspace: "
+        + (f"calibration {cal.describe()}" if cal else "no calibration (the inference form: a floor)"),
+        f"bf16 weights: {'flat (one buffer)' if cuda.bf16_weights_flat else 'copied every call (not flat)'}",
+    ]
+    file_torch, cal_torch = str(saved.get("torch") or ""), dict(cal.key).get("torch", "") if cal else ""
+    if file_torch and cal_torch and cal_torch != file_torch:
+        lines.append(f"warning: the calibration is for torch {cal_torch}, the run used {file_torch}")
+    return [*lines, ""]
+
+
 def report(
-    results: list[dict[str, Any]], device: str, live_only: bool = False
+    results: list[dict[str, Any]], device: str, live_only: bool = False, cuda: CudaSetup | None = None
 ) -> tuple[str, dict[str, tuple[float, float]]]:
-    """A markdown table of every row and the median and worst error per mode."""
+    """A markdown table of every row and the median and worst error per mode (and the rows
+    outside :data:`RANGE`, under the key ``outside``)."""
     lines = [
         "| mode | configuration | path | predicted MiB | measured MiB | ratio |",
         "|---|---|---|---:|---:|---:|",
     ]
+    outside: list[str] = []
     errors: dict[str, list[tuple[float, str]]] = {"inference": [], "training": []}
     held: list[float] = []
     for res in results:
@@ -238,8 +302,10 @@ def report(
         if "error" in res:
             lines.append(f"| {row.mode} | {row.label()} | - | - | - | {res['error']} |")
             continue
-        pred = predicted(row, res["path"], device, live_only)
+        pred = predicted(row, res["path"], device, live_only, cuda)
         ratio = res["peak_bytes"] / pred
+        if not RANGE[0] <= ratio <= RANGE[1]:
+            outside.append(f"{row.mode} {row.label()} ({ratio:.3f})")
         errors[row.mode].append((abs(ratio - 1), row.label()))
         if row.holdout:
             held.append(abs(ratio - 1))
@@ -265,10 +331,13 @@ def report(
             f"held-out rows: median |measured/predicted - 1| = {100 * statistics.median(held):.1f}% over "
             f"{len(held)} rows; worst {100 * max(held):.1f}%"
         )
+    which = f" ({'; '.join(outside)})" if outside else ""
+    lines.append(f"rows outside {RANGE[0]}-{RANGE[1]}: {len(outside)}{which}")
+    summary["outside"] = (float(len(outside)), 0.0)
     return "\n".join(lines), summary
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
@@ -282,6 +351,11 @@ def main() -> int:
     ap.add_argument("--markdown", default="", help="write the table here")
     ap.add_argument("--replay", default="", help="recompute the predictions of a saved --json run")
     ap.add_argument(
+        "--calibration",
+        default="",
+        help="a cuDNN calibration file for the CUDA model (default: a run uses the cache's, a replay none)",
+    )
+    ap.add_argument(
         "--fixed-mmap-threshold",
         action="store_true",
         help="run the children with MALLOC_MMAP_THRESHOLD_=131072 (glibc: no dynamic threshold, so freed "
@@ -292,57 +366,86 @@ def main() -> int:
         action="store_true",
         help="compare with the model's live tensors only (no allocator terms), for --fixed-mmap-threshold",
     )
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure cuDNN's training workspaces on --device (CUDA), fit and cache a calibration, stop",
+    )
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def _measure_grid(args: argparse.Namespace) -> dict[str, Any]:
+    """Every row of the grid in a fresh process; the saved run (also written to ``--json``)."""
+    device, results = args.device, []
+    rows = [r for r in (issue_rows() if args.issue else grid(args.quick)) if args.only in r.label()]
+    for i, row in enumerate(rows, 1):
+        guess = memory_model(row.spec(), row.workload(), device_type=device.split(":")[0]).peak_bytes
+        if guess > args.max_gib * (1 << 30):
+            print(f"[{i}/{len(rows)}] {row.mode} {row.label()}: skipped (predicted {guess / MIB:,.0f} MiB)")
+            continue
+        env = {"MALLOC_MMAP_THRESHOLD_": str(128 << 10)} if args.fixed_mmap_threshold else None
+        res = measure(row, device, args.threads, args.timeout, env, args.min_calls)
+        res["row"] = row.to_dict()
+        results.append(res)
+        if "error" in res:
+            print(f"[{i}/{len(rows)}] {row.mode} {row.label()}: {res['error']}", flush=True)
+        else:
+            print(
+                f"[{i}/{len(rows)}] {row.mode} {row.label()}: {res['path']}, measured "
+                f"{res['peak_bytes'] / MIB:,.1f} MiB, predicted "
+                f"{res['predicted_peak_bytes'] / MIB:,.1f} MiB ({res['seconds']:.0f} s)",
+                flush=True,
+            )
+    meta = next((r for r in results if "error" not in r), {})
+    saved = {
+        "device": device,
+        "device_name": meta.get("device_name"),
+        "torch": meta.get("torch"),
+        "threads": args.threads,
+        "fixed_mmap_threshold": args.fixed_mmap_threshold,
+        "rows": results,
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(saved, indent=1))
+    return saved
+
+
+def _calibration(args: argparse.Namespace, saved: dict[str, Any]) -> CudnnCalibration | None:
+    """``--calibration``, else (a run, not a replay) the cache's for the device the rows ran on."""
+    from paramcalc.bridge.calibration import load_calibration, read_calibration
+
+    if args.calibration:
+        return read_calibration(args.calibration)
+    key = next((r.get("cuda_key") for r in saved["rows"] if r.get("cuda_key")), None)
+    return None if args.replay or key is None else load_calibration(key)[0]
+
+
+def main() -> int:
+    args = _arguments()
     if args.child:
         return child(args.child, args.device, args.threads, args.min_calls)
+    if args.calibrate:
+        import torch
 
-    if args.replay:
-        saved = json.loads(Path(args.replay).read_text())
-        results, device = saved["rows"], saved["device"]
-    else:
-        device, results = args.device, []
-        rows = [r for r in (issue_rows() if args.issue else grid(args.quick)) if args.only in r.label()]
-        for i, row in enumerate(rows, 1):
-            guess = memory_model(row.spec(), row.workload(), device_type=device.split(":")[0]).peak_bytes
-            if guess > args.max_gib * (1 << 30):
-                print(
-                    f"[{i}/{len(rows)}] {row.mode} {row.label()}: skipped (predicted {guess / MIB:,.0f} MiB)"
-                )
-                continue
-            env = {"MALLOC_MMAP_THRESHOLD_": str(128 << 10)} if args.fixed_mmap_threshold else None
-            res = measure(row, device, args.threads, args.timeout, env, args.min_calls)
-            res["row"] = row.to_dict()
-            results.append(res)
-            if "error" in res:
-                print(f"[{i}/{len(rows)}] {row.mode} {row.label()}: {res['error']}", flush=True)
-            else:
-                print(
-                    f"[{i}/{len(rows)}] {row.mode} {row.label()}: {res['path']}, measured "
-                    f"{res['peak_bytes'] / MIB:,.1f} MiB, predicted "
-                    f"{res['predicted_peak_bytes'] / MIB:,.1f} MiB ({res['seconds']:.0f} s)",
-                    flush=True,
-                )
-        if args.json:
-            meta = next((r for r in results if "error" not in r), {})
-            Path(args.json).write_text(
-                json.dumps(
-                    {
-                        "device": device,
-                        "device_name": meta.get("device_name"),
-                        "torch": meta.get("torch"),
-                        "threads": args.threads,
-                        "fixed_mmap_threshold": args.fixed_mmap_threshold,
-                        "rows": results,
-                    },
-                    indent=1,
-                )
-            )
-    table, summary = report(results, device, args.live_only)
+        from paramcalc.bridge.calibrate import measure_calibration
+        from paramcalc.bridge.calibration import calibration_file
+
+        cal = measure_calibration(torch.device(args.device))
+        where = calibration_file(dict(cal.key))
+        print(f"calibration {cal.describe()}: {len(cal.coef)} coefficient sets, saved to {where}")
+        return 0
+    saved = json.loads(Path(args.replay).read_text()) if args.replay else _measure_grid(args)
+    device = saved["device"]
+    cuda = cuda_setup(saved, _calibration(args, saved)) if device.startswith("cuda") else None
+    table, summary = report(saved["rows"], device, args.live_only, cuda)
+    table = "\n".join(header(saved, cuda)) + table
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
-    return 0 if summary and all(med <= TARGET for med, _ in summary.values()) else 1
+    outside = summary.pop("outside", (0.0, 0.0))[0]
+    ok = summary and all(med <= TARGET for med, _ in summary.values()) and (cuda is None or not outside)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

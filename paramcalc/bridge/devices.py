@@ -9,6 +9,9 @@
   :class:`~paramcalc.errors.ParamcalcError`.
 * :func:`check_run_memory` refuses a run the memory model (:mod:`paramcalc.core.memory`) says
   the device cannot hold; :func:`peak_memory` measures the peak a block of work really held.
+* :func:`cuda_setup` gives the CUDA memory model the device's facts and the cuDNN calibration
+  cached for it (:mod:`paramcalc.bridge.calibration`); :func:`run_memory_model` is the model of a
+  run on a device with them.
 
 torch is imported inside the functions, so importing this module costs nothing.
 """
@@ -29,6 +32,8 @@ from ..results.text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+    from ..core.memory import CudaSetup, MemoryModel
 
 _DEVICE_RE = re.compile(r"^(cpu|meta|mps|cuda)(?::(\d{1,4}))?$")
 
@@ -135,9 +140,9 @@ def other_load(samples: int = 3, gap_s: float = 0.001) -> float | None:
 
     Linux: the running-task count of ``/proc/loadavg`` (its fourth field, ``running/total``,
     which counts the reader too) minus this process's own running threads
-    (``/proc/self/task/*/stat``), the median of ``samples`` reads ``gap_s`` apart: a CPU-bound
-    process is always running, a passing task rarely. Elsewhere: the one-minute load average
-    less one for this process.
+    (``/proc/self/task/*/stat``), the low median of ``samples`` reads ``gap_s`` apart (a count,
+    never a mean of two): a CPU-bound process is always running, a passing task rarely.
+    Elsewhere: the one-minute load average less one for this process.
     """
     import statistics
     import time
@@ -151,7 +156,7 @@ def other_load(samples: int = 3, gap_s: float = 0.001) -> float | None:
             break
         reads.append(n)
     if reads:
-        return float(statistics.median(reads))
+        return float(statistics.median_low(reads))
     try:
         return max(0.0, os.getloadavg()[0] - 1)
     except (AttributeError, OSError):  # pragma: no cover - no load average at all
@@ -277,9 +282,51 @@ def run_memory_needed(spec: Any, workload: Any, dev: Any = None, *, fused: bool 
     anything (:func:`paramcalc.core.memory.predict_path`); ``fused=False`` is a run with oneDNN
     and cuDNN disabled (the flop check).
     """
-    from ..core.memory import peak_bytes
+    return run_memory_model(spec, workload, predicted_path(spec, workload, dev, fused=fused), dev).peak_bytes
 
-    return peak_bytes(spec, workload, predicted_path(spec, workload, dev, fused=fused))
+
+def run_memory_model(spec: Any, workload: Any, path: str, dev: Any = None) -> MemoryModel:
+    """The memory model of a run on ``dev`` by ``path``, with the device's facts and cuDNN
+    calibration on CUDA (:func:`cuda_setup`)."""
+    from ..core.memory import memory_model
+
+    kind = getattr(dev, "type", None) or str(dev or "cpu").split(":")[0]
+    return memory_model(
+        spec, workload, path, device_type=kind, cuda=cuda_setup(dev) if kind == "cuda" else None
+    )
+
+
+def _cublas_config_bytes(text: str) -> int | None:
+    """Bytes per cuBLAS handle that ``CUBLAS_WORKSPACE_CONFIG`` (``:SIZE_KIB:COUNT...``) sets."""
+    pairs = re.findall(r":(\d{1,9}):(\d{1,6})", text)
+    return sum(int(size) * 1024 * int(count) for size, count in pairs) or None
+
+
+def cuda_setup(dev: Any = None, *, folder: Any = None) -> CudaSetup:
+    """What the CUDA memory model needs to know about ``dev`` and this torch
+    (:class:`paramcalc.core.memory.CudaSetup`): the device, its compute capability and SMs, the
+    versions, ``CUBLAS_WORKSPACE_CONFIG``, and the cuDNN calibration cached for exactly this
+    device and stack (:mod:`paramcalc.bridge.calibration`), if one was measured or installed.
+    bf16 weights are flat: the driver flattens them (:func:`paramcalc.bridge.driver.flatten_weights`).
+    """
+    import torch
+
+    from ..core.memory import CudaSetup
+    from .calibration import device_key, load_calibration
+
+    dev = torch.device(dev) if not isinstance(dev, torch.device) else dev
+    props = torch.cuda.get_device_properties(dev)
+    key = device_key(dev)
+    calibration, _ = load_calibration(key, folder)
+    return CudaSetup(
+        name=str(props.name),
+        capability=(int(props.major), int(props.minor)),
+        multiprocessors=int(props.multi_processor_count),
+        versions={k: key[k] for k in ("driver", "cuda", "cudnn", "torch")},
+        cublas_workspace=_cublas_config_bytes(os.environ.get("CUBLAS_WORKSPACE_CONFIG", "")),
+        bf16_weights_flat=True,
+        calibration=calibration,
+    )
 
 
 def predicted_path(spec: Any, workload: Any, dev: Any = None, *, fused: bool = True) -> str:

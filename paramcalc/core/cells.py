@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ParamcalcError, ParamcalcWarning
+from .memrules import CudaCell, CudnnRule, MemoryRules, Saved
 
 if TYPE_CHECKING:  # pragma: no cover
     from .spec import RecurrentSpec
@@ -258,8 +259,12 @@ class CellType:
     #: Elementwise ops per hidden unit and step as (op, count): one per element for each sum,
     #: difference, division, Hadamard product (⊙) and activation. Bias additions apart.
     elementwise_ops: tuple[tuple[str, int], ...] = ()
-    #: Dh-wide vectors autograd keeps per step for backward besides the step's input and h_{t-1}.
+    #: A cell without ``memory`` rules: Dh-wide vectors autograd keeps per step for backward
+    #: besides the step's input and h_{t-1} (the memory model's guess adds the gate blocks).
     saved_per_unit: int = 0
+    #: What each kernel path keeps, per token (:class:`paramcalc.core.memrules.MemoryRules`);
+    #: ``None``: the memory model guesses from ``saved_per_unit`` and says so.
+    memory: MemoryRules | None = None
     #: Recurrent state carried from step to step (h is P or Dh wide, c is Dh wide).
     state_names: tuple[str, ...] = ("h",)
 
@@ -521,6 +526,8 @@ def _check_rules(cell: CellType) -> None:
             raise ParamcalcError(f"elementwise_ops must be (op name, count) pairs, got {op!r}")
         _rule(f"the count of elementwise op {op[0]!r}", op[1])
     _rule("saved_per_unit", cell.saved_per_unit)
+    if cell.memory is not None and not isinstance(cell.memory, MemoryRules):
+        raise ParamcalcError(f"memory must be a MemoryRules or None, got {type(cell.memory).__name__}")
 
 
 def _check_binding(cell: CellType) -> None:
@@ -633,7 +640,12 @@ def _rnn(name: str, act: str, single: bool) -> CellType:
         ),
         nonlinearity=act,
         elementwise_ops=(("add", 1), (act, 1)),
-        saved_per_unit=1,  # the activation's output, for its derivative
+        memory=MemoryRules(
+            native=Saved(0, 1, "tanh/ReLU's output is h_t itself"),
+            reference=Saved(0, 1, "act(...) is h_t itself"),
+            cuda_cell=CudaCell(1, (1, 1, 1), lt=True, what="the activation's output h_t") if single else None,
+            cudnn=None if single else CudnnRule("rnn", reserve=1, standard=3, persistent=4),
+        ),
         aliases=("rnn_tanh",) if name == "rnn" else ("rnn_tanh_cell",) if name == "rnn_cell" else (),
     )
 
@@ -659,7 +671,14 @@ def _lstm(name: str, single: bool) -> CellType:
         projection=not single,
         peephole_gates=("i", "f", "o"),
         elementwise_ops=_LSTM_OPS,
-        saved_per_unit=6,  # i, f, g, o, c_t, tanh(c_t)
+        memory=MemoryRules(
+            native=Saved(6, 0, "the gates i, f, g, o after σ/tanh (4·Dh, one tensor), c_{t-1}, tanh(c_t)"),
+            reference=Saved(6, 0, "i, f, g, o, c_{t-1}, tanh(c_t) (peepholes: c_0 as well)"),
+            cuda_cell=CudaCell(14, (4, 4, 4, 1, 1), what="igates, hgates, the kernel's workspace, c_t, h_t")
+            if single
+            else None,
+            cudnn=None if single else CudnnRule("lstm", reserve=5, standard=10, persistent=8),
+        ),
         state_names=("h", "c"),
     )
 
@@ -685,7 +704,19 @@ def _gru(name: str, single: bool) -> CellType:
         reset_before_blocks=1,  # n waits for r_t ⊙ h_{t-1}
         reset_after_option=True,
         elementwise_ops=_GRU_OPS,
-        saved_per_unit=4,  # r, z, n and h_{t-1}·W_hnᵀ + b_hn (or r ⊙ h_{t-1})
+        memory=MemoryRules(
+            native=Saved(6, 0, "h·W_hhᵀ + b_hh (3·Dh, kept whole for its n block), r_t, z_t, n_t"),
+            reference=Saved(7, 0, "h·W_hhᵀ + b_hh (3·Dh), r_t, z_t, n_t, 1 - z_t"),
+            reference_reset_before=Saved(
+                5, -1, "r_t, z_t, n_t, r_t ⊙ h_{t-1}, 1 - z_t (none of it on the zero first state)"
+            ),
+            cuda_cell=CudaCell(
+                12, (3, 3, 5), what="igates, hgates (3·Dh each), the kernel's workspace (5·Dh), h_t"
+            )
+            if single
+            else None,
+            cudnn=None if single else CudnnRule("gru", reserve=6, standard=5, persistent=4),
+        ),
     )
 
 
@@ -712,7 +743,7 @@ def _builtin() -> tuple[CellType, ...]:
             default_bias_vectors=1,
             source="Greff et al. 2017 (CIFG: f = 1 - i): one bias per gate block, peepholes on i and o",
             elementwise_ops=(("add", 4), ("sub", 1), ("mul", 3), ("sigmoid", 2), ("tanh", 2)),
-            saved_per_unit=5,  # i, g, o, c_t, tanh(c_t)
+            memory=MemoryRules(reference=Saved(6, 0, "i, g, o, 1 - i, c_{t-1}, tanh(c_t)")),
             state_names=("h", "c"),
         ),
         CellType(
@@ -726,7 +757,7 @@ def _builtin() -> tuple[CellType, ...]:
             reset_before_blocks=1,  # n's recurrent matmul waits for f_t ⊙ h_{t-1}
             source="Zhou et al. 2016 (MGU): one bias per gate block",
             elementwise_ops=(("add", 3), ("sub", 1), ("mul", 3), ("sigmoid", 1), ("tanh", 1)),
-            saved_per_unit=3,  # f, f ⊙ h_{t-1}, n
+            memory=MemoryRules(reference=Saved(4, -2, "f_t, f_t ⊙ h_{t-1}, n_t, 1 - f_t")),
         ),
         CellType(
             name="indrnn",
@@ -741,7 +772,7 @@ def _builtin() -> tuple[CellType, ...]:
             default_bias_vectors=1,
             source="Li et al. 2018 (IndRNN): W·x + u ⊙ h + b, one bias",
             elementwise_ops=(("add", 1), ("mul", 1), ("relu", 1)),
-            saved_per_unit=1,
+            memory=MemoryRules(reference=Saved(0, 1, "u ⊙ h_{t-1} keeps h_{t-1}; ReLU keeps h_t")),
         ),
         CellType(
             name="mingru",
@@ -755,7 +786,7 @@ def _builtin() -> tuple[CellType, ...]:
             recurrence="scan",
             source="Feng et al. 2024 (minGRU): one nn.Linear(d, Dh) per block (z, h̃), stored stacked",
             elementwise_ops=(("add", 1), ("sub", 1), ("mul", 2), ("sigmoid", 1)),
-            saved_per_unit=2,  # z, n
+            memory=MemoryRules(reference=Saved(4, -1, "z_t, n_t, 1 - z_t and the chunked projection")),
         ),
         CellType(
             name="minlstm",
@@ -769,7 +800,9 @@ def _builtin() -> tuple[CellType, ...]:
             recurrence="scan",
             source="Feng et al. 2024 (minLSTM): one nn.Linear(d, Dh) per block (f, i, h̃), stored stacked",
             elementwise_ops=(("add", 2), ("div", 2), ("mul", 2), ("sigmoid", 2)),
-            saved_per_unit=4,  # f, i, f + i, n
+            memory=MemoryRules(
+                reference=Saved(8, -1, "f_t, i_t, f + i, f/(f+i), i/(f+i), n_t and the chunked projection")
+            ),
         ),
     )
 

@@ -330,6 +330,8 @@ class CostResult(Result):
     gemms_per_step: int
     layer_flops: tuple[int, ...]
     scan_levels: int | None = None
+    #: The memory model's notes (a guess for a cell without memory rules), shown under the table.
+    memory_notes: tuple[str, ...] = ()
 
     @property
     def convention(self) -> str:
@@ -409,7 +411,7 @@ class CostResult(Result):
                 f"{plural(self.critical_path_steps, 'step')}; paramcalc's reference module runs the "
                 "sequential form"
             )
-        return out
+        return out + list(self.memory_notes)
 
     def summary(self, view: str | None = None) -> list[str]:
         """Lines under the table: per step / sequence / batch, critical path, memory."""
@@ -670,7 +672,7 @@ def cost(
     back = sum(bw for _, bw in per_layer)
     per_seq = sum(sum(_flops(lc, sw, t, 1, wl.training)) for lc in layers)
 
-    # memory: the memory model's peaks of the kernel path predicted for a CPU (core/memory.py)
+    # memory: the memory model's peaks of the kernel path predicted for a CPU (core/memory/)
     nb = wl.dtype_bytes
     h, p, nd = spec.hidden_size, spec.proj_size, spec.num_directions
     width = {"h": p or h, "c": h}
@@ -680,9 +682,9 @@ def cost(
     inference = memory_model(spec, replace(wl, mode="inference"))
     if wl.dtype == "int8":
         # int8 is inference-only: the training figures are the fp16 model's at one byte an element
-        half = memory_model(spec, replace(wl, mode="training", dtype="fp16"), optimizer="adam")
-        activation_bytes = half.bytes_of("kept") // 2
-        training_bytes = (half.peak_bytes + half.optimizer_bytes) // 2
+        training = memory_model(spec, replace(wl, mode="training", dtype="fp16"), optimizer="adam")
+        activation_bytes = training.bytes_of("kept") // 2
+        training_bytes = (training.peak_bytes + training.optimizer_bytes) // 2
     else:
         training = memory_model(spec, replace(wl, mode="training"), optimizer="adam")
         activation_bytes = training.bytes_of("kept")
@@ -715,4 +717,5 @@ def cost(
         gemms_per_step=len(gemm_stages(spec)),
         layer_flops=tuple(f + bw for f, bw in per_layer),
         scan_levels=scan,
+        memory_notes=tuple(dict.fromkeys((*inference.notes, *training.notes))),
     )

@@ -63,13 +63,14 @@ from ..bridge.devices import (
     other_load,
     peak_memory,
     predicted_path,
+    run_memory_model,
     timing_device,
     torch_dtype,
 )
 from ..bridge.driver import NATIVE_PATH, REFERENCE_PATH, Case, kernel_ops, kernel_path, make_case
 from ..core.coerce import as_spec
 from ..core.costmodel import CostResult, cost
-from ..core.memory import peak_bytes
+from ..core.memory import MemoryModel
 from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
@@ -284,6 +285,9 @@ class BenchResult(Result):
     # -- memory: measured peak and the memory model's for the kernel path that ran --
     peak_bytes: int | None = None
     predicted_peak_bytes: int | None = None
+    #: What the memory model's figure rests on where not on checked rules (a guess for a cell
+    #: without memory rules; on CUDA the sources, device, versions and calibration).
+    memory_notes: tuple[str, ...] = ()
     peak_method: str = ""
     # -- the machine while it ran: other runnable tasks and this process's CPUs --
     other_load: float | None = None
@@ -475,6 +479,7 @@ class BenchResult(Result):
         if self.timed_as:
             out.append(self.timed_as)
         out += self.warnings()
+        out += self.memory_notes
         if not self.spread_known:
             out.append(
                 f"one call is slow: {plural(len(self.times), 'single call')} timed within `min_run_time`, "
@@ -570,14 +575,18 @@ class RunPlan:
     spec: RecurrentSpec
     timed_as: str
     path: str
-    peak: int
+    memory: MemoryModel
+
+    @property
+    def peak(self) -> int:
+        return self.memory.peak_bytes
 
 
 def plan_run(spec: RecurrentSpec, workload: Workload, dev: torch.device) -> RunPlan:
     """The :class:`RunPlan` of timing ``spec`` on ``workload`` on ``dev`` (the memory model, once)."""
     run_spec, timed_as = timing_spec(spec)
     path = predicted_path(run_spec, workload, dev)
-    return RunPlan(run_spec, timed_as, path, peak_bytes(run_spec, workload, path, device_type=dev.type))
+    return RunPlan(run_spec, timed_as, path, run_memory_model(run_spec, workload, path, dev))
 
 
 def check_plan(plan: RunPlan, workload: Workload, dev: torch.device) -> int:
@@ -640,7 +649,7 @@ def bench(
     path = kernel_path(ops, native=is_torch_native(plan.spec))
     if path == NATIVE_PATH and not is_torch_native(plan.spec):  # pragma: no cover - defensive
         path = REFERENCE_PATH
-    modelled = plan.peak if path == plan.path else peak_bytes(plan.spec, workload, path, device_type=dev.type)
+    memory = plan.memory if path == plan.path else run_memory_model(plan.spec, workload, path, dev)
     return BenchResult(
         spec=spec,
         workload=workload,
@@ -662,7 +671,8 @@ def bench(
         timed_as=plan.timed_as,
         measurement=meas,
         peak_bytes=peak.bytes,
-        predicted_peak_bytes=modelled,
+        predicted_peak_bytes=memory.peak_bytes,
+        memory_notes=memory.notes,
         peak_method=peak.method,
         other_load=others,
         cpus=cpu_count(),

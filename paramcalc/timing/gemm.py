@@ -56,20 +56,20 @@ its notes):
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import hashlib
 import json
 import math
 import os
 import re
-import stat
 import statistics
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.files import CACHE_ENV as CACHE_ENV  # re-exported: the variable that moves the cache
+from ..core.files import CacheBusy, cache_dir, cache_lock, read_cache_file
 from ..errors import ParamcalcError
 from ..results.text import plural
 from .base import check_min_run_time, check_threads, num_threads, timer_for
@@ -82,7 +82,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Schema of the cache file; another value makes the file foreign (ignored, then replaced).
 SCHEMA = "paramcalc.gemm-cache/1"
 #: Environment variable naming the cache folder (it wins over ``XDG_CACHE_HOME``).
-CACHE_ENV = "PARAMCALC_CACHE_DIR"
 #: Default seconds of timing per GEMM shape (before the adaptive noise check).
 DEFAULT_GEMM_MIN_RUN_TIME = 0.02
 #: ``IQR / median`` under which a timing is steady (torch.utils.benchmark's own threshold).
@@ -131,18 +130,6 @@ _KEY_RE = re.compile(r"^(fp32|fp16|bf16):(ieee|tf32):(\d+)x(\d+)x(\d+):t(\d+)$")
 
 
 # --- where the cache lives -------------------------------------------------------------------
-
-
-def cache_dir(environ: dict[str, str] | None = None) -> Path:
-    """The cache folder: ``$PARAMCALC_CACHE_DIR``, ``$XDG_CACHE_HOME/paramcalc`` or ``~/.cache/paramcalc``."""
-    env = os.environ if environ is None else environ
-    given = env.get(CACHE_ENV, "").strip()
-    if given:
-        return Path(given).expanduser()
-    xdg = env.get("XDG_CACHE_HOME", "").strip()
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "paramcalc"
-    return Path.home() / ".cache" / "paramcalc"
 
 
 def cache_file(folder: Path, device_type: str, device_name: str, torch_version: str) -> Path:
@@ -508,29 +495,11 @@ class DeviceTimer:
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
         """Hold the cache's :mod:`filelock` lock for the block, waiting at most
         :data:`LOCK_TIMEOUT_S`; :class:`CacheBusy` when another process keeps it longer, or when
-        the lock path is not a regular file (filelock opens it with ``O_NOFOLLOW``)."""
-        from filelock import FileLock, Timeout
-
-        lock = self.lock_path
-        with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISREG(os.lstat(lock).st_mode):
-                raise CacheBusy(f"its lock {str(lock)!r} is not a regular file")
-        fl = FileLock(str(lock), timeout=LOCK_TIMEOUT_S)
-        try:
-            fl.acquire()
-        except Timeout:
-            raise CacheBusy(
-                f"another process has held its lock for {LOCK_TIMEOUT_S:g} s (if none runs, "
-                f"delete {str(lock)!r})"
-            ) from None
-        try:
-            yield
-        finally:
-            fl.release()
+        the lock path is not a regular file (:func:`paramcalc.core.files.cache_lock`)."""
+        return cache_lock(self.lock_path, LOCK_TIMEOUT_S)
 
     def save(self) -> None:
         """Merge this object's timings into the cache file, atomically (no-op without a cache).
@@ -921,10 +890,6 @@ class DeviceTimer:
         return self.threads or torch.get_num_threads()
 
 
-class CacheBusy(Exception):
-    """The cache could not be locked for a save (held elsewhere, or not a regular file)."""
-
-
 def _fmt_s(seconds: float) -> str:
     from ..results.text import fmt_seconds
 
@@ -956,48 +921,8 @@ def _tf32(dev: torch.device, math_mode: str) -> Iterator[None]:
 
 def _read_regular(path: Path) -> tuple[bytes | None, str]:
     """The bytes of the regular file at ``path`` (at most :data:`MAX_CACHE_FILE` + 1), or ``None``
-    and why not ("" when there is no file). Opened with ``O_NOFOLLOW`` (a symbolic link is not
-    followed) and ``O_NONBLOCK`` (a FIFO does not block), then checked with ``fstat``."""
-    where = f"the cache {str(path)!r}"
-    flags = (
-        os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    )
-    try:
-        if stat.S_ISLNK(os.lstat(path).st_mode):  # O_NOFOLLOW's own check, where there is none
-            raise OSError(errno.ELOOP, "a symbolic link")
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None, ""
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return (
-                None,
-                f"{where} is a symbolic link: not followed, ignored, replaced by a file on the next save",
-            )
-        return None, f"{where} could not be read: {exc.strerror}"
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = (
-                "a folder"
-                if stat.S_ISDIR(mode)
-                else "a FIFO"
-                if stat.S_ISFIFO(mode)
-                else "not a regular file"
-            )
-            return None, f"{where} is {kind}: not read, ignored"
-        chunks, size = [], 0
-        while size <= MAX_CACHE_FILE:
-            chunk = os.read(fd, MAX_CACHE_FILE + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks), ""
-    except OSError as exc:
-        return None, f"{where} could not be read: {exc.strerror}"
-    finally:
-        os.close(fd)
+    and why not: :func:`paramcalc.core.files.read_cache_file` (no link followed, no FIFO read)."""
+    return read_cache_file(path, MAX_CACHE_FILE, f"the cache {str(path)!r}")
 
 
 def read_cache(path: Path, identity: dict[str, str]) -> tuple[dict[str, Timing], dict[str, Timing], str]:

@@ -417,9 +417,13 @@ def test_bench_notes_oversubscription_measured_before_timing(monkeypatch):
     assert r.oversubscribed and any(n.endswith("use `threads=1`") for n in r.warnings())
 
 
-def test_other_load_is_a_count_or_unknown():
-    n = devices.other_load(samples=2, gap_s=0)
-    assert n is None or (n >= 0 and n == int(n))
+def test_other_load_is_a_count_or_unknown(monkeypatch):
+    reads = iter([3, 2])  # two reads that disagree: the low median, a count of tasks (not 2.5)
+    monkeypatch.setattr(devices, "_running_elsewhere", lambda: next(reads))
+    assert devices.other_load(samples=2, gap_s=0) == 2.0
+    monkeypatch.setattr(devices, "_running_elsewhere", lambda: None)  # no /proc: the load average
+    monkeypatch.setattr(devices.os, "getloadavg", lambda: (0.25, 0.0, 0.0))
+    assert devices.other_load(samples=2, gap_s=0) == 0.0
 
 
 def test_one_bench_coerces_once_and_evaluates_the_memory_model_once(monkeypatch):
