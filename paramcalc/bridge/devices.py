@@ -141,8 +141,8 @@ def other_load(samples: int = 3, gap_s: float = 0.001) -> float | None:
     Linux: the running-task count of ``/proc/loadavg`` (its fourth field, ``running/total``,
     which counts the reader too) minus this process's own running threads
     (``/proc/self/task/*/stat``), the low median of ``samples`` reads ``gap_s`` apart (a count,
-    never a mean of two): a CPU-bound process is always running, a passing task rarely. Elsewhere: the one-minute load average
-    less one for this process.
+    never a mean of two): a CPU-bound process is always running, a passing task rarely.
+    Elsewhere: the one-minute load average less one for this process.
     """
     import statistics
     import time
