@@ -25,7 +25,7 @@ from ..errors import Interrupted, ParamcalcError
 from ..results.base import Result
 from ..results.render import plural
 from ..results.table import Column, Table
-from .cells import FAMILIES, cell_names
+from .cells import CLASSIC_CELLS, cell_names
 from .coerce import as_spec
 from .costmodel import CostResult, cost
 from .params import total_params
@@ -486,7 +486,7 @@ def _specs_for(spec: Any, cells: Sequence[str] | str | None) -> list[RecurrentSp
         return specs
     spec = as_spec(spec, "compare")
     # by default the given cell first (the reference), then the classic three it is not
-    names = cell_names(cells) or [spec.cell, *(c for c in FAMILIES if c != spec.cell)]
+    names = cell_names(cells) or [spec.cell, *(c for c in CLASSIC_CELLS if c != spec.cell)]
     return [retarget(spec, n) for n in names]
 
 

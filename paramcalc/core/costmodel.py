@@ -53,7 +53,7 @@ from ..results.base import Result
 from ..results.render import fmt_bytes, plural
 from ..results.table import Column, Table
 from .memory import memory_model
-from .params import DIRECTIONS, dims, total_params
+from .params import DIRECTIONS, layer_kinds, total_params
 from .spec import RecurrentSpec
 from .workload import Workload
 
@@ -154,35 +154,23 @@ def merge_ops(spec: RecurrentSpec) -> int:
 def layer_costs(spec: RecurrentSpec) -> tuple[LayerCost, ...]:
     """Per-token forward work of every layer and direction, from the cell's templates and rules."""
     ct = spec.cell_type
-    templates = ct.templates_for(spec)
-    per_unit = sum(n for _, n in ct.ops_for(spec))
+    per_unit = sum(n for _, n in ct.ops_for(spec)) * spec.hidden_size
     merge = merge_ops(spec) * spec.output_size
     rows = []
     for layer in range(spec.num_layers):
-        dm = dims(spec, layer)
-
-        def numel(kind: str, dm: Any = dm) -> int:
-            total = 0
-            for t in templates:
-                if t.kind == kind:
-                    n = 1
-                    for s in t.shape(dm):
-                        n *= s
-                    total += n
-            return total
-
+        input_macs, recurrent_macs, projection_macs, bias_ops = layer_kinds(spec, layer)
         for direction in range(spec.num_directions):
             rows.append(
                 LayerCost(
                     layer=layer,
                     direction=DIRECTIONS[direction],
-                    input_size=dm.d,
-                    input_macs=numel("input"),
-                    recurrent_macs=numel("recurrent"),
-                    projection_macs=numel("projection"),
-                    bias_ops=numel("bias"),
+                    input_size=spec.layer_input_size(layer),
+                    input_macs=input_macs,
+                    recurrent_macs=recurrent_macs,
+                    projection_macs=projection_macs,
+                    bias_ops=bias_ops,
                     # the merge of the two directions is booked on the reverse direction's row
-                    elementwise_ops=per_unit * spec.hidden_size + (merge if direction else 0),
+                    elementwise_ops=per_unit + (merge if direction else 0),
                 )
             )
     return tuple(rows)
@@ -661,26 +649,47 @@ def cost(
     sw = CostConvention(input_proj, recurrent, projection, bias_ops, elementwise, backward)
     ct = spec.cell_type
     layers = layer_costs(spec)
-    tok, b, t = wl.tokens, wl.batch, wl.seq_len
-
-    def skip(lc: LayerCost) -> int:
-        # sequences whose first recurrent step has no dh (see the module docstring)
-        if lc.direction == "reverse" and wl.lengths is not None:
-            return wl.longest
-        return b
-
-    per_layer = [_flops(lc, sw, tok, skip(lc), wl.training) for lc in layers]
+    per_layer = [_flops(lc, sw, wl.tokens, _first_skip(lc, wl), wl.training) for lc in layers]
     forward = sum(f for f, _ in per_layer)
     back = sum(bw for _, bw in per_layer)
-    per_seq = sum(sum(_flops(lc, sw, t, 1, wl.training)) for lc in layers)
+    macs_per_step = sum(lc.gemm_macs for lc in layers)
+    steps, nl = wl.steps, spec.num_layers
+    critical = steps if ct.single_step else nl * steps if spec.bidirectional else steps + nl - 1
+    return CostResult(
+        spec=spec,
+        workload=wl,
+        switches=sw,
+        layers=layers,
+        macs_per_step=macs_per_step,
+        macs=macs_per_step * wl.tokens,
+        forward_flops=forward,
+        backward_flops=back,
+        flops=forward + back,
+        flops_per_sequence=sum(sum(_flops(lc, sw, wl.seq_len, 1, wl.training)) for lc in layers),
+        critical_path_steps=critical,
+        layerwise_steps=nl * steps,
+        gemms_per_step=len(gemm_stages(spec)),
+        layer_flops=tuple(f + bw for f, bw in per_layer),
+        scan_levels=nl * max(1, ceil(log2(steps))) if ct.recurrence == "scan" else None,
+        **_memory(spec, wl),
+    )
 
-    # memory: the memory model's peaks of the kernel path predicted for a CPU (core/memory.py)
+
+def _first_skip(lc: LayerCost, wl: Workload) -> int:
+    """Sequences whose first recurrent step has no dh in backward (see the module docstring)."""
+    if lc.direction == "reverse" and wl.lengths is not None:
+        return wl.longest
+    return wl.batch
+
+
+def _memory(spec: RecurrentSpec, wl: Workload) -> dict[str, int]:
+    """The memory figures of a cost: the memory model's peaks of the kernel path predicted for
+    a CPU (:mod:`paramcalc.core.memory`), the parameters, their gradients and Adam's state."""
     nb = wl.dtype_bytes
-    h, p, nd = spec.hidden_size, spec.proj_size, spec.num_directions
+    h, p = spec.hidden_size, spec.proj_size
     width = {"h": p or h, "c": h}
-    state_per_seq = spec.num_layers * nd * sum(width.get(n, h) for n in ct.state_names)
-    params = total_params(spec)
-    param_bytes = params * nb
+    state = spec.num_layers * spec.num_directions * sum(width.get(n, h) for n in spec.cell_type.state_names)
+    param_bytes = total_params(spec) * nb
     inference = memory_model(spec, replace(wl, mode="inference"))
     if wl.dtype == "int8":
         # int8 is inference-only: the training figures are the fp16 model's at one byte an element
@@ -691,32 +700,12 @@ def cost(
         training = memory_model(spec, replace(wl, mode="training"), optimizer="adam")
         activation_bytes = training.bytes_of("kept")
         training_bytes = training.peak_bytes + training.optimizer_bytes
-    steps, nl = wl.steps, spec.num_layers
-    critical = nl * steps if spec.bidirectional else steps + nl - 1
-    if ct.single_step:
-        critical = steps
-    scan = nl * max(1, ceil(log2(steps))) if ct.recurrence == "scan" else None
-    return CostResult(
-        spec=spec,
-        workload=wl,
-        switches=sw,
-        layers=layers,
-        macs_per_step=sum(lc.gemm_macs for lc in layers),
-        macs=sum(lc.gemm_macs for lc in layers) * tok,
-        forward_flops=forward,
-        backward_flops=back,
-        flops=forward + back,
-        flops_per_sequence=per_seq,
-        param_bytes=param_bytes,
-        grad_bytes=param_bytes,
-        optimizer_bytes=2 * param_bytes,
-        state_bytes=state_per_seq * b * nb,
-        activation_bytes=activation_bytes,
-        training_bytes=training_bytes,
-        inference_bytes=inference.peak_bytes,
-        critical_path_steps=critical,
-        layerwise_steps=nl * steps,
-        gemms_per_step=len(gemm_stages(spec)),
-        layer_flops=tuple(f + bw for f, bw in per_layer),
-        scan_levels=scan,
-    )
+    return {
+        "param_bytes": param_bytes,
+        "grad_bytes": param_bytes,
+        "optimizer_bytes": 2 * param_bytes,
+        "state_bytes": state * wl.batch * nb,
+        "activation_bytes": activation_bytes,
+        "training_bytes": training_bytes,
+        "inference_bytes": inference.peak_bytes,
+    }
