@@ -19,7 +19,6 @@ a forward that are not GEMMs, per sequence and per step, for the speed model's d
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
 import warnings
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core import memo
 from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from .build import build_module
@@ -296,7 +296,7 @@ RNN_DRIVERS = frozenset(
 )
 
 
-@functools.lru_cache(maxsize=256)
+@memo.memoise(maxsize=256)
 def _dispatched_ops(spec: RecurrentSpec, dtype: str, device: str) -> tuple[int, int, int]:
     case = step_case(spec, dtype, device, 2)
     with warnings.catch_warnings():

@@ -197,3 +197,61 @@ def test_an_alias_cannot_take_over_an_existing_alias(registry):
     else:
         pc.unregister_cell("rogue")
     assert pc.get_cell("rnn_tanh").name == "rnn"
+
+
+# --- re-registering a cell: every count computed after the change follows it ----------------
+
+
+def _gated(gates: tuple[str, ...]) -> CellType:
+    return CellType(
+        name="regate",
+        gate_names=gates,
+        templates=gated_templates(bias_vectors=1),
+        equations=("h_t = ...",),
+        display_name="Regate",
+        default_bias_vectors=1,
+        elementwise_ops=(("add", 2), ("sigmoid", 1)),
+    )
+
+
+def test_re_registering_a_cell_changes_every_count_that_depends_on_it(registry, tmp_path):
+    from paramcalc.core.architecture import architecture_from_dict, count_architecture, with_head
+    from paramcalc.core.costmodel import cost
+    from paramcalc.core.explain import explain
+    from paramcalc.core.params import total_params
+    from paramcalc.core.solver import largest_hidden
+
+    toml = {
+        "input": [{"name": "x", "size": 4}],
+        "component": [{"name": "rnn", "kind": "regate", "hidden_size": 8}],
+    }
+
+    def everything() -> dict[str, int]:
+        spec = pc.RecurrentSpec("regate", 4, 8)
+        return {
+            "count": pc.count(spec).total,
+            "count by name": pc.count("regate", 4, 8).total,
+            "total_params": total_params(spec),
+            "rows": sum(r.numel for r in pc.count(spec).rows),
+            "with a head": pc.count("regate", 4, 8, head=2).total - (2 * 8 + 2),
+            "architecture": count_architecture(with_head(spec, 2)).total - (2 * 8 + 2),
+            "toml architecture": count_architecture(architecture_from_dict(toml)).total,
+            "macs per step": cost(spec).macs_per_step + 8 * spec.gates,  # + the bias elements
+            "explain": sum(r.numel for r in explain(spec).rows),
+            "largest hidden 8 in budget": largest_hidden(spec, 312),
+        }
+
+    # per layer G(Dh·d + Dh·Dh + Dh) with d = 4, Dh = 8: 2 blocks 2·(32 + 64 + 8) = 208, 3 blocks 312
+    pc.register_cell(_gated(("a", "b")))
+    old_spec = pc.RecurrentSpec("regate", 4, 8)
+    before = everything()
+    assert {k: v for k, v in before.items() if k != "largest hidden 8 in budget"} == dict.fromkeys(
+        [k for k in before if k != "largest hidden 8 in budget"], 208
+    )
+    assert before["largest hidden 8 in budget"] > 8  # 312 parameters buy more than Dh = 8 at 2 blocks
+    pc.register_cell(_gated(("a", "b", "c")), replace_existing=True)
+    after = everything()
+    assert after == {**dict.fromkeys(after, 312), "largest hidden 8 in budget": 8}
+    new_spec = pc.RecurrentSpec("regate", 4, 8)
+    assert new_spec != old_spec and hash(new_spec) != hash(old_spec)  # the entry is in the identity
+    assert old_spec.gates == 2 and pc.count(old_spec).total == 208  # a spec keeps the entry it was made with
