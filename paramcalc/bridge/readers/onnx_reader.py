@@ -56,7 +56,6 @@ from . import (
 
 #: A protobuf message cannot exceed 2 GiB; larger models keep their weights as external data.
 MAX_PROTOBUF_BYTES = 2**31
-GATE_ORDER = {"LSTM": "iofc (PyTorch: ifgo)", "GRU": "zrh (PyTorch: rzn)"}
 DIRECTIONS = ("forward", "reverse", "bidirectional")
 #: Nested graphs deeper than this are not searched.
 MAX_DEPTH = 64
@@ -444,7 +443,9 @@ def _notes(n: _Node, spec: RecurrentSpec, torch_path: str | None) -> list[str]:
     notes = ["ONNX B holds two bias vectors (Wb, Rb)" if "B" in n.sources else "no B: no biases"]
     ct = n.ct
     if ct.peephole_gates and "P" in n.sources:
-        notes.append("ONNX P holds three peephole vectors (i, o, f)")
+        order = ct.onnx_gate_names or ct.gate_names
+        peep = sorted(ct.peephole_gates, key=lambda g: order.index(g) if g in order else len(order))
+        notes.append(f"ONNX P holds {len(peep)} peephole vectors ({', '.join(peep)})")
     if ct.peephole_gates and n.attrs.get("input_forget"):
         notes.append("input_forget=1 couples the input and forget gates (all four blocks are stored)")
     if ct.reset_after_option:
@@ -455,8 +456,9 @@ def _notes(n: _Node, spec: RecurrentSpec, torch_path: str | None) -> list[str]:
         )
     if ct.nonlinearity and any(a != ct.nonlinearity for a in n.acts):
         notes.append(f"activations {n.acts}: counted as {ct.name} (the activation does not change the count)")
-    if n.op in GATE_ORDER:
-        notes.append(f"gate order {GATE_ORDER[n.op]}")
+    order = ct.onnx_gate_names  # the registry's gate facts: ONNX's block order beside PyTorch's
+    if order and order != ct.gate_names:
+        notes.append(f"gate order {''.join(order)} (PyTorch: {''.join(ct.gate_names)})")
     if str(n.attrs.get("direction", "")).lower() == "reverse":
         notes.append("direction='reverse': one direction, run backwards")
     built = [r for r, src in n.sources.items() if src.via]
