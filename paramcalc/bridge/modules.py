@@ -418,9 +418,7 @@ class ReferenceRecurrent(_Reference):
             return tuple(x.new_zeros(layers, batch, w) for w in widths)
         given = (hx,) if isinstance(hx, Tensor) else tuple(hx)
         if len(given) != len(widths):
-            raise ParamcalcError(
-                f"hx must hold {plural(len(widths), 'tensor')} ({', '.join(self.states)})"
-            )
+            raise ParamcalcError(f"hx must hold {plural(len(widths), 'tensor')} ({', '.join(self.states)})")
         if unbatched:
             given = tuple(t.unsqueeze(1) for t in given)
         for name, t, w in zip(self.states, given, widths, strict=True):
