@@ -306,13 +306,6 @@ class CostResult(Result):
     backward_flops: int
     flops: int
     flops_per_sequence: int
-    param_bytes: int
-    grad_bytes: int
-    optimizer_bytes: int
-    state_bytes: int
-    activation_bytes: int
-    training_bytes: int
-    inference_bytes: int
     critical_path_steps: int
     layerwise_steps: int
     gemms_per_step: int
@@ -323,6 +316,54 @@ class CostResult(Result):
     def convention(self) -> str:
         """A sentence saying what was counted."""
         return self.switches.describe(self.workload.training)
+
+    # -- memory (the memory model runs on first use: a count of FLOPs does not pay for it) ------
+    @property
+    def param_bytes(self) -> int:
+        return total_params(self.spec) * self.workload.dtype_bytes
+
+    @property
+    def grad_bytes(self) -> int:
+        return self.param_bytes
+
+    @property
+    def optimizer_bytes(self) -> int:
+        """Adam's two moments."""
+        return 2 * self.param_bytes
+
+    @property
+    def state_bytes(self) -> int:
+        """The recurrent state of the batch (every layer and direction)."""
+        s = self.spec
+        width = {"h": s.proj_size or s.hidden_size, "c": s.hidden_size}
+        per_seq = (
+            s.num_layers
+            * s.num_directions
+            * sum(width.get(n, s.hidden_size) for n in s.cell_type.state_names)
+        )
+        return per_seq * self.workload.batch * self.workload.dtype_bytes
+
+    @property
+    def activation_bytes(self) -> int:
+        """What training keeps for backward (the memory model's ``kept`` terms)."""
+        return self._memory()["activation_bytes"]
+
+    @property
+    def training_bytes(self) -> int:
+        """The training peak of one call with Adam's state."""
+        return self._memory()["training_bytes"]
+
+    @property
+    def inference_bytes(self) -> int:
+        """The inference peak of one call."""
+        return self._memory()["inference_bytes"]
+
+    def _memory(self) -> dict[str, int]:
+        found: dict[str, int] | None = self.__dict__.get("_memory_figures")
+        if found is None:
+            found = _memory(self.spec, self.workload)
+            object.__setattr__(self, "_memory_figures", found)
+        return found
 
     @property
     def critical_path_gemms(self) -> int:
@@ -336,10 +377,6 @@ class CostResult(Result):
     @property
     def elementwise_ops(self) -> int:
         return sum(lc.elementwise_ops for lc in self.layers) * self.workload.tokens
-
-    @property
-    def param_count(self) -> int:
-        return total_params(self.spec)
 
     @property
     def _forward_per_token(self) -> int:
@@ -671,7 +708,6 @@ def cost(
         gemms_per_step=len(gemm_stages(spec)),
         layer_flops=tuple(f + bw for f, bw in per_layer),
         scan_levels=nl * max(1, ceil(log2(steps))) if ct.recurrence == "scan" else None,
-        **_memory(spec, wl),
     )
 
 
@@ -683,13 +719,8 @@ def _first_skip(lc: LayerCost, wl: Workload) -> int:
 
 
 def _memory(spec: RecurrentSpec, wl: Workload) -> dict[str, int]:
-    """The memory figures of a cost: the memory model's peaks of the kernel path predicted for
-    a CPU (:mod:`paramcalc.core.memory`), the parameters, their gradients and Adam's state."""
-    nb = wl.dtype_bytes
-    h, p = spec.hidden_size, spec.proj_size
-    width = {"h": p or h, "c": h}
-    state = spec.num_layers * spec.num_directions * sum(width.get(n, h) for n in spec.cell_type.state_names)
-    param_bytes = total_params(spec) * nb
+    """The memory model's figures of a cost (:mod:`paramcalc.core.memory`): the peaks of the
+    kernel path predicted for a CPU, and what training keeps for backward."""
     inference = memory_model(spec, replace(wl, mode="inference"))
     if wl.dtype == "int8":
         # int8 is inference-only: the training figures are the fp16 model's at one byte an element
@@ -701,10 +732,6 @@ def _memory(spec: RecurrentSpec, wl: Workload) -> dict[str, int]:
         activation_bytes = training.bytes_of("kept")
         training_bytes = training.peak_bytes + training.optimizer_bytes
     return {
-        "param_bytes": param_bytes,
-        "grad_bytes": param_bytes,
-        "optimizer_bytes": 2 * param_bytes,
-        "state_bytes": state * wl.batch * nb,
         "activation_bytes": activation_bytes,
         "training_bytes": training_bytes,
         "inference_bytes": inference.peak_bytes,
