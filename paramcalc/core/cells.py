@@ -553,10 +553,7 @@ def _check_templates(cell: CellType) -> None:
             raise ParamcalcError(f"one {kind} template at most, got {kinds.count(kind)}")
     if kinds.count("recurrent") > 1:
         raise ParamcalcError("one recurrent matrix template at most")
-    for t in ts:
-        unknown = [b for b in t.blocks if b not in cell.gate_names]
-        if unknown:
-            raise ParamcalcError(f"template {t.role!r} names blocks not in gate_names: {', '.join(unknown)}")
+    _check_blocks(cell)
     biases = sorted(t.index for t in ts if t.kind == "bias")
     if biases != list(range(len(biases))):
         raise ParamcalcError(f"bias templates must have indexes 0, 1 in turn, got {biases}")
@@ -569,6 +566,14 @@ def _check_templates(cell: CellType) -> None:
         )
     if cell.projection != ("projection" in kinds):
         raise ParamcalcError("projection=True needs a projection template, and a projection template it")
+
+
+def _check_blocks(cell: CellType) -> None:
+    """The gate blocks a template names are the cell's."""
+    for t in cell.templates:
+        unknown = [b for b in t.blocks if b not in cell.gate_names]
+        if unknown:
+            raise ParamcalcError(f"template {t.role!r} names blocks not in gate_names: {', '.join(unknown)}")
 
 
 def _check_layout(cell: CellType) -> None:

@@ -67,39 +67,62 @@ def parse_dim(text: str, sizes: Sequence[str] = CELL_SIZES) -> ast.expr:
 
 def _check(node: ast.AST, text: str, sizes: frozenset[str]) -> None:
     """Refuse anything outside the grammar (the module docstring), naming it."""
+    check = _CHECKS.get(type(node))
+    if check is None:
+        raise _bad(text, f"{type(node).__name__} is not allowed")
+    for part in check(node, text, sizes):
+        _check(part, text, sizes)
 
-    def bad(what: str) -> ParamcalcError:
-        return ParamcalcError(f"shape rule {text!r}: {what} (a rule uses {_GRAMMAR})")
 
-    if isinstance(node, ast.Constant):
-        if type(node.value) is not int or node.value < 0:
-            raise bad(f"{node.value!r} is not a non-negative integer")
-    elif isinstance(node, ast.Name):
-        if node.id not in sizes:
-            raise bad(f"unknown size {node.id!r}: expected one of {', '.join(sorted(sizes))}")
-    elif isinstance(node, ast.BinOp):
-        if not isinstance(node.op, (ast.Add, ast.Mult, ast.FloorDiv)):
-            raise bad(f"the operator {type(node.op).__name__} is not allowed")
-        if isinstance(node.op, ast.FloorDiv) and not (
-            isinstance(node.right, ast.Constant) and type(node.right.value) is int and node.right.value > 0
-        ):
-            raise bad("// divides by a positive integer only")
-        _check(node.left, text, sizes)
-        _check(node.right, text, sizes)
-    elif isinstance(node, ast.IfExp):
-        test = node.test
-        if not (isinstance(test, ast.Compare) and all(isinstance(op, _COMPARE) for op in test.ops)):
-            raise bad("a condition must compare sizes (==, !=, <, <=, >, >=)")
-        for part in (test.left, *test.comparators, node.body, node.orelse):
-            _check(part, text, sizes)
-    elif isinstance(node, ast.Call):
-        name = node.func.id if isinstance(node.func, ast.Name) else ""
-        if name not in _FUNCTIONS or node.keywords or len(node.args) < 2:
-            raise bad("the only functions are min(a, b, ...) and max(a, b, ...)")
-        for arg in node.args:
-            _check(arg, text, sizes)
-    else:
-        raise bad(f"{type(node).__name__} is not allowed")
+def _bad(text: str, what: str) -> ParamcalcError:
+    return ParamcalcError(f"shape rule {text!r}: {what} (a rule uses {_GRAMMAR})")
+
+
+def _constant(node: Any, text: str, sizes: frozenset[str]) -> list[ast.expr]:
+    if type(node.value) is not int or node.value < 0:
+        raise _bad(text, f"{node.value!r} is not a non-negative integer")
+    return []
+
+
+def _name(node: Any, text: str, sizes: frozenset[str]) -> list[ast.expr]:
+    if node.id not in sizes:
+        raise _bad(text, f"unknown size {node.id!r}: expected one of {', '.join(sorted(sizes))}")
+    return []
+
+
+def _binop(node: Any, text: str, sizes: frozenset[str]) -> list[ast.expr]:
+    if not isinstance(node.op, (ast.Add, ast.Mult, ast.FloorDiv)):
+        raise _bad(text, f"the operator {type(node.op).__name__} is not allowed")
+    right = node.right
+    if isinstance(node.op, ast.FloorDiv) and not (
+        isinstance(right, ast.Constant) and type(right.value) is int and right.value > 0
+    ):
+        raise _bad(text, "// divides by a positive integer only")
+    return [node.left, node.right]
+
+
+def _ifexp(node: Any, text: str, sizes: frozenset[str]) -> list[ast.expr]:
+    test = node.test
+    if not (isinstance(test, ast.Compare) and all(isinstance(op, _COMPARE) for op in test.ops)):
+        raise _bad(text, "a condition must compare sizes (==, !=, <, <=, >, >=)")
+    return [test.left, *test.comparators, node.body, node.orelse]
+
+
+def _call(node: Any, text: str, sizes: frozenset[str]) -> list[ast.expr]:
+    name = node.func.id if isinstance(node.func, ast.Name) else ""
+    if name not in _FUNCTIONS or node.keywords or len(node.args) < 2:
+        raise _bad(text, "the only functions are min(a, b, ...) and max(a, b, ...)")
+    return list(node.args)
+
+
+#: The node types of the grammar: each check refuses what it must and gives the parts to check.
+_CHECKS: dict[type, Callable[[Any, str, frozenset[str]], list[ast.expr]]] = {
+    ast.Constant: _constant,
+    ast.Name: _name,
+    ast.BinOp: _binop,
+    ast.IfExp: _ifexp,
+    ast.Call: _call,
+}
 
 
 # --- evaluation and formulas ---------------------------------------------------------------------
