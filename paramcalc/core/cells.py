@@ -24,6 +24,7 @@ Counting conventions (stated here, where they are decided):
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -65,6 +66,12 @@ DEFAULT_RULES: dict[str, tuple[str, ...]] = {
     "peephole": ("Dh",),
     "projection": ("P", "Dh"),
 }
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(rule: tuple[str, ...]) -> tuple[ast.expr, ...]:
+    """A rule's checked nodes, shared by the templates of the same rule (nothing mutates them)."""
+    return shapes.parse_rule(rule)
 
 
 class Layout(Protocol):
@@ -166,7 +173,7 @@ class TensorTemplate:
         if self.kind == "recurrent_diag" and self.blocks and not self.shape_rule:
             rule = ("G·Dh",)
         try:
-            nodes = shapes.parse_rule(rule)
+            nodes = _parsed(tuple(rule))
         except ParamcalcError as exc:
             raise ParamcalcError(f"{where}: {exc}") from None
         object.__setattr__(self, "_rule", rule)
