@@ -1162,3 +1162,13 @@ def cell_for(framework: str, class_name: str, activation: str | None = None) -> 
         if exact:
             return exact[0]
     return found[0] if found else None
+
+
+def keras_stack_class(cell_class: str) -> str | None:
+    """The Keras layer a Keras cell class runs in (``LSTMCell`` -> ``LSTM``, inside ``keras.layers.RNN``),
+    from the registry: the single-step cell of that Keras class and its stack's Keras class."""
+    for c in registered_cells():
+        if c.single_step and c.keras_class == cell_class:
+            stack = find_cell(c.stack_name)
+            return stack.keras_class if stack is not None else None
+    return None
