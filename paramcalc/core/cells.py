@@ -1,13 +1,20 @@
 """The registry of recurrent cell types: one entry owns everything paramcalc knows about a cell.
 
-A :class:`CellType` holds the cell's gate blocks, its tensor templates (role, shape rule,
-symbol, PyTorch and Keras names, whether the tensor is a GEMM operand), its capability flags
-(projection, peepholes, reset-before form, bias vectors allowed, nonlinearity), its equations,
-its cost rules (elementwise ops per unit, vectors kept for backward, sequential or parallel-scan
-recurrence) and its torch binding (which ``torch.nn`` class and mode it is, or which reference
-module the bridge builds). ``count``, ``cost``, ``solve``, the architectures, the torch bridge,
-``bench``, the flop check and the CLI read the entry; no code outside this module asks which
-cell it is looking at. A new cell is one :func:`register_cell` call.
+A :class:`CellType` holds the cell's gate blocks, its tensor templates (role, kind, shape rule
+over the sizes, the gate blocks it covers, PyTorch and Keras names, whether the tensor is a GEMM
+operand), its capability flags (projection, peepholes, reset-before form, bias vectors allowed,
+nonlinearity), its equations, its cost rules (elementwise ops per unit, vectors kept for
+backward, sequential or parallel-scan recurrence), its ONNX and Keras facts (operator, gate
+order, layer classes) and its torch binding (which ``torch.nn`` class and mode it is, the module
+a plugin builds, or the step function paramcalc's reference module runs). ``count``, ``cost``,
+``solve``, the architectures, the torch bridge, the readers, ``bench``, the flop check and the
+CLI read the entry; no code outside this module asks which cell it is looking at, and no table
+elsewhere is keyed by a cell's name. A new cell is one :func:`register_cell` call; registering,
+replacing or removing one clears every memoised result (:mod:`paramcalc.core.memo`).
+
+Shape rules are expressions over ``G``, ``Dh``, ``d``, ``P``, ``R`` (:mod:`paramcalc.core.shapes`),
+parsed when a template is made; :mod:`paramcalc.core.params` compiles an entry's templates once
+per layout into plain arithmetic.
 
 Counting conventions (stated here, where they are decided):
 
