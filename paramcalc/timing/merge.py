@@ -26,7 +26,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ MAX_SECONDS = 1e9
 #: Most threads a run may name.
 MAX_THREADS = 2**20
 
-_SPEC_KEYS = frozenset(RecurrentSpec.__dataclass_fields__) - {"cell_type"}
+_SPEC_KEYS = frozenset(f.name for f in fields(RecurrentSpec) if f.init)
 _WORKLOAD_KEYS = frozenset(Workload.__dataclass_fields__)
 
 
