@@ -87,7 +87,7 @@ def plugins(tmp_path, monkeypatch):
     import importlib
     import sys
 
-    from paramcalc.core import cells
+    from paramcalc.core import cells, memo
 
     root = tmp_path / "site"
     saved = dict(cells.CELLS), dict(cells.ALIASES)
@@ -116,4 +116,4 @@ def plugins(tmp_path, monkeypatch):
     cells.CELLS.update(saved[0])
     cells.ALIASES.clear()
     cells.ALIASES.update(saved[1])
-    cells._forget_counts()
+    memo.clear()

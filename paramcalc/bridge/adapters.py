@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
+from ..core import memo
 from ..core.architecture import (
     BatchNorm1d,
     BatchNorm2d,
@@ -194,7 +194,7 @@ def spec_from_module(module: Any) -> RecurrentSpec:
     )
 
 
-@lru_cache(maxsize=1024)
+@memo.memoise(maxsize=1024)
 def _spec(
     cell: str, d: int, h: int, layers: int, bidirectional: bool, bias: bool, proj: int
 ) -> RecurrentSpec:

@@ -65,6 +65,14 @@ def is_torch_native(spec: RecurrentSpec) -> bool:
     return spec.cell_type.torch_native(torch_equivalent(spec))
 
 
+def takes_packed(spec: RecurrentSpec) -> bool:
+    """Whether the stack module :func:`build_module` builds for ``spec`` takes a ``PackedSequence``
+    (``torch.nn`` and paramcalc's reference modules do; a registered module if its binding says
+    ``packed_input``); else it takes a padded tensor and the lengths (``paramcalc.bridge.driver``)."""
+    binding = spec.cell_type.torch
+    return is_torch_native(spec) or binding.reference is None or binding.packed_input
+
+
 def module_label(spec: RecurrentSpec) -> str:
     """What :func:`build_module` builds: ``torch.nn.LSTM`` or the reference module's name."""
     target = torch_equivalent(spec)

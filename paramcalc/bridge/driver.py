@@ -3,8 +3,12 @@
 A :class:`Case` holds a built module and its seeded input, prepared the way the cell's torch
 binding says the module runs (:attr:`paramcalc.core.cells.TorchBinding.runner`):
 
-* ``stack``: ``module(x)`` on a ``(T, B, d)`` tensor, or on a ``PackedSequence`` when the
-  workload has per-sequence lengths (packed once, outside anything timed);
+* ``stack``: ``module(x)`` on a ``(T, B, d)`` tensor; when the workload has per-sequence
+  lengths, ``module(packed)`` on a ``PackedSequence`` (packed once, outside anything timed) for
+  ``torch.nn`` and paramcalc's own modules (:func:`~paramcalc.bridge.build.takes_packed`), and
+  ``module(x, lengths)`` for a registered cell's module: ``x`` padded ``(T, B, d)`` with the
+  sequences sorted longest first, ``lengths`` a CPU int64 tensor ``(B,)`` (so the sequences
+  still running at step ``t`` are the first ``(lengths > t).sum()`` rows);
 * ``cell``: one call per step with the state carried by the driver; with lengths the batch is
   sorted longest first and step ``t`` runs only the sequences still running, so a packed batch
   runs exactly the real tokens the cost model counts (``Workload.tokens``).
@@ -19,7 +23,6 @@ a forward that are not GEMMs, per sequence and per step, for the speed model's d
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
 import warnings
@@ -27,9 +30,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core import memo
+from ..core.cells import reference_label
 from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
-from .build import build_module
+from ..errors import ParamcalcError
+from .build import build_module, takes_packed
 from .devices import resolve_device, torch_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,6 +67,7 @@ class Case:
     workload: Workload
     inputs: Any  # a (T, B, d) tensor or a PackedSequence
     step_batches: tuple[int, ...]  # rows per step (cells); the batch for every step otherwise
+    lengths: Any = None  # the CPU int64 lengths a registered stack module gets beside padded input
 
     @property
     def runner(self) -> str:
@@ -69,7 +76,11 @@ class Case:
     def forward(self) -> Any:
         """One forward pass; returns the output tensor(s) whose sum is the training objective."""
         if self.runner == "stack":
-            out = self.module(self.inputs)[0]
+            out = (
+                self.module(self.inputs)[0]
+                if self.lengths is None
+                else self.module(self.inputs, self.lengths)[0]
+            )
             return out.data if hasattr(out, "batch_sizes") else out
         x, state, outs = self.inputs, None, []
         for t, b in enumerate(self.step_batches):
@@ -94,7 +105,10 @@ class Case:
 
     def first(self, steps: int) -> Case:
         """The same module on the first ``steps`` steps of the input (a padded input only)."""
-        return Case(self.module, self.spec, self.workload, self.inputs[:steps], self.step_batches[:steps])
+        lengths = None if self.lengths is None else self.lengths.clamp(max=steps)
+        return Case(
+            self.module, self.spec, self.workload, self.inputs[:steps], self.step_batches[:steps], lengths
+        )
 
     def callable(self, train: bool) -> Callable[[], Any]:
         return self.train_step if train else self.forward
@@ -191,22 +205,41 @@ def make_case(
             gen = torch.Generator().manual_seed(seed)
             x = torch.randn(steps, batch, spec.input_size, generator=gen, dtype=torch.float32)
             x = x.to(device=dev, dtype=dt)
-    lengths = workload.lengths
-    runner = spec.cell_type.torch.runner
-    if runner == "stack":
-        step_batches = tuple(workload.step_batch(t) for t in range(workload.steps))
-        if lengths is not None:
-            from torch.nn.utils.rnn import pack_padded_sequence
-
-            packed = pack_padded_sequence(x, torch.tensor(lengths, dtype=torch.int64), enforce_sorted=False)
-            return Case(module, spec, workload, packed, step_batches)
-        return Case(module, spec, workload, x, step_batches)
-    # cells: sequences sorted longest first, so step t runs rows [0, b_t)
     step_batches = tuple(workload.step_batch(t) for t in range(workload.steps))
-    if lengths is not None:
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        x = x[:, order]
-    return Case(module, spec, workload, x, step_batches)
+    lengths = workload.lengths
+    if lengths is None:
+        return Case(module, spec, workload, x, step_batches)
+    if spec.cell_type.torch.runner == "stack" and takes_packed(spec):
+        from torch.nn.utils.rnn import pack_padded_sequence
+
+        packed = pack_padded_sequence(x, torch.tensor(lengths, dtype=torch.int64), enforce_sorted=False)
+        return Case(module, spec, workload, packed, step_batches)
+    # sequences sorted longest first, so step t runs rows [0, b_t)
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    x = x[:, order]
+    if spec.cell_type.torch.runner == "cell":
+        return Case(module, spec, workload, x, step_batches)
+    _check_takes_lengths(spec, module)
+    ordered = torch.tensor([lengths[i] for i in order], dtype=torch.int64)
+    return Case(module, spec, workload, x, step_batches, ordered)
+
+
+def _check_takes_lengths(spec: RecurrentSpec, module: nn.Module) -> None:
+    """A registered stack module with lengths is called ``forward(x, lengths)``: say so in one line
+    if its ``forward`` cannot take them (rather than a ``TypeError`` from inside torch)."""
+    import inspect
+
+    try:
+        inspect.signature(module.forward).bind(None, None)
+    except TypeError:
+        ct = spec.cell_type
+        raise ParamcalcError(
+            f"cell {ct.name}: its module {reference_label(ct.torch.reference)} takes no sequence lengths: "
+            "with lengths a stack module is called as forward(x, lengths), x padded (T, B, d) with the "
+            "longest sequence first (see docs/extending.md), or its TorchBinding says packed_input=True"
+        ) from None
+    except ValueError:  # no signature to read: let the call decide
+        return
 
 
 @contextlib.contextmanager
@@ -296,7 +329,7 @@ RNN_DRIVERS = frozenset(
 )
 
 
-@functools.lru_cache(maxsize=256)
+@memo.memoise(maxsize=256)
 def _dispatched_ops(spec: RecurrentSpec, dtype: str, device: str) -> tuple[int, int, int]:
     case = step_case(spec, dtype, device, 2)
     with warnings.catch_warnings():

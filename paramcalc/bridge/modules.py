@@ -4,9 +4,13 @@
 concatenated directions, the GRU reset after the matmul). Everything else (one bias vector,
 peepholes, merged directions, the reset-before GRU, and the cells outside ``torch.nn``: CIFG,
 MGU, IndRNN, minGRU, minLSTM) is built here, written by hand from the papers' equations (see
-``paramcalc.core.cells``). The parameter shapes are written out here too, not read from the
-registry's tensor templates, so comparing a reference module's ``named_parameters()`` with
-``count(spec).rows`` is a real cross-check.
+``paramcalc.core.cells``). The step function of a cell comes from its registry entry
+(``TorchBinding.step``), and so do its tensors: the module registers what the entry's templates
+give for the spec (names, shapes, order), and hands them to the step function by kind
+(:class:`Weights`). What keeps the entry honest is running it: the step functions are written
+from the papers and index the tensors by their gate blocks, and the tests compare the outputs
+with ``torch.nn`` (weights copied over), with loops written from the equations in the tests, and
+``FlopCounterMode`` with the cost model.
 
 * :class:`ReferenceRecurrent` is a stack (layers, directions) with ``nn.RNNBase``'s interface:
   ``forward(input, hx=None) -> (output, h_n)`` (``(output, (h_n, c_n))`` for cells with a cell
@@ -28,15 +32,18 @@ No Python decision depends on a tensor's values (the modules run on ``meta``).
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from ..core.cells import CellType
+from ..core.params import compiled
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 from ..results.text import plural
@@ -49,8 +56,14 @@ State = tuple[Tensor, ...]
 
 @dataclass(frozen=True)
 class Weights:
-    """One layer and direction's tensors: ``ih (G·Dh, d)``, ``hh (G·Dh, R)`` or ``(Dh,)``, biases
-    ``(G·Dh,)``, peepholes by gate ``(Dh,)``, projection ``hr (P, Dh)``; ``None`` when absent."""
+    """One layer and direction's tensors, by what they do in the equations (``None`` when absent).
+
+    ``ih`` the input weight ``(G·Dh, d)``; ``hh`` the recurrent matrix ``(G·Dh, R)`` or the
+    diagonal vector ``(Dh,)``; ``b_ih`` the first bias vector when it covers every gate block
+    (it is added to the input projection ``gx``), ``b_hh`` the second; ``peep`` the peepholes by
+    gate ``(Dh,)``; ``hr`` the projection ``(P, Dh)``; ``named``: every tensor by its template's
+    role, for step functions of other layouts (a bias of some blocks, several diagonal vectors).
+    """
 
     ih: Tensor
     hh: Tensor | None = None
@@ -58,6 +71,7 @@ class Weights:
     b_hh: Tensor | None = None
     peep: Mapping[str, Tensor] = field(default_factory=dict)
     hr: Tensor | None = None
+    named: Mapping[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,7 @@ def _reset(gate: Tensor, h: Tensor, zero_state: bool) -> Tensor:
     return h if zero_state else gate * h
 
 
-# --- the step functions, one per family (the equations of paramcalc.core.cells) --------------
+# --- the step functions of the built-in cells (each entry's TorchBinding.step names its own) ---
 # step(weights, gx, state, knobs, zero_state) -> (output of the step, new state); gx is the
 # step's input projection x_t·W_ihᵀ + b_ih (all gate blocks, stacked as the weights are).
 
@@ -204,34 +218,8 @@ def minlstm_step(w: Weights, gx: Tensor, state: State, k: Knobs, zero_state: boo
 StepFn = Callable[[Weights, Tensor, State, Knobs, bool], tuple[Tensor, State]]
 
 
-@dataclass(frozen=True)
-class Family:
-    """A reference implementation: its tensors (written from the paper) and its step function.
-
-    ``blocks``: gate blocks stacked along the rows of ``weight_ih``; ``recurrent``: ``matrix``
-    (``(G·Dh, R)``), ``vector`` (``(Dh,)``, IndRNN) or ``none`` (minGRU, minLSTM); ``peepholes``:
-    the gates with a peephole vector, in storage order; ``states``: ``("h",)`` or ``("h", "c")``.
-    """
-
-    blocks: int
-    recurrent: Literal["matrix", "vector", "none"]
-    step: StepFn
-    peepholes: tuple[str, ...] = ()
-    states: tuple[str, ...] = ("h",)
-    projection: bool = False
-
-
-#: The step functions and tensors of every family, keyed by ``CellType.family``.
-FAMILIES: dict[str, Family] = {
-    "rnn": Family(1, "matrix", rnn_step),
-    "lstm": Family(4, "matrix", lstm_step, peepholes=("i", "f", "o"), states=("h", "c"), projection=True),
-    "gru": Family(3, "matrix", gru_step),
-    "cifg": Family(3, "matrix", cifg_step, peepholes=("i", "o"), states=("h", "c")),
-    "mgu": Family(2, "matrix", mgu_step),
-    "indrnn": Family(1, "vector", indrnn_step),
-    "mingru": Family(2, "none", mingru_step),
-    "minlstm": Family(3, "none", minlstm_step),
-}
+#: The :class:`Weights` field of each tensor kind (the first tensor of the kind fills it).
+_SLOTS = {"input": "ih", "recurrent": "hh", "recurrent_diag": "hh", "bias": "b_ih", "projection": "hr"}
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -243,19 +231,28 @@ _MERGES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
-def _family(spec: RecurrentSpec) -> Family:
-    ct = spec.cell_type
-    fam = FAMILIES.get(ct.family)
-    if fam is None:
+def step_function(ct: CellType) -> StepFn:
+    """The step function the entry names (``TorchBinding.step``), imported when a string."""
+    ref = ct.torch.step
+    if ref is None:
         raise ParamcalcError(
-            f"paramcalc has no reference implementation of cell family {ct.family!r} (cell {ct.name!r}): "
-            "give the cell's TorchBinding a reference builder"
+            f"cell {ct.name} has no torch module: give its TorchBinding a reference (a module factory) "
+            "or a step function for paramcalc's reference module"
         )
-    if spec.proj_size and not fam.projection:
-        raise ParamcalcError(f"the {ct.family} reference implementation has no projection (proj_size)")
-    if spec.peephole and not fam.peepholes:
-        raise ParamcalcError(f"the {ct.family} reference implementation has no peepholes")
-    return fam
+    if isinstance(ref, str):
+        mod, _, attr = ref.partition(":")
+        try:
+            fn = getattr(importlib.import_module(mod), attr, None)
+        except Exception as exc:  # a plugin's broken module: name it, never an internal error
+            raise ParamcalcError(
+                f"cell {ct.name}: its step function {ref} failed to import: {type(exc).__name__}: {exc}"
+            ) from None
+        if not callable(fn):
+            raise ParamcalcError(
+                f"cell {ct.name}: cannot load its step function {ref!r}: {mod} has no {attr!r}"
+            )
+        return fn  # type: ignore[no-any-return]
+    return ref
 
 
 def torch_layout(spec: RecurrentSpec) -> RecurrentSpec:
@@ -264,49 +261,48 @@ def torch_layout(spec: RecurrentSpec) -> RecurrentSpec:
 
 
 class _Reference(nn.Module):
-    """What the stack and the cell share: the spec, the family, the parameters and their init."""
+    """What the stack and the cell share: the spec, the step function, the parameters and their init."""
+
+    states: tuple[str, ...]
 
     def __init__(self, spec: RecurrentSpec) -> None:
         super().__init__()
         self.spec = torch_layout(spec)
-        self.family = _family(self.spec)
         ct = self.spec.cell_type
+        self.step = step_function(ct)
+        self.states = ct.state_names
         act = _ACTIVATIONS.get(ct.nonlinearity or "tanh")
         if act is None:
             raise ParamcalcError(f"unknown nonlinearity {ct.nonlinearity!r} of cell {ct.name!r}")
         self.knobs = Knobs(act=act, reset_before=not self.spec.reset_after)
+        self.templates = compiled(self.spec).templates
 
-    def _add_layer(self, suffix: str, input_size: int, factory: dict[str, Any]) -> None:
-        """Register one layer and direction's parameters, in PyTorch's order."""
-        s, fam = self.spec, self.family
-        dh, p = s.hidden_size, s.proj_size
-        gdh = fam.blocks * dh
-        shapes: list[tuple[str, tuple[int, ...]]] = [("weight_ih", (gdh, input_size))]
-        if fam.recurrent == "matrix":
-            shapes.append(("weight_hh", (gdh, p or dh)))
-        elif fam.recurrent == "vector":
-            shapes.append(("weight_hh", (dh,)))
-        shapes += [("bias_ih", (gdh,)), ("bias_hh", (gdh,))][: s.bias_vectors]
-        if s.peephole:
-            shapes += [(f"weight_c{g}", (dh,)) for g in fam.peepholes]
-        if p:
-            shapes.append(("weight_hr", (p, dh)))
-        for name, shape in shapes:
-            self.register_parameter(name + suffix, nn.Parameter(torch.empty(shape, **factory)))
+    def _add_layer(self, suffix: str, layer: int, factory: dict[str, Any]) -> None:
+        """Register one layer and direction's parameters: the entry's templates, in their order."""
+        s = self.spec
+        h, p = s.hidden_size, s.proj_size
+        shapes = compiled(s).shapes(h, s.layer_input_size(layer), p, p or h)
+        for t, shape in zip(self.templates, shapes, strict=True):
+            self.register_parameter(t.torch_name + suffix, nn.Parameter(torch.empty(shape, **factory)))
 
     def _weights(self, suffix: str) -> Weights:
-        get = self._parameters.get
-        ih = get("weight_ih" + suffix)
-        assert ih is not None
-        peep = {g: get(f"weight_c{g}{suffix}") for g in self.family.peepholes}
-        return Weights(
-            ih=ih,
-            hh=get("weight_hh" + suffix),
-            b_ih=get("bias_ih" + suffix),
-            b_hh=get("bias_hh" + suffix),
-            peep={g: t for g, t in peep.items() if t is not None},
-            hr=get("weight_hr" + suffix),
-        )
+        """The tensors of one layer and direction, by kind (see :class:`Weights`)."""
+        named: dict[str, Tensor] = {}
+        slots: dict[str, Any] = {}
+        peep: dict[str, Tensor] = {}
+        for t in self.templates:
+            tensor = self._parameters[t.torch_name + suffix]
+            assert tensor is not None
+            named[t.role] = tensor
+            if t.kind == "peephole":
+                peep[t.gate] = tensor
+                continue
+            slot = _SLOTS[t.kind]
+            if t.kind == "bias":
+                slot = "" if t.blocks else "b_hh" if t.index else "b_ih"
+            if slot and slot not in slots:
+                slots[slot] = tensor
+        return Weights(peep=peep, named=named, **slots)
 
     def reset_parameters(self) -> None:
         """U(-1/sqrt(Dh), 1/sqrt(Dh)) for every parameter, as ``torch.nn``'s recurrent modules."""
@@ -315,14 +311,57 @@ class _Reference(nn.Module):
             nn.init.uniform_(p, -bound, bound)
 
     def _state_widths(self) -> tuple[int, ...]:
-        """Width of each state: ``h`` is P (with a projection) or Dh wide, ``c`` is Dh wide."""
+        """Width of each state: ``h`` is P (with a projection) or Dh wide, the others Dh wide."""
         s = self.spec
-        return tuple(
-            (s.proj_size or s.hidden_size) if n == "h" else s.hidden_size for n in self.family.states
-        )
+        return tuple((s.proj_size or s.hidden_size) if n == "h" else s.hidden_size for n in self.states)
 
     def extra_repr(self) -> str:
         return self.spec.describe()
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A stack's input as tokens (time-major, ``batch_sizes[t]`` running at step ``t``), and
+    how the output and the final states go back to the input's form."""
+
+    tokens: Tensor
+    batch_sizes: list[int]
+    packed: PackedSequence | None = None
+    shape: tuple[int, int] | None = None  # (T, B) of a padded input
+    unbatched: bool = False
+
+    @property
+    def sorted_idx(self) -> Tensor | None:
+        return None if self.packed is None else self.packed.sorted_indices
+
+    @classmethod
+    def of(cls, input: Tensor | PackedSequence) -> _Batch:
+        if isinstance(input, PackedSequence):
+            sizes = [int(b) for b in input.batch_sizes.tolist()]  # a CPU tensor, also for meta data
+            return cls(input.data, sizes, packed=input)
+        unbatched = input.dim() == 2
+        seq = input.unsqueeze(1) if unbatched else input
+        if seq.dim() != 3:
+            raise ParamcalcError(f"input must be (T, B, d) or (T, d), got shape {tuple(input.shape)}")
+        t, b = int(seq.shape[0]), int(seq.shape[1])
+        return cls(seq.reshape(t * b, seq.shape[2]), [b] * t, shape=(t, b), unbatched=unbatched)
+
+    def output(self, x: Tensor) -> Any:
+        """The stack's output in the input's form (packed, ``(T, B, ·)`` or ``(T, ·)``)."""
+        if self.packed is not None:
+            p = self.packed
+            return PackedSequence(x, p.batch_sizes, p.sorted_indices, p.unsorted_indices)
+        assert self.shape is not None
+        out = x.reshape(self.shape[0], self.shape[1], x.shape[-1])
+        return out.squeeze(1) if self.unbatched else out
+
+    def state(self, state: State) -> Tensor | State:
+        """The final states in the input's batch order (``h_n`` alone, or ``(h_n, c_n)``)."""
+        if self.packed is not None and self.packed.unsorted_indices is not None:
+            state = tuple(t.index_select(1, self.packed.unsorted_indices) for t in state)
+        if self.unbatched:
+            state = tuple(t.squeeze(1) for t in state)
+        return state if len(state) > 1 else state[0]
 
 
 class ReferenceRecurrent(_Reference):
@@ -339,12 +378,9 @@ class ReferenceRecurrent(_Reference):
         s = self.spec
         if s.cell_type.single_step:
             raise ParamcalcError(f"{s.cell} is a single-step cell: build it as a ReferenceCell")
-        out = s.proj_size or s.hidden_size
-        merged = out * (2 if s.bidirectional and s.merge_mode == "concat" else 1)
         for layer in range(s.num_layers):
             for direction in range(2 if s.bidirectional else 1):
-                d = s.input_size if layer == 0 else merged
-                self._add_layer(self._suffix(layer, direction), d, {"device": device, "dtype": dtype})
+                self._add_layer(self._suffix(layer, direction), layer, {"device": device, "dtype": dtype})
         self.reset_parameters()
 
     @staticmethod
@@ -354,52 +390,24 @@ class ReferenceRecurrent(_Reference):
     def forward(self, input: Tensor | PackedSequence, hx: Tensor | State | None = None) -> tuple[Any, Any]:
         s = self.spec
         dirs = 2 if s.bidirectional else 1
-        batch_sizes_t: Tensor | None
-        sorted_idx: Tensor | None
-        unsorted_idx: Tensor | None
-        if isinstance(input, PackedSequence):
-            x, batch_sizes_t, sorted_idx, unsorted_idx = input
-            batch_sizes = [int(b) for b in batch_sizes_t.tolist()]  # a CPU tensor, also for meta data
-            unbatched, shape = False, None
-        else:
-            unbatched = input.dim() == 2
-            seq = input.unsqueeze(1) if unbatched else input
-            if seq.dim() != 3:
-                raise ParamcalcError(f"input must be (T, B, d) or (T, d), got shape {tuple(input.shape)}")
-            shape = seq.shape[:2]
-            x, batch_sizes = seq.reshape(shape[0] * shape[1], seq.shape[2]), [shape[1]] * shape[0]
-            batch_sizes_t = sorted_idx = unsorted_idx = None
-        batch = batch_sizes[0] if batch_sizes else 0
-
+        batch = _Batch.of(input)
+        x, steps = batch.tokens, batch.batch_sizes
         zero_state = hx is None
-        initial = self._initial(hx, batch, x, unbatched)
-        if sorted_idx is not None and not zero_state:
-            initial = tuple(t.index_select(1, sorted_idx) for t in initial)
-
+        initial = self._initial(hx, steps[0] if steps else 0, x, batch.unbatched)
+        if batch.sorted_idx is not None and not zero_state:
+            initial = tuple(t.index_select(1, batch.sorted_idx) for t in initial)
         finals: list[State] = []
         for layer in range(s.num_layers):
             outs = []
             for direction in range(dirs):
                 w = self._weights(self._suffix(layer, direction))
                 start = tuple(t[layer * dirs + direction] for t in initial)
-                out, final = self._run(w, x, batch_sizes, start, zero_state, reverse=direction == 1)
+                out, final = self._run(w, x, steps, start, zero_state, reverse=direction == 1)
                 outs.append(out)
                 finals.append(final)
             x = _MERGES[s.merge_mode](*outs) if dirs == 2 else outs[0]
-
-        state = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.family.states)))
-        if unsorted_idx is not None:
-            state = tuple(t.index_select(1, unsorted_idx) for t in state)
-        if unbatched:
-            state = tuple(t.squeeze(1) for t in state)
-        if batch_sizes_t is not None:
-            output: Any = PackedSequence(x, batch_sizes_t, sorted_idx, unsorted_idx)
-        else:
-            assert shape is not None
-            output = x.reshape(shape[0], shape[1], x.shape[-1])
-            if unbatched:
-                output = output.squeeze(1)
-        return output, (state if len(state) > 1 else state[0])
+        state = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.states)))
+        return batch.output(x), batch.state(state)
 
     def _initial(self, hx: Tensor | State | None, batch: int, x: Tensor, unbatched: bool) -> State:
         """The initial states, ``(L·D, B, width)`` each: zeros, or ``hx`` checked."""
@@ -410,12 +418,10 @@ class ReferenceRecurrent(_Reference):
             return tuple(x.new_zeros(layers, batch, w) for w in widths)
         given = (hx,) if isinstance(hx, Tensor) else tuple(hx)
         if len(given) != len(widths):
-            raise ParamcalcError(
-                f"hx must hold {plural(len(widths), 'tensor')} ({', '.join(self.family.states)})"
-            )
+            raise ParamcalcError(f"hx must hold {plural(len(widths), 'tensor')} ({', '.join(self.states)})")
         if unbatched:
             given = tuple(t.unsqueeze(1) for t in given)
-        for name, t, w in zip(self.family.states, given, widths, strict=True):
+        for name, t, w in zip(self.states, given, widths, strict=True):
             if tuple(t.shape) != (layers, batch, w):
                 raise ParamcalcError(
                     f"initial {name} must have shape {(layers, batch, w)}, got {tuple(t.shape)}"
@@ -447,7 +453,7 @@ class ReferenceRecurrent(_Reference):
             elif b > rows:
                 state = tuple(torch.cat([v, v0[rows:b]]) for v, v0 in zip(state, start, strict=True))
             gx_t = gx[offsets[t] : offsets[t + 1]]
-            outputs[t], state = self.family.step(w, gx_t, state, self.knobs, zero_state)
+            outputs[t], state = self.step(w, gx_t, state, self.knobs, zero_state)
             zero_state = False
         # the rows of sequences that ended early follow the running ones (shortest ended first)
         final = tuple(torch.cat([v, *(e[i] for e in reversed(ended))]) for i, v in enumerate(state))
@@ -463,7 +469,7 @@ class ReferenceCell(_Reference):
 
     def __init__(self, spec: RecurrentSpec, device: Any = None, dtype: torch.dtype | None = None) -> None:
         super().__init__(spec)
-        self._add_layer("", self.spec.input_size, {"device": device, "dtype": dtype})
+        self._add_layer("", 0, {"device": device, "dtype": dtype})
         self.reset_parameters()
 
     def forward(self, x: Tensor, hx: Tensor | State | None = None) -> Tensor | State:
@@ -477,7 +483,7 @@ class ReferenceCell(_Reference):
             if unbatched:
                 state = tuple(t.unsqueeze(0) for t in state)
         w = self._weights("")
-        _, state = self.family.step(w, _linear(x, w.ih, w.b_ih), state, self.knobs, hx is None)
+        _, state = self.step(w, _linear(x, w.ih, w.b_ih), state, self.knobs, hx is None)
         if unbatched:
             state = tuple(t.squeeze(0) for t in state)
         return state if len(state) > 1 else state[0]
@@ -494,12 +500,11 @@ def build_reference(
 
 
 __all__ = [
-    "FAMILIES",
-    "Family",
     "Knobs",
     "ReferenceCell",
     "ReferenceRecurrent",
     "Weights",
     "build_reference",
+    "step_function",
     "torch_layout",
 ]

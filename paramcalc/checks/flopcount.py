@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..bridge.build import build_module, torch_equivalent
+from ..bridge.build import build_module, takes_packed, torch_equivalent
 from ..bridge.devices import check_run_memory, oom_as_error, resolve_device
 from ..bridge.driver import Case, make_case
 from ..core.coerce import as_spec
@@ -244,7 +244,7 @@ def torchinfo_expected(spec: RecurrentSpec, wl: Workload) -> int:
     if spec.cell_type.single_step:
         # one call per step, output (b_t, H) each
         return params * sum(wl.step_batch(t) * spec.hidden_size for t in range(wl.steps))
-    if wl.lengths is not None:
+    if wl.lengths is not None and takes_packed(spec):  # packed output (tokens, D·H_out)
         return params * wl.tokens * spec.stack_output_size
     return params * wl.seq_len * wl.batch
 

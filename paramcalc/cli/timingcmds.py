@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..core.cells import FAMILIES
+from ..core.cells import CLASSIC_CELLS
 from ..errors import Interrupted, ParamcalcError
 from ..results.text import plural
 from .flags import say
@@ -197,7 +197,7 @@ def _run_study(
 @spec_options(cell_argument=False, input_required=False, hidden_required=False)
 @click.option(
     "--cells",
-    default=",".join(FAMILIES),
+    default=",".join(CLASSIC_CELLS),
     show_default=True,
     help="Comma-separated cells, one row each; the first is the reference.",
 )
@@ -312,7 +312,7 @@ def _check_compare(
 
 @click.command()
 @spec_options(cell_argument=False, ranges=True)
-@click.option("--cells", default=",".join(FAMILIES), show_default=True, help="Comma-separated cells.")
+@click.option("--cells", default=",".join(CLASSIC_CELLS), show_default=True, help="Comma-separated cells.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes: 32,64 or 16:128:16.")
 @click.option(
     "--seq-len", "seq_lens", default="1", show_default=True, help="Sequence lengths: 28 or 10:100:10."

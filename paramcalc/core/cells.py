@@ -1,13 +1,20 @@
 """The registry of recurrent cell types: one entry owns everything paramcalc knows about a cell.
 
-A :class:`CellType` holds the cell's gate blocks, its tensor templates (role, shape rule,
-symbol, PyTorch and Keras names, whether the tensor is a GEMM operand), its capability flags
-(projection, peepholes, reset-before form, bias vectors allowed, nonlinearity), its equations,
-its cost rules (elementwise ops per unit, vectors kept for backward, sequential or parallel-scan
-recurrence) and its torch binding (which ``torch.nn`` class and mode it is, or which reference
-module the bridge builds). ``count``, ``cost``, ``solve``, the architectures, the torch bridge,
-``bench``, the flop check and the CLI read the entry; no code outside this module asks which
-cell it is looking at. A new cell is one :func:`register_cell` call.
+A :class:`CellType` holds the cell's gate blocks, its tensor templates (role, kind, shape rule
+over the sizes, the gate blocks it covers, PyTorch and Keras names, whether the tensor is a GEMM
+operand), its capability flags (projection, peepholes, reset-before form, bias vectors allowed,
+nonlinearity), its equations, its cost rules (elementwise ops per unit, vectors kept for
+backward, sequential or parallel-scan recurrence), its ONNX and Keras facts (operator, gate
+order, layer classes) and its torch binding (which ``torch.nn`` class and mode it is, the module
+a plugin builds, or the step function paramcalc's reference module runs). ``count``, ``cost``,
+``solve``, the architectures, the torch bridge, the readers, ``bench``, the flop check and the
+CLI read the entry; no code outside this module asks which cell it is looking at, and no table
+elsewhere is keyed by a cell's name. A new cell is one :func:`register_cell` call; registering,
+replacing or removing one clears every memoised result (:mod:`paramcalc.core.memo`).
+
+Shape rules are expressions over ``G``, ``Dh``, ``d``, ``P``, ``R`` (:mod:`paramcalc.core.shapes`),
+parsed when a template is made; :mod:`paramcalc.core.params` compiles an entry's templates once
+per layout into plain arithmetic.
 
 Counting conventions (stated here, where they are decided):
 
@@ -23,16 +30,16 @@ Counting conventions (stated here, where they are decided):
 
 from __future__ import annotations
 
+import ast
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from ..errors import ParamcalcError, ParamcalcWarning
+from . import memo, shapes
 from .memrules import CudaCell, CudnnRule, MemoryRules, Saved
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .spec import RecurrentSpec
 
 #: Naming presets: whose tensor names (and default bias layout) a spec uses. ``onnx`` names the
 #: inputs of ONNX's LSTM/GRU/RNN operators: ``W``, ``R``, ``B`` (both bias vectors), ``P``
@@ -57,6 +64,43 @@ MAX_RULE = 1000
 GEMM_KINDS = frozenset({"input", "recurrent", "projection"})
 #: Kinds stacked over the gate blocks (first dimension G·Dh in PyTorch's storage).
 BLOCK_KINDS = frozenset({"input", "recurrent", "bias"})
+#: The shape rule of each kind when a template gives none (PyTorch's storage). A
+#: ``recurrent_diag`` template that names its ``blocks`` holds one vector per block (``G·Dh``).
+DEFAULT_RULES: dict[str, tuple[str, ...]] = {
+    "input": ("G·Dh", "d"),
+    "recurrent": ("G·Dh", "R"),
+    "recurrent_diag": ("Dh",),
+    "bias": ("G·Dh",),
+    "peephole": ("Dh",),
+    "projection": ("P", "Dh"),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(rule: tuple[str, ...]) -> tuple[ast.expr, ...]:
+    """A rule's checked nodes, shared by the templates of the same rule (nothing mutates them)."""
+    return shapes.parse_rule(rule)
+
+
+class Layout(Protocol):
+    """What the registry reads of a spec (``RecurrentSpec`` has it; cells.py never imports spec)."""
+
+    @property
+    def convention(self) -> str: ...
+    @property
+    def bias_vectors(self) -> int | None: ...
+    @property
+    def peephole(self) -> bool | None: ...
+    @property
+    def proj_size(self) -> int: ...
+    @property
+    def reset_after(self) -> bool: ...
+    @property
+    def merge_mode(self) -> str: ...
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def bias(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -73,16 +117,25 @@ class Dims:
         """Width of the recurrent input: ``P`` with a projection, else ``Dh``."""
         return self.p or self.h
 
+    def env(self, g: int | None = None) -> dict[str, int]:
+        """The sizes by the names a shape rule uses (``G`` = ``g`` when given)."""
+        return {"G": self.g if g is None else g, "Dh": self.h, "d": self.d, "P": self.p, "R": self.r}
+
 
 @dataclass(frozen=True)
 class TensorTemplate:
     """One parameter tensor of a layer and direction, as a rule over :class:`Dims`.
 
-    ``kind`` fixes the shape rule (PyTorch storage; Keras stores weight matrices transposed):
-    ``input (G·Dh, d)``, ``recurrent (G·Dh, R)``, ``recurrent_diag (Dh,)``, ``bias (G·Dh,)``,
-    ``peephole (Dh,)``, ``projection (P, Dh)``. ``index`` numbers repeated kinds: the second
-    bias vector (``b_hh``) is present only with two bias vectors per block; a peephole template
-    names its ``gate``. ``term`` is the product it enters, for :func:`explain`.
+    ``kind`` says what the tensor does (``input``, ``recurrent`` and ``projection`` are GEMM
+    operands; ``recurrent_diag``, ``bias`` and ``peephole`` are elementwise) and gives its
+    default shape (:data:`DEFAULT_RULES`, PyTorch's storage; Keras stores weight matrices
+    transposed). ``shape_rule`` replaces it: one expression per dimension over ``G``, ``Dh``,
+    ``d``, ``P`` and ``R`` (:mod:`paramcalc.core.shapes`), e.g. ``("d", "(3 if d == Dh else 4)·Dh")``.
+    ``blocks`` names the gate blocks the tensor stacks when it covers only some of them (a bias
+    of the ``f`` and ``r`` blocks only: ``G`` is then 2 in its rule). ``index`` numbers repeated
+    bias kinds: the second bias vector (``b_hh``) is present only with two bias vectors per
+    block; a peephole template names its ``gate``. ``term`` is the product it enters, for
+    :func:`explain`.
     """
 
     role: str
@@ -92,6 +145,8 @@ class TensorTemplate:
     term: str
     index: int = 0
     gate: str = ""
+    blocks: tuple[str, ...] = ()
+    shape_rule: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"tensor template {self.role!r}"
@@ -108,6 +163,39 @@ class TensorTemplate:
             raise ParamcalcError(f"{where}: index must be 0 or 1 (a second bias vector), got {self.index!r}")
         if self.kind == "peephole" and not self.gate:
             raise ParamcalcError(f"{where}: a peephole template names its gate")
+        self._check_rule(where)
+
+    def _check_rule(self, where: str) -> None:
+        for attr in ("blocks", "shape_rule"):
+            value = getattr(self, attr)
+            if isinstance(value, str) or not isinstance(value, (tuple, list)):
+                raise ParamcalcError(f"{where}: {attr} must be a tuple, got {type(value).__name__}")
+            object.__setattr__(self, attr, tuple(value))
+        if not all(isinstance(b, str) and b for b in self.blocks) or len(set(self.blocks)) != len(
+            self.blocks
+        ):
+            raise ParamcalcError(f"{where}: blocks must be distinct gate names")
+        if self.blocks and self.kind in ("peephole", "projection"):
+            raise ParamcalcError(f"{where}: a {self.kind} template covers no gate blocks")
+        rule = self.shape_rule or DEFAULT_RULES[self.kind]
+        if self.kind == "recurrent_diag" and self.blocks and not self.shape_rule:
+            rule = ("G·Dh",)
+        try:
+            nodes = _parsed(tuple(rule))
+        except ParamcalcError as exc:
+            raise ParamcalcError(f"{where}: {exc}") from None
+        object.__setattr__(self, "_rule", rule)
+        object.__setattr__(self, "_nodes", nodes)
+
+    @property
+    def rule(self) -> tuple[str, ...]:
+        """The shape rule in force: ``shape_rule``, or the kind's default."""
+        return self._rule  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def nodes(self) -> tuple[ast.expr, ...]:
+        """The parsed dimension expressions of :attr:`rule`."""
+        return self._nodes  # type: ignore[attr-defined, no-any-return]
 
     @property
     def gemm(self) -> bool:
@@ -118,7 +206,20 @@ class TensorTemplate:
     def block(self) -> bool:
         return self.kind in BLOCK_KINDS
 
-    def present(self, spec: RecurrentSpec) -> bool:
+    def gates_of(self, cell_gates: int) -> int:
+        """``G`` in this template's rule: the blocks it names, else every gate block of the cell."""
+        return len(self.blocks) if self.blocks else cell_gates
+
+    def spans_blocks(self) -> bool:
+        """Whether the tensor stacks every gate block, ``G`` a factor of its elements: its
+        layer formula term is then written per block, inside ``G(...)``."""
+        if self.blocks or self.kind not in BLOCK_KINDS:
+            return False
+        return any(
+            isinstance(f, ast.Name) and f.id == "G" for f in shapes.factors(shapes.product(self.nodes))
+        )
+
+    def present(self, spec: Layout) -> bool:
         if self.kind == "bias":
             return (spec.bias_vectors or 0) > self.index
         if self.kind == "peephole":
@@ -128,32 +229,11 @@ class TensorTemplate:
         return True
 
     def shape(self, dims: Dims, keras: bool = False) -> tuple[int, ...]:
-        g, h, d, p = dims.g, dims.h, dims.d, dims.p
-        gh = g * h
-        torch_shapes: dict[str, tuple[int, ...]] = {
-            "input": (gh, d),
-            "recurrent": (gh, dims.r),
-            "recurrent_diag": (h,),
-            "bias": (gh,),
-            "peephole": (h,),
-            "projection": (p, h),
-        }
-        shape = torch_shapes[self.kind]
+        env = dims.env(self.gates_of(dims.g))
+        shape = tuple(shapes.evaluate(n, env) for n in self.nodes)
         if keras and len(shape) == 2:
             return (shape[1], shape[0])
         return shape
-
-    def per_block(self, dims: Dims) -> tuple[str, str, int]:
-        """``(symbol, substituted, elements)`` of one gate block (block kinds) or of the tensor."""
-        h, d, r, p = dims.h, dims.d, dims.r, dims.p
-        return {
-            "input": ("Dh·{d}", f"{h}·{d}", h * d),
-            "recurrent": ("Dh·{R}", f"{h}·{r}", h * r),
-            "recurrent_diag": ("Dh", f"{h}", h),
-            "bias": ("Dh", f"{h}", h),
-            "peephole": ("Dh", f"{h}", h),
-            "projection": ("P·Dh", f"{p}·{h}", p * h),
-        }[self.kind]
 
 
 # --- template sets (helpers for the built-in entries and for extensions) ----------------------
@@ -198,16 +278,20 @@ def gated_templates(
 
 @dataclass(frozen=True)
 class TorchBinding:
-    """How the torch edge builds and recognises a cell.
+    """How the torch edge builds, recognises and runs a cell.
 
     ``nn_class`` and ``mode`` name the ``torch.nn`` module of the cell's PyTorch layout (two bias
     vectors or none, no peepholes, concatenated directions, reset after the matmul), recognised by
     class name (cells) or ``nn.RNNBase.mode`` (stacks); ``nonlinearity`` is its constructor
     argument. Every other layout is built as ``reference``: a callable ``(spec, device, dtype) ->
     nn.Module`` or ``"package.module:attr"``; ``None`` means paramcalc's own reference module
-    (``paramcalc.bridge.modules``), which runs the cell's equations step by step. ``runner``
-    says how the driver runs the module: ``stack`` (``module(x)[0]``, packed input allowed) or
-    ``cell`` (one call per step, state carried by the driver).
+    (``paramcalc.bridge.modules``), which builds the tensors from the templates and runs the
+    cell's ``step`` function (``"package.module:attr"`` or a callable, see
+    ``paramcalc.bridge.modules``) step by step. ``runner`` says how the driver runs the module:
+    ``stack`` (``module(x)[0]`` on a ``(T, B, d)`` tensor) or ``cell`` (one call per step, the
+    state carried by the driver). With per-sequence lengths a stack gets ``module(x, lengths)``:
+    ``x`` padded, its sequences sorted longest first, ``lengths`` a CPU int64 tensor; with
+    ``packed_input`` (``torch.nn`` and paramcalc's own modules) it gets a ``PackedSequence``.
     """
 
     nn_class: str | None = None
@@ -215,6 +299,8 @@ class TorchBinding:
     nonlinearity: str | None = None
     reference: str | Callable[..., Any] | None = None
     runner: Runner = "stack"
+    step: str | Callable[..., Any] | None = None
+    packed_input: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,12 +308,13 @@ class CellType:
     """Everything about one recurrent cell type (see the module docstring)."""
 
     name: str
-    #: The reference implementation this cell shares (the key of the bridge's step functions).
-    family: str
     gate_names: tuple[str, ...]
     templates: tuple[TensorTemplate, ...]
     equations: tuple[str, ...]
     display_name: str
+    #: The torch module family the layout maps to (``lstm`` for LSTM and LSTMCell); a label
+    #: only: everything paramcalc computes reads the entry's other fields.
+    family: str = ""
     single_step: bool = False
     keras_class: str | None = None
     #: The ONNX operator of the cell (``LSTM``, ``GRU``, ``RNN``), if ONNX has one.
@@ -292,7 +379,7 @@ class CellType:
         """The ``torch.nn`` class name, or the display name of a cell outside ``torch.nn``."""
         return self.torch.nn_class or self.display_name
 
-    def reset_before(self, spec: RecurrentSpec) -> int:
+    def reset_before(self, spec: Layout) -> int:
         """Blocks whose recurrent matmul waits for the reset gate under ``spec`` (0: none)."""
         if not self.reset_before_blocks:
             return 0
@@ -300,10 +387,10 @@ class CellType:
             return 0 if spec.reset_after else self.reset_before_blocks
         return self.reset_before_blocks
 
-    def templates_for(self, spec: RecurrentSpec) -> tuple[TensorTemplate, ...]:
+    def templates_for(self, spec: Layout) -> tuple[TensorTemplate, ...]:
         return tuple(t for t in self.templates if t.present(spec))
 
-    def equations_for(self, spec: RecurrentSpec) -> tuple[str, ...]:
+    def equations_for(self, spec: Layout) -> tuple[str, ...]:
         """The update equations ``spec`` computes (peephole or reset-before forms where they apply)."""
         if spec.peephole and self.peephole_equations:
             return self.peephole_equations
@@ -311,7 +398,7 @@ class CellType:
             return self.reset_before_equations
         return self.equations
 
-    def ops_for(self, spec: RecurrentSpec) -> tuple[tuple[str, int], ...]:
+    def ops_for(self, spec: Layout) -> tuple[tuple[str, int], ...]:
         """Elementwise ops per unit and step under ``spec`` (peepholes add a ⊙ and a + each)."""
         ops = dict(self.elementwise_ops)
         if spec.peephole:
@@ -320,7 +407,7 @@ class CellType:
             ops["add"] = ops.get("add", 0) + n
         return tuple(ops.items())
 
-    def torch_native(self, spec: RecurrentSpec) -> bool:
+    def torch_native(self, spec: Layout) -> bool:
         """Whether ``spec``'s layout is exactly the ``torch.nn`` module's (PyTorch names aside)."""
         return (
             self.torch.nn_class is not None
@@ -331,7 +418,7 @@ class CellType:
             and spec.reset_after
         )
 
-    def layout_note(self, spec: RecurrentSpec) -> str:
+    def layout_note(self, spec: Layout) -> str:
         """One sentence naming the convention and bias layout of ``spec`` (shown with every count)."""
         b = spec.bias_vectors or 0
         if spec.convention == "onnx":
@@ -429,9 +516,11 @@ def _strings(attr: str, values: tuple[Any, ...], *, distinct: bool = True) -> No
 
 
 def _check_names(cell: CellType) -> None:
-    for attr in ("name", "family", "display_name"):
+    for attr in ("name", "display_name"):
         if not isinstance(getattr(cell, attr), str) or not getattr(cell, attr).strip():
             raise ParamcalcError(f"{attr} must be a non-empty string")
+    if not isinstance(cell.family, str):
+        raise ParamcalcError("family must be a string")
     for name in (cell.name, *cell.aliases):
         if not isinstance(name, str) or not _NAME_RE.match(_key(name)):
             raise ParamcalcError(
@@ -467,8 +556,9 @@ def _check_templates(cell: CellType) -> None:
     for kind in ("input", "projection"):
         if kinds.count(kind) > 1:
             raise ParamcalcError(f"one {kind} template at most, got {kinds.count(kind)}")
-    if kinds.count("recurrent") + kinds.count("recurrent_diag") > 1:
-        raise ParamcalcError("one recurrent template at most (a matrix or a diagonal)")
+    if kinds.count("recurrent") > 1:
+        raise ParamcalcError("one recurrent matrix template at most")
+    _check_blocks(cell)
     biases = sorted(t.index for t in ts if t.kind == "bias")
     if biases != list(range(len(biases))):
         raise ParamcalcError(f"bias templates must have indexes 0, 1 in turn, got {biases}")
@@ -481,6 +571,14 @@ def _check_templates(cell: CellType) -> None:
         )
     if cell.projection != ("projection" in kinds):
         raise ParamcalcError("projection=True needs a projection template, and a projection template it")
+
+
+def _check_blocks(cell: CellType) -> None:
+    """The gate blocks a template names are the cell's."""
+    for t in cell.templates:
+        unknown = [b for b in t.blocks if b not in cell.gate_names]
+        if unknown:
+            raise ParamcalcError(f"template {t.role!r} names blocks not in gate_names: {', '.join(unknown)}")
 
 
 def _check_layout(cell: CellType) -> None:
@@ -539,13 +637,16 @@ def _check_binding(cell: CellType) -> None:
     for attr in ("nn_class", "mode", "nonlinearity"):
         if getattr(b, attr) is not None and not isinstance(getattr(b, attr), str):
             raise ParamcalcError(f"torch.{attr} must be a string or None")
-    ref = b.reference
-    if isinstance(ref, str):
-        mod, colon, attr = ref.partition(":")
-        if not (colon and mod and attr):
-            raise ParamcalcError(f"torch.reference {ref!r} must read 'package.module:attribute'")
-    elif ref is not None and not callable(ref):
-        raise ParamcalcError("torch.reference must be None, 'package.module:attribute' or a callable")
+    for attr in ("reference", "step"):
+        ref = getattr(b, attr)
+        if isinstance(ref, str):
+            mod, colon, name = ref.partition(":")
+            if not (colon and mod and name):
+                raise ParamcalcError(f"torch.{attr} {ref!r} must read 'package.module:attribute'")
+        elif ref is not None and not callable(ref):
+            raise ParamcalcError(f"torch.{attr} must be None, 'package.module:attribute' or a callable")
+    if not isinstance(b.packed_input, bool):
+        raise ParamcalcError("torch.packed_input must be True or False")
 
 
 # --- equations ---------------------------------------------------------------------------------
@@ -637,6 +738,8 @@ def _rnn(name: str, act: str, single: bool) -> CellType:
             mode=None if single else mode,
             nonlinearity=act,
             runner="cell" if single else "stack",
+            step=_step("rnn"),
+            packed_input=True,
         ),
         nonlinearity=act,
         elementwise_ops=(("add", 1), (act, 1)),
@@ -667,6 +770,8 @@ def _lstm(name: str, single: bool) -> CellType:
             nn_class="LSTMCell" if single else "LSTM",
             mode=None if single else "LSTM",
             runner="cell" if single else "stack",
+            step=_step("lstm"),
+            packed_input=True,
         ),
         projection=not single,
         peephole_gates=("i", "f", "o"),
@@ -700,6 +805,8 @@ def _gru(name: str, single: bool) -> CellType:
             nn_class="GRUCell" if single else "GRU",
             mode=None if single else "GRU",
             runner="cell" if single else "stack",
+            step=_step("gru"),
+            packed_input=True,
         ),
         reset_before_blocks=1,  # n waits for r_t ⊙ h_{t-1}
         reset_after_option=True,
@@ -720,7 +827,17 @@ def _gru(name: str, single: bool) -> CellType:
     )
 
 
+def _step(name: str) -> str:
+    """Where paramcalc's reference module finds the step function of a built-in cell."""
+    return f"paramcalc.bridge.modules:{name}_step"
+
+
 def _builtin() -> tuple[CellType, ...]:
+    return (*_torch_cells(), *_paper_cells(), *_scan_cells())
+
+
+def _torch_cells() -> tuple[CellType, ...]:
+    """The cells ``torch.nn`` builds (in their PyTorch layout), stacks first."""
     return (
         _rnn("rnn", "tanh", False),
         _rnn("rnn_relu", "relu", False),
@@ -730,6 +847,12 @@ def _builtin() -> tuple[CellType, ...]:
         _rnn("rnn_relu_cell", "relu", True),
         _lstm("lstm_cell", True),
         _gru("gru_cell", True),
+    )
+
+
+def _paper_cells() -> tuple[CellType, ...]:
+    """Gated cells outside ``torch.nn``, each in its paper's layout (paramcalc's reference modules)."""
+    return (
         CellType(
             name="cifg",
             family="cifg",
@@ -737,7 +860,7 @@ def _builtin() -> tuple[CellType, ...]:
             templates=gated_templates(peephole_gates=("i", "o")),
             equations=_CIFG_EQ,
             display_name="CIFG",
-            torch=TorchBinding(),
+            torch=TorchBinding(step=_step("cifg"), packed_input=True),
             peephole_gates=("i", "o"),
             default_peephole=True,
             default_bias_vectors=1,
@@ -753,6 +876,7 @@ def _builtin() -> tuple[CellType, ...]:
             templates=gated_templates(),
             equations=_MGU_EQ,
             display_name="MGU",
+            torch=TorchBinding(step=_step("mgu"), packed_input=True),
             default_bias_vectors=1,
             reset_before_blocks=1,  # n's recurrent matmul waits for f_t ⊙ h_{t-1}
             source="Zhou et al. 2016 (MGU): one bias per gate block",
@@ -766,6 +890,7 @@ def _builtin() -> tuple[CellType, ...]:
             templates=gated_templates(recurrent="diagonal"),
             equations=_INDRNN_EQ,
             display_name="IndRNN",
+            torch=TorchBinding(step=_step("indrnn"), packed_input=True),
             nonlinearity="relu",
             # two (b_ih and a recurrent b_hh, as nn.Linear(d, Dh) plus a recurrent bias store it)
             # is the layout of several third-party modules; the paper's is one
@@ -774,6 +899,12 @@ def _builtin() -> tuple[CellType, ...]:
             elementwise_ops=(("add", 1), ("mul", 1), ("relu", 1)),
             memory=MemoryRules(reference=Saved(0, 1, "u ⊙ h_{t-1} keeps h_{t-1}; ReLU keeps h_t")),
         ),
+    )
+
+
+def _scan_cells() -> tuple[CellType, ...]:
+    """The linear recurrences (a parallel scan can run them), in their paper's layout."""
+    return (
         CellType(
             name="mingru",
             family="mingru",
@@ -781,6 +912,7 @@ def _builtin() -> tuple[CellType, ...]:
             templates=gated_templates(recurrent="none"),
             equations=_MINGRU_EQ,
             display_name="minGRU",
+            torch=TorchBinding(step=_step("mingru"), packed_input=True),
             bias_vectors_allowed=(0, 1),
             default_bias_vectors=1,
             recurrence="scan",
@@ -795,6 +927,7 @@ def _builtin() -> tuple[CellType, ...]:
             templates=gated_templates(recurrent="none"),
             equations=_MINLSTM_EQ,
             display_name="minLSTM",
+            torch=TorchBinding(step=_step("minlstm"), packed_input=True),
             bias_vectors_allowed=(0, 1),
             default_bias_vectors=1,
             recurrence="scan",
@@ -812,7 +945,7 @@ CELLS: dict[str, CellType] = {c.name: c for c in _builtin()}
 #: Alternative names -> canonical names.
 ALIASES: dict[str, str] = {a: c.name for c in CELLS.values() for a in c.aliases}
 #: The three classic cells compared side by side (``compare``, ``solve`` with a reference).
-FAMILIES: tuple[str, ...] = ("rnn", "lstm", "gru")
+CLASSIC_CELLS: tuple[str, ...] = ("rnn", "lstm", "gru")
 
 
 _PLUGINS_LOADED = False
@@ -1031,17 +1164,8 @@ def register_cell(cell: CellType, *, replace_existing: bool = False) -> CellType
     CELLS[key] = cell
     for alias in cell.aliases:
         ALIASES[_key(alias)] = key
-    _forget_counts()
+    memo.clear()  # a name registered again may have other tensors: forget what was computed
     return cell
-
-
-def _forget_counts() -> None:
-    """Drop memoised counts: a cell registered again under a name may have other tensors."""
-    import sys
-
-    params = sys.modules.get("paramcalc.core.params")
-    if params is not None:
-        params._count.cache_clear()
 
 
 def unregister_cell(name: str) -> None:
@@ -1050,7 +1174,7 @@ def unregister_cell(name: str) -> None:
     del CELLS[key]
     for alias in [a for a, c in ALIASES.items() if c == key]:
         del ALIASES[alias]
-    _forget_counts()
+    memo.clear()
 
 
 def cell_for(framework: str, class_name: str, activation: str | None = None) -> CellType | None:
@@ -1064,3 +1188,13 @@ def cell_for(framework: str, class_name: str, activation: str | None = None) -> 
         if exact:
             return exact[0]
     return found[0] if found else None
+
+
+def keras_stack_class(cell_class: str) -> str | None:
+    """The Keras layer a Keras cell class runs in (``LSTMCell`` -> ``LSTM``, inside ``keras.layers.RNN``),
+    from the registry: the single-step cell of that Keras class and its stack's Keras class."""
+    for c in registered_cells():
+        if c.single_step and c.keras_class == cell_class:
+            stack = find_cell(c.stack_name)
+            return stack.keras_class if stack is not None else None
+    return None

@@ -46,14 +46,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from math import ceil, log2
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ParamcalcError
 from ..results.base import Result
 from ..results.table import Column, Table
 from ..results.text import fmt_bytes, plural
 from .memory import memory_model
-from .params import DIRECTIONS, dims, total_params
+from .params import DIRECTIONS, layer_kinds, total_params
 from .spec import RecurrentSpec
 from .workload import Workload
 
@@ -154,35 +154,23 @@ def merge_ops(spec: RecurrentSpec) -> int:
 def layer_costs(spec: RecurrentSpec) -> tuple[LayerCost, ...]:
     """Per-token forward work of every layer and direction, from the cell's templates and rules."""
     ct = spec.cell_type
-    templates = ct.templates_for(spec)
-    per_unit = sum(n for _, n in ct.ops_for(spec))
+    per_unit = sum(n for _, n in ct.ops_for(spec)) * spec.hidden_size
     merge = merge_ops(spec) * spec.output_size
     rows = []
     for layer in range(spec.num_layers):
-        dm = dims(spec, layer)
-
-        def numel(kind: str, dm: Any = dm) -> int:
-            total = 0
-            for t in templates:
-                if t.kind == kind:
-                    n = 1
-                    for s in t.shape(dm):
-                        n *= s
-                    total += n
-            return total
-
+        input_macs, recurrent_macs, projection_macs, bias_ops = layer_kinds(spec, layer)
         for direction in range(spec.num_directions):
             rows.append(
                 LayerCost(
                     layer=layer,
                     direction=DIRECTIONS[direction],
-                    input_size=dm.d,
-                    input_macs=numel("input"),
-                    recurrent_macs=numel("recurrent"),
-                    projection_macs=numel("projection"),
-                    bias_ops=numel("bias"),
+                    input_size=spec.layer_input_size(layer),
+                    input_macs=input_macs,
+                    recurrent_macs=recurrent_macs,
+                    projection_macs=projection_macs,
+                    bias_ops=bias_ops,
                     # the merge of the two directions is booked on the reverse direction's row
-                    elementwise_ops=per_unit * spec.hidden_size + (merge if direction else 0),
+                    elementwise_ops=per_unit + (merge if direction else 0),
                 )
             )
     return tuple(rows)
@@ -318,25 +306,69 @@ class CostResult(Result):
     backward_flops: int
     flops: int
     flops_per_sequence: int
-    param_bytes: int
-    grad_bytes: int
-    optimizer_bytes: int
-    state_bytes: int
-    activation_bytes: int
-    training_bytes: int
-    inference_bytes: int
     critical_path_steps: int
     layerwise_steps: int
     gemms_per_step: int
     layer_flops: tuple[int, ...]
     scan_levels: int | None = None
-    #: The memory model's notes (a guess for a cell without memory rules), shown under the table.
-    memory_notes: tuple[str, ...] = ()
 
     @property
     def convention(self) -> str:
         """A sentence saying what was counted."""
         return self.switches.describe(self.workload.training)
+
+    # -- memory (the memory model runs on first use: a count of FLOPs does not pay for it) ------
+    @property
+    def param_bytes(self) -> int:
+        return total_params(self.spec) * self.workload.dtype_bytes
+
+    @property
+    def grad_bytes(self) -> int:
+        return self.param_bytes
+
+    @property
+    def optimizer_bytes(self) -> int:
+        """Adam's two moments."""
+        return 2 * self.param_bytes
+
+    @property
+    def state_bytes(self) -> int:
+        """The recurrent state of the batch (every layer and direction)."""
+        s = self.spec
+        width = {"h": s.proj_size or s.hidden_size, "c": s.hidden_size}
+        per_seq = (
+            s.num_layers
+            * s.num_directions
+            * sum(width.get(n, s.hidden_size) for n in s.cell_type.state_names)
+        )
+        return per_seq * self.workload.batch * self.workload.dtype_bytes
+
+    @property
+    def activation_bytes(self) -> int:
+        """What training keeps for backward (the memory model's ``kept`` terms)."""
+        return self._memory().activation_bytes
+
+    @property
+    def training_bytes(self) -> int:
+        """The training peak of one call with Adam's state."""
+        return self._memory().training_bytes
+
+    @property
+    def inference_bytes(self) -> int:
+        """The inference peak of one call."""
+        return self._memory().inference_bytes
+
+    @property
+    def memory_notes(self) -> tuple[str, ...]:
+        """The memory model's notes (a guess for a cell without memory rules), shown under the table."""
+        return self._memory().notes
+
+    def _memory(self) -> _MemoryFigures:
+        found: _MemoryFigures | None = self.__dict__.get("_memory_figures")
+        if found is None:
+            found = _memory(self.spec, self.workload)
+            object.__setattr__(self, "_memory_figures", found)
+        return found
 
     @property
     def critical_path_gemms(self) -> int:
@@ -659,26 +691,48 @@ def cost(
     sw = CostConvention(input_proj, recurrent, projection, bias_ops, elementwise, backward)
     ct = spec.cell_type
     layers = layer_costs(spec)
-    tok, b, t = wl.tokens, wl.batch, wl.seq_len
-
-    def skip(lc: LayerCost) -> int:
-        # sequences whose first recurrent step has no dh (see the module docstring)
-        if lc.direction == "reverse" and wl.lengths is not None:
-            return wl.longest
-        return b
-
-    per_layer = [_flops(lc, sw, tok, skip(lc), wl.training) for lc in layers]
+    per_layer = [_flops(lc, sw, wl.tokens, _first_skip(lc, wl), wl.training) for lc in layers]
     forward = sum(f for f, _ in per_layer)
     back = sum(bw for _, bw in per_layer)
-    per_seq = sum(sum(_flops(lc, sw, t, 1, wl.training)) for lc in layers)
+    macs_per_step = sum(lc.gemm_macs for lc in layers)
+    steps, nl = wl.steps, spec.num_layers
+    critical = steps if ct.single_step else nl * steps if spec.bidirectional else steps + nl - 1
+    return CostResult(
+        spec=spec,
+        workload=wl,
+        switches=sw,
+        layers=layers,
+        macs_per_step=macs_per_step,
+        macs=macs_per_step * wl.tokens,
+        forward_flops=forward,
+        backward_flops=back,
+        flops=forward + back,
+        flops_per_sequence=sum(sum(_flops(lc, sw, wl.seq_len, 1, wl.training)) for lc in layers),
+        critical_path_steps=critical,
+        layerwise_steps=nl * steps,
+        gemms_per_step=len(gemm_stages(spec)),
+        layer_flops=tuple(f + bw for f, bw in per_layer),
+        scan_levels=nl * max(1, ceil(log2(steps))) if ct.recurrence == "scan" else None,
+    )
 
-    # memory: the memory model's peaks of the kernel path predicted for a CPU (core/memory/)
-    nb = wl.dtype_bytes
-    h, p, nd = spec.hidden_size, spec.proj_size, spec.num_directions
-    width = {"h": p or h, "c": h}
-    state_per_seq = spec.num_layers * nd * sum(width.get(n, h) for n in ct.state_names)
-    params = total_params(spec)
-    param_bytes = params * nb
+
+def _first_skip(lc: LayerCost, wl: Workload) -> int:
+    """Sequences whose first recurrent step has no dh in backward (see the module docstring)."""
+    if lc.direction == "reverse" and wl.lengths is not None:
+        return wl.longest
+    return wl.batch
+
+
+class _MemoryFigures(NamedTuple):
+    activation_bytes: int
+    training_bytes: int
+    inference_bytes: int
+    notes: tuple[str, ...]
+
+
+def _memory(spec: RecurrentSpec, wl: Workload) -> _MemoryFigures:
+    """The memory model's figures of a cost (:mod:`paramcalc.core.memory`): the peaks of the
+    kernel path predicted for a CPU, and what training keeps for backward."""
     inference = memory_model(spec, replace(wl, mode="inference"))
     if wl.dtype == "int8":
         # int8 is inference-only: the training figures are the fp16 model's at one byte an element
@@ -689,33 +743,9 @@ def cost(
         training = memory_model(spec, replace(wl, mode="training"), optimizer="adam")
         activation_bytes = training.bytes_of("kept")
         training_bytes = training.peak_bytes + training.optimizer_bytes
-    steps, nl = wl.steps, spec.num_layers
-    critical = nl * steps if spec.bidirectional else steps + nl - 1
-    if ct.single_step:
-        critical = steps
-    scan = nl * max(1, ceil(log2(steps))) if ct.recurrence == "scan" else None
-    return CostResult(
-        spec=spec,
-        workload=wl,
-        switches=sw,
-        layers=layers,
-        macs_per_step=sum(lc.gemm_macs for lc in layers),
-        macs=sum(lc.gemm_macs for lc in layers) * tok,
-        forward_flops=forward,
-        backward_flops=back,
-        flops=forward + back,
-        flops_per_sequence=per_seq,
-        param_bytes=param_bytes,
-        grad_bytes=param_bytes,
-        optimizer_bytes=2 * param_bytes,
-        state_bytes=state_per_seq * b * nb,
-        activation_bytes=activation_bytes,
-        training_bytes=training_bytes,
-        inference_bytes=inference.peak_bytes,
-        critical_path_steps=critical,
-        layerwise_steps=nl * steps,
-        gemms_per_step=len(gemm_stages(spec)),
-        layer_flops=tuple(f + bw for f, bw in per_layer),
-        scan_levels=scan,
-        memory_notes=tuple(dict.fromkeys((*inference.notes, *training.notes))),
+    return _MemoryFigures(
+        activation_bytes,
+        training_bytes,
+        inference.peak_bytes,
+        tuple(dict.fromkeys((*inference.notes, *training.notes))),
     )

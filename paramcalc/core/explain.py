@@ -7,13 +7,14 @@ reason for its shape. Pure Python, from the cell's registry entry.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import Any
 
 from ..results.base import Result
 from ..results.table import Column, Table
 from ..results.text import plural
-from .cells import ONNX_NAMES
+from .cells import ONNX_NAMES, TensorTemplate
 from .coerce import as_spec
 from .params import count, dims
 from .spec import RecurrentSpec
@@ -25,6 +26,19 @@ EXPLAIN_COLUMNS = (
     Column("term", "str", doc="the product or sum of the equations the tensor enters"),
     Column("why", "str"),
 )
+
+
+def _rule_why(spec: RecurrentSpec, t: TensorTemplate) -> str:
+    """Why a tensor with its own shape rule, or of some gate blocks only, has its shape."""
+    ct, dm = spec.cell_type, dims(spec, 0)
+    env = dm.env(t.gates_of(ct.gates))
+    named = {n.id for node in t.nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
+    sizes = ", ".join(f"{k}={v}" for k, v in env.items() if k in named and k != "G")
+    rule = f"shape rule ({', '.join(t.rule)})" + (f" with {sizes}" if sizes else "")
+    if not t.blocks:
+        return rule
+    g = len(t.blocks)
+    return f"{g} of {ct.gates} gate blocks ({', '.join(t.blocks)}), G={g}: {rule}"
 
 
 def _why(spec: RecurrentSpec, kind: str, layer: int, shape: tuple[int, ...]) -> str:
@@ -158,5 +172,7 @@ def explain(spec: RecurrentSpec) -> Explanation:
         t = by_name[base]
         same = [u for u in templates if u.keras_name == t.keras_name] if spec.convention == "keras" else [t]
         term = " and ".join(u.term for u in same)
-        rows.append(ExplainRow(r.name, r.shape, r.numel, term, _why(spec, t.kind, 0, r.shape)))
+        custom = t.shape_rule or t.blocks
+        why = _rule_why(spec, t) if custom else _why(spec, t.kind, 0, r.shape)
+        rows.append(ExplainRow(r.name, r.shape, r.numel, term, why))
     return Explanation(spec, ct.equations_for(spec), tuple(rows))

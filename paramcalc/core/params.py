@@ -18,16 +18,17 @@ Everything is exact Python ``int`` arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ast
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from math import prod
 from typing import Any
 
 from ..results.base import Result
 from ..results.table import Column, Table
 from ..results.text import plural
-from .cells import ONNX_NAMES, Dims, TensorTemplate
+from . import memo, shapes
+from .cells import ONNX_NAMES, CellType, Dims, TensorTemplate
 from .spec import RecurrentSpec
 
 DIRECTIONS = ("forward", "reverse")
@@ -51,6 +52,8 @@ LAYER_COLUMNS = (
     Column("params"),
 )
 TOTAL_COLUMNS = (Column("spec", "str"), Column("tensors"), Column("params"))
+#: The kinds whose elements :attr:`Compiled.kinds` sums, in this order (the cost model's parts).
+COST_KINDS = ("input", "recurrent", "projection", "bias")
 
 
 @dataclass(frozen=True)
@@ -82,17 +85,78 @@ class LayerFormula:
         return f"{self.symbolic} = {self.substituted} = {self.params:,}"
 
 
+# --- an entry's templates, compiled once per layout into plain arithmetic -------------------------
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The tensors a layout of an entry has, as functions of a layer's ``(Dh, d, P, R)``.
+
+    ``total``: the parameters of one layer and direction; ``kinds``: the elements of each of
+    :data:`COST_KINDS`; ``shapes``: every tensor's stored shape (PyTorch's), in template order.
+    Built from the templates' shape rules by :func:`compiled`, once per entry and layout (bias
+    vectors, peepholes, projection): a count is then one call of generated arithmetic per layer,
+    not a walk over the templates.
+    """
+
+    templates: tuple[TensorTemplate, ...]
+    total: Callable[..., int]
+    kinds: Callable[..., tuple[int, ...]]
+    shapes: Callable[..., tuple[tuple[int, ...], ...]]
+
+
+def compiled(spec: RecurrentSpec) -> Compiled:
+    """The compiled templates of ``spec``'s entry and layout (made on first use, kept on the entry)."""
+    ct = spec.cell_type
+    key = (spec.bias_vectors, spec.peephole, spec.proj_size > 0)
+    table: dict[Any, Compiled] | None = ct.__dict__.get("_compiled")
+    if table is None:
+        table = {}
+        object.__setattr__(ct, "_compiled", table)
+    found = table.get(key)
+    if found is None:
+        found = table[key] = _compile(ct, ct.templates_for(spec))
+    return found
+
+
+def _compile(ct: CellType, templates: tuple[TensorTemplate, ...]) -> Compiled:
+    label = f"cell {ct.name}"
+
+    def folded(t: TensorTemplate) -> tuple[ast.expr, ...]:
+        return tuple(shapes.fold(n, {"G": t.gates_of(ct.gates)}) for n in t.nodes)
+
+    dims_of = [folded(t) for t in templates]
+    numels = [shapes.product(list(dims)) for dims in dims_of]
+    by_kind = [
+        shapes.sum_node([shapes.fold(n, {}) for t, n in zip(templates, numels, strict=True) if t.kind == k])
+        for k in COST_KINDS
+    ]
+    return Compiled(
+        templates=templates,
+        total=shapes.compile_sum([shapes.fold(n, {}) for n in numels], shapes.LAYER_ARGS, label),
+        kinds=shapes.compile_tuple(by_kind, shapes.LAYER_ARGS, label),
+        shapes=shapes.compile_tuple(
+            [ast.Tuple(elts=[shapes.fold(d, {}) for d in dims], ctx=ast.Load()) for dims in dims_of],
+            shapes.LAYER_ARGS,
+            label,
+        ),
+    )
+
+
 def dims(spec: RecurrentSpec, layer: int) -> Dims:
     return Dims(spec.gates, spec.hidden_size, spec.layer_input_size(layer), spec.proj_size)
 
 
 def layer_params(spec: RecurrentSpec, layer: int) -> int:
-    """Parameters of one direction of one layer (the sum over the cell's present templates)."""
-    dm = dims(spec, layer)
-    total = 0
-    for t in spec.cell_type.templates_for(spec):
-        total += prod(t.shape(dm))
-    return total
+    """Parameters of one direction of one layer (the compiled sum of the present templates)."""
+    h, p = spec.hidden_size, spec.proj_size
+    return compiled(spec).total(h, spec.layer_input_size(layer), p, p or h)
+
+
+def layer_kinds(spec: RecurrentSpec, layer: int) -> tuple[int, ...]:
+    """Elements of one layer and direction's tensors of each kind in :data:`COST_KINDS`."""
+    h, p = spec.hidden_size, spec.proj_size
+    return compiled(spec).kinds(h, spec.layer_input_size(layer), p, p or h)
 
 
 def total_params(spec: RecurrentSpec) -> int:
@@ -101,9 +165,17 @@ def total_params(spec: RecurrentSpec) -> int:
         from .coerce import as_spec
 
         spec = as_spec(spec, "total_params")
-    first = layer_params(spec, 0)
-    rest = layer_params(spec, 1) if spec.num_layers > 1 else 0
+    total = compiled(spec).total
+    h, p = spec.hidden_size, spec.proj_size
+    r = p or h
+    first = total(h, spec.input_size, p, r)
+    if spec.num_layers == 1:
+        return spec.num_directions * first
+    rest = total(h, spec.stack_output_size, p, r)
     return spec.num_directions * (first + (spec.num_layers - 1) * rest)
+
+
+# --- formulas ------------------------------------------------------------------------------------
 
 
 def _d_symbol(spec: RecurrentSpec, layer: int) -> str:
@@ -114,44 +186,48 @@ def _d_symbol(spec: RecurrentSpec, layer: int) -> str:
     return f"{n}{width}" if n > 1 else width
 
 
-def _coef(n: int, sym: str) -> str:
-    return sym if n == 1 else f"{n}{sym}"
+def _symbols(spec: RecurrentSpec, layer: int) -> dict[str, str]:
+    """How each size is written in the formulas of ``layer`` (its input ``d`` may be ``2Dh``)."""
+    return {"Dh": "Dh", "d": _d_symbol(spec, layer), "P": "P", "R": "P" if spec.proj_size else "Dh"}
+
+
+def _per_block(t: TensorTemplate) -> ast.expr:
+    """A block-stacked template's elements per gate block: its product without one ``G``."""
+    fs = shapes.factors(shapes.product(t.nodes))
+    i = next(i for i, f in enumerate(fs) if isinstance(f, ast.Name) and f.id == "G")
+    rest = fs[:i] + fs[i + 1 :]
+    return shapes.product(rest) if rest else ast.Constant(1)
 
 
 def formula(spec: RecurrentSpec, layer: int) -> tuple[str, str]:
-    """The layer's count as ``(symbolic, substituted)``, e.g. ``4(Dh·d + Dh·Dh + 2Dh)``."""
-    dm = dims(spec, layer)
-    d_sym, r_sym = _d_symbol(spec, layer), ("P" if spec.proj_size else "Dh")
-    inner: list[tuple[str, str]] = []
-    outer: list[tuple[str, str]] = []
-    templates = spec.cell_type.templates_for(spec)
-    done: set[str] = set()
-    for t in templates:
-        if t.kind in done:
-            continue
-        same = sum(1 for u in templates if u.kind == t.kind)
-        sym, num, _ = t.per_block(dm)
-        sym = sym.format(d=d_sym, R=r_sym)
-        if same > 1:  # b_ih and b_hh: "2Dh"; three peepholes: "3Dh"
-            sym, num = _coef(same, sym), f"{same}·{num}"
-        (inner if t.block else outer).append((sym, num))
-        done.add(t.kind)
-    s, n = " + ".join(x for x, _ in inner), " + ".join(y for _, y in inner)
-    g = spec.gates
-    if g > 1:
-        s, n = f"{g}({s})", f"{g}({n})"
-    for x, y in outer:
-        s, n = f"{s} + {x}", f"{n} + {y}"
-    return s, n
+    """The layer's count as ``(symbolic, substituted)``, e.g. ``4(Dh·d + Dh·Dh + 2Dh)``.
+
+    Templates stacking every gate block are written per block inside ``G(...)``; the others
+    (peepholes, a projection, tensors of some blocks or with their own shape rule) follow.
+    Same-kind tensors of the same form are collected (``2Dh`` for ``b_ih`` and ``b_hh``).
+    """
+    dm, sym = dims(spec, layer), _symbols(spec, layer)
+    groups: dict[tuple[bool, str, str], list[Any]] = {}
+    for t in compiled(spec).templates:
+        inner = t.spans_blocks()
+        node = _per_block(t) if inner else shapes.product(t.nodes)
+        env = dm.env(t.gates_of(dm.g))
+        key = (inner, t.kind, shapes.render(node, sym, env)[0])
+        groups.setdefault(key, [node, env, 0])[2] += 1
+    parts = {True: [], False: []}  # type: dict[bool, list[tuple[str, str]]]
+    for (inner, _, _), (node, env, n) in groups.items():
+        parts[inner].append(shapes.render(node, sym, env, lead=n))
+    s, num = " + ".join(x for x, _ in parts[True]), " + ".join(y for _, y in parts[True])
+    if dm.g > 1 and parts[True]:
+        s, num = f"{dm.g}({s})", f"{dm.g}({num})"
+    for x, y in parts[False]:
+        s, num = (f"{s} + {x}", f"{num} + {y}") if s else (x, y)
+    return s, num
 
 
 def _tensor_formula(spec: RecurrentSpec, layer: int, t: TensorTemplate, dm: Dims, stacked: int = 1) -> str:
-    sym, num, _ = t.per_block(dm)
-    sym = sym.format(d=_d_symbol(spec, layer), R="P" if spec.proj_size else "Dh")
-    factors = [n for n in (stacked, dm.g if t.block else 1) if n > 1]
-    coef = prod(factors)
-    if coef > 1:
-        sym, num = f"{coef}{sym}", "·".join([*map(str, factors), num])
+    env = dm.env(t.gates_of(dm.g))
+    sym, num = shapes.render(shapes.product(t.nodes), _symbols(spec, layer), env, lead=stacked)
     return f"{sym} = {num}"
 
 
@@ -168,7 +244,7 @@ def _onnx_tensors(spec: RecurrentSpec, layer: int, direction: int) -> Iterator[T
     dm = dims(spec, layer)
     nd = spec.num_directions
     suffix = f"_l{layer}" if spec.num_layers > 1 else ""
-    templates = spec.cell_type.templates_for(spec)
+    templates = compiled(spec).templates
     for kind, name in ONNX_NAMES.items():
         same = [t for t in templates if t.kind == kind]
         if not same:
@@ -188,10 +264,9 @@ def layer_tensors(spec: RecurrentSpec, layer: int, direction: int) -> Iterator[T
     keras = spec.convention == "keras"
     dm = dims(spec, layer)
     suffix = _names(spec, layer, direction, keras)
-    templates = spec.cell_type.templates_for(spec)
+    c = compiled(spec)
     if not keras:
-        for t in templates:
-            shape = t.shape(dm)
+        for t, shape in zip(c.templates, c.shapes(dm.h, dm.d, dm.p, dm.r), strict=True):
             yield TensorRow(
                 t.torch_name + suffix,
                 shape,
@@ -205,10 +280,10 @@ def layer_tensors(spec: RecurrentSpec, layer: int, direction: int) -> Iterator[T
         return
     # Keras stores the bias vectors of a block as one tensor: (G·u,) or (2, G·u).
     seen: dict[str, int] = {}
-    for t in templates:
+    for t in c.templates:
         seen[t.keras_name] = seen.get(t.keras_name, 0) + 1
     emitted: set[str] = set()
-    for t in templates:
+    for t in c.templates:
         if t.keras_name in emitted:
             continue
         emitted.add(t.keras_name)
@@ -233,11 +308,28 @@ class CountResult(Result):
     def __init__(
         self,
         spec: RecurrentSpec,
-        rows: tuple[TensorRow, ...],
-        formulas: tuple[LayerFormula, ...],
-        total: int,
+        rows: tuple[TensorRow, ...] | None = None,
+        formulas: tuple[LayerFormula, ...] | None = None,
+        total: int | None = None,
     ) -> None:
-        self.spec, self.rows, self.formulas, self.total = spec, rows, formulas, total
+        """``rows`` and ``formulas`` left out are built on first use (``total`` needs neither)."""
+        self.spec = spec
+        self._rows, self._formulas = rows, formulas
+        self.total = total_params(spec) if total is None else total
+
+    @property
+    def rows(self) -> tuple[TensorRow, ...]:
+        """Every tensor, layer by layer and direction by direction, as the module names it."""
+        if self._rows is None:
+            self._rows, self._formulas = _tables(self.spec)
+        return self._rows
+
+    @property
+    def formulas(self) -> tuple[LayerFormula, ...]:
+        """The closed form of each layer and direction."""
+        if self._formulas is None:
+            self._rows, self._formulas = _tables(self.spec)
+        return self._formulas
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CountResult) and (self.spec, self.rows, self.total) == (
@@ -312,8 +404,13 @@ def count(spec: Any, *args: Any, **options: Any) -> CountResult:
     return _count(as_spec(spec, "count"))
 
 
-@lru_cache(maxsize=4096)
+@memo.memoise()
 def _count(spec: RecurrentSpec) -> CountResult:
+    return CountResult(spec)
+
+
+def _tables(spec: RecurrentSpec) -> tuple[tuple[TensorRow, ...], tuple[LayerFormula, ...]]:
+    """The rows and formulas of a count (the total is the compiled sum: they must agree)."""
     rows: list[TensorRow] = []
     formulas: list[LayerFormula] = []
     for layer in range(spec.num_layers):
@@ -327,5 +424,4 @@ def _count(spec: RecurrentSpec) -> CountResult:
             )
         assert sum(r.numel for r in layer_rows) == n * spec.num_directions  # formula and tensors agree
         rows.extend(layer_rows)
-    total = sum(f.params for f in formulas)
-    return CountResult(spec, tuple(rows), tuple(formulas), total)
+    return tuple(rows), tuple(formulas)

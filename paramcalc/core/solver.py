@@ -17,7 +17,7 @@ from ..errors import ParamcalcError
 from ..results.base import Result
 from ..results.table import Column, Table
 from ..results.text import plural
-from .cells import FAMILIES, cell_names, get_cell
+from .cells import CLASSIC_CELLS, cell_names, get_cell
 from .coerce import as_spec
 from .params import total_params
 from .spec import MAX_SIZE, RecurrentSpec
@@ -235,7 +235,7 @@ def match_hidden(
     reference = as_spec(reference, "match_hidden")
     check_multiple_of(multiple_of)
     target = total_params(reference)
-    names = cell_names(cells) or [c for c in FAMILIES if c != reference.cell_type.stack_name]
+    names = cell_names(cells) or [c for c in CLASSIC_CELLS if c != reference.cell_type.stack_name]
     rows = [SolveRow(reference, target, target)]
     for name in names:
         s = retarget(reference, name)

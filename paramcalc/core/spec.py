@@ -8,7 +8,7 @@ directions, the reset-before GRU form) are data checked against the cell's capab
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import ParamcalcError
@@ -81,31 +81,44 @@ class RecurrentSpec:
     peephole: bool | None = None
     merge_mode: str = "concat"
     cell_type: CellType = field(init=False, repr=False, compare=False)
+    #: The identity of the registry entry the spec was made with: two specs of the same fields
+    #: made before and after ``register_cell(..., replace_existing=True)`` are different keys.
+    _entry: int = field(init=False, repr=False, compare=True)
 
     def __post_init__(self) -> None:
         ct = get_cell(self.cell)
         set_ = object.__setattr__
         set_(self, "cell", ct.name)
         set_(self, "cell_type", ct)
+        set_(self, "_entry", id(ct))  # the spec holds ct, so the id is not reused while it lives
+        self._check_sizes()
+        set_(self, "convention", _choice("convention", self.convention, CONVENTIONS))
+        set_(self, "merge_mode", _choice("merge_mode", self.merge_mode, MERGE_MODES))
+        self._check_form(ct)
+        peep = ct.default_peephole if self.peephole is None else check_flag("peephole", self.peephole)
+        if peep and not ct.peephole_gates:
+            with_peep = ", ".join(c.name for c in _cells_with("peephole_gates"))
+            raise ParamcalcError(f"peephole connections exist only for {with_peep}, not {ct.name}")
+        set_(self, "peephole", peep)
+        b = self._bias_vectors(ct)
+        set_(self, "bias_vectors", b)
+        set_(self, "bias", b > 0)
+        if self.convention == "onnx":
+            _check_onnx(ct, b)
+        if self.proj_size:
+            self._check_projection(ct)
+
+    def _check_sizes(self) -> None:
+        set_ = object.__setattr__
         set_(self, "input_size", check_size("input_size", self.input_size))
         set_(self, "hidden_size", check_size("hidden_size", self.hidden_size))
         set_(self, "num_layers", check_size("num_layers", self.num_layers, maximum=MAX_LAYERS))
         set_(self, "proj_size", check_size("proj_size", self.proj_size, minimum=0))
         for flag in ("bidirectional", "bias", "reset_after"):
             check_flag(flag, getattr(self, flag))
-        conv = str(self.convention).strip().lower()
-        if conv not in CONVENTIONS:
-            raise ParamcalcError(
-                f"convention must be one of {', '.join(CONVENTIONS)}, got {self.convention!r}"
-            )
-        set_(self, "convention", conv)
-        merge = str(self.merge_mode).strip().lower()
-        if merge not in MERGE_MODES:
-            raise ParamcalcError(
-                f"merge_mode must be one of {', '.join(MERGE_MODES)}, got {self.merge_mode!r}"
-            )
-        set_(self, "merge_mode", merge)
 
+    def _check_form(self, ct: CellType) -> None:
+        """Single-step cells, the merge of two directions and the GRU's reset form."""
         if ct.single_step:
             if self.num_layers != 1:
                 raise ParamcalcError(
@@ -113,23 +126,18 @@ class RecurrentSpec:
                 )
             if self.bidirectional:
                 raise ParamcalcError(f"{ct.name} is a single-step cell: it has no bidirectional form")
-        if merge != "concat" and not self.bidirectional:
+        if self.merge_mode != "concat" and not self.bidirectional:
             raise ParamcalcError(
-                f"`merge_mode={merge!r}` applies only to bidirectional stacks: add `bidirectional=True`"
+                f"`merge_mode={self.merge_mode!r}` applies only to bidirectional stacks: "
+                "add `bidirectional=True`"
             )
         if not self.reset_after and not ct.reset_after_option:
             raise ParamcalcError(f"reset_after applies only to GRU cells, not {ct.name}")
 
-        # peepholes
-        peep = ct.default_peephole if self.peephole is None else check_flag("peephole", self.peephole)
-        if peep and not ct.peephole_gates:
-            with_peep = ", ".join(c.name for c in _cells_with("peephole_gates"))
-            raise ParamcalcError(f"peephole connections exist only for {with_peep}, not {ct.name}")
-        set_(self, "peephole", peep)
-
-        # bias vectors per gate block
+    def _bias_vectors(self, ct: CellType) -> int:
+        """Bias vectors per gate block: asked for, or the convention's preset; checked."""
         if self.bias_vectors is None:
-            b = default_bias_vectors(ct, conv, self.bias, self.reset_after)
+            b = default_bias_vectors(ct, self.convention, self.bias, self.reset_after)
         else:
             b = check_size("bias_vectors", self.bias_vectors, minimum=0, maximum=2)
             if not self.bias and b:
@@ -137,32 +145,24 @@ class RecurrentSpec:
         if b not in ct.bias_vectors_allowed:
             allowed = ", ".join(map(str, ct.bias_vectors_allowed))
             raise ParamcalcError(f"{ct.name} takes {allowed} bias vectors per gate block, not {b}")
-        set_(self, "bias_vectors", b)
-        set_(self, "bias", b > 0)
+        return b
 
-        if conv == "onnx":
-            if ct.single_step or not ct.onnx_op:
-                raise ParamcalcError(
-                    f"the onnx convention names ONNX's LSTM/GRU/RNN operators: {ct.name} has none"
-                )
-            if b == 1:
-                raise ParamcalcError("ONNX's B holds both bias vectors (Wb and Rb): use 0 or 2 bias vectors")
-        if self.proj_size:
-            if not ct.projection:
-                with_proj = ", ".join(c.name for c in _cells_with("projection"))
-                raise ParamcalcError(f"proj_size is only supported for {with_proj}, not {ct.name}")
-            if conv == "onnx":
-                raise ParamcalcError("proj_size has no ONNX equivalent: ONNX's LSTM has no projection")
-            if conv == "keras":
-                raise ParamcalcError(
-                    "proj_size has no Keras equivalent: Keras' LSTM has no projection "
-                    "(a one-bias LSTM with projection is bias_vectors=1 under the torch convention)"
-                )
-            if self.proj_size >= self.hidden_size:
-                raise ParamcalcError(
-                    f"proj_size has to be smaller than hidden_size "
-                    f"(got proj_size={self.proj_size}, hidden_size={self.hidden_size})"
-                )
+    def _check_projection(self, ct: CellType) -> None:
+        if not ct.projection:
+            with_proj = ", ".join(c.name for c in _cells_with("projection"))
+            raise ParamcalcError(f"proj_size is only supported for {with_proj}, not {ct.name}")
+        if self.convention == "onnx":
+            raise ParamcalcError("proj_size has no ONNX equivalent: ONNX's LSTM has no projection")
+        if self.convention == "keras":
+            raise ParamcalcError(
+                "proj_size has no Keras equivalent: Keras' LSTM has no projection "
+                "(a one-bias LSTM with projection is bias_vectors=1 under the torch convention)"
+            )
+        if self.proj_size >= self.hidden_size:
+            raise ParamcalcError(
+                f"proj_size has to be smaller than hidden_size "
+                f"(got proj_size={self.proj_size}, hidden_size={self.hidden_size})"
+            )
 
     # -- derived quantities -------------------------------------------------------------
     @property
@@ -202,9 +202,8 @@ class RecurrentSpec:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("cell_type", None)
-        return d
+        """The constructor's arguments (the resolved layout included)."""
+        return {name: getattr(self, name) for name in _INIT_FIELDS}
 
     @property
     def display_class(self) -> str:
@@ -250,6 +249,24 @@ def default_bias_vectors(ct: CellType, convention: str, bias: bool, reset_after:
     if convention == "onnx":
         return 2
     return ct.default_bias_vectors
+
+
+_INIT_FIELDS = tuple(f.name for f in fields(RecurrentSpec) if f.init)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """``value`` normalised (stripped, lower case) if it is one of ``allowed``; else one line."""
+    chosen = str(value).strip().lower()
+    if chosen not in allowed:
+        raise ParamcalcError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return chosen
+
+
+def _check_onnx(ct: CellType, b: int) -> None:
+    if ct.single_step or not ct.onnx_op:
+        raise ParamcalcError(f"the onnx convention names ONNX's LSTM/GRU/RNN operators: {ct.name} has none")
+    if b == 1:
+        raise ParamcalcError("ONNX's B holds both bias vectors (Wb and Rb): use 0 or 2 bias vectors")
 
 
 def _cells_with(attr: str) -> list[CellType]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.cells import FAMILIES, cell_names
+from ..core.cells import CLASSIC_CELLS, cell_names
 from ..core.coerce import as_spec
 from ..core.params import total_params
 from ..core.solver import check_multiple_of, closest_hidden, retarget
@@ -185,7 +185,7 @@ def _specs_for(spec: Any, cells: Sequence[str] | str | None) -> list[RecurrentSp
         return specs
     spec = as_spec(spec, "compare")
     # by default the given cell first (the reference), then the classic three it is not
-    names = cell_names(cells) or [spec.cell, *(c for c in FAMILIES if c != spec.cell)]
+    names = cell_names(cells) or [spec.cell, *(c for c in CLASSIC_CELLS if c != spec.cell)]
     return [retarget(spec, n) for n in names]
 
 

@@ -29,7 +29,7 @@ import math
 import os
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,7 +53,7 @@ MAX_SECONDS = 1e9
 #: Most threads a run may name.
 MAX_THREADS = 2**20
 
-_SPEC_KEYS = frozenset(RecurrentSpec.__dataclass_fields__) - {"cell_type"}
+_SPEC_KEYS = frozenset(f.name for f in fields(RecurrentSpec) if f.init)
 _WORKLOAD_KEYS = frozenset(Workload.__dataclass_fields__)
 
 

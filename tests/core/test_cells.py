@@ -199,3 +199,152 @@ def test_an_alias_cannot_take_over_an_existing_alias(registry):
     else:
         pc.unregister_cell("rogue")
     assert pc.get_cell("rnn_tanh").name == "rnn"
+
+
+# --- re-registering a cell: every count computed after the change follows it ----------------
+
+
+def _gated(gates: tuple[str, ...]) -> CellType:
+    return CellType(
+        name="regate",
+        gate_names=gates,
+        templates=gated_templates(bias_vectors=1),
+        equations=("h_t = ...",),
+        display_name="Regate",
+        default_bias_vectors=1,
+        elementwise_ops=(("add", 2), ("sigmoid", 1)),
+    )
+
+
+def test_re_registering_a_cell_changes_every_count_that_depends_on_it(registry, tmp_path):
+    from paramcalc.core.architecture import architecture_from_dict, count_architecture, with_head
+    from paramcalc.core.costmodel import cost
+    from paramcalc.core.explain import explain
+    from paramcalc.core.params import total_params
+    from paramcalc.core.solver import largest_hidden
+
+    toml = {
+        "input": [{"name": "x", "size": 4}],
+        "component": [{"name": "rnn", "kind": "regate", "hidden_size": 8}],
+    }
+
+    def everything() -> dict[str, int]:
+        spec = pc.RecurrentSpec("regate", 4, 8)
+        return {
+            "count": pc.count(spec).total,
+            "count by name": pc.count("regate", 4, 8).total,
+            "total_params": total_params(spec),
+            "rows": sum(r.numel for r in pc.count(spec).rows),
+            "with a head": pc.count("regate", 4, 8, head=2).total - (2 * 8 + 2),
+            "architecture": count_architecture(with_head(spec, 2)).total - (2 * 8 + 2),
+            "toml architecture": count_architecture(architecture_from_dict(toml)).total,
+            "macs per step": cost(spec).macs_per_step + 8 * spec.gates,  # + the bias elements
+            "explain": sum(r.numel for r in explain(spec).rows),
+            "largest hidden 8 in budget": largest_hidden(spec, 312),
+        }
+
+    # per layer G(Dh·d + Dh·Dh + Dh) with d = 4, Dh = 8: 2 blocks 2·(32 + 64 + 8) = 208, 3 blocks 312
+    pc.register_cell(_gated(("a", "b")))
+    old_spec = pc.RecurrentSpec("regate", 4, 8)
+    before = everything()
+    assert {k: v for k, v in before.items() if k != "largest hidden 8 in budget"} == dict.fromkeys(
+        [k for k in before if k != "largest hidden 8 in budget"], 208
+    )
+    assert before["largest hidden 8 in budget"] > 8  # 312 parameters buy more than Dh = 8 at 2 blocks
+    pc.register_cell(_gated(("a", "b", "c")), replace_existing=True)
+    after = everything()
+    assert after == {**dict.fromkeys(after, 312), "largest hidden 8 in budget": 8}
+    new_spec = pc.RecurrentSpec("regate", 4, 8)
+    assert new_spec != old_spec and hash(new_spec) != hash(old_spec)  # the entry is in the identity
+    assert old_spec.gates == 2 and pc.count(old_spec).total == 208  # a spec keeps the entry it was made with
+
+
+# --- shape rules ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rule, needle",
+    [
+        (("G·Dh", "d - 1"), "the operator Sub is not allowed"),
+        (("Dh // d",), "// divides by a positive integer only"),
+        (("Dh·k",), "unknown size 'k': expected one of Dh, G, P, R, d"),
+        (("2.5·Dh",), "2.5 is not a non-negative integer"),
+        (("Dh if d else P",), "a condition must compare sizes"),
+        (("abs(Dh)",), "the only functions are min(a, b, ...) and max(a, b, ...)"),
+        (("Dh +",), "is not an expression of"),
+        ("Dh", "shape_rule must be a tuple, got str"),
+    ],
+)
+def test_a_shape_rule_outside_the_grammar_is_one_line(rule, needle):
+    with pytest.raises(pc.ParamcalcError) as info:
+        pc.TensorTemplate("w", "input", "w", "w", "x·W", shape_rule=rule)
+    assert str(info.value).startswith("tensor template 'w': ") and needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_blocks_must_be_gate_blocks_of_the_cell():
+    t = pc.TensorTemplate("b", "bias", "b", "b", "b", blocks=("x",))
+    with pytest.raises(pc.ParamcalcError, match="template 'b' names blocks not in gate_names: x"):
+        CellType(
+            name="blocky",
+            gate_names=("f", "r"),
+            templates=(gated_templates()[0], t),
+            equations=("h_t = ...",),
+            display_name="Blocky",
+            default_bias_vectors=1,
+        )
+
+
+def test_shape_rules_by_hand():
+    """Every construct of the grammar, evaluated on sizes chosen so each branch shows."""
+    cell = CellType(
+        name="ruled",
+        gate_names=("a", "b", "c"),
+        templates=(
+            pc.TensorTemplate("w", "input", "w", "w", "x·W", shape_rule=("d", "(3 if d == Dh else 4)·Dh")),
+            pc.TensorTemplate("u", "recurrent_diag", "u", "u", "u ⊙ h", blocks=("b", "c")),
+            pc.TensorTemplate("b", "bias", "b", "b", "b", blocks=("a",)),
+            pc.TensorTemplate(
+                "x",
+                "recurrent",
+                "x",
+                "x",
+                "h·X",
+                shape_rule=("max(d, Dh) + 1", "(Dh + 15) // 16", "min(2, d)"),
+            ),
+        ),
+        equations=("h_t = ...",),
+        display_name="Ruled",
+        default_bias_vectors=1,
+    )
+    pc.register_cell(cell)
+    try:
+        rows = pc.count(pc.RecurrentSpec("ruled", 5, 20)).rows
+        assert [r.shape for r in rows] == [(5, 80), (40,), (20,), (21, 2, 2)]
+        rows = pc.count(pc.RecurrentSpec("ruled", 20, 20, bias=False)).rows
+        assert [r.shape for r in rows] == [(20, 60), (40,), (21, 2, 2)]
+        assert rows[0].formula == "3d·Dh = 3·20·20"  # the branch taken for these sizes
+    finally:
+        pc.unregister_cell("ruled")
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_the_compiled_count_is_the_templates_evaluated(name):
+    """The generated arithmetic against the rules evaluated node by node (two separate paths)."""
+    from math import prod
+
+    from paramcalc.core.params import dims, layer_params
+
+    ct = pc.get_cell(name)
+    for d, h, p in ((3, 5, 0), (17, 9, 4), (1, 1, 0)):
+        for b in ct.bias_vectors_allowed:
+            for peep in {ct.default_peephole, bool(ct.peephole_gates)}:
+                proj = p if ct.projection and p < h else 0
+                layers = 1 if ct.single_step else 2
+                spec = pc.RecurrentSpec(
+                    name, d, h, num_layers=layers, proj_size=proj, bias_vectors=b, peephole=peep
+                )
+                for layer in range(layers):
+                    dm = dims(spec, layer)
+                    slow = sum(prod(t.shape(dm)) for t in ct.templates if t.present(spec))
+                    assert layer_params(spec, layer) == slow

@@ -82,3 +82,13 @@ class JanetStack(nn.Module):
 
 def build(spec: Any, device: Any = None, dtype: Any = None) -> nn.Module:
     return JanetStack(spec, device, dtype)
+
+
+def janet_step(w: Any, gx: torch.Tensor, state: Any, knobs: Any, zero_state: bool) -> Any:
+    """One JANET step for paramcalc's reference stack (``TorchBinding(step=...)``): ``gx`` is
+    ``x_t·W_ihᵀ + b_ih`` for both blocks, ``w.hh`` the recurrent matrix ``(2Dh, Dh)``."""
+    (h,) = state
+    f, c = (gx + h @ w.hh.t()).chunk(2, dim=-1)
+    s = torch.sigmoid(f)
+    h = s * h + (1 - s) * torch.tanh(c)
+    return h, (h,)

@@ -151,3 +151,33 @@ def test_a_plugin_module_failing_in_forward_is_named_not_an_internal_error(plugi
         "Error: cell fwbroken: its module pc_fw_ref:build failed while running: ValueError: forward is "
         "broken (a problem of the package that registered the cell, not of paramcalc)"
     )
+
+
+def test_a_step_function_runs_on_paramcalcs_reference_stack():
+    """A cell may name only its step function: paramcalc's reference module builds the tensors
+    from its templates, runs layers, directions and packed batches, and gives JanetStack's output."""
+    import dataclasses
+
+    import torch
+
+    from paramcalc.bridge.modules import ReferenceRecurrent
+    from tests.torch.janet_cell import JanetStack
+
+    cell = dataclasses.replace(
+        JANET, name="janet_step", torch=pc.TorchBinding(step="tests.torch.janet_cell:janet_step")
+    )
+    pc.register_cell(cell)
+    try:
+        spec = pc.RecurrentSpec("janet_step", 5, 7, num_layers=2)
+        ours = pc.build_module(spec, "cpu", torch.float64)
+        assert isinstance(ours, ReferenceRecurrent)
+        theirs = JanetStack(spec, dtype=torch.float64)
+        theirs.load_state_dict(ours.state_dict())  # the same names and shapes
+        x = torch.randn(4, 3, 5, dtype=torch.float64)
+        out, h_n = ours(x)
+        expected, expected_h = theirs(x)
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(h_n, expected_h)
+        assert pc.flop_check(spec, pc.Workload(2, 3, lengths=(3, 2), mode="training")).ok is True
+    finally:
+        pc.unregister_cell("janet_step")

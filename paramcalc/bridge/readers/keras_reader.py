@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.architecture import Component, Custom, tensor_formula
-from ...core.cells import cell_for, get_cell
+from ...core.cells import cell_for, get_cell, keras_stack_class
 from ...core.params import count
 from ...core.spec import RecurrentSpec
 from ...errors import ParamcalcError
@@ -78,7 +78,6 @@ NON_PARAMETER_GROUPS = frozenset(
 MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
 #: Keras 2's cuDNN layer classes -> the layer class of the same tensors.
 CUDNN_LAYERS = {"CuDNNLSTM": "LSTM", "CuDNNGRU": "GRU"}
-CELL_LAYERS = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
 
 
 # --- reading the zip archive without extracting it ----------------------------------------------
@@ -329,9 +328,10 @@ def _describe(path: Path, name: str, cfg: dict[str, Any]) -> _Rnn | None:
     conf = _conf(cfg)
     if cls == "RNN":
         cell = conf.get("cell")
-        if not isinstance(cell, dict) or str(cell.get("class_name")) not in CELL_LAYERS:
+        stack = keras_stack_class(str(cell.get("class_name"))) if isinstance(cell, dict) else None
+        if stack is None:
             return None
-        cls, conf = CELL_LAYERS[str(cell["class_name"])], _conf(cell)
+        cls, conf = stack, _conf(cell)
     act = _activation(conf.get("activation", "tanh"))
     ct = cell_for("keras", CUDNN_LAYERS.get(cls, cls), act)
     if ct is None:

@@ -56,7 +56,6 @@ from . import (
 
 #: A protobuf message cannot exceed 2 GiB; larger models keep their weights as external data.
 MAX_PROTOBUF_BYTES = 2**31
-GATE_ORDER = {"LSTM": "iofc (PyTorch: ifgo)", "GRU": "zrh (PyTorch: rzn)"}
 DIRECTIONS = ("forward", "reverse", "bidirectional")
 #: Nested graphs deeper than this are not searched.
 MAX_DEPTH = 64
@@ -440,11 +439,18 @@ def _traced_sizes(scan: _Scan, n: _Node, hidden: int) -> int | None:
     return d
 
 
+def _peephole_note(ct: CellType) -> str:
+    """What ONNX's ``P`` holds, from the registry's gate facts: the peepholes in ONNX's block order."""
+    order = ct.onnx_gate_names or ct.gate_names
+    peep = sorted(ct.peephole_gates, key=lambda g: order.index(g) if g in order else len(order))
+    return f"ONNX P holds {len(peep)} peephole vectors ({', '.join(peep)})"
+
+
 def _notes(n: _Node, spec: RecurrentSpec, torch_path: str | None) -> list[str]:
     notes = ["ONNX B holds two bias vectors (Wb, Rb)" if "B" in n.sources else "no B: no biases"]
     ct = n.ct
     if ct.peephole_gates and "P" in n.sources:
-        notes.append("ONNX P holds three peephole vectors (i, o, f)")
+        notes.append(_peephole_note(ct))
     if ct.peephole_gates and n.attrs.get("input_forget"):
         notes.append("input_forget=1 couples the input and forget gates (all four blocks are stored)")
     if ct.reset_after_option:
@@ -455,8 +461,8 @@ def _notes(n: _Node, spec: RecurrentSpec, torch_path: str | None) -> list[str]:
         )
     if ct.nonlinearity and any(a != ct.nonlinearity for a in n.acts):
         notes.append(f"activations {n.acts}: counted as {ct.name} (the activation does not change the count)")
-    if n.op in GATE_ORDER:
-        notes.append(f"gate order {GATE_ORDER[n.op]}")
+    if ct.onnx_gate_names and ct.onnx_gate_names != ct.gate_names:
+        notes.append(f"gate order {''.join(ct.onnx_gate_names)} (PyTorch: {''.join(ct.gate_names)})")
     if str(n.attrs.get("direction", "")).lower() == "reverse":
         notes.append("direction='reverse': one direction, run backwards")
     built = [r for r, src in n.sources.items() if src.via]
