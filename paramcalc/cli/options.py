@@ -36,30 +36,9 @@ def spec_options(
     """
 
     def deco(f: F) -> F:
-        if ranges:
-            sizes = [
-                click.option(
-                    "-H",
-                    "--hidden-size",
-                    required=True,
-                    help="Hidden sizes: start:stop:step (inclusive) or a,b,c.",
-                ),
-                click.option(
-                    "-L", "--num-layers", default="1", show_default=True, help="Layers: 1:4 or 1,2."
-                ),
-            ]
-        else:
-            sizes = [
-                click.option(
-                    "-H", "--hidden-size", type=int, required=hidden_required, help="Hidden size Dh."
-                ),
-                click.option(
-                    "-L", "--num-layers", type=int, default=1, show_default=True, help="Stacked layers."
-                ),
-            ]
         opts: list[Callable[[F], F]] = [
             click.option("-d", "--input-size", type=int, required=input_required, help="Input features d."),
-            *sizes,
+            *_size_options(ranges, hidden_required),
             click.option("--bidirectional", is_flag=True, help="Two directions per layer."),
             click.option(
                 "--proj-size",
@@ -104,6 +83,24 @@ def spec_options(
         return _apply(f, opts)
 
     return deco
+
+
+def _size_options(ranges: bool, hidden_required: bool) -> list[Callable[[F], F]]:
+    """``-H`` and ``-L``: one size each, or (``ranges``) range texts such as ``64:1024:64``."""
+    if ranges:
+        return [
+            click.option(
+                "-H",
+                "--hidden-size",
+                required=True,
+                help="Hidden sizes: start:stop:step (inclusive) or a,b,c.",
+            ),
+            click.option("-L", "--num-layers", default="1", show_default=True, help="Layers: 1:4 or 1,2."),
+        ]
+    return [
+        click.option("-H", "--hidden-size", type=int, required=hidden_required, help="Hidden size Dh."),
+        click.option("-L", "--num-layers", type=int, default=1, show_default=True, help="Stacked layers."),
+    ]
 
 
 def _complete_cell(ctx: Any, param: Any, incomplete: str) -> list[Any]:
