@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 import paramcalc as pc
-from paramcalc.results.export import atomic_write
+from paramcalc.core.writes import atomic_write
 from paramcalc.timing.predict import make_timer
 
 DEFAULT_DTYPES = {"cpu": "fp32,bf16", "cuda": "fp16,bf16,fp32"}

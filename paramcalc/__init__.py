@@ -5,6 +5,11 @@ the cell registry) is pure Python and imports neither torch nor pandas; the func
 them (``check``, ``bench``, ``inspect``, ...) import them when called. Every public name is
 loaded on first use, so ``import paramcalc`` (and the CLI's start-up) costs almost nothing.
 
+Importing paramcalc fills the two hook tables the lower layers own: the bridge registers the
+coercion of a ``torch.nn`` module into a spec (:mod:`paramcalc.core.coerce`), and the render
+layer its table drawers, exporters and plotters (:mod:`paramcalc.results.renderers`). Both
+imports are cheap: neither imports torch, pandas, tabulate or matplotlib.
+
 >>> import paramcalc as pc
 >>> pc.count(pc.RecurrentSpec("lstm", 28, 256, num_layers=2)).total
 819200
@@ -15,9 +20,11 @@ from __future__ import annotations
 import importlib as _importlib
 from typing import TYPE_CHECKING
 
+# the two hook tables of the lower layers, filled (see the module docstring)
+from . import bridge as bridge  # the nn.Module -> spec coercion of paramcalc.core.coerce
+from . import render as render  # the drawers, exporters and plotters of paramcalc.results.renderers
 from .errors import Interrupted, ParamcalcError, ParamcalcWarning
-
-__version__ = "0.2.0"
+from .version import __version__
 
 #: public name -> (module, attribute), loaded on first access so ``import paramcalc`` stays light.
 _LAZY: dict[str, tuple[str, str]] = {
@@ -32,7 +39,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "unregister_cell": ("paramcalc.core.cells", "unregister_cell"),
     "RecurrentSpec": ("paramcalc.core.spec", "RecurrentSpec"),
     "Workload": ("paramcalc.core.workload", "Workload"),
-    "count": ("paramcalc.core.params", "count"),
+    "count": ("paramcalc.core.counting", "count"),
     "total_params": ("paramcalc.core.params", "total_params"),
     "CountResult": ("paramcalc.core.params", "CountResult"),
     "LayerFormula": ("paramcalc.core.params", "LayerFormula"),
@@ -148,8 +155,9 @@ if TYPE_CHECKING:  # pragma: no cover - the names type checkers see
         unregister_cell,
     )
     from .core.costmodel import CostResult, cost
+    from .core.counting import count
     from .core.explain import explain
-    from .core.params import CountResult, LayerFormula, TensorRow, count, total_params
+    from .core.params import CountResult, LayerFormula, TensorRow, total_params
     from .core.solver import SolveResult, largest_hidden, match, match_hidden, parse_count, solve_budget
     from .core.spec import RecurrentSpec
     from .core.workload import Workload

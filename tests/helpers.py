@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 import sys
@@ -10,7 +9,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,17 +112,6 @@ def console_examples(docs: tuple[Path, ...] = DOCS) -> list[Example]:
     return found
 
 
-# --- the reference modules (paramcalc.bridge.modules) -------------------------------------------
-
-#: Whether paramcalc's reference modules (every layout torch.nn cannot build) are installed yet.
-HAS_REFERENCE_MODULES = importlib.util.find_spec("paramcalc.bridge.modules") is not None
-needs_reference_modules = pytest.mark.skipif(
-    not HAS_REFERENCE_MODULES,
-    reason="needs paramcalc.bridge.modules (reference modules for layouts torch.nn cannot build), "
-    "which has not landed yet",
-)
-
-
 # --- work counted, not timed ---------------------------------------------------------------------
 
 
@@ -148,3 +135,44 @@ def python_calls(fn: Callable[[], object]) -> int:
     finally:
         sys.setprofile(previous)
     return calls
+
+
+# --- the package's doctests ----------------------------------------------------------------------
+
+#: Modules whose examples build or time torch modules: run by tests/torch.
+TORCH_DOCTESTS = frozenset(
+    {
+        "paramcalc.checks.tensorcheck",
+        "paramcalc.studies.timed",
+        "paramcalc.timing.benchmark",
+        "paramcalc.timing.predict",
+    }
+)
+
+
+def doctest_modules() -> list[str]:
+    """Every module of the package with an example (``>>>``) in a docstring, found by reading the
+    files (nothing is imported)."""
+    package = ROOT / "paramcalc"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if ">>> " in path.read_text(encoding="utf-8"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return found
+
+
+def run_doctests(name: str) -> int:
+    """Run every example in module ``name``'s docstrings; fail with doctest's report of each
+    example that fails. Returns how many examples ran."""
+    import doctest
+    import importlib
+
+    module = importlib.import_module(name)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    report: list[str] = []
+    for test in doctest.DocTestFinder().find(module):
+        runner.run(test, out=report.append)
+    results = runner.summarize(verbose=False)
+    assert results.failed == 0, "".join(report)
+    return results.attempted

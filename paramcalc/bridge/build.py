@@ -155,7 +155,7 @@ def build_module(
     check_indexable(spec)
     ensure_fits(total_params(spec), dev, dtype, spec.describe())
     ct = spec.cell_type
-    with oom_as_error(f"building {spec.describe()}", dev, "use --device meta, which allocates no memory"):
+    with oom_as_error(f"building {spec.describe()}", dev, "use `device='meta'`, which allocates no memory"):
         if ct.torch_native(spec):
             cls = getattr(nn, str(ct.torch.nn_class))
             return cls(**module_kwargs(spec), device=dev, dtype=dtype)  # type: ignore[no-any-return]
@@ -263,7 +263,7 @@ def build_architecture(
                 f"component {c.name!r} ({c.kind}): torch cannot build a child module of that name, "
                 f"{c.name!r} is an attribute of torch.nn.Module; rename the component"
             )
-    with oom_as_error(f"building architecture {arch.name!r}", dev, "use --device meta"):
+    with oom_as_error(f"building architecture {arch.name!r}", dev, "use `device='meta'`"):
         for c in arch.components:
             root.add_module(c.name, _component_module(c, dev, dtype))
     for c in arch.components:

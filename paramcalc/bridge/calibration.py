@@ -122,7 +122,7 @@ def store_calibration(cal: CudnnCalibration, folder: Path | None = None) -> Path
     """Save ``cal`` in the cache under its own key (atomically, under the lock); its path.
 
     One-line :class:`ParamcalcError` when the folder cannot be written or the lock is held."""
-    from ..results.export import atomic_write
+    from ..core.writes import atomic_write
 
     path = calibration_file(dict(cal.key), folder)
     text = json.dumps({"schema": SCHEMA, **cal.to_dict()}, indent=1) + "\n"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -226,7 +226,7 @@ def ensure_fits(numel: int, dev: torch.device, dtype: torch.dtype | None, what: 
     if free is not None and need > free:
         raise ParamcalcError(
             f"{what} needs {human_bytes(need)} of parameters but {dev} has {human_bytes(free)} free; "
-            "use --device meta, which allocates no memory"
+            "use `device='meta'`, which allocates no memory"
         )
 
 

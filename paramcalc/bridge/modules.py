@@ -46,7 +46,7 @@ from ..core.cells import CellType
 from ..core.params import compiled
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
 
 State = tuple[Tensor, ...]
 

@@ -179,7 +179,7 @@ class FlopCheck(Result):
         if not self.observable:
             lines.append(
                 f"{Status.NOT_OBSERVABLE.value}: the counter saw no matmul on {self.device}; fused "
-                "oneDNN/cuDNN kernels hide them: run on --flop-device meta, or without fused kernels"
+                "oneDNN/cuDNN kernels hide them: run on `device='meta'`, or without fused kernels"
             )
         if self.torchinfo_mult_adds is not None:
             lines.append(
@@ -303,7 +303,7 @@ def flop_check(
     direct = wl.steps <= DIRECT_STEPS and wl.tokens <= DIRECT_TOKENS
     if not direct and wl.lengths is not None:
         raise ParamcalcError(
-            f"--flop-check runs a packed batch of at most {DIRECT_STEPS} steps and {DIRECT_TOKENS:,} tokens "
+            f"`flop_check` runs a packed batch of at most {DIRECT_STEPS} steps and {DIRECT_TOKENS:,} tokens "
             f"(this one has {wl.steps:,} and {wl.tokens:,}); the cost model's count stands on its own, "
             "or check a smaller batch"
         )

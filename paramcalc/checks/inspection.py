@@ -33,8 +33,8 @@ from ..core.architecture import Component, Recurrent
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 from ..results.base import Result, Status
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -234,7 +234,7 @@ class Analysis(Result):
             f"{self.actual_label}: {plural(self.actual_total, 'parameter')}",
         ]
         for path, spec in self.specs.items():
-            lines.append(f"{path or '(root)'}: {spec.describe()}  ->  paramcalc count {cli_args(spec)}")
+            lines.append(spec_line(path, spec))
         problems = [m for m in self.modules if not m.ok]
         reasons = self.unverified_reasons
         if self.mismatch:
@@ -265,33 +265,10 @@ class Analysis(Result):
             "specs": {p or "(root)": s.to_dict() for p, s in self.specs.items()},
         }
 
-    def summary_lines(self) -> list[str]:
-        return self.summary()
 
-
-def cli_args(spec: RecurrentSpec) -> str:
-    """The ``paramcalc count`` arguments that describe ``spec``."""
-    parts = [spec.cell, f"-d {spec.input_size}", f"-H {spec.hidden_size}"]
-    if spec.num_layers != 1:
-        parts.append(f"-L {spec.num_layers}")
-    if spec.bidirectional:
-        parts.append("--bidirectional")
-    if spec.proj_size:
-        parts.append(f"--proj-size {spec.proj_size}")
-    if spec.convention != "torch":
-        parts.append(f"--convention {spec.convention}")
-    default_b = spec.default_bias_vectors
-    if not spec.bias:
-        parts.append("--no-bias")
-    elif spec.bias_vectors != default_b:
-        parts.append(f"--bias-vectors {spec.bias_vectors}")
-    if spec.peephole != spec.cell_type.default_peephole:
-        parts.append("--peephole" if spec.peephole else "--no-peephole")
-    if spec.merge_mode != "concat":
-        parts.append(f"--merge-mode {spec.merge_mode}")
-    if not spec.reset_after:
-        parts.append("--no-reset-after")
-    return " ".join(parts)
+def spec_line(path: str, spec: RecurrentSpec) -> str:
+    """The summary line of a recurrent stack found at ``path``: ``rnn: LSTM(28, 64, num_layers=2)``."""
+    return f"{path or '(root)'}: {spec.describe()}"
 
 
 # --- matching (pure: names, shapes, identity keys) --------------------------------------------

@@ -28,8 +28,8 @@ from ..core.params import count as count_spec
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 from ..results.base import Result, Status
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -400,7 +400,7 @@ def _get_param(module: nn.Module, name: str) -> Any:
 
 def _torchinfo_check(module: nn.Module, analytic: int, tied_numel: int, enabled: bool) -> TorchinfoCheck:
     if not enabled:
-        return TorchinfoCheck(None, None, "turned off (--no-torchinfo)")
+        return TorchinfoCheck(None, None, "turned off (`use_torchinfo=False`)")
     total, note = torchinfo_total(module)
     if total is None:
         return TorchinfoCheck(None, None, note)
@@ -419,7 +419,7 @@ def check(
     """Cross-check a :class:`RecurrentSpec`, a recurrent ``nn.Module`` or an :class:`Architecture`.
 
     >>> import paramcalc as pc
-    >>> pc.check(pc.RecurrentSpec("lstm", 28, 256, num_layers=2)).ok  # doctest: +SKIP
+    >>> pc.check(pc.RecurrentSpec("lstm", 28, 256, num_layers=2)).ok
     True
     """
     if isinstance(target, Architecture):

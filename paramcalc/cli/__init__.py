@@ -6,6 +6,10 @@ stderr); 3 an unexpected internal error (one line asking for a report; the trace
 everything (a recurrent layer not identified, ties not visible); 130 interrupted; 143
 terminated. No traceback reaches a user otherwise. torch and pandas are imported only by the
 commands that need them, so analytic queries such as ``paramcalc count`` start fast.
+
+The library's messages name Python parameters (```min_run_time```); the CLI is the one place
+that speaks flags, and :func:`.flags.say` re-words each message with the running command's own
+(``--min-time``; :mod:`.flags`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from typing import Any
 
 import click
 
-from .. import __version__
 from ..errors import ParamcalcError, Terminated
+from ..version import __version__
+from .flags import reword, say
 
 ISSUES_URL = "https://github.com/paramcalc/paramcalc/issues"
 #: The variable click's shell completion sets: ``eval "$(_PARAMCALC_COMPLETE=bash_source paramcalc)"``.
@@ -78,6 +83,16 @@ class LazyGroup(click.Group):
             raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
         return super().resolve_command(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a library error it raises is re-worded with the command's flags."""
+        try:
+            return super().invoke(ctx)
+        except ParamcalcError as exc:
+            name = ctx.invoked_subcommand
+            command = self.get_command(ctx, name) if name else None
+            exc.args = (reword(str(exc), command, lambda other: self.get_command(ctx, other)),)
+            raise
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="paramcalc")
@@ -102,7 +117,7 @@ MAX_MESSAGE = 400
 
 
 def _line(message: str) -> str:
-    from ..results.render import safe_text
+    from ..results.text import safe_text
 
     text = safe_text(" ".join(str(message).split()))
     if len(text) > MAX_MESSAGE:
@@ -207,7 +222,7 @@ def _one_line_warnings() -> Iterator[None]:
         message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
     ) -> None:
         if isinstance(category, type) and issubclass(category, ParamcalcWarning):
-            _err(f"warning: {_line(str(message))}")
+            _err(f"warning: {_line(say(str(message)))}")
         else:
             shown(message, category, filename, lineno, file, line)
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..errors import ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
 from .options import (
     build_spec,
     check_targets,
@@ -37,6 +37,7 @@ CELL_HELP = (
 )
 @click.option(
     "--by",
+    "view",
     type=click.Choice(["tensor", "layer", "component", "total"]),
     default="tensor",
     show_default=True,
@@ -45,7 +46,9 @@ CELL_HELP = (
 )
 @workload_options()
 @output_options
-def count(cell: str, head: int | None, by: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
+def count(
+    cell: str, head: int | None, view: str, fmt: str, wide: bool, output: str | None, **kw: Any
+) -> None:
     """Count the parameters of CELL, tensor by tensor, with formulas.
 
     CELL is a registered cell: rnn (alias rnn_tanh), rnn_relu, lstm, gru, the
@@ -67,16 +70,16 @@ def count(cell: str, head: int | None, by: str, fmt: str, wide: bool, output: st
       paramcalc count mgu -d 28 -H 256 --by layer --format github
       paramcalc count gru -d 28 -H 256 --format json --output gru.json
     """
-    from ..core.params import count as count_
+    from ..core.counting import count as count_
 
     check_targets(output)
-    if head is None and by == "component":
+    if head is None and view == "component":
         raise ParamcalcError("--by component applies with --head (the stack and its head); use --by layer")
-    if head is not None and by == "layer":
+    if head is not None and view == "layer":
         raise ParamcalcError("--by layer lists the recurrent layers: with --head, use --by component")
     workload = workload_from_flags(kw)
     spec = build_spec(cell, kw)
-    result: Any = count_(spec) if head is None else count_(spec, head=head)
+    result: Any = count_(spec, head=head)
     footer: list[str] = []
     if workload is not None:
         from ..core.costmodel import cost
@@ -87,7 +90,7 @@ def count(cell: str, head: int | None, by: str, fmt: str, wide: bool, output: st
             f"{what} ({workload.describe()}): {c.macs:,} GEMM MACs, {c.flops:,} FLOPs, "
             f"critical path {plural(c.critical_path_steps, 'step')} (paramcalc cost for the details)"
         ]
-    emit(result, fmt, output, view=by, wide=wide, extra_footer=footer)
+    emit(result, fmt, output, view=view, wide=wide, extra_footer=footer)
 
 
 @click.command()
@@ -151,6 +154,7 @@ def solve(
 @workload_options(defaults=True)
 @click.option(
     "--by",
+    "view",
     type=click.Choice(["layer", "part", "gemm", "memory", "total"]),
     default="layer",
     show_default=True,
@@ -176,7 +180,11 @@ def solve(
     "exit 1 on a mismatch. Imports torch.",
 )
 @click.option(
-    "--flop-device", default="meta", show_default=True, help="Device for --flop-check: meta, cpu, cuda[:N]."
+    "--flop-device",
+    "device",
+    default="meta",
+    show_default=True,
+    help="Device for --flop-check: meta, cpu, cuda[:N].",
 )
 @click.option(
     "--fused", is_flag=True, help="--flop-check with oneDNN/cuDNN fused RNN kernels on (they hide matmuls)."
@@ -184,7 +192,7 @@ def solve(
 @output_options
 def cost(
     cell: str,
-    by: str,
+    view: str,
     backward: str,
     no_input_proj: bool,
     no_recurrent: bool,
@@ -192,7 +200,7 @@ def cost(
     no_bias_ops: bool,
     no_elementwise: bool,
     flop_check: bool,
-    flop_device: str,
+    device: str,
     fused: bool,
     fmt: str,
     wide: bool,
@@ -220,7 +228,7 @@ def cost(
     check_targets(output)
     workload = workload_from_flags(kw, always=True)
     spec = build_spec(cell, kw)
-    if (fused or flop_device != "meta") and not flop_check:
+    if (fused or device != "meta") and not flop_check:
         raise ParamcalcError("--flop-device and --fused only apply with --flop-check")
     result = cost_(
         spec,
@@ -236,10 +244,10 @@ def cost(
     if flop_check:
         from ..checks.flopcount import flop_check as run_flop_check
 
-        check = run_flop_check(spec, workload, device=flop_device, fused=fused)
-    emit(result, fmt, output, view=by, wide=wide)
+        check = run_flop_check(spec, workload, device=device, fused=fused)
+    emit(result, fmt, output, view=view, wide=wide)
     if check is not None:
-        from ..results.render import MACHINE_FORMATS
+        from ..render.draw import MACHINE_FORMATS
 
         if fmt in MACHINE_FORMATS:
             click.echo(check.render("simple"), err=True)

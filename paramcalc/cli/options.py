@@ -36,30 +36,9 @@ def spec_options(
     """
 
     def deco(f: F) -> F:
-        if ranges:
-            sizes = [
-                click.option(
-                    "-H",
-                    "--hidden-size",
-                    required=True,
-                    help="Hidden sizes: start:stop:step (inclusive) or a,b,c.",
-                ),
-                click.option(
-                    "-L", "--num-layers", default="1", show_default=True, help="Layers: 1:4 or 1,2."
-                ),
-            ]
-        else:
-            sizes = [
-                click.option(
-                    "-H", "--hidden-size", type=int, required=hidden_required, help="Hidden size Dh."
-                ),
-                click.option(
-                    "-L", "--num-layers", type=int, default=1, show_default=True, help="Stacked layers."
-                ),
-            ]
         opts: list[Callable[[F], F]] = [
             click.option("-d", "--input-size", type=int, required=input_required, help="Input features d."),
-            *sizes,
+            *_size_options(ranges, hidden_required),
             click.option("--bidirectional", is_flag=True, help="Two directions per layer."),
             click.option(
                 "--proj-size",
@@ -104,6 +83,24 @@ def spec_options(
         return _apply(f, opts)
 
     return deco
+
+
+def _size_options(ranges: bool, hidden_required: bool) -> list[Callable[[F], F]]:
+    """``-H`` and ``-L``: one size each, or (``ranges``) range texts such as ``64:1024:64``."""
+    if ranges:
+        return [
+            click.option(
+                "-H",
+                "--hidden-size",
+                required=True,
+                help="Hidden sizes: start:stop:step (inclusive) or a,b,c.",
+            ),
+            click.option("-L", "--num-layers", default="1", show_default=True, help="Layers: 1:4 or 1,2."),
+        ]
+    return [
+        click.option("-H", "--hidden-size", type=int, required=hidden_required, help="Hidden size Dh."),
+        click.option("-L", "--num-layers", type=int, default=1, show_default=True, help="Stacked layers."),
+    ]
 
 
 def _complete_cell(ctx: Any, param: Any, incomplete: str) -> list[Any]:
@@ -193,7 +190,7 @@ class FormatChoice(click.ParamType):  # type: ignore[type-arg]
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
         from difflib import get_close_matches
 
-        from ..results.render import resolve_format, table_formats
+        from ..render.draw import resolve_format, table_formats
 
         formats = table_formats()
         if value not in formats:
@@ -211,9 +208,34 @@ class FormatChoice(click.ParamType):  # type: ignore[type-arg]
     def shell_complete(self, ctx: Any, param: Any, incomplete: str) -> list[Any]:
         from click.shell_completion import CompletionItem
 
-        from ..results.render import table_formats
+        from ..render.draw import table_formats
 
         return [CompletionItem(f) for f in table_formats() if f.startswith(incomplete)]
+
+
+def cli_args(spec: Any) -> str:
+    """The ``paramcalc count`` arguments that describe ``spec`` (a ``RecurrentSpec``): the
+    inverse of :func:`build_spec`."""
+    parts = [spec.cell, f"-d {spec.input_size}", f"-H {spec.hidden_size}"]
+    if spec.num_layers != 1:
+        parts.append(f"-L {spec.num_layers}")
+    if spec.bidirectional:
+        parts.append("--bidirectional")
+    if spec.proj_size:
+        parts.append(f"--proj-size {spec.proj_size}")
+    if spec.convention != "torch":
+        parts.append(f"--convention {spec.convention}")
+    if not spec.bias:
+        parts.append("--no-bias")
+    elif spec.bias_vectors != spec.default_bias_vectors:
+        parts.append(f"--bias-vectors {spec.bias_vectors}")
+    if spec.peephole != spec.cell_type.default_peephole:
+        parts.append("--peephole" if spec.peephole else "--no-peephole")
+    if spec.merge_mode != "concat":
+        parts.append(f"--merge-mode {spec.merge_mode}")
+    if not spec.reset_after:
+        parts.append("--no-reset-after")
+    return " ".join(parts)
 
 
 def output_options(f: F) -> F:
@@ -247,11 +269,11 @@ def output_options(f: F) -> F:
 def check_targets(output: str | None, plot: str | None = None) -> None:
     """Fail on a bad --output or --plot path before anything is computed or timed."""
     if output:
-        from ..results.export import check_export_target
+        from ..render.export import check_export_target
 
         check_export_target(output)
     if plot:
-        from ..results.plot import check_plot_target
+        from ..render.plot import check_plot_target
 
         check_plot_target(plot)
     if output and plot:
@@ -270,25 +292,54 @@ def emit(
     wide: bool = False,
     links: Sequence[tuple[str, str]] = (),
     extra_footer: Sequence[str] = (),
+    lines: Callable[[str], str] | None = None,
 ) -> None:
-    """Print ``result``'s view and export it if asked: one table, whatever the format."""
-    from ..results.render import MACHINE_FORMATS
+    """Print ``result``'s view and export it if asked: one table, whatever the format. The lines
+    around the table name this CLI's flags where the library names Python parameters, after
+    ``lines`` re-words them as the command needs."""
+    from ..render.draw import MACHINE_FORMATS
+    from ..results.renderers import EXPORT
+    from .flags import say as say_flags
 
-    text = result.render(fmt, view, wide=wide)
+    def say(line: str) -> str:
+        return say_flags(lines(line) if lines is not None else line)
+
+    v = result.view(view)
+    text = shown(result, fmt, v, wide=wide, lines=lines)
     if extra_footer and fmt not in MACHINE_FORMATS:
-        from ..results.render import safe_text
+        from ..results.text import safe_text
 
-        text = "\n".join([text, *map(safe_text, extra_footer)])
+        text = "\n".join([text, *(safe_text(say(line)) for line in extra_footer)])
     click.echo(text)
     if output:
         from pathlib import Path
 
-        from ..results.export import lossless_notes
+        from ..render.export import lossless_notes
 
-        result.export(output, view, links=links, command=command_line())
+        EXPORT.of(result)(result, output, v, links=links, command=command_line(), say=say)
         for note in lossless_notes(result.table(view), Path(output).suffix.lower()):
             click.echo(f"note: {note}", err=True)
         click.echo(f"wrote {output}", err=True)
+
+
+def shown(
+    result: Any,
+    fmt: str,
+    view: str | None = None,
+    *,
+    wide: bool = False,
+    lines: Callable[[str], str] | None = None,
+) -> str:
+    """The text of ``result``'s view in ``fmt``, as the CLI prints it: the lines around the table
+    re-worded by ``lines`` (when given), then with the command's flags where the library names
+    Python parameters."""
+    from ..results.renderers import DRAW
+    from .flags import say
+
+    def said(line: str) -> str:
+        return say(lines(line) if lines is not None else line)
+
+    return DRAW.of(result)(result, fmt, result.view(view), wide=wide, say=said)
 
 
 def command_line() -> str:
@@ -369,6 +420,7 @@ def timing_options(*, bench_flag: bool) -> Callable[[F], F]:
             ),
             click.option(
                 "--min-time",
+                "min_run_time",
                 type=float,
                 default=None,
                 help=f"Seconds of timing per measurement (default {0.2 if bench_flag else 0.5}).",
@@ -376,7 +428,7 @@ def timing_options(*, bench_flag: bool) -> Callable[[F], F]:
             click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and data."),
         ]
         if bench_flag:
-            opts.insert(0, click.option("--bench", "do_bench", is_flag=True, help="Also time every row."))
+            opts.insert(0, click.option("--bench", is_flag=True, help="Also time every row."))
         return _apply(f, opts)
 
     return deco
@@ -386,7 +438,8 @@ def timing_from_flags(
     kw: dict[str, Any], *, timed: bool, default_min_time: float, hint: str = "add --bench"
 ) -> dict[str, Any]:
     """Pop the timing flags from ``kw``: keyword arguments for bench/compare/sweep."""
-    device, threads, min_time, seed = kw.pop("device"), kw.pop("threads"), kw.pop("min_time"), kw.pop("seed")
+    device, threads, seed = kw.pop("device"), kw.pop("threads"), kw.pop("seed")
+    min_time = kw.pop("min_run_time")
     if not timed:
         given = [
             n

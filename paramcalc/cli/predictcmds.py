@@ -25,6 +25,7 @@ from .options import (
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's setting).")
 @click.option(
     "--min-time",
+    "min_run_time",
     type=float,
     default=None,
     help="Seconds of timing per GEMM shape not yet in the cache (default 0.02).",
@@ -42,6 +43,7 @@ from .options import (
 )
 @click.option(
     "--by",
+    "view",
     type=click.Choice(["total", "gemm"]),
     default="total",
     show_default=True,
@@ -53,10 +55,10 @@ def predict(
     cell: str,
     device: str,
     threads: int | None,
-    min_time: float | None,
+    min_run_time: float | None,
     no_cache: bool,
     refresh: bool,
-    by: str,
+    view: str,
     quiet: bool,
     fmt: str,
     wide: bool,
@@ -95,7 +97,7 @@ def predict(
     workload = workload_from_flags(kw, always=True)
     spec = build_spec(cell, kw)
     check_threads(threads)
-    min_run_time = check_min_run_time(min_time) if min_time is not None else DEFAULT_GEMM_MIN_RUN_TIME
+    min_run_time = check_min_run_time(min_run_time) if min_run_time is not None else DEFAULT_GEMM_MIN_RUN_TIME
     with gemm_progress(quiet) as on_gemm:
         result = run_predict(
             spec,
@@ -107,4 +109,4 @@ def predict(
             refresh=refresh,
             on_timed=on_gemm,
         )
-    emit(result, fmt, output, view=by, wide=wide)
+    emit(result, fmt, output, view=view, wide=wide)

@@ -10,7 +10,8 @@ import click
 
 from ..core.cells import CLASSIC_CELLS
 from ..errors import Interrupted, ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
+from .flags import say
 from .options import (
     build_spec,
     check_targets,
@@ -19,6 +20,7 @@ from .options import (
     output_options,
     plot_options,
     progress,
+    shown,
     spec_options,
     template_spec,
     timing_from_flags,
@@ -38,7 +40,7 @@ def warn_timings(results: list[Any]) -> None:
         far = [w for w in r.warnings() if w.startswith("measured/predicted")]
         lines += [f"{r.spec.describe()}: {far[0]}"] if far else []
     for line in lines:
-        click.echo(f"warning: {line}", err=True)
+        click.echo(f"warning: {say(line)}", err=True)
 
 
 def _noise_warning(timed: list[Any]) -> list[str]:
@@ -48,9 +50,9 @@ def _noise_warning(timed: list[Any]) -> list[str]:
         return []
     worst = max(r.iqr_s / r.median_s for r in noisy)
     gross = any(r.noise == "gross" for r in noisy)
-    fix = "try --min-time 1" + (" or --threads 1" if any(r.device == "cpu" for r in noisy) else "")
+    fix = "try `min_run_time=1`" + (" or `threads=1`" if any(r.device == "cpu" for r in noisy) else "")
     if gross and any(r.threads > 1 and r.device == "cpu" for r in noisy):
-        fix = "use --threads 1"
+        fix = "use `threads=1`"
     return [
         f"{len(noisy)} of {plural(len(timed), 'timing')} {'is' if len(noisy) == 1 else 'are'} "
         f"{'very ' if gross else ''}noisy (IQR up to {100 * worst:.0f}% of the median): "
@@ -67,7 +69,7 @@ def _busy_warning(timed: list[Any]) -> list[str]:
 def keep_partial(stop: Any, fmt: str, wide: bool, output: str | None) -> None:
     """An interrupted compare/sweep: print the rows already timed, and say where they were kept."""
     partial = stop.partial
-    click.echo(partial.render(fmt, wide=wide))
+    click.echo(shown(partial, fmt, wide=wide))
     where = f"; kept in {output} (marked partial)" if output else ""
     click.echo(f"interrupted: {len(partial.rows):,} of {partial.planned:,} rows were timed{where}", err=True)
 
@@ -76,7 +78,7 @@ def predict_option(f: Any) -> Any:
     """``--predict``: also predict every row by the GEMM-sequence bound (compare, sweep)."""
     return click.option(
         "--predict",
-        "do_predict",
+        "predict",
         is_flag=True,
         help="Also predict every row by the GEMM-sequence bound (each distinct GEMM shape timed "
         "once, cached; no model built). With --bench: measured/predicted.",
@@ -89,13 +91,13 @@ def predict_option(f: Any) -> Any:
 @timing_options(bench_flag=False)
 @click.option(
     "--predict/--no-predict",
-    "do_predict",
+    "predict",
     default=True,
     show_default=True,
     help="Also give the GEMM-sequence prediction and measured/predicted (GEMM times from the cache).",
 )
 @output_options
-def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
+def bench(cell: str, predict: bool, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
     """Time the real torch module of CELL: time per batch, tokens/s and FLOP/s.
 
     Inference is one forward pass in eval mode under torch.inference_mode();
@@ -131,27 +133,29 @@ def bench(cell: str, do_predict: bool, fmt: str, wide: bool, output: str | None,
     timing = timing_from_flags(kw, timed=True, default_min_time=0.5)
     spec = build_spec(cell, kw)
     if output:
-        from ..results.export import check_free_space
+        from ..render.export import check_free_space
 
         check_free_space(output, 1)
-    result = run_bench(spec, workload, predict=do_predict, **timing)
+    result = run_bench(spec, workload, predict=predict, **timing)
     warn_timings([result])
     emit(result, fmt, output, wide=wide)
 
 
-def _timing(kw: dict[str, Any], do_bench: bool, do_predict: bool) -> dict[str, Any]:
+def _timing(kw: dict[str, Any], bench: bool, predict: bool) -> dict[str, Any]:
     """The timing flags of compare/sweep: all with --bench; --device and --threads with --predict."""
-    if do_predict and not do_bench:
+    if predict and not bench:
         given = [
-            f for f, v in (("--min-time", kw["min_time"]), ("--seed", kw["seed"] or None)) if v is not None
+            f
+            for f, v in (("--min-time", kw["min_run_time"]), ("--seed", kw["seed"] or None))
+            if v is not None
         ]
         if given:
             verb = "only applies" if len(given) == 1 else "only apply"
             raise ParamcalcError(f"{', '.join(given)} {verb} when timing the modules: add --bench")
     timing = timing_from_flags(
-        kw, timed=do_bench or do_predict, default_min_time=0.2, hint="add --bench or --predict"
+        kw, timed=bench or predict, default_min_time=0.2, hint="add --bench or --predict"
     )
-    if not do_bench:
+    if not bench:
         timing.pop("min_run_time", None)
         timing.pop("seed", None)
     return timing
@@ -167,7 +171,7 @@ def _link(plot: str | None, output: str | None) -> list[tuple[str, str]]:
 def _run_study(
     run: Any,
     rows: int,
-    do_bench: bool,
+    bench: bool,
     quiet: bool,
     fmt: str,
     wide: bool,
@@ -177,8 +181,8 @@ def _run_study(
     """Run a compare or sweep (``run(on_row, on_gemm, output)``) with progress on stderr, keep the
     rows finished when interrupted, warn about suspect timings, print, export and plot."""
     try:
-        with gemm_progress(quiet) as on_gemm, progress(rows if do_bench else 0, "timing", quiet) as advance:
-            result = run(on_row=advance, on_gemm=on_gemm, output=output if do_bench else None)
+        with gemm_progress(quiet) as on_gemm, progress(rows if bench else 0, "timing", quiet) as advance:
+            result = run(on_row=advance, on_gemm=on_gemm, output=output if bench else None)
     except Interrupted as stop:
         keep_partial(stop, fmt, wide, output)
         raise
@@ -228,8 +232,8 @@ def compare(
     cells: str,
     equal: str,
     multiple_of: int | None,
-    do_bench: bool,
-    do_predict: bool,
+    bench: bool,
+    predict: bool,
     from_files: bool,
     files: tuple[str, ...],
     plot: str | None,
@@ -277,7 +281,7 @@ def compare(
     _check_compare(ctx, files, kw, equal, multiple_of)
     cell_list = parse_cells(cells) or []
     workload = workload_from_flags(kw, always=True)
-    timing = _timing(kw, do_bench, do_predict)
+    timing = _timing(kw, bench, predict)
     spec = template_spec(cell_list, kw)
     run = functools.partial(
         run_compare,
@@ -285,12 +289,12 @@ def compare(
         cell_list,
         equal=equal,
         workload=workload,
-        bench=do_bench,
-        predict=do_predict,
+        bench=bench,
+        predict=predict,
         multiple_of=1 if multiple_of is None else multiple_of,
         **timing,
     )
-    _run_study(run, len(cell_list), do_bench, quiet, fmt, wide, output, plot)
+    _run_study(run, len(cell_list), bench, quiet, fmt, wide, output, plot)
 
 
 def _check_compare(
@@ -325,8 +329,8 @@ def sweep(
     seq_lens: str,
     dtype: str,
     train: bool,
-    do_bench: bool,
-    do_predict: bool,
+    bench: bool,
+    predict: bool,
     plot: str | None,
     quiet: bool,
     fmt: str,
@@ -365,7 +369,7 @@ def sweep(
     cell_list = parse_cells(cells) or []
     hs = parse_range(kw.pop("hidden_size"), "hidden sizes")
     layers = kw.pop("num_layers")
-    timing = _timing(kw, do_bench, do_predict)
+    timing = _timing(kw, bench, predict)
     kw.update(hidden_size=max(hs), num_layers=1)
     spec = template_spec(cell_list, kw)
     ranges: dict[str, Any] = {
@@ -377,9 +381,9 @@ def sweep(
         "dtype": dtype,
         "mode": "training" if train else "inference",
     }
-    n = len(sweep_configs(spec, **ranges, timed=do_bench))
-    run = functools.partial(run_sweep, spec, **ranges, bench=do_bench, predict=do_predict, **timing)
-    _run_study(run, n, do_bench, quiet, fmt, wide, output, plot)
+    n = len(sweep_configs(spec, **ranges, timed=bench))
+    run = functools.partial(run_sweep, spec, **ranges, bench=bench, predict=predict, **timing)
+    _run_study(run, n, bench, quiet, fmt, wide, output, plot)
 
 
 #: compare's parameters that --from leaves alone (the output and plot options).

@@ -10,6 +10,7 @@ from ..errors import ParamcalcError
 from .options import (
     build_spec,
     check_targets,
+    cli_args,
     device_option,
     emit,
     output_options,
@@ -71,6 +72,7 @@ def check_cmd(
 @click.argument("file", metavar="NAME_OR_FILE", required=False)
 @click.option(
     "--by",
+    "view",
     type=click.Choice(["tensor", "component", "total"]),
     default="tensor",
     show_default=True,
@@ -85,7 +87,7 @@ def check_cmd(
 def report_cmd(
     ctx: click.Context,
     file: str | None,
-    by: str,
+    view: str,
     do_list: bool,
     do_check: bool,
     device: str | None,
@@ -123,7 +125,7 @@ def report_cmd(
     if not use_torchinfo and not do_check:
         raise ParamcalcError("--no-torchinfo only applies with --check")
     if do_list:
-        if file is not None or do_check or by != "tensor":
+        if file is not None or do_check or view != "tensor":
             raise ParamcalcError("--list takes no NAME_OR_FILE, --by or --check")
         from ..core.architecture import BundledArchitectures
 
@@ -139,12 +141,12 @@ def report_cmd(
         from ..checks.tensorcheck import check_architecture
 
         result = check_architecture(arch, device or "meta", use_torchinfo=use_torchinfo)
-    emit(counted, fmt, output, view=by, wide=wide)
+    emit(counted, fmt, output, view=view, wide=wide)
     if result is not None:
-        from ..results.render import MACHINE_FORMATS
+        from ..render.draw import MACHINE_FORMATS
 
         if fmt in MACHINE_FORMATS:
-            from ..results.render import safe_text
+            from ..results.text import safe_text
 
             click.echo("\n".join(map(safe_text, result.summary())), err=True)
         else:
@@ -158,6 +160,7 @@ def report_cmd(
 @click.argument("target")
 @click.option(
     "--by",
+    "view",
     type=click.Choice(["module", "tensor"]),
     default="module",
     show_default=True,
@@ -167,7 +170,7 @@ def report_cmd(
 @output_options
 @click.pass_context
 def inspect_cmd(
-    ctx: click.Context, target: str, by: str, device: str | None, fmt: str, wide: bool, output: str | None
+    ctx: click.Context, target: str, view: str, device: str | None, fmt: str, wide: bool, output: str | None
 ) -> None:
     """Analyse a saved model FILE or a model built by package.module:factory.
 
@@ -206,7 +209,7 @@ def inspect_cmd(
     """
     import os
 
-    from ..checks.inspection import analyze, inspect, load_factory
+    from ..checks.inspection import analyze, inspect, load_factory, spec_line
 
     check_targets(output)
     if os.path.lexists(target):
@@ -219,7 +222,12 @@ def inspect_cmd(
         analysis = analyze(load_factory(target, device or "cpu"))
     else:
         raise ParamcalcError(f"{target}: no such file (and not package.module:factory)")
-    emit(analysis, fmt, output, view=by, wide=wide)
+    # each recurrent stack found, with the count command that describes it
+    stacks = {
+        spec_line(p, s): f"{spec_line(p, s)}  ->  paramcalc count {cli_args(s)}"
+        for p, s in analysis.specs.items()
+    }
+    emit(analysis, fmt, output, view=view, wide=wide, lines=lambda line: stacks.get(line, line))
     code = _verdict_exit(analysis.status)
     if code:
         ctx.exit(code)

@@ -33,8 +33,8 @@ from typing import Any, ClassVar, NamedTuple
 
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from .cells import ALIASES, CELLS, find_cell, get_cell, plugin_note
 from .params import count as count_spec
 from .params import total_params
@@ -1400,10 +1400,7 @@ def find_architecture(name_or_path: str | Path) -> tuple[Path, str]:
     bundled = bundled_architectures()
     if key in bundled:
         return bundled[key], f"bundled {key}"
-    raise ParamcalcError(
-        f"{given}: no such file, nor a bundled architecture (bundled: {', '.join(bundled)}; "
-        "paramcalc report --list describes them)"
-    )
+    raise ParamcalcError(f"{given}: no such file, nor a bundled architecture (bundled: {', '.join(bundled)})")
 
 
 BUNDLED_COLUMNS = (
@@ -1440,7 +1437,9 @@ class BundledArchitectures(Result):
 class Custom(Component):
     """Any layer described by its tensors: what a user's adapter returns for its own module.
 
-    >>> Custom("gate", "Gate(16)", (tensor_formula("scale", (16,), "n", "16"),))  # doctest: +SKIP
+    >>> gate = Custom("gate", "Gate(16)", (tensor_formula("scale", (16,), "n", "16"),))
+    >>> gate.describe(), [(t.name, t.numel, t.formula) for t in gate.tensors()]
+    ('Gate(16)', [('scale', 16, 'n = 16')])
     """
 
     label: str = ""

@@ -370,20 +370,6 @@ class CellType:
         return any(t.kind == "recurrent" for t in self.templates)
 
     @property
-    def recurrent_kind(self) -> str:
-        """``gemm`` (a recurrent matrix), ``diagonal`` (only diagonal vectors) or ``none``."""
-        kinds = {t.kind for t in self.templates}
-        return "gemm" if "recurrent" in kinds else "diagonal" if "recurrent_diag" in kinds else "none"
-
-    @property
-    def supports_proj(self) -> bool:
-        return self.projection
-
-    @property
-    def elementwise_per_unit(self) -> int:
-        return sum(n for _, n in self.elementwise_ops)
-
-    @property
     def stack_name(self) -> str:
         """The multi-layer counterpart's name (``lstm`` for ``lstm_cell``)."""
         return self.name.removesuffix("_cell") if self.single_step else self.name

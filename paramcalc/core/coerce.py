@@ -1,21 +1,36 @@
 """Meet users where they are: turn what a public function was given into a ``RecurrentSpec``.
 
-A :class:`~paramcalc.core.spec.RecurrentSpec` passes through; a recurrent ``torch.nn`` module
-(``nn.LSTM``, ``nn.GRUCell``, a paramcalc reference module, anything a registered cell's
-binding recognises) is read through the adapters; anything else is a one-line
-:class:`~paramcalc.errors.ParamcalcError` naming what was expected. torch is never imported
-here: a module can only exist if torch was imported by whoever built it.
+A :class:`~paramcalc.core.spec.RecurrentSpec` passes through; anything else is offered to the
+coercions registered here (:func:`register_coercion`), in order; what none accepts is a one-line
+:class:`~paramcalc.errors.ParamcalcError` naming what was expected. The core knows no torch: the
+bridge registers the coercion of a recurrent ``torch.nn`` module (``nn.LSTM``, ``nn.GRUCell``, a
+paramcalc reference module, anything a registered cell's binding recognises) when it is imported,
+and ``paramcalc/__init__.py`` imports the bridge, so it is in place whenever paramcalc is. torch
+is never imported here: a module can only exist if torch was imported by whoever built it.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ParamcalcError
-from .spec import RecurrentSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .spec import RecurrentSpec
 
 EXPECTED = "a RecurrentSpec or a recurrent torch.nn module (nn.RNN, nn.LSTM, nn.GRU or a cell)"
+
+#: ``(accepts, convert)`` pairs :func:`as_spec` tries in order (see the module docstring).
+_COERCIONS: list[tuple[Callable[[Any], bool], Callable[[Any], RecurrentSpec]]] = []
+
+
+def register_coercion(accepts: Callable[[Any], bool], convert: Callable[[Any], RecurrentSpec]) -> None:
+    """Let :func:`as_spec` turn what ``accepts(obj)`` recognises into ``convert(obj)``
+    (registered once: the same pair again changes nothing)."""
+    if (accepts, convert) not in _COERCIONS:
+        _COERCIONS.append((accepts, convert))
 
 
 def is_module(obj: Any) -> bool:
@@ -26,12 +41,13 @@ def is_module(obj: Any) -> bool:
 
 def as_spec(obj: Any, what: str) -> RecurrentSpec:
     """``obj`` as a spec for the function named ``what`` (see the module docstring)."""
+    from .spec import RecurrentSpec
+
     if isinstance(obj, RecurrentSpec):
         return obj
-    if is_module(obj):
-        from ..bridge.adapters import spec_from_module
-
-        return spec_from_module(obj)
+    for accepts, convert in _COERCIONS:
+        if accepts(obj):
+            return convert(obj)
     raise ParamcalcError(f"{what} needs {EXPECTED}, got {_type_name(obj)}")
 
 
@@ -54,8 +70,10 @@ def spec_from_arguments(
         f"and RecurrentSpec's arguments: {what}('lstm', 28, 256, 2) = "
         f"{what}(RecurrentSpec('lstm', input_size=28, hidden_size=256, num_layers=2))"
     )
+    from .spec import RecurrentSpec
+
     if not isinstance(cell, str):
-        from ..results.render import plural
+        from ..results.text import plural
 
         more = plural(len(args) + len(options), "more argument")
         raise ParamcalcError(f"{usage}; got {_type_name(cell)} and {more}")

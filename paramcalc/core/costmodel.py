@@ -50,8 +50,8 @@ from typing import Any, NamedTuple
 
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import fmt_bytes, plural
 from ..results.table import Column, Table
+from ..results.text import fmt_bytes, plural
 from .memory import memory_model
 from .params import DIRECTIONS, layer_kinds, total_params
 from .spec import RecurrentSpec

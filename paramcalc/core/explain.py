@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..results.base import Result
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from .cells import ONNX_NAMES, TensorTemplate
 from .coerce import as_spec
 from .params import count, dims

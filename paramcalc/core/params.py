@@ -22,17 +22,14 @@ import ast
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from math import prod
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any
 
 from ..results.base import Result
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from . import memo, shapes
 from .cells import ONNX_NAMES, CellType, Dims, TensorTemplate
 from .spec import RecurrentSpec
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .architecture import ArchitectureCount
 
 DIRECTIONS = ("forward", "reverse")
 
@@ -347,11 +344,6 @@ class CountResult(Result):
     def convention_note(self) -> str:
         return self.spec.cell_type.layout_note(self.spec)
 
-    @property
-    def gemm_params(self) -> int:
-        """Elements of the GEMM operands: the MACs of one token (one step of one sequence)."""
-        return sum(r.numel for r in self.rows if r.gemm)
-
     def _table(self, view: str) -> Table:
         if view == "tensor":
             return Table(
@@ -394,19 +386,13 @@ class CountResult(Result):
         ]
 
 
-@overload
-def count(spec: Any, *args: Any, head: None = None, **options: Any) -> CountResult: ...
-@overload
-def count(spec: Any, *args: Any, head: int, **options: Any) -> ArchitectureCount: ...
-def count(spec: Any, *args: Any, head: int | None = None, **options: Any) -> CountResult | ArchitectureCount:
+def count(spec: Any, *args: Any, **options: Any) -> CountResult:
     """Count every parameter tensor of ``spec`` with its closed-form formula.
 
     ``spec`` is a :class:`RecurrentSpec` or a recurrent ``torch.nn`` module; a cell name with
     ``RecurrentSpec``'s arguments builds one: ``count("lstm", 28, 256, 2)`` is
-    ``count(RecurrentSpec("lstm", 28, 256, num_layers=2))``. With ``head=N`` the stack gets a
-    classifier ``nn.Linear`` on its output (:func:`~paramcalc.core.architecture.with_head`) and
-    the result is the architecture's count: ``count("lstm", 28, 256, 2, head=10).total`` is
-    819,200 + (10·256 + 10) = 821,770.
+    ``count(RecurrentSpec("lstm", 28, 256, num_layers=2))``. (``paramcalc.count`` also takes
+    ``head=N``: :func:`paramcalc.core.counting.count`.)
 
     Results are memoised by spec (they are immutable), so a model with many identical layers
     is counted once per distinct layer.
@@ -415,12 +401,7 @@ def count(spec: Any, *args: Any, head: int | None = None, **options: Any) -> Cou
 
     if args or options or isinstance(spec, str):
         spec = spec_from_arguments(spec, args, options, "count")
-    spec = as_spec(spec, "count")
-    if head is None:
-        return _count(spec)
-    from .architecture import count_architecture, with_head
-
-    return count_architecture(with_head(spec, head))
+    return _count(as_spec(spec, "count"))
 
 
 @memo.memoise()

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from .cells import CLASSIC_CELLS, cell_names, get_cell
 from .coerce import as_spec
 from .params import total_params

@@ -128,7 +128,8 @@ class RecurrentSpec:
                 raise ParamcalcError(f"{ct.name} is a single-step cell: it has no bidirectional form")
         if self.merge_mode != "concat" and not self.bidirectional:
             raise ParamcalcError(
-                f"merge_mode={self.merge_mode!r} applies only to bidirectional stacks: add bidirectional=True"
+                f"`merge_mode={self.merge_mode!r}` applies only to bidirectional stacks: "
+                "add `bidirectional=True`"
             )
         if not self.reset_after and not ct.reset_after_option:
             raise ParamcalcError(f"reset_after applies only to GRU cells, not {ct.name}")

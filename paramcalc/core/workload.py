@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
 from .spec import check_size
 
 #: Bytes per element of each workload dtype.

@@ -9,28 +9,31 @@ A result has named views (``VIEWS``, the first is the default) and answers:
 * ``title()`` and ``summary()``: the lines drawn above and below the table in text formats;
 * ``render(fmt, view, wide)``: the text the CLI prints; ``str(result)`` is ``render()``;
 * ``_repr_html_()`` for notebooks, and a short ``repr``;
-* ``export(path, view)``: the table written by suffix, atomically.
+* ``export(path, view)``: the table written by suffix, atomically;
+* ``plot(path)``: a figure, for the kinds that have one (compare, sweep, devices).
 
 The CLI and the exporters use nothing else, so what is printed and what is saved are the same
-table in every format.
+table in every format. Drawing, writing and plotting live in :mod:`paramcalc.render`, above every
+other layer; a result reaches them through the registries of :mod:`.renderers`, keyed by its
+:attr:`Result.KIND`.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ParamcalcError
+from .renderers import DRAW, EXPORT, HTML, PLOT
 from .table import Table
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
-    from collections.abc import Sequence
     from pathlib import Path
 
     import pandas as pd
-
-    from .export import Document
 
 
 class Status(str, enum.Enum):
@@ -53,11 +56,31 @@ class Status(str, enum.Enum):
         return self.value
 
 
+@dataclass(frozen=True)
+class Document:
+    """What surrounds a table in ``.md`` and ``.html`` exports.
+
+    ``command``: the command line that made it (the CLI gives it); ``created``: when (filled in
+    when the file is written, if empty)."""
+
+    title: str = ""
+    context: Sequence[tuple[str, str]] = ()
+    summary: Sequence[str] = ()
+    notes: Sequence[str] = ()
+    links: Sequence[tuple[str, str]] = field(default=())
+    command: str = ""
+    created: str = ""
+
+
 class Result:
     """Base class of every result (see the module docstring). Subclasses define ``VIEWS``,
-    ``_table(view)``, and optionally ``meta``, ``notes``, ``title``, ``summary``, ``headline``."""
+    ``_table(view)``, and optionally ``KIND``, ``meta``, ``notes``, ``title``, ``summary``,
+    ``headline``."""
 
     VIEWS: ClassVar[tuple[str, ...]] = ("rows",)
+    #: What the renderer registries (:mod:`.renderers`) know this result by: a kind with a
+    #: plot of its own says so here (``"compare"``); the rest share the generic renderers.
+    KIND: ClassVar[str] = "table"
 
     # -- to override ----------------------------------------------------------------------
     def _table(self, view: str) -> Table:  # pragma: no cover - abstract
@@ -112,18 +135,8 @@ class Result:
         return {**self.meta(), "notes": self.notes()}
 
     def render(self, fmt: str = "simple", view: str | None = None, *, wide: bool = False) -> str:
-        """The text the CLI prints for ``view`` in ``fmt`` (see :func:`paramcalc.results.render.render`)."""
-        from .render import render
-
-        v = self.view(view)
-        return render(
-            self._table(v),
-            fmt,
-            wide=wide,
-            header=self.header(),
-            footer=self.footer(v),
-            meta=self.json_meta(),
-        )
+        """The text the CLI prints for ``view`` in ``fmt`` (see :mod:`paramcalc.render.draw`)."""
+        return DRAW.of(self)(self, fmt, self.view(view), wide=wide)
 
     def context(self) -> list[tuple[str, str]]:
         """``(label, value)`` lines that say what the table was computed for (document exports)."""
@@ -134,8 +147,6 @@ class Result:
     ) -> Document:
         """The title, context, summary and notes around the table in ``.md``/``.html`` exports
         (and the command line that made it, when given)."""
-        from .export import Document
-
         return Document(
             self.title(), self.context(), self.summary(self.view(view)), self.notes(), links, command
         )
@@ -148,7 +159,8 @@ class Result:
         links: Sequence[tuple[str, str]] = (),
         command: str = "",
     ) -> Path:
-        """Write the view's table to ``path`` by its suffix, atomically (see :mod:`.export`).
+        """Write the view's table to ``path`` by its suffix, atomically (see
+        :mod:`paramcalc.render.export`).
 
         ``links``: ``(label, relative path)`` of images a document shows (a plot); ``command``:
         the command line a document says it was made by."""
@@ -159,10 +171,13 @@ class Result:
                 "export needs a file path (a str or os.PathLike such as 'report.md'), got "
                 f"{type(path).__name__}"
             )
-        from .export import export_table
+        return EXPORT.of(self)(self, path, self.view(view), links=links, command=command)
 
-        doc = self.document(view, links, command)
-        return export_table(self.table(view), path, meta=self.json_meta(), doc=doc)
+    def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+        """Draw the result to ``path`` (``.png``, ``.svg`` or ``.pdf``; matplotlib, the
+        ``paramcalc[plot]`` extra), atomically; ``title`` replaces the figure's title. Only some
+        kinds have a plot (compare, sweep, merged devices); the others say so in one line."""
+        return PLOT.of(self)(self, path, title=title)
 
     def __str__(self) -> str:
         return self.render()
@@ -171,16 +186,4 @@ class Result:
         return f"<{type(self).__name__}: {self.headline()}>"
 
     def _repr_html_(self) -> str:
-        import html
-
-        from .render import html_table, safe_text
-
-        title = html.escape(safe_text(self.title()))
-        notes = "".join(f"<p><small>{html.escape(safe_text(n))}</small></p>" for n in self.notes())
-        summary = "<br>".join(html.escape(safe_text(s)) for s in self.summary(self.VIEWS[0]))
-        return (
-            (f"<p><b>{title}</b></p>" if title else "")
-            + html_table(self.table())
-            + (f"<p>{summary}</p>" if summary else "")
-            + notes
-        )
+        return HTML.of(self)(self)

@@ -3,7 +3,7 @@
 A :class:`Table` is a tuple of :class:`Column` (name, kind, unit, whether it is shown only with
 ``--wide``) and rows of plain Python values: exact ``int``, ``float``, ``str``, ``bool``,
 tuples of ints (tensor shapes) and ``None`` for a missing value. Numbers are never formatted
-here; :mod:`paramcalc.results.render` formats them when a table is drawn, and
+here; :mod:`paramcalc.render.draw` formats them when a table is drawn, and
 :meth:`Table.to_frame` gives pandas the same columns with nullable dtypes (``Int64``,
 ``Float64``, ``string``, ``boolean``; tuples stay tuples). Pure Python: pandas is imported only
 by :meth:`Table.to_frame`.

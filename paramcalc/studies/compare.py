@@ -21,8 +21,8 @@ from ..core.solver import check_multiple_of, closest_hidden, retarget
 from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from .runner import DEFAULT_MIN_RUN_TIME, Row, TimingOptions, run
 from .views import (
     BENCH_COLUMNS,
@@ -47,6 +47,8 @@ EQUAL_MODES = ("hidden", "params")
 @dataclass(frozen=True, repr=False)
 class CompareResult(RowsView):
     """A row per cell type for one workload; the first row is the reference. View: ``rows``."""
+
+    KIND = "compare"  # plotted as bars per cell (paramcalc.render.plot)
 
     rows: tuple[Row, ...]
     workload: Workload

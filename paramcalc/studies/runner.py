@@ -114,11 +114,9 @@ def _before_timing(output: str | os.PathLike[str] | None, rows: int, timed: bool
     """Check the output target, and when timing the free space its table needs, before any work."""
     if output is None:
         return
-    from ..results.export import check_export_target, check_free_space
+    from ..results.renderers import check_export
 
-    check_export_target(output)
-    if timed:
-        check_free_space(output, rows)
+    check_export(output, rows if timed else None)
 
 
 def _planned(rows: list[Row], timing: TimingOptions) -> tuple[list[Row], list[RunPlan | None]]:

@@ -20,8 +20,8 @@ from ..core.solver import retarget
 from ..core.spec import MAX_LAYERS, MAX_SIZE, RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from ..timing.runs import key_columns, key_values
 from .runner import DEFAULT_MIN_RUN_TIME, Row, TimingOptions, run
 from .views import (
@@ -166,6 +166,8 @@ def sweep_configs(
 @dataclass(frozen=True, repr=False)
 class SweepResult(RowsView):
     """A tidy table: one row per configuration (cell x hidden x layers x batch x seq_len)."""
+
+    KIND = "sweep"  # plotted as lines over hidden size (paramcalc.render.plot)
 
     rows: tuple[Row, ...]
     template: RecurrentSpec

@@ -13,15 +13,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..results.base import Result
-from ..results.render import plural
 from ..results.table import Column
+from ..results.text import plural
 from ..timing.runs import key_columns, record, runs_meta
 from .runner import Row
 
 if TYPE_CHECKING:  # pragma: no cover
-    import os
-    from pathlib import Path
-
     from ..timing.benchmark import BenchResult
     from ..timing.predict import PredictResult
 
@@ -144,7 +141,7 @@ def noise_notes(benches: Sequence[BenchResult]) -> list[str]:
         out.append(
             f"{len(unknown)} of {plural(len(benches), 'timing')} "
             f"{'is a single slow call' if len(unknown) == 1 else 'are single slow calls'}: "
-            "no spread was measured (raise --min-time)"
+            "no spread was measured (raise `min_run_time`)"
         )
     known = [b for b in benches if b.spread_known]
     noisy = [b for b in known if b.noisy]
@@ -163,7 +160,7 @@ def _noisy_note(noisy: Sequence[BenchResult], total: int) -> str:
         f"noisy: {len(noisy)} of {plural(total, 'timing')} "
         f"{'has' if len(noisy) == 1 else 'have'} an IQR of 10% of the median or more "
         f"(torch.utils.benchmark's warning; {gross} at its gross level, 25% or more; up to "
-        f"{100 * worst:.0f}%): is something else running? try --min-time 1 or --threads 1"
+        f"{100 * worst:.0f}%): is something else running? try `min_run_time=1` or `threads=1`"
     )
 
 
@@ -231,8 +228,3 @@ class RowsView(Result):
 
     def environment_lines(self) -> list[tuple[str, str]]:
         return environment_lines(self.rows[0].bench or self.rows[0].prediction) if self.rows else []
-
-    def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
-        from ..results.plot import plot_result
-
-        return plot_result(self, path, title=title)

@@ -19,7 +19,7 @@ from ..bridge.devices import cpu_count
 from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

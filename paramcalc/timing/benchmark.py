@@ -75,8 +75,8 @@ from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import fmt_bytes, fmt_seconds, plural
 from ..results.table import Column, Table
+from ..results.text import fmt_bytes, fmt_seconds, plural
 from .base import (
     check_min_run_time,
     check_threads,
@@ -406,7 +406,7 @@ class BenchResult(Result):
                 f"the CPUs are oversubscribed: {plural(round(self.other_load or 0), 'runnable task')} "
                 f"of other processes + {plural(self.threads, 'torch thread')} on {plural(self.cpus, 'CPU')}; "
                 "torch's threads wait for each other on a busy machine, which can make a call many times "
-                "slower: use --threads 1"
+                "slower: use `threads=1`"
             )
         noise = self.noise
         if noise:
@@ -414,9 +414,9 @@ class BenchResult(Result):
             what = "suggests significant environmental influence"
             if not gross:
                 what = "could indicate system fluctuation"
-            fix = "try --min-time 1" + (" or --threads 1" if self.device == "cpu" else "")
+            fix = "try `min_run_time=1`" + (" or `threads=1`" if self.device == "cpu" else "")
             if self.threads > 1 and gross and self.device == "cpu":
-                fix = "use --threads 1"
+                fix = "use `threads=1`"
             m = self.timing()
             share = 100 * m.iqr / m.median
             out.append(
@@ -430,7 +430,7 @@ class BenchResult(Result):
             side = "faster" if ratio < 1 else "slower"
             out.append(
                 f"measured/predicted is {ratio:.3g}: the run was {far:.3g}x {side} than predicted (more than "
-                f"{FAR_RATIO:g}x from 1); a GEMM timing taken on a busy machine (paramcalc predict --refresh "
+                f"{FAR_RATIO:g}x from 1); a GEMM timing taken on a busy machine (`predict(refresh=True)` "
                 "times them again) or a busy machine now could explain it"
             )
         return out
@@ -482,9 +482,8 @@ class BenchResult(Result):
         out += self.memory_notes
         if not self.spread_known:
             out.append(
-                f"one call is slow: {plural(len(self.times), 'single call')} timed within --min-time, "
-                "too few for "
-                "an IQR; raise --min-time for a spread"
+                f"one call is slow: {plural(len(self.times), 'single call')} timed within `min_run_time`, "
+                "too few for an IQR; raise `min_run_time` for a spread"
             )
         p = self.prediction
         if p is not None:
@@ -625,9 +624,9 @@ def bench(
 
     >>> from paramcalc import RecurrentSpec, Workload
     >>> spec = RecurrentSpec("lstm", 28, 256, num_layers=2)
-    >>> r = bench(spec, Workload(batch=64, seq_len=28))  # doctest: +SKIP
-    >>> r.kernel_path, r.tokens == 64 * 28  # doctest: +SKIP
-    ('oneDNN', True)
+    >>> r = bench(spec, Workload(batch=4, seq_len=7), min_run_time=0.05)
+    >>> r.device, r.tokens, r.median_s > 0
+    ('cpu', 28, True)
 
     Raises :class:`ParamcalcError` (one line) for an absent device, a dtype the device cannot
     run, a run that does not fit in memory, or an out-of-memory error during the run.

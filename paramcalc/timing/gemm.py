@@ -47,7 +47,7 @@ its notes):
   another device name is ignored (and replaced on the next write); so is a symbolic link or
   anything but a regular file at the cache path (opened with ``O_NOFOLLOW | O_NONBLOCK``,
   checked with ``fstat``: a link is never followed, a FIFO never blocks). Writes go through
-  :func:`paramcalc.results.export.atomic_write` with ``follow_links=False`` (the entry itself is
+  :func:`paramcalc.core.writes.atomic_write` with ``follow_links=False`` (the entry itself is
   replaced, never what a link names) under a :mod:`filelock` lock, merging what another
   process wrote meanwhile, so concurrent runs never leave a torn or partial file; a lock held
   elsewhere for :data:`LOCK_TIMEOUT_S` makes the run go on without saving, and say so.
@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.files import CACHE_ENV as CACHE_ENV  # re-exported: the variable that moves the cache
 from ..core.files import CacheBusy, cache_dir, cache_lock, read_cache_file
 from ..errors import ParamcalcError
-from ..results.render import plural
+from ..results.text import plural
 from .base import check_min_run_time, check_threads, num_threads, timer_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -509,7 +509,7 @@ class DeviceTimer:
         :attr:`write_problem` says why (a note of the result)."""
         if not self.use_cache:
             return
-        from ..results.export import atomic_write
+        from ..core.writes import atomic_write
 
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -891,7 +891,7 @@ class DeviceTimer:
 
 
 def _fmt_s(seconds: float) -> str:
-    from ..results.render import fmt_seconds
+    from ..results.text import fmt_seconds
 
     return fmt_seconds(seconds)
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import plural
 from ..results.table import Column, Table
+from ..results.text import plural
 from .runs import MAX_RUNS, RUNS_SCHEMA, Run, key_columns, key_values, load_runs
 
 #: Most files merged at once.
@@ -47,6 +46,7 @@ class MergedResult(Result):
     """Runs from several exports (machines), grouped by configuration, labelled by device name."""
 
     VIEWS = ("rows",)
+    KIND = "devices"  # plotted as bars per device (paramcalc.render.plot)
 
     runs: tuple[Run, ...]
     files: tuple[str, ...]
@@ -100,11 +100,6 @@ class MergedResult(Result):
     def context(self) -> list[tuple[str, str]]:
         return [("files", ", ".join(self.files)), ("devices", ", ".join(self.devices))]
 
-    def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
-        from ..results.plot import plot_devices
-
-        return plot_devices(self, path, title=title)
-
 
 def _record(r: Run) -> dict[str, Any]:
     """One merged row by column name."""
@@ -123,7 +118,9 @@ def _record(r: Run) -> dict[str, Any]:
 def merge_files(paths: Sequence[str | os.PathLike[str]]) -> MergedResult:
     """Read every export in ``paths`` and merge their runs (see the module docstring)."""
     if not paths:
-        raise ParamcalcError("name at least one JSON export to merge, e.g. compare --from a.json b.json")
+        raise ParamcalcError(
+            "name at least one JSON export to merge, e.g. `merge_files(['a.json', 'b.json'])`"
+        )
     if len(paths) > MAX_FILES:
         raise ParamcalcError(f"at most {MAX_FILES:,} files can be merged, got {len(paths):,}")
     runs: list[Run] = []

@@ -65,8 +65,8 @@ from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
 from ..results.base import Result
-from ..results.render import fmt_bytes, fmt_seconds, plural
 from ..results.table import Column, Table
+from ..results.text import fmt_bytes, fmt_seconds, plural
 from .base import environment, timed_context, timing_spec
 from .gemm import DEFAULT_GEMM_MIN_RUN_TIME, GemmRequest
 from .runs import key_columns, key_values, record, runs_meta
@@ -83,7 +83,7 @@ MODEL_NOTE = (
     "on this device (torch.mm(A, Bᵀ, out=C), median of torch.utils.benchmark runs), run one after "
     "another without overlap or fusion, + elementwise and bias bytes (read + write of each element per "
     "op) / measured copy bandwidth, + the non-GEMM operator calls one forward dispatches × the kernel "
-    "path's measured overhead per call; the GEMMs are the cost model's (cost --by gemm)"
+    "path's measured overhead per call; the GEMMs are the cost model's (listed by its `view='gemm'`)"
 )
 
 
@@ -430,7 +430,7 @@ class PredictResult(Result):
                     f"{100 * g.seconds / self.seconds:.0f}%"
                     for g in top
                 )
-                + " (--by gemm lists every shape)"
+                + " (`view='gemm'` lists every shape)"
             )
         return lines
 
@@ -449,7 +449,7 @@ class PredictResult(Result):
             out.append(
                 f"{plural(len(tiled), 'shape')} too large to allocate at once "
                 f"{'was' if len(tiled) == 1 else 'were'} timed as tiles with the same "
-                "MACs (timed_as, --wide): the sum of the tiles' times stands in for one call"
+                "MACs (timed_as, `wide=True`): the sum of the tiles' times stands in for one call"
             )
         if self.math == "tf32":
             out.append("fp32 GEMMs timed with TF32 tensor cores, as the kernel is allowed to run them")
@@ -711,8 +711,8 @@ def predict(
     caller has it. See the module docstring for the model.
 
     >>> import paramcalc as pc
-    >>> r = pc.predict(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), pc.Workload(64, 28))  # doctest: +SKIP
-    >>> r.seconds > 0, r.VIEWS  # doctest: +SKIP
+    >>> r = pc.predict(pc.RecurrentSpec("lstm", 28, 256, num_layers=2), pc.Workload(64, 28))
+    >>> r.seconds > 0, r.VIEWS
     (True, ('total', 'gemm'))
     """
     return predict_many(

@@ -37,8 +37,8 @@ from ..core.files import read_text
 from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
 from ..errors import ParamcalcError
-from ..results.render import safe_text
 from ..results.table import Column
+from ..results.text import safe_text
 
 #: The ``runs`` schema this version writes and reads.
 RUNS_SCHEMA = 1
@@ -341,13 +341,13 @@ def load_runs(path: str | os.PathLike[str]) -> list[Run]:
     """The runs of one JSON export (see the module docstring); one-line errors otherwise."""
     p = Path(path)
     if p.suffix.lower() != ".json":
-        raise _bad(p, "not a .json file: export results with an output FILE.json")
+        raise _bad(p, "not a .json file: export results with `output='FILE.json'`")
     doc = _document(p)
     if not isinstance(doc, dict) or "runs" not in doc:
         raise _bad(
             p,
-            "not a paramcalc timing export: no 'runs' list (write one with bench, predict, "
-            "or a timed or predicted compare or sweep, exported to FILE.json)",
+            "not a paramcalc timing export: no 'runs' list (write one with bench, predict, or compare "
+            "or sweep with `bench=True` or `predict=True`, and `output='FILE.json'`)",
         )
     schema = doc.get("runs_schema")
     if schema != RUNS_SCHEMA:
@@ -356,7 +356,9 @@ def load_runs(path: str | os.PathLike[str]) -> list[Run]:
     if not isinstance(runs, list):
         raise _bad(p, "'runs' must be a list")
     if not runs:
-        raise _bad(p, "has no runs: export results that were timed or predicted")
+        raise _bad(
+            p, "has no runs: export results that were timed (`bench=True`) or predicted (`predict=True`)"
+        )
     if len(runs) > MAX_RUNS:
         raise _bad(p, f"has {len(runs):,} runs, more than {MAX_RUNS:,}")
     return [_run(p, i, rec) for i, rec in enumerate(runs)]

@@ -22,8 +22,9 @@ import pytest
 
 import paramcalc as pc
 from paramcalc import ParamcalcError, RecurrentSpec
-from paramcalc.results.render import MAX_TABLE_WIDTH, plural, render
+from paramcalc.render.draw import MAX_TABLE_WIDTH, render
 from paramcalc.results.table import Column, Table
+from paramcalc.results.text import plural
 from tests.helpers import ARCHS, ROOT, console_examples, invoke, one_line_error
 
 LSTM_2 = 4 * (256 * 28 + 256 * 256 + 2 * 256) + 4 * (2 * 256 * 256 + 2 * 256)  # 819,200
@@ -434,7 +435,7 @@ def test_seven_cells_have_labels_apart():
     pytest.importorskip("matplotlib", reason="plots need the plot extra (matplotlib)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from paramcalc.results.plot import compare_figure
+    from paramcalc.render.plot import compare_figure
 
     for cells in (CELLS.split(","), ["rnn", "lstm", "gru"]):
         result = pc.compare(RecurrentSpec("lstm", 28, 256), cells=cells, equal="params")
@@ -462,7 +463,7 @@ def test_error_bars_only_where_a_spread_was_measured():
     from matplotlib.container import ErrorbarContainer
     from matplotlib.figure import Figure
 
-    from paramcalc.results.plot import draw_bars
+    from paramcalc.render.plot import draw_bars
 
     ax = Figure().subplots()
     draw_bars(ax, ["rnn", "lstm", "gru"], [10.0, 20.0, 30.0], [None, (2.0, 3.0), None])
@@ -478,7 +479,7 @@ def test_error_bars_only_where_a_spread_was_measured():
 def test_throughput_errors_skip_rows_without_spread():
     from types import SimpleNamespace
 
-    from paramcalc.results.plot import throughput_errors
+    from paramcalc.render.plot import throughput_errors
 
     slow = SimpleNamespace(spread_known=False, times=(1.0,), tokens=100, tokens_per_s=100.0)
     steady = SimpleNamespace(

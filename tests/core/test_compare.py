@@ -377,7 +377,7 @@ def test_sweep_command_output(tmp_path):
 
 def test_sweep_plot_svg_has_labelled_axes(tmp_path):
     pytest.importorskip("matplotlib", reason="plots need the plot extra (matplotlib)")
-    from paramcalc.results.plot import series
+    from paramcalc.render.plot import series
 
     svg = tmp_path / "sweep.svg"
     r = pc.sweep(
@@ -415,10 +415,8 @@ def test_plot_errors(monkeypatch, tmp_path):
         r.plot(tmp_path / "no" / "x.png")
     with pytest.raises(ParamcalcError, match=r"unknown suffix '\.jpg'"):
         r.plot(tmp_path / "x.jpg")
-    from paramcalc.results.plot import plot_result
-
     with pytest.raises(ParamcalcError, match="nothing to plot for a CountResult"):
-        plot_result(pc.count(RecurrentSpec("lstm", 4, 8)), tmp_path / "x.png")
+        pc.count(RecurrentSpec("lstm", 4, 8)).plot(tmp_path / "x.png")
 
 
 def test_plot_without_matplotlib_is_one_line(monkeypatch, tmp_path):

@@ -19,14 +19,8 @@ import pandas as pd
 import pytest
 
 from paramcalc import ParamcalcError, RecurrentSpec, count
-from paramcalc.results.export import (
-    SUFFIXES,
-    Terminated,
-    atomic_write,
-    check_export_target,
-    export_table,
-    neutralise,
-)
+from paramcalc.core.writes import Terminated, atomic_write
+from paramcalc.render.export import SUFFIXES, check_export_target, export_table, neutralise
 from paramcalc.results.table import Column, Table
 from tests.helpers import invoke, one_line_error
 

@@ -15,7 +15,7 @@ import pytest
 import paramcalc as pc
 from paramcalc.core.architecture import load_architecture
 from paramcalc.core.explain import explain
-from paramcalc.results.export import SUFFIXES
+from paramcalc.render.export import SUFFIXES
 from paramcalc.studies.compare import compare
 from paramcalc.studies.sweep import sweep
 from tests.helpers import DATA

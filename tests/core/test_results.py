@@ -17,19 +17,17 @@ from tabulate import tabulate_formats
 import paramcalc as pc
 from paramcalc import RecurrentSpec, Status, Workload
 from paramcalc.core.architecture import count_architecture, load_architecture
-from paramcalc.results.render import (
+from paramcalc.render.draw import (
     MACHINE_FORMATS,
     MARKDOWN_FORMATS,
     cell_text,
-    fmt_bytes,
     fmt_float,
-    fmt_seconds,
     render,
-    safe_text,
     sig,
     table_formats,
 )
 from paramcalc.results.table import Column, Table
+from paramcalc.results.text import fmt_bytes, fmt_seconds, safe_text
 from tests.helpers import ARCHS
 
 LSTM = RecurrentSpec("lstm", 28, 256, num_layers=2)

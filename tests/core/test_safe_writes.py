@@ -2,7 +2,7 @@
 follow them, never resolved and renamed over behind its back.
 
 Every link, folder and file is built in ``tmp_path``; "another user's link" is played by
-monkeypatching the link-owner lookup (``export._link_uid``), or, when the tests run as root,
+monkeypatching the link-owner lookup (``writes._link_uid``), or, when the tests run as root,
 by a real ``lchown``.
 """
 
@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from paramcalc import ParamcalcError, RecurrentSpec, count
-from paramcalc.results import export
-from paramcalc.results.export import atomic_write, check_export_target, may_follow, output_path
+from paramcalc.core import writes
+from paramcalc.core.writes import atomic_write, may_follow, output_path
+from paramcalc.render.export import check_export_target
 from tests.helpers import invoke, one_line_error
 
 RESULT = count(RecurrentSpec("lstm", 4, 4))
@@ -34,7 +35,7 @@ def shared_folder(tmp_path: Path) -> Path:
 
 def other_users_link(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every link now reads as owned by a user who is neither us nor the folder's owner."""
-    monkeypatch.setattr(export, "_link_uid", lambda st: st.st_uid + 4242)
+    monkeypatch.setattr(writes, "_link_uid", lambda st: st.st_uid + 4242)
 
 
 # --- the rule itself -------------------------------------------------------------------------

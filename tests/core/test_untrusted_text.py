@@ -16,7 +16,8 @@ import unicodedata
 
 import pytest
 
-from paramcalc.results.render import md_text, neutralise, safe_text
+from paramcalc.render.draw import md_text, neutralise
+from paramcalc.results.text import safe_text
 from tests.helpers import invoke
 
 SCRIPT = "<script>alert(1)</script>"

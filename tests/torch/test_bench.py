@@ -24,7 +24,7 @@ import paramcalc.timing.benchmark as B
 from paramcalc import ParamcalcError, RecurrentSpec, Workload
 from paramcalc.core.costmodel import cost
 from paramcalc.core.memory import peak_bytes
-from tests.helpers import invoke, needs_reference_modules, one_line_error
+from tests.helpers import invoke, one_line_error
 
 FAST = 0.01  # seconds of timing per measurement in these tests
 SPEC = RecurrentSpec("lstm", 4, 8, num_layers=2)
@@ -137,8 +137,8 @@ def test_noise_verdicts_are_torch_measurements(times, verdict):
     if verdict == "gross":
         assert "IQR is 40% of the median, which suggests significant environmental influence" in notes
     if verdict:  # the thread advice is for CPUs only
-        assert "--threads 1" in notes
-        assert "--threads" not in " ".join(made_result(times, device="cuda:0").notes())
+        assert "`threads=1`" in notes
+        assert "`threads" not in " ".join(made_result(times, device="cuda:0").notes())
 
 
 def test_significant_figures_follow_the_spread():
@@ -155,7 +155,7 @@ def test_oversubscription_is_said_with_the_fix():
     assert busy.oversubscribed
     (note,) = [n for n in busy.notes() if "oversubscribed" in n]
     assert "2 runnable tasks of other processes + 2 torch threads on 2 CPUs" in note
-    assert note.endswith("use --threads 1")
+    assert note.endswith("use `threads=1`")
     assert not made_result(threads=1, other_load=8.0, cpus=2).oversubscribed  # the fix applied
     assert not made_result(threads=2, other_load=0.0, cpus=2).oversubscribed
     assert not made_result(threads=2, other_load=None, cpus=2).oversubscribed  # not known
@@ -211,7 +211,6 @@ def test_one_bias_layout_is_timed_as_the_two_bias_module():
     assert r.timed_as in r.notes()
 
 
-@needs_reference_modules
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "spec",
@@ -415,7 +414,7 @@ def test_bench_notes_oversubscription_measured_before_timing(monkeypatch):
     r = bench(threads=1, predict=False)
     assert r.other_load == 3.0 and r.cpus == 2 and not r.oversubscribed  # one thread: nothing to fix
     r = bench(threads=2, predict=False)
-    assert r.oversubscribed and any(n.endswith("use --threads 1") for n in r.warnings())
+    assert r.oversubscribed and any(n.endswith("use `threads=1`") for n in r.warnings())
 
 
 def test_other_load_is_a_count_or_unknown(monkeypatch):

@@ -18,7 +18,7 @@ import paramcalc.bridge.build as build
 import paramcalc.bridge.devices as devices
 from paramcalc import Status
 from paramcalc.checks.tensorcheck import check_spec, compare_tensors, torchinfo_total
-from tests.helpers import invoke, needs_reference_modules, one_line_error
+from tests.helpers import invoke, one_line_error
 
 HAS_CUDA = torch.cuda.is_available()
 HAS_MPS = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
@@ -98,7 +98,6 @@ def test_keras_convention_checks_its_torch_named_twin():
     )
 
 
-@needs_reference_modules
 def test_keras_reset_before_gru_is_checked_against_the_reference_module():
     spec = pc.RecurrentSpec("gru", 64, 256, convention="keras", reset_after=False)
     result = check_spec(spec)
@@ -108,7 +107,6 @@ def test_keras_reset_before_gru_is_checked_against_the_reference_module():
     assert "not a torch.nn module's" in result.notes()[1]
 
 
-@needs_reference_modules
 @pytest.mark.parametrize(
     "spec, by_hand",
     [
@@ -139,7 +137,7 @@ def test_check_on_cpu_allocates_real_tensors():
 
 def test_cpu_refuses_what_does_not_fit(monkeypatch):
     monkeypatch.setattr(devices, "available_bytes", lambda dev: 1000)
-    with pytest.raises(pc.ParamcalcError, match="use --device meta, which allocates no memory"):
+    with pytest.raises(pc.ParamcalcError, match="use `device='meta'`, which allocates no memory"):
         check_spec(pc.RecurrentSpec("lstm", 28, 256), "cpu")
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 import paramcalc as pc
 from paramcalc import RecurrentSpec, Workload
-from paramcalc.results.render import MAX_TABLE_WIDTH
+from paramcalc.render.draw import MAX_TABLE_WIDTH
 from tests.core.test_cli_usability import CELLS, table_width
 from tests.helpers import DATA, invoke
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import HAS_REFERENCE_MODULES, ROOT, console_examples, invoke
+from tests.helpers import ROOT, console_examples, invoke
 
 EXAMPLES = [e for e in console_examples() if e.needs_torch and not e.timed]
 
@@ -70,6 +70,4 @@ def test_example_output_is_real(example, tmp_path, monkeypatch):
         result = invoke(*example.args)
     finally:
         sys.modules.pop("lm_models", None)
-    if not HAS_REFERENCE_MODULES and "No module named 'paramcalc.bridge.modules'" in result.output:
-        pytest.skip("needs paramcalc.bridge.modules (reference modules), which has not landed yet")
     assert result.output.rstrip("\n") == example.expected

@@ -20,7 +20,7 @@ import paramcalc.checks.flopcount as fc
 from paramcalc import ParamcalcError, RecurrentSpec, Status, Workload
 from paramcalc.checks.flopcount import DIRECT_STEPS, flop_check
 from paramcalc.core.costmodel import cost
-from tests.helpers import invoke, needs_reference_modules, one_line_error
+from tests.helpers import invoke, one_line_error
 
 warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
@@ -71,7 +71,6 @@ def test_matmul_flops_equal_flop_counter_on_meta(case: tuple[RecurrentSpec, Work
     assert check.ok is True and check.status is Status.OK
 
 
-@needs_reference_modules
 @pytest.mark.parametrize(
     "spec",
     [

@@ -21,7 +21,7 @@ import paramcalc as pc
 from paramcalc import Status
 from paramcalc.checks.inspection import analyze, inspect
 from paramcalc.core.architecture import Custom, tensor_formula
-from tests.helpers import invoke, needs_reference_modules, one_line_error
+from tests.helpers import invoke, one_line_error
 
 
 def n_params(m: nn.Module) -> int:
@@ -74,10 +74,7 @@ class LM(nn.Module):
 
 # --- analyze(module) ----------------------------------------------------------------------------
 
-needs_adapters = needs_reference_modules  # the default adapters import paramcalc.bridge.modules
 
-
-@needs_adapters
 def test_analyze_language_model():
     m = LM()
     a = analyze(m)
@@ -105,7 +102,6 @@ def test_analyze_language_model():
     assert a.analytic_total + a.no_formula_total == n_params(m)
 
 
-@needs_adapters
 def test_analyze_salesforce_weight_drop_and_parametrize():
     from torch.nn.utils import parametrize
 
@@ -126,7 +122,6 @@ def test_analyze_salesforce_weight_drop_and_parametrize():
     assert len(renamed) == 2
 
 
-@needs_adapters
 def test_analyze_common_layers_and_subclass():
     class MyLSTM(nn.LSTM):
         pass
@@ -150,7 +145,6 @@ def test_analyze_common_layers_and_subclass():
     assert {r.path for r in a.modules} == {"0", "1", "2", "3", "4", "5"}  # dropout has no parameters
 
 
-@needs_adapters
 def test_register_adapter_for_own_module():
     class Scaler(nn.Module):
         def __init__(self, n: int) -> None:
@@ -168,7 +162,6 @@ def test_register_adapter_for_own_module():
     assert row.layer == "Scaler(4)" and row.analytic == row.actual == 8
 
 
-@needs_adapters
 def test_adapter_disagreement_is_reported():
     class Lying(nn.Module):
         def __init__(self) -> None:
@@ -188,7 +181,6 @@ def test_adapter_disagreement_is_reported():
     assert "missing 0.v" in row.detail and "shape differs: 0.w" in row.detail
 
 
-@needs_adapters
 def test_failing_adapter_is_one_line_naming_the_module():
     class Odd(nn.Module):
         def __init__(self) -> None:
@@ -205,7 +197,6 @@ def test_failing_adapter_is_one_line_naming_the_module():
         analyze(nn.Sequential(nn.Linear(2, 2), Odd()))
 
 
-@needs_adapters
 def test_lazy_modules_must_run_first():
     with pytest.raises(pc.ParamcalcError, match=r"not initialised yet .* run one forward pass first"):
         analyze(nn.Sequential(nn.LazyLinear(3)))
@@ -221,7 +212,6 @@ def test_register_adapter_needs_a_class():
         pc.register_adapter("Linear")  # type: ignore[arg-type]
 
 
-@needs_adapters
 def test_views_and_frame():
     a = analyze(LM())
     df = a.to_frame()
@@ -274,7 +264,6 @@ def factory_module(tmp_path, monkeypatch):
     sys.modules.pop(name, None)
 
 
-@needs_adapters
 def test_cli_inspect_factory(factory_module):
     r = invoke("inspect", f"{factory_module}:build")
     assert r.exit_code == 0, r.output
@@ -284,14 +273,12 @@ def test_cli_inspect_factory(factory_module):
     assert "paramcalc count gru -d 16 -H 32 -L 2 --bidirectional" in r.stdout
 
 
-@needs_adapters
 def test_cli_inspect_factory_on_meta(factory_module):
     r = invoke("inspect", f"{factory_module}:build", "--device", "meta", "--by", "tensor")
     assert r.exit_code == 0, r.output
     assert "1.weight_hh_l1_reverse" in r.stdout
 
 
-@needs_adapters
 def test_cli_inspect_module_instance(factory_module):
     r = invoke("inspect", f"{factory_module}:MODEL")
     assert r.exit_code == 0 and "Linear(3, 2)" in r.stdout

@@ -100,7 +100,7 @@ def test_proj_rule_matches_torch():
 def test_gemm_params_are_the_weights_torch_multiplies():
     spec = pc.RecurrentSpec("lstm", 5, 8, num_layers=2, proj_size=3)
     weights = sum(p.numel() for n, p in torch_module(spec).named_parameters() if n.startswith("weight"))
-    assert pc.count(spec).gemm_params == weights
+    assert sum(r.numel for r in pc.count(spec).rows if r.gemm) == weights
 
 
 def test_spec_from_module_reads_constructor_arguments():
@@ -178,7 +178,7 @@ def specs(draw: st.DrawFn) -> pc.RecurrentSpec:
     ct = pc.CELLS[cell]
     hidden = draw(SIZES)
     proj = 0
-    if ct.supports_proj and hidden > 1 and draw(st.booleans()):
+    if ct.projection and hidden > 1 and draw(st.booleans()):
         proj = draw(st.integers(1, hidden - 1))
     return pc.RecurrentSpec(
         cell,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import paramcalc as pc
-from paramcalc.results.export import SUFFIXES
+from paramcalc.render.export import SUFFIXES
 from tests.core.test_protocol import _read_back, _same, pd_na
 
 SEED = pc.RecurrentSpec("lstm", 28, 256, num_layers=2)

@@ -93,13 +93,13 @@ SIGINT_BOOT = textwrap.dedent(
     if point.startswith("import "):  # while this module is being imported
         sys.meta_path.insert(0, StopAtImport(point.split()[1]))
     elif point == "check":  # the output target is being checked: no work done yet
-        import paramcalc.results.export as E
+        import paramcalc.render.export as E
         real_check = E.check_export_target
         def check_export_target(path):
             ready_then_wait()
         E.check_export_target = check_export_target
     elif point == "rename":  # the temporary file is complete, not yet renamed over the target
-        import paramcalc.results.export as E
+        import paramcalc.core.writes as E
         real_write = E.atomic_write
         def atomic_write(target, write):
             def stop_after(tmp):
@@ -227,7 +227,7 @@ def test_a_full_disk_during_an_xlsx_export_is_one_line(tmp_path, monkeypatch, ca
     import errno
 
     from paramcalc.cli import run
-    from paramcalc.results import export
+    from paramcalc.render import export
 
     def full(target, data):
         raise pc.ParamcalcError(f"cannot write {str(target)!r}: {os.strerror(errno.ENOSPC)}")
@@ -405,7 +405,7 @@ def test_escape_sequences_in_an_argument_are_shown_escaped():
 
 
 def test_sigterm_while_a_temporary_file_exists_removes_it(tmp_path):
-    from paramcalc.results.export import Terminated, atomic_write
+    from paramcalc.core.writes import Terminated, atomic_write
 
     target = tmp_path / "r.csv"
     target.write_text("old\n")

@@ -43,7 +43,7 @@ from ...core.cells import cell_for, get_cell, keras_stack_class
 from ...core.params import count
 from ...core.spec import RecurrentSpec
 from ...errors import ParamcalcError
-from ...results.render import plural
+from ...results.text import plural
 from . import (
     HDF5_MAGIC,
     ZIP_MAGICS,
@@ -701,13 +701,11 @@ def _child_path() -> list[str]:
     import h5py
     import numpy
 
-    import paramcalc
-
+    package = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "__init__.py")
     out: list[str] = []
-    for mod in (h5py, numpy, paramcalc):
-        where = getattr(mod, "__file__", None)
+    for where in (getattr(h5py, "__file__", None), getattr(numpy, "__file__", None), package):
         if where:
-            folder = os.path.dirname(os.path.dirname(os.path.abspath(where)))
+            folder = os.path.dirname(os.path.dirname(os.path.normpath(os.path.abspath(where))))
             if folder not in out:
                 out.append(folder)
     return out

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 from ...core.cells import CELLS, CellType, cell_for
 from ...core.spec import RecurrentSpec
 from ...errors import ParamcalcError
-from ...results.render import plural
+from ...results.text import plural
 from . import (
     FoundLayer,
     Part,

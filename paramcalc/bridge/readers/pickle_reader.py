@@ -16,7 +16,7 @@ from typing import Any
 
 from ...core.files import check_regular_file
 from ...errors import ParamcalcError
-from ...results.render import plural
+from ...results.text import plural
 from . import StoredModel, StoredTensor, one_line_errors, zip_members
 
 #: Keys under which training scripts commonly nest the state dict in a checkpoint.

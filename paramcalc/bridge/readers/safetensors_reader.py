@@ -18,7 +18,7 @@ import json
 import os
 from typing import Any
 
-from ...results.render import plural
+from ...results.text import plural
 from . import (
     FoundLayer,
     StoredModel,

@@ -1,16 +1,20 @@
-"""Drawing tables: the one place numbers get formatted (thousands, significant digits, units).
+"""Drawing tables: the one place table cells get formatted (thousands, significant digits).
 
 :func:`render` draws a :class:`~paramcalc.results.table.Table` in any tabulate format, or as CSV
 or JSON; text formats get header and footer lines, machine formats get none. A default table
-(not ``--wide``) in a terminal format fits :data:`MAX_TABLE_WIDTH` columns: long text cells wrap.
+(not ``wide``) in a terminal format fits :data:`MAX_TABLE_WIDTH` columns: long text cells wrap.
+:func:`draw_result` and :func:`result_html` draw a whole result (title, table, summary, notes):
+they serve :meth:`Result.render <paramcalc.results.base.Result.render>` and notebooks through
+the registries of :mod:`paramcalc.results.renderers`.
 
 Untrusted text (tensor names from files, TOML titles, device names from JSON) is data in every
-format, and this module is the one place that escapes it:
+format, and the render layer is the one place that escapes it:
 
-* terminals (every format): :func:`safe_text` shows control characters, escape sequences,
-  Unicode format characters (bidi overrides, zero-width characters, BOM) and lone surrogates
-  as ``\\x1b``/``\\u202e`` text;
-* Markdown (``.md`` exports, ``--format github``/``pipe``/``markdown``): :func:`md_text`
+* terminals (every format): :func:`~paramcalc.results.text.safe_text` (with the other text
+  helpers every layer's messages use) shows control characters, escape sequences, Unicode
+  format characters (bidi overrides, zero-width characters, BOM) and lone surrogates as
+  ``\\x1b``/``\\u202e`` text;
+* Markdown (``.md`` exports, the ``github``/``pipe``/``markdown`` formats): :func:`md_text`
   backslash-escapes ``\\ ` * < > & [ ] ( ) |``, so no HTML tag, entity or link survives;
 * spreadsheets (CSV and TSV on any stream, ``.xlsx``): :func:`neutralise` puts ``'`` before a
   text cell starting with ``= + - @``, a tab or a carriage return.
@@ -23,9 +27,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .table import Column, Table
+from ..results.renderers import DRAW, HTML, Say
+from ..results.table import Column, Table
+from ..results.text import safe_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..results.base import Result
 
 #: Formats whose output is markup or data for another program: no header or footer lines.
 MACHINE_FORMATS = frozenset(
@@ -54,7 +63,7 @@ MARKDOWN_FORMATS = frozenset({"github", "pipe"})
 #: Other names accepted for a format: ``markdown`` is GitHub-flavoured Markdown; tabulate's raw
 #: markup formats are drawn escaped (paramcalc's cells hold no markup, only untrusted names could).
 FORMAT_ALIASES = {"markdown": "github", "unsafehtml": "html", "latex_raw": "latex"}
-#: Widest default table, in terminal columns: text cells wrap to fit (``--wide`` shows them whole).
+#: Widest default table, in terminal columns: text cells wrap to fit (``wide`` shows them whole).
 MAX_TABLE_WIDTH = 120
 #: Terminal formats in which a cell may span lines (a wrapped cell): everything but markup.
 WRAP_FORMATS = frozenset(
@@ -121,63 +130,7 @@ def fmt_float(x: float, digits: int = 4) -> str:
     return f"{r:,.{decimals}f}"
 
 
-def fmt_bytes(n: float) -> str:
-    """``3.12 MiB``: bytes with a binary unit (for text only; tables keep exact byte counts)."""
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(n) >= size:
-            return f"{n / size:,.2f} {unit}"
-    return f"{n:,.0f} B"
-
-
-def fmt_seconds(s: float) -> str:
-    """``1.234 ms`` or ``56.7 µs``: a duration with 4 significant digits."""
-    if s >= 1:
-        return f"{s:.4g} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.4g} ms"
-    return f"{s * 1e6:.4g} µs"
-
-
-def fmt_int(n: int) -> str:
-    return f"{n:,}"
-
-
-def plural(n: int, word: str, many: str = "") -> str:
-    """``1 thread``, ``2 threads``, ``1,792 real steps``: a count and its noun, in agreement.
-
-    ``word`` is the singular; ``many`` the plural when it is not ``word + "s"``
-    (``plural(n, "entry", "entries")``)."""
-    return f"{n:,} {word if n == 1 else (many or word + 's')}"
-
-
 # --- untrusted text ----------------------------------------------------------------------------
-
-#: What a terminal must not receive raw: C0 and C1 controls (escape sequences start with them),
-#: line and paragraph separators, lone surrogates, noncharacters, and every Unicode format
-#: character (category Cf: soft hyphen, bidi marks, embeddings, overrides and isolates, zero-width
-#: space/joiners, word joiner, invisible operators, BOM, interlinear annotations, tags).
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
-    "\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff\ufffe\uffff"
-    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0000-\U000e007f]"
-)
-
-
-def safe_text(text: str) -> str:
-    """``text`` with control characters, escape sequences, Unicode format characters (bidi
-    overrides, zero-width characters) and lone surrogates shown escaped: ``\\x1b``, ``\\u202e``."""
-    if not _UNSAFE.search(text):
-        return text
-    return _UNSAFE.sub(lambda m: _escape(m.group()), text)
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*<>&\[\]()|])")
 
@@ -213,7 +166,7 @@ def cell_text(value: Any, col: Column) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
-        return fmt_int(value)
+        return f"{value:,}"
     if isinstance(value, float):
         return fmt_float(value, col.digits)
     return safe_text(str(value))
@@ -415,3 +368,50 @@ def html_table(table: Table) -> str:
             disable_numparse=True,
         )
     )
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+def said(lines: Sequence[str], say: Say) -> list[str]:
+    """``lines`` re-worded by ``say`` (unchanged when it is ``None``)."""
+    return list(lines) if say is None else [say(line) for line in lines]
+
+
+def draw_result(
+    result: Result, fmt: str = "simple", view: str | None = None, *, wide: bool = False, say: Say = None
+) -> str:
+    """``result``'s view drawn in ``fmt``: its title above the table, its summary and notes
+    under it (text formats), its meta and notes around the rows (JSON). ``say`` re-words the
+    lines around the table, never a table cell (which is data)."""
+    v = result.view(view)
+    meta = result.json_meta()
+    if say is not None:
+        meta["notes"] = said(meta.get("notes", []), say)
+    return render(
+        result.table(v),
+        fmt,
+        wide=wide,
+        header=said(result.header(), say),
+        footer=said(result.footer(v), say),
+        meta=meta,
+    )
+
+
+def result_html(result: Result) -> str:
+    """What a notebook shows: the title, the default view's table, the summary and the notes."""
+    import html
+
+    title = html.escape(safe_text(result.title()))
+    notes = "".join(f"<p><small>{html.escape(safe_text(n))}</small></p>" for n in result.notes())
+    summary = "<br>".join(html.escape(safe_text(s)) for s in result.summary(result.VIEWS[0]))
+    return (
+        (f"<p><b>{title}</b></p>" if title else "")
+        + html_table(result.table())
+        + (f"<p>{summary}</p>" if summary else "")
+        + notes
+    )
+
+
+DRAW.register("*", draw_result)
+HTML.register("*", result_html)

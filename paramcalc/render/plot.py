@@ -10,20 +10,22 @@
 
 No pyplot and no global backend switch: the figure is drawn on an Agg canvas (SVG and PDF use
 matplotlib's own vector canvases) and written atomically through
-:func:`paramcalc.results.export.atomic_write`.
+:func:`paramcalc.core.writes.atomic_write`. Each plot is registered under its result's kind
+(``"compare"``, ``"sweep"``, ``"devices"``) in :data:`paramcalc.results.renderers.PLOT`, which
+:meth:`Result.plot <paramcalc.results.base.Result.plot>` reads: a result of another kind has no plot.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.writes import atomic_write, check_target
 from ..errors import ParamcalcError
-from .export import atomic_write, check_target
+from ..results.renderers import PLOT
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..studies.compare import CompareResult
@@ -87,6 +89,8 @@ def _save(fig: Any, target: Path, fmt: str) -> Path:
 def throughput_errors(result: CompareResult) -> list[tuple[float, float] | None]:
     """(below, above) the median tokens/s, from the quartiles of each row's per-call times;
     None for a row whose spread was not measured (one slow call timed: no quartiles)."""
+    import statistics
+
     out: list[tuple[float, float] | None] = []
     for r in result.rows:
         b = r.bench
@@ -254,16 +258,6 @@ def plot_devices(result: MergedResult, path: str | os.PathLike[str], *, title: s
     return _save(fig, target, fmt)
 
 
-def plot_result(result: Any, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
-    """Draw a compare result as bars, a sweep as lines, merged devices as grouped bars."""
-    from ..studies.compare import CompareResult
-    from ..studies.sweep import SweepResult
-    from ..timing.merge import MergedResult
-
-    if isinstance(result, CompareResult):
-        return plot_compare(result, path, title=title)
-    if isinstance(result, SweepResult):
-        return plot_sweep(result, path, title=title)
-    if isinstance(result, MergedResult):
-        return plot_devices(result, path, title=title)
-    raise ParamcalcError(f"nothing to plot for a {type(result).__name__}")
+PLOT.register("compare", plot_compare)
+PLOT.register("sweep", plot_sweep)
+PLOT.register("devices", plot_devices)
