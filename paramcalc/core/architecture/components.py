@@ -10,11 +10,12 @@ Only parameters count: ``batchnorm1d``'s running statistics are buffers, not par
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from math import prod
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from ...errors import ParamcalcError
 from ..params import count as count_spec
@@ -22,6 +23,7 @@ from ..params import total_params
 from ..spec import RecurrentSpec, check_size
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_C = TypeVar("_C", bound="Component")
 
 
 class TensorFormula(NamedTuple):
@@ -82,6 +84,18 @@ class Component:
     def params(self) -> int:
         """Parameters of this component, a tied weight included."""
         return sum(t.numel for t in self.tensors())
+
+    def renamed(self: _C, name: str) -> _C:
+        """This component under another ``name``. Its values were checked when it was made, so
+        the copy is not checked again: a model's many identical layers share one reading."""
+        if name == self.name:
+            return self
+        if not hasattr(self, "__dict__"):  # a user's slotted dataclass
+            return dataclasses.replace(self, name=name)
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.__dict__["name"] = name
+        return new
 
 
 @dataclass(frozen=True)
