@@ -363,32 +363,38 @@ def inspect(path: str | Path) -> Analysis:
     found = {n for layer in model.layers for n in layer.tensors}
     found.update(n for c in model.components for n in c.tensors)
     rest = {t.name: t.shape for t in model.tensors if t.name not in found and t.name not in constants}
-    groups = _file_groups(model)
     inferred = statedict.infer_components(rest) if rest else []
+    groups = _file_groups(model)
     groups += [Group(i.prefix, i.type_name, _renamed(i.component, i.prefix), i.note) for i in inferred]
     buffers = frozenset(k for k in rest if k.rpartition(".")[2] in statedict.BUFFER_NAMES)
-    unseen = [t for t in model.tensors if t.key is None]
     params = [
         ParamInfo(t.name, t.shape, ("file", t.key) if t.key is not None else ("own", t.name), t.dtype)
         for t in model.tensors
     ]
-    notes = list(model.notes)
-    ties_unknown = model.format == "pytorch" and bool(unseen)
-    if ties_unknown:
-        notes.append(unseen_ties_note(rest, buffers))
-    if model.format in ("onnx", "keras"):
-        notes.append(f"{model.format} file: layers from its metadata, checked position by position")
+    ties_unknown = model.format == "pytorch" and any(t.key is None for t in model.tensors)
     analysis = match_tensors(
         groups,
         params,
         source=model.source,
         buffers=buffers,
         not_parameters=constants,
-        notes=notes,
+        notes=_file_notes(model, ties_unknown, rest, buffers),
         actual_label="stored",
         unverified=[*model.unverified, *_unread_recurrent(inferred, rest)],
     )
     return dataclasses.replace(analysis, ties_unknown=ties_unknown)
+
+
+def _file_notes(
+    model: StoredModel, ties_unknown: bool, rest: dict[str, tuple[int, ...]], buffers: frozenset[str]
+) -> list[str]:
+    """The reader's notes, and what the file's kind leaves unseen or checks differently."""
+    notes = list(model.notes)
+    if ties_unknown:
+        notes.append(unseen_ties_note(rest, buffers))
+    if model.format in ("onnx", "keras"):
+        notes.append(f"{model.format} file: layers from its metadata, checked position by position")
+    return notes
 
 
 def _file_groups(model: StoredModel) -> list[Group]:
