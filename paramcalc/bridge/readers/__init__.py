@@ -26,15 +26,16 @@ Formats and readers:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from ...core.architecture import Component
 from ...core.spec import RecurrentSpec
@@ -306,6 +307,20 @@ def zip_members(path: Path, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
             )
         members[name] = info
     return members
+
+
+@contextlib.contextmanager
+def zip_archive(
+    path: Path, fileobj: IO[bytes] | None = None
+) -> Iterator[tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]]:
+    """The archive at ``path`` (read from ``fileobj`` if given) and its members, checked by
+    :func:`zip_members` before any is read; a file that is not a zip archive is one line."""
+    try:
+        zf = zipfile.ZipFile(fileobj if fileobj is not None else path)
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise refuse(path, f"not a valid zip archive ({short_reason(e)})") from None
+    with zf:
+        yield zf, zip_members(path, zf)
 
 
 def read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:

@@ -59,7 +59,7 @@ from . import (
     refuse,
     regular_file,
     short_reason,
-    zip_members,
+    zip_archive,
 )
 
 MAX_CONFIG_BYTES = 16 * 2**20
@@ -822,8 +822,8 @@ def _inspect_h5(path: Path, kind: str) -> dict[str, Any]:
     if kind != "zip":
         with _open_h5(h5py, path, os.fspath(path), "the file") as h5:
             return _summary(h5py, path, h5, legacy=True)
-    with open(path, "rb") as raw, zipfile.ZipFile(raw) as zf:
-        info = zip_members(path, zf)["model.weights.h5"]
+    with open(path, "rb") as raw, zip_archive(path, raw) as (zf, members):
+        info = members["model.weights.h5"]
         fileobj = _weights_file(path, raw, zf, info)
         with fileobj, _open_h5(h5py, path, fileobj, "model.weights.h5") as h5:
             out = _summary(h5py, path, h5, legacy=False)
@@ -897,12 +897,7 @@ def _found_notes(found: dict[str, Any], notes: list[str]) -> None:
 def _read_zip(path: Path) -> StoredModel:
     notes: list[str] = []
     unverified: list[str] = []
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise refuse(path, f"not a valid zip archive ({short_reason(e)})") from None
-    with zf:
-        members = zip_members(path, zf)
+    with zip_archive(path) as (zf, members):
         if "config.json" not in members:
             raise refuse(path, "the archive has no config.json (not a Keras .keras file)")
         cfg = _parse_json(
