@@ -70,46 +70,54 @@ def _expect(comp: Component) -> _Expect:
 
 class _Tree:
     """One pass over a module tree: parameters in order, groups, and each read group's span
-    (the parameters its subtree holds: a walk is depth-first, so they are contiguous)."""
+    (the parameters its subtree holds: a walk is depth-first, so they are contiguous), checked
+    for cleanness as it closes (see the module docstring)."""
 
     def __init__(self, module: nn.Module) -> None:
         self.names: list[str] = []
         self.tensors: list[Any] = []
         self.groups: list[Group] = []
-        self.configs: list[int] = []  # per group: its configuration's number (-1: its own)
         self.starts: dict[int, int] = {}  # read group -> [start, end) of its parameters
         self.ends: dict[int, int] = {}
-        self.read: dict[int, nn.Module] = {}  # read group -> its module
-        self.own: dict[int, int] = {}  # read group -> how many of its parameters are its module's own
+        self.clean: dict[int, _Expect] = {}  # clean group -> its expectation, in walk order
+        self._expects: dict[int, _Expect] = {}  # per configuration
         self.packed: list[ParamInfo] = []  # quantized modules' packed weights, after the rest
         self.packed_paths: list[str] = []
         self._walk(module)
+        ties = self._ties()
+        if ties:  # a tensor a group holds under a second name: the passes tell the tie
+            for gi in [gi for gi in self.clean if any(self.starts[gi] <= i < self.ends[gi] for i in ties)]:
+                del self.clean[gi]
 
     def _walk(self, module: nn.Module) -> None:
         read = adapters.ComponentReader()
         quantized = adapters.quantized_rnn_types() + adapters.quantized_linear_types()
         is_quantized: dict[type, bool] = {}
-        names, tensors, groups = self.names, self.tensors, self.groups
+        # bound methods in locals: this loop runs once per module and its inner one per tensor
+        add_name, add_tensor, add_group = self.names.append, self.tensors.append, self.groups.append
+        names, groups = self.names, self.groups
         covered: str | None = None  # the last path an adapter read: its subtree is its group's
         inside_of = ""
-        open_gi = -1
+        opened: tuple[int, Any, int, int] | None = None  # group, module, own parameters, config
         paths, mods = [""], [module]
+        pop_path, pop_mod, push_path, push_mod = paths.pop, mods.pop, paths.append, mods.append
         while paths:
-            path, m = paths.pop(), mods.pop()
+            path, m = pop_path(), pop_mod()
             prefix = f"{path}." if path else ""
             if m._modules:
                 for k, c in reversed(m._modules.items()):
                     if c is not None:
-                        paths.append(prefix + k)
-                        mods.append(c)
+                        push_path(prefix + k)
+                        push_mod(c)
             inside = covered is not None and (path == covered or path.startswith(inside_of))
-            if open_gi >= 0 and not inside:
-                self.ends[open_gi], open_gi = len(names), -1
+            if opened is not None and not inside:
+                self._close(*opened)
+                opened = None
             here = len(names)
             for leaf, p in m._parameters.items():
                 if p is not None:
-                    names.append(prefix + leaf)
-                    tensors.append(p)
+                    add_name(prefix + leaf)
+                    add_tensor(p)
             kind = type(m)
             q = is_quantized.get(kind)
             if q is None:
@@ -120,12 +128,35 @@ class _Tree:
                 continue  # inside a module an adapter already read
             comp, config = read(m, path or kind.__name__)
             if comp is not None:  # an adapter covers the module's whole subtree; its name is the path
-                covered, inside_of, open_gi = path, path + ".", len(groups)  # not prefix: "" at the root
-                self.starts[open_gi], self.read[open_gi], self.own[open_gi] = here, m, len(names) - here
-            groups.append(_new_group((path, kind.__name__, comp, "", None)))
-            self.configs.append(config)
-        if open_gi >= 0:
-            self.ends[open_gi] = len(names)
+                covered, inside_of = path, path + "."  # not prefix: "" at the root
+                opened = (len(groups), m, len(names) - here, config)
+                self.starts[len(groups)] = here
+            add_group(_new_group((path, kind.__name__, comp, "", None)))
+        if opened is not None:
+            self._close(*opened)
+
+    def _close(self, gi: int, m: Any, own: int, config: int) -> None:
+        """Group ``gi``'s span ends here: it is clean if its parameters are its component's
+        tensors (names, shapes, order; ties are checked once the walk is over)."""
+        start, end = self.starts[gi], len(self.names)
+        self.ends[gi] = end
+        exp = self._expects.get(config) if config >= 0 else None
+        if exp is None:
+            comp = self.groups[gi].component
+            assert comp is not None
+            exp = _expect(comp)
+            if config >= 0:
+                self._expects[config] = exp
+        if end - start != len(exp.leaves):
+            return
+        if own == end - start:  # its module's own parameters (the common case)
+            params = m._parameters
+            named = list(params) if len(params) == own else [k for k, p in params.items() if p is not None]
+        else:
+            path = self.groups[gi].path
+            named = [n[len(path) + 1 :] if path else n for n in self.names[start:end]]
+        if named == exp.leaves and list(map(_shape, self.tensors[start:end])) == exp.shapes:
+            self.clean[gi] = exp
 
     def _packed(self, m: Any, path: str, prefix: str) -> None:
         for leaf, shape, dtype in adapters.packed_tensors(m):
@@ -146,7 +177,7 @@ class _Tree:
             "run one forward pass first so their shapes are known"
         )
 
-    def ties(self) -> list[int]:
+    def _ties(self) -> list[int]:
         """Indices of parameters that are an earlier one (the same tensor under a second name)."""
         ids = list(map(id, self.tensors))
         if len(set(ids)) == len(ids):
@@ -176,74 +207,35 @@ class _Tree:
         ]
 
 
-class _Clean:
-    """Which read groups are clean, each with its expectation (see the module docstring)."""
-
-    def __init__(self, tree: _Tree) -> None:
-        self.tree = tree
-        self.expect: dict[int, _Expect] = {}
-        made: dict[int, _Expect] = {}
-        ties = tree.ties()
-        tensors, groups, configs = tree.tensors, tree.groups, tree.configs
-        for gi, start in tree.starts.items():
-            end, config = tree.ends[gi], configs[gi]
-            exp = made.get(config) if config >= 0 else None
-            if exp is None:
-                comp = groups[gi].component
-                assert comp is not None
-                exp = _expect(comp)
-                if config >= 0:
-                    made[config] = exp
-            if (
-                end - start == len(exp.leaves)
-                and self._named(gi, start, end, exp.leaves)
-                and list(map(_shape, tensors[start:end])) == exp.shapes
-                and not (ties and any(start <= i < end for i in ties))
-            ):
-                self.expect[gi] = exp
-
-    def _named(self, gi: int, start: int, end: int, leaves: list[str]) -> bool:
-        """The span's parameters have the names of the component's tensors, in order."""
-        if self.tree.own[gi] == end - start:  # all its module's own (the common case)
-            own = self.tree.read[gi]._parameters
-            if len(own) == end - start:
-                return list(own) == leaves
-            return [k for k, p in own.items() if p is not None] == leaves
-        path = self.tree.groups[gi].path
-        prefix = f"{path}." if path else ""
-        return self.tree.names[start:end] == [prefix + leaf for leaf in leaves]
-
-    def items(self) -> list[list[Any]]:
-        """The matching passes' expected tensors: none for a clean group. A group left to the
-        passes that names a clean group's tensor makes that group unclean too (a wrapper read
-        at the root whose children are read again): the passes then see both."""
-        groups = self.tree.groups
-        items = [[] if gi in self.expect else group_items(g) for gi, g in enumerate(groups)]
-        todo = [gi for gi, its in enumerate(items) if its]
-        deepest = Deepest(groups) if todo else None
-        while todo:
-            assert deepest is not None
-            for item in items[todo.pop()]:
-                for name in item.names:
-                    owner = deepest(name)
-                    if owner in self.expect:
-                        del self.expect[owner]
-                        items[owner] = group_items(groups[owner])
-                        todo.append(owner)
-        return items
+def _items(tree: _Tree) -> list[list[Any]]:
+    """The matching passes' expected tensors: none for a clean group. A group left to the
+    passes that names a clean group's tensor makes that group unclean too (a wrapper read at
+    the root whose children are read again): the passes then see both."""
+    groups, clean = tree.groups, tree.clean
+    items = [[] if gi in clean else group_items(g) for gi, g in enumerate(groups)]
+    todo = [gi for gi, its in enumerate(items) if its]
+    deepest = Deepest(groups)
+    while todo:
+        for item in items[todo.pop()]:
+            for name in item.names:
+                owner = deepest(name)
+                if owner in clean:
+                    del clean[owner]
+                    items[owner] = group_items(groups[owner])
+                    todo.append(owner)
+    return items
 
 
 def analyze_tree(module: nn.Module) -> tuple[tuple[ModuleReport, ...], TensorRows, list[str]]:
     """The module reports, the rows (built when read) and the notes of ``analyze(module)``."""
     tree = _Tree(module)
     tree.check_initialised()
-    clean = _Clean(tree)
-    items = clean.items()
-    runs = _runs(tree, clean)
+    items = _items(tree)
+    runs = _runs(tree)
     rest = [p for _, params in runs for p in params]
     claims = claim_exact(items, {p.name: p for p in rest})
     matcher = Matcher(tree.groups, claims, claim_renamed(tree.groups, items, rest, claims, frozenset()))
-    for gi in clean.expect if rest else ():  # a clean group's tensors are the first holders of theirs
+    for gi in tree.clean if rest else ():  # a clean group's tensors are the first holders of theirs
         start, end = tree.starts[gi], tree.ends[gi]
         matcher.first_of_key.update(zip(map(id, tree.tensors[start:end]), tree.names[start:end], strict=True))
     bounds = []  # where each run's rows end among the passes' rows
@@ -251,16 +243,18 @@ def analyze_tree(module: nn.Module) -> tuple[tuple[ModuleReport, ...], TensorRow
         matcher.match(params, frozenset(), {})
         bounds.append(len(matcher.rows))
     matcher.missing(items)
-    if not matcher.acc.keys().isdisjoint(clean.expect):  # never expected: the passes alone, then
+    if not matcher.acc.keys().isdisjoint(tree.clean):  # never expected: the passes alone, then
         reports, rows = match(tree.groups, tree.infos(0, len(tree.names)) + tree.packed)
         return tuple(reports), TensorRows(rows), tree.packed_note()
     general = matcher.rows
     runs_at = [(start, bound) for (start, _), bound in zip(runs, bounds, strict=True)]
     return (
-        _module_reports(tree, clean, items, matcher),
+        _module_reports(tree, items, matcher),
         TensorRows(
-            build=functools.partial(_rows, tree, clean, runs_at, general),
-            counted=sum(e.total for e in clean.expect.values()) + sum(r.counted for r in general),
+            build=functools.partial(
+                _rows, tree.names, tree.starts, tree.clean, [g.path for g in tree.groups], runs_at, general
+            ),
+            counted=sum(e.total for e in tree.clean.values()) + sum(r.counted for r in general),
             no_formula=sum(r.counted for r in general if r.status is Status.NO_FORMULA),
             problem=any(r.problem for r in general),
         ),
@@ -268,12 +262,12 @@ def analyze_tree(module: nn.Module) -> tuple[tuple[ModuleReport, ...], TensorRow
     )
 
 
-def _runs(tree: _Tree, clean: _Clean) -> list[tuple[int, list[ParamInfo]]]:
+def _runs(tree: _Tree) -> list[tuple[int, list[ParamInfo]]]:
     """The runs of parameters outside clean spans: where each starts, and its parameters (the
     packed weights of quantized modules last)."""
     out: list[tuple[int, list[ParamInfo]]] = []
     at = 0
-    for gi in clean.expect:  # in walk order, as the spans are
+    for gi in tree.clean:  # in walk order, as the spans are
         start = tree.starts[gi]
         if start > at:
             out.append((at, tree.infos(at, start)))
@@ -284,13 +278,11 @@ def _runs(tree: _Tree, clean: _Clean) -> list[tuple[int, list[ParamInfo]]]:
     return out
 
 
-def _module_reports(
-    tree: _Tree, clean: _Clean, items: list[list[Any]], matcher: Matcher
-) -> tuple[ModuleReport, ...]:
+def _module_reports(tree: _Tree, items: list[list[Any]], matcher: Matcher) -> tuple[ModuleReport, ...]:
     out: list[ModuleReport] = []
     ok = Status.OK
     for gi, g in enumerate(tree.groups):
-        exp = clean.expect.get(gi)
+        exp = tree.clean.get(gi)
         if exp is None:
             row = module_row(g, bool(items[gi]), matcher.acc.get(gi))
             if row is not None:
@@ -303,20 +295,26 @@ def _module_reports(
 
 
 def _rows(
-    tree: _Tree, clean: _Clean, runs: Sequence[tuple[int, int]], general: Sequence[TensorReport]
+    names: list[str],
+    starts: dict[int, int],
+    clean: dict[int, _Expect],
+    paths: list[str],
+    runs: Sequence[tuple[int, int]],
+    general: Sequence[TensorReport],
 ) -> list[TensorReport]:
     """Every row in parameter order, then the missing tensors: the clean spans' rows written
-    here, the runs' rows (``(start, end among general)``) taken from the passes."""
+    here, the runs' rows (``(start, end among general)``) taken from the passes. (It keeps
+    no more of the walk than it needs: the rest is freed with the analysis made.)"""
     out: list[TensorReport] = []
     ok = Status.OK
     done = r = 0
-    for gi, exp in clean.expect.items():
-        start, path = tree.starts[gi], tree.groups[gi].path
+    for gi, exp in clean.items():
+        start, path = starts[gi], paths[gi]
         while r < len(runs) and runs[r][0] < start:
             out.extend(general[done : runs[r][1]])
             done, r = runs[r][1], r + 1
-        names = tree.names[start : start + len(exp.leaves)]
-        for name, shape, n, formula in zip(names, exp.shapes, exp.numels, exp.formulas, strict=True):
+        span = names[start : start + len(exp.leaves)]
+        for name, shape, n, formula in zip(span, exp.shapes, exp.numels, exp.formulas, strict=True):
             out.append(_new_row((name, path, shape, n, n, formula, ok, "")))
     out.extend(general[done:])
     return out
