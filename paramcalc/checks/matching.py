@@ -147,7 +147,8 @@ class TensorRows(Sequence[TensorReport]):
             return self.rows() == other.rows()
         return isinstance(other, tuple) and self.rows() == other
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        return hash(self.rows())
 
     def __repr__(self) -> str:
         return f"TensorRows({self.rows()!r})"
