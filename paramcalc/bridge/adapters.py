@@ -358,25 +358,26 @@ class ComponentReader:
         _load_default_adapters()
         #: Per configuration: its number (in order of first appearance) and its component.
         self._made: dict[tuple[Any, ...], tuple[int, Component | None]] = {}
-        #: Per exact type: its configuration reader, if its adapter is the built-in one.
-        self._config: dict[type, Callable[[Any], tuple[Any, ...]] | None] = {}
-        #: Types without an adapter (nor a class attribute ``spec``): a module of one is read
-        #: only if it carries a spec itself (a registered cell's own module).
-        self._bare: dict[type, bool] = {}
+        #: Per exact type: whether it is *bare* (no adapter, nor a class attribute ``spec``: a
+        #: module of one is read only if it carries a spec itself, as a registered cell's own
+        #: module does), and its configuration reader if its adapter is the built-in one.
+        self._types: dict[type, tuple[bool, Callable[[Any], tuple[Any, ...]] | None]] = {}
 
     def __call__(self, module: Any, name: str) -> tuple[Component | None, int]:
         """The component of ``module`` named ``name``, and the number of the configuration it
         was made for (-1: not shared, read by the module's adapter alone). Modules of one
         configuration have equal components but for the name."""
         kind = type(module)
-        bare = self._bare.get(kind)
-        if bare is None:
+        try:
+            bare, config = self._types[kind]
+        except KeyError:
             fn = adapter_for(module)
-            bare = self._bare[kind] = fn is None and not hasattr(kind, "spec")
-            self._config[kind] = _CONFIGS.get(kind) if fn in _BUILTIN else None
+            bare, config = self._types[kind] = (
+                fn is None and not hasattr(kind, "spec"),
+                _CONFIGS.get(kind) if fn in _BUILTIN else None,
+            )
         if bare and _lookup(module, "spec") is _MISSING:
             return None, -1
-        config = self._config[kind]
         if config is None:
             return component_from_module(module, name), -1
         try:

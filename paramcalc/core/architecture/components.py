@@ -90,11 +90,14 @@ class Component:
         the copy is not checked again: a model's many identical layers share one reading."""
         if name == self.name:
             return self
-        if not hasattr(self, "__dict__"):  # a user's slotted dataclass
+        try:
+            fields = self.__dict__
+        except AttributeError:  # a user's slotted dataclass
             return dataclasses.replace(self, name=name)
         new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.__dict__["name"] = name
+        copied = new.__dict__
+        copied.update(fields)
+        copied["name"] = name
         return new
 
 
