@@ -17,7 +17,8 @@ Formats and readers:
 * ``safetensors`` -> :func:`paramcalc.bridge.readers.safetensors_reader.read_safetensors`
 * ``onnx`` -> :func:`paramcalc.bridge.readers.onnx_reader.read_onnx`
 * ``keras`` (``.keras`` zip archives and legacy ``.h5``) ->
-  :func:`paramcalc.bridge.readers.keras_reader.read_keras`
+  :func:`paramcalc.bridge.readers.keras_reader.read_keras` (its HDF5 side, run in a child
+  process, is :mod:`paramcalc.bridge.readers.keras_h5`)
 * ``pytorch`` (``.pt``, ``.pth``, ``.bin``, ``.ckpt``; zip archives holding ``data.pkl``; raw
   pickles): dispatched to ``read_pickle(path: pathlib.Path) -> StoredModel`` imported lazily
   from ``paramcalc.bridge.readers.pickle_reader`` (a separate module, not part of this package
