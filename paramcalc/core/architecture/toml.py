@@ -442,5 +442,5 @@ def find_architecture(name_or_path: str | Path) -> tuple[Path, str]:
         return bundled[key], f"bundled {key}"
     raise ParamcalcError(
         f"{given}: no such file, nor a bundled architecture (bundled: {', '.join(bundled)}; "
-        "paramcalc report --list describes them)"
+        "BundledArchitectures() describes them)"
     )
