@@ -277,4 +277,116 @@ def _load_default_adapters() -> None:
     }
     for cls, fn in defaults.items():
         _ADAPTERS.setdefault(cls, fn)  # a user's adapter registered earlier wins
+    _BUILTIN.update(defaults.values())
+    _CONFIGS.update(_builtin_configs(nn))
     _DEFAULTS_LOADED = True
+
+
+# --- one reading per configuration -------------------------------------------------------------
+
+#: The built-in adapters (a type whose adapter is one of them may use :data:`_CONFIGS`).
+_BUILTIN: set[Adapter] = set()
+#: Per exact torch layer type, every value its built-in adapter reads from a module of that type:
+#: modules with equal values have equal components (up to the name).
+_CONFIGS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+_MISSING: Any = object()  # a name _lookup does not find
+
+
+def _lookup(m: Any, name: str) -> Any:
+    """``getattr(m, name)`` on an exact torch layer type (whose class defines no property of that
+    name): the instance's own attributes, then its parameters, buffers and submodules, without
+    ``Module.__getattr__``'s cost. A missing name is :data:`_MISSING`."""
+    d = m.__dict__
+    if name in d:
+        return d[name]
+    for store in ("_parameters", "_buffers", "_modules"):
+        held = d[store]
+        if name in held:
+            return held[name]
+    return _MISSING
+
+
+def _builtin_configs(nn: Any) -> dict[type, Callable[[Any], tuple[Any, ...]]]:
+    """What each built-in adapter reads (a tensor by its type: None, a parameter, uninitialised)."""
+
+    def tensor(m: Any, name: str) -> type:
+        return type(_lookup(m, name))
+
+    def linear(m: Any) -> tuple[Any, ...]:
+        return (m.in_features, m.out_features, tensor(m, "weight"), tensor(m, "bias"))
+
+    def conv(m: Any) -> tuple[Any, ...]:
+        sizes = (m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups)
+        return (*sizes, tensor(m, "weight"), tensor(m, "bias"))
+
+    def norm(m: Any) -> tuple[Any, ...]:
+        return (m.num_features, m.affine, tensor(m, "weight"))
+
+    def stack(m: Any) -> tuple[Any, ...]:
+        sizes = (m.mode, m.input_size, m.hidden_size, m.num_layers, m.bidirectional, m.bias)
+        return (*sizes, m.proj_size, _lookup(m, "spec"))
+
+    def cell(m: Any) -> tuple[Any, ...]:
+        sizes = (m.input_size, m.hidden_size, m.bias)
+        return (*sizes, _lookup(m, "nonlinearity"), _lookup(m, "spec"))
+
+    return {
+        nn.Linear: linear,
+        nn.Embedding: lambda m: (m.num_embeddings, m.embedding_dim),
+        nn.LayerNorm: lambda m: (m.normalized_shape, m.elementwise_affine, tensor(m, "bias")),
+        nn.Conv1d: conv,
+        nn.Conv2d: conv,
+        nn.BatchNorm1d: norm,
+        nn.BatchNorm2d: norm,
+        nn.Dropout: lambda m: (m.p,),
+        nn.LSTM: stack,
+        nn.GRU: stack,
+        nn.RNN: stack,
+        nn.LSTMCell: cell,
+        nn.GRUCell: cell,
+        nn.RNNCell: cell,
+    }
+
+
+class ComponentReader:
+    """Reads the modules of one model into components. A built-in layer's component is made
+    once per exact type and configuration (:data:`_CONFIGS`) by its adapter, then renamed for
+    each module that shares it: a model of many identical layers reads each kind once. Any
+    other module goes through :func:`component_from_module`."""
+
+    def __init__(self) -> None:
+        _load_default_adapters()
+        #: Per configuration: its number (in order of first appearance) and its component.
+        self._made: dict[tuple[Any, ...], tuple[int, Component | None]] = {}
+        #: Per exact type: whether it is *bare* (no adapter, nor a class attribute ``spec``: a
+        #: module of one is read only if it carries a spec itself, as a registered cell's own
+        #: module does), and its configuration reader if its adapter is the built-in one.
+        self._types: dict[type, tuple[bool, Callable[[Any], tuple[Any, ...]] | None]] = {}
+
+    def __call__(self, module: Any, name: str) -> tuple[Component | None, int]:
+        """The component of ``module`` named ``name``, and the number of the configuration it
+        was made for (-1: not shared, read by the module's adapter alone). Modules of one
+        configuration have equal components but for the name."""
+        kind = type(module)
+        try:
+            bare, config = self._types[kind]
+        except KeyError:
+            fn = adapter_for(module)
+            bare, config = self._types[kind] = (
+                fn is None and not hasattr(kind, "spec"),
+                _CONFIGS.get(kind) if fn in _BUILTIN else None,
+            )
+        if bare and _lookup(module, "spec") is _MISSING:
+            return None, -1
+        if config is None:
+            return component_from_module(module, name), -1
+        try:
+            key = (kind, config(module))
+            made = self._made.get(key)
+        except Exception:  # a value missing or unhashable: the adapter itself says what is wrong
+            return component_from_module(module, name), -1
+        if made is None:
+            made = self._made[key] = (len(self._made), component_from_module(module, name))
+            return made[1], made[0]
+        n, comp = made
+        return (None if comp is None else comp.renamed(name)), n

@@ -12,7 +12,7 @@ as a bias-free linear (their counts are the same).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -127,51 +127,66 @@ def _infer_group(
     rnn = {k: v for k, v in leaves.items() if key.match(k)}
     if rnn and len(rnn) == len(leaves) and ("weight_ih" in rnn or "weight_ih_l0" in rnn):
         return infer_recurrent(prefix, name, rnn)
-    w, b = leaves.get("weight"), leaves.get("bias")
     keys = set(leaves)
     if keys <= {"weight", "bias", *BUFFER_NAMES} and keys & {"running_mean", "running_var"}:
-        c = (w or b or leaves.get("running_mean") or (0,))[0]
-        before = previous.component if previous is not None else None
-        if isinstance(before, Conv2d) and before.out_channels == c:
-            return Inferred(prefix, BatchNorm2d(name, c, w is not None), "BatchNorm2d", "2-D: after a Conv2d")
-        if isinstance(before, Conv1d) and before.out_channels == c:
-            return Inferred(prefix, BatchNorm1d(name, c, w is not None), "BatchNorm1d")
-        return Inferred(
-            prefix,
-            BatchNorm1d(name, c, w is not None),
-            "BatchNorm",
-            "BatchNorm1d or BatchNorm2d: the same tensors (2C parameters)",
-        )
+        return _infer_batchnorm(prefix, name, leaves, previous)
+    w = leaves.get("weight")
     if w is not None and keys <= {"weight", "bias"}:
-        if len(w) == 2 and (b is None or b == (w[0],)):
-            if b is None and any(h in prefix.lower() for h in EMBEDDING_HINTS):
-                return Inferred(prefix, Embedding(name, w[0], w[1]), "Embedding")
-            if b is None:
-                return Inferred(
-                    prefix,
-                    Linear(name, w[1], w[0], False),
-                    "Linear",
-                    "a lone 2-D weight: Linear(bias=False) or Embedding, the same count",
-                )
-            return Inferred(prefix, Linear(name, w[1], w[0], True), "Linear")
-        if len(w) == 4 and (b is None or b == (w[0],)):
-            return Inferred(
-                prefix,
-                Conv2d(name, w[1], w[0], (w[2], w[3]), bias=b is not None),
-                "Conv2d",
-                "groups=1 assumed (in_channels = weight.shape[1])",
-            )
-        if len(w) == 3 and (b is None or b == (w[0],)):
-            return Inferred(
-                prefix,
-                Conv1d(name, w[1], w[0], w[2], 1, b is not None),
-                "Conv1d",
-                "groups=1 assumed (in_channels = weight.shape[1])",
-            )
-        if b is None or b == w:
-            note = "" if b is not None else "weight only: LayerNorm(bias=False) or RMSNorm, the same count"
-            return Inferred(prefix, LayerNorm(name, w, True, b is not None), "LayerNorm", note)
+        inferred = _infer_weighted(prefix, name, w, leaves.get("bias"))
+        if inferred is not None:
+            return inferred
     return Inferred(prefix, None, "unknown")
+
+
+def _infer_batchnorm(
+    prefix: str, name: str, leaves: Mapping[str, tuple[int, ...]], previous: Inferred | None
+) -> Inferred:
+    """A batch norm (it has running statistics): 2-D after a Conv2d of as many channels."""
+    w = leaves.get("weight")
+    c = (w or leaves.get("bias") or leaves.get("running_mean") or (0,))[0]
+    before = previous.component if previous is not None else None
+    if isinstance(before, Conv2d) and before.out_channels == c:
+        return Inferred(prefix, BatchNorm2d(name, c, w is not None), "BatchNorm2d", "2-D: after a Conv2d")
+    if isinstance(before, Conv1d) and before.out_channels == c:
+        return Inferred(prefix, BatchNorm1d(name, c, w is not None), "BatchNorm1d")
+    return Inferred(
+        prefix,
+        BatchNorm1d(name, c, w is not None),
+        "BatchNorm",
+        "BatchNorm1d or BatchNorm2d: the same tensors (2C parameters)",
+    )
+
+
+_GROUPS_ASSUMED = "groups=1 assumed (in_channels = weight.shape[1])"
+
+
+def _infer_weighted(prefix: str, name: str, w: tuple[int, ...], b: tuple[int, ...] | None) -> Inferred | None:
+    """A ``weight`` (and ``bias``) by the weight's rank: linear/embedding, conv, layer norm."""
+    if len(w) in (2, 3, 4) and (b is None or b == (w[0],)):
+        if len(w) == 2:
+            return _infer_matrix(prefix, name, w, b is not None)
+        if len(w) == 4:
+            conv2 = Conv2d(name, w[1], w[0], (w[2], w[3]), bias=b is not None)
+            return Inferred(prefix, conv2, "Conv2d", _GROUPS_ASSUMED)
+        return Inferred(prefix, Conv1d(name, w[1], w[0], w[2], 1, b is not None), "Conv1d", _GROUPS_ASSUMED)
+    if b is None or b == w:
+        note = "" if b is not None else "weight only: LayerNorm(bias=False) or RMSNorm, the same count"
+        return Inferred(prefix, LayerNorm(name, w, True, b is not None), "LayerNorm", note)
+    return None
+
+
+def _infer_matrix(prefix: str, name: str, w: tuple[int, ...], bias: bool) -> Inferred:
+    """A 2-D weight: a linear layer, or an embedding when bias-free and the name says so."""
+    if bias:
+        return Inferred(prefix, Linear(name, w[1], w[0], True), "Linear")
+    if any(h in prefix.lower() for h in EMBEDDING_HINTS):
+        return Inferred(prefix, Embedding(name, w[0], w[1]), "Embedding")
+    return Inferred(
+        prefix,
+        Linear(name, w[1], w[0], False),
+        "Linear",
+        "a lone 2-D weight: Linear(bias=False) or Embedding, the same count",
+    )
 
 
 @dataclass(frozen=True)
@@ -182,8 +197,22 @@ class _Parsed:
     shape: tuple[int, ...]
 
 
-def infer_recurrent(prefix: str, name: str, rnn: Mapping[str, tuple[int, ...]]) -> Inferred:
-    """Read one recurrent stack (or cell) back from its tensors, by matching the registry."""
+@dataclass(frozen=True)
+class _Layout:
+    """What a recurrent group's names and shapes say, before any cell is tried."""
+
+    single: bool  # cell-style names (weight_ih), not stack-style (weight_ih_l0)
+    suffix0: str  # "" or "_l0": the first layer's suffix
+    ih: tuple[int, ...]  # the first layer's weight_ih shape: (gates·Dh, d)
+    num_layers: int
+    bidirectional: bool
+    bias_vectors: int
+    peephole: bool
+    proj: int
+    l1: tuple[int, ...] | None  # weight_ih_l1's shape (tells summed directions apart)
+
+
+def _parse(rnn: Mapping[str, tuple[int, ...]]) -> dict[str, _Parsed]:
     key = rnn_key()
     parsed: dict[str, _Parsed] = {}
     for k, shape in rnn.items():
@@ -192,48 +221,57 @@ def infer_recurrent(prefix: str, name: str, rnn: Mapping[str, tuple[int, ...]]) 
         parsed[k] = _Parsed(
             m.group(1), None if m.group(2) is None else int(m.group(2)), bool(m.group(3)), shape
         )
-    single = all(p.layer is None for p in parsed.values())
-    if not single and any(p.layer is None for p in parsed.values()):
-        raise ParamcalcError("cell-style and stack-style recurrent names mixed")
+    return parsed
+
+
+def _layout(rnn: Mapping[str, tuple[int, ...]]) -> _Layout:
+    """The layout a recurrent group's names imply (one line when they contradict themselves)."""
+    parsed = _parse(rnn).values()
+    single, layers = _numbering(parsed)
     suffix0 = "" if single else "_l0"
     ih = rnn.get(f"weight_ih{suffix0}")
     if ih is None or len(ih) != 2:
         raise ParamcalcError(f"needs a 2-D weight_ih{suffix0} to read the sizes")
-    layers = sorted({p.layer for p in parsed.values() if p.layer is not None})
     if not single and layers != list(range(len(layers))):
         raise ParamcalcError(f"layers {layers} are not numbered 0..{len(layers) - 1}")
-    first = [p for p in parsed.values() if p.layer in (None, 0) and not p.reverse]
-    roles0 = {p.role for p in first}
-    bias_vectors = sum(1 for r in ("bias_ih", "bias_hh") if r in roles0)
-    peephole = any(r.startswith("weight_c") for r in roles0)
+    roles0 = {p.role for p in parsed if p.layer in (None, 0) and not p.reverse}
     hr = rnn.get(f"weight_hr{suffix0}")
-    proj = hr[0] if hr is not None and len(hr) == 2 else 0
-    bidirectional = any(p.reverse for p in parsed.values())
-    n_layers = 1 if single else len(layers)
-    l1 = rnn.get("weight_ih_l1")
-    wanted = {k: tuple(v) for k, v in rnn.items()}
+    return _Layout(
+        single=single,
+        suffix0=suffix0,
+        ih=ih,
+        num_layers=1 if single else len(layers),
+        bidirectional=any(p.reverse for p in parsed),
+        bias_vectors=sum(1 for r in ("bias_ih", "bias_hh") if r in roles0),
+        peephole=any(r.startswith("weight_c") for r in roles0),
+        proj=hr[0] if hr is not None and len(hr) == 2 else 0,
+        l1=rnn.get("weight_ih_l1"),
+    )
 
+
+def _numbering(parsed: Collection[_Parsed]) -> tuple[bool, list[int]]:
+    """Whether the names are cell-style (no layer suffix), and the layer numbers they carry."""
+    single = all(p.layer is None for p in parsed)
+    if not single and any(p.layer is None for p in parsed):
+        raise ParamcalcError("cell-style and stack-style recurrent names mixed")
+    return single, sorted({p.layer for p in parsed if p.layer is not None})
+
+
+def infer_recurrent(prefix: str, name: str, rnn: Mapping[str, tuple[int, ...]]) -> Inferred:
+    """Read one recurrent stack (or cell) back from its tensors, by matching the registry."""
+    lay = _layout(rnn)
+    wanted = {k: tuple(v) for k, v in rnn.items()}
     matches: list[RecurrentSpec] = []
     reasons: list[str] = []
     for ct in registered_cells():
-        if ct.single_step != single or ih[0] % ct.gates:
-            continue
-        hidden = ih[0] // ct.gates
-        merges = ["concat"]
-        if bidirectional and l1 is not None and len(l1) == 2 and l1[1] == (proj or hidden):
-            merges = ["sum"]
-        for merge in merges:
-            spec = _candidate(ct, ih[1], hidden, n_layers, bidirectional, bias_vectors, proj, peephole, merge)
-            if spec is None:
-                continue
-            rows = {r.name: r.shape for r in count(spec).rows}
-            if rows == wanted:
+        for spec in _candidates(ct, lay):
+            if {r.name: r.shape for r in count(spec).rows} == wanted:
                 matches.append(spec)
             else:
                 reasons.append(ct.name)
     if not matches:
         raise ParamcalcError(
-            f"no registered cell has these tensors (weight_ih{suffix0} {ih}; "
+            f"no registered cell has these tensors (weight_ih{lay.suffix0} {lay.ih}; "
             f"tried {', '.join(reasons) or 'none'})"
         )
     spec = matches[0]
@@ -244,6 +282,27 @@ def infer_recurrent(prefix: str, name: str, rnn: Mapping[str, tuple[int, ...]]) 
     if spec.merge_mode != "concat":
         notes.append("directions merged (sum, ave or mul: the same tensors), not concatenated")
     return Inferred(prefix, Recurrent(name, spec), spec.display_class, "; ".join(notes))
+
+
+def _candidates(ct: CellType, lay: _Layout) -> list[RecurrentSpec]:
+    """The specs of cell ``ct`` that the layout allows (none when its gates do not divide)."""
+    if ct.single_step != lay.single or lay.ih[0] % ct.gates:
+        return []
+    hidden = lay.ih[0] // ct.gates
+    l1 = lay.l1
+    summed = lay.bidirectional and l1 is not None and len(l1) == 2 and l1[1] == (lay.proj or hidden)
+    spec = _candidate(
+        ct,
+        lay.ih[1],
+        hidden,
+        lay.num_layers,
+        lay.bidirectional,
+        lay.bias_vectors,
+        lay.proj,
+        lay.peephole,
+        "sum" if summed else "concat",
+    )
+    return [] if spec is None else [spec]
 
 
 def _candidate(

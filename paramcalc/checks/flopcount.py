@@ -33,7 +33,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..bridge.build import build_module, takes_packed, torch_equivalent
 from ..bridge.devices import check_run_memory, oom_as_error, resolve_device
@@ -314,32 +314,10 @@ def flop_check(
             check_run_memory(spec, w, dev, "the flop check", fused=fused)
     ours = cost(spec, wl, bias_ops=False, elementwise=False, backward="autograd")
     module = build_module(spec, dev, torch.float32)
-    extrapolated: tuple[int, ...] = ()
-    ti: int | None = None
-    ti_err = ""
     with _no_fused(fused), oom_as_error("running the flop check", dev):
-        if direct:
-            case = make_case(spec, fp32, dev, dtype=torch.float32, module=module)
-            fwd_ops, train_ops = _counts(case, wl.training)
-            if with_torchinfo:
-                try:
-                    with torch.no_grad():
-                        ti = _torchinfo(case)
-                except Exception as exc:  # torchinfo is a comparison, never fatal
-                    ti_err = f"{type(exc).__name__}: {exc}"
-        else:
-            runs = [
-                _counts(make_case(spec, w, dev, dtype=torch.float32, module=module), wl.training)
-                for w in runs_on
-            ]
-            fwd_ops = _extrapolate([r[0] for r in runs], wl.batch, wl.seq_len)
-            train_ops = (
-                _extrapolate([r[1] or {} for r in runs], wl.batch, wl.seq_len) if wl.training else None
-            )
-            extrapolated = (2, 3, 4)
-    fwd_total = sum(fwd_ops.values())
-    observable = fwd_total > 0
-    train_total = sum(train_ops.values()) if train_ops is not None else None
+        counted = _measure(module, spec, wl, runs_on, dev, with_torchinfo and direct)
+    fwd_total = sum(counted.forward.values())
+    train_total = sum(counted.training.values()) if counted.training is not None else None
     bias = sum(lc.bias_ops for lc in ours.layers) * wl.tokens
     show_ti = with_torchinfo and direct
     return FlopCheck(
@@ -348,17 +326,52 @@ def flop_check(
         device=str(dev),
         fused=fused,
         ours_forward=2 * ours.macs,
-        counter_forward=fwd_total if observable else None,
+        counter_forward=fwd_total if fwd_total > 0 else None,
         ours_training=ours.flops if wl.training else None,
         counter_training=train_total if train_total else None,
-        counter_ops=fwd_ops,
+        counter_ops=counted.forward,
         ours_macs=ours.macs,
         ours_macs_with_bias=ours.macs + bias,
-        torchinfo_mult_adds=ti,
+        torchinfo_mult_adds=counted.torchinfo,
         torchinfo_expected=torchinfo_expected(spec, wl) if show_ti else None,
-        torchinfo_error=" ".join(ti_err.split())[:200],
-        extrapolated_from=extrapolated,
+        torchinfo_error=" ".join(counted.torchinfo_error.split())[:200],
+        extrapolated_from=counted.extrapolated_from,
     )
+
+
+class _Counted(NamedTuple):
+    """What ``FlopCounterMode`` (and torchinfo) counted, per operator."""
+
+    forward: dict[str, int]
+    training: dict[str, int] | None
+    torchinfo: int | None = None
+    torchinfo_error: str = ""
+    extrapolated_from: tuple[int, ...] = ()
+
+
+def _measure(
+    module: Any, spec: RecurrentSpec, wl: Workload, runs_on: list[Workload], dev: Any, with_torchinfo: bool
+) -> _Counted:
+    """Count ``module``'s operators on ``runs_on``: the workload itself (one run), or the small
+    workloads whose counts extrapolate to it (see :func:`_extrapolate`)."""
+    import torch
+
+    if len(runs_on) > 1:
+        runs = [
+            _counts(make_case(spec, w, dev, dtype=torch.float32, module=module), wl.training) for w in runs_on
+        ]
+        fwd = _extrapolate([r[0] for r in runs], wl.batch, wl.seq_len)
+        train = _extrapolate([r[1] or {} for r in runs], wl.batch, wl.seq_len) if wl.training else None
+        return _Counted(fwd, train, extrapolated_from=(2, 3, 4))
+    case = make_case(spec, runs_on[0], dev, dtype=torch.float32, module=module)
+    fwd_ops, train_ops = _counts(case, wl.training)
+    if not with_torchinfo:
+        return _Counted(fwd_ops, train_ops)
+    try:
+        with torch.no_grad():
+            return _Counted(fwd_ops, train_ops, _torchinfo(case))
+    except Exception as exc:  # torchinfo is a comparison, never fatal
+        return _Counted(fwd_ops, train_ops, torchinfo_error=f"{type(exc).__name__}: {exc}")
 
 
 def _extrapolate(counts: list[dict[str, int]], batch: int, steps: int) -> dict[str, int]:

@@ -17,7 +17,8 @@ Formats and readers:
 * ``safetensors`` -> :func:`paramcalc.bridge.readers.safetensors_reader.read_safetensors`
 * ``onnx`` -> :func:`paramcalc.bridge.readers.onnx_reader.read_onnx`
 * ``keras`` (``.keras`` zip archives and legacy ``.h5``) ->
-  :func:`paramcalc.bridge.readers.keras_reader.read_keras`
+  :func:`paramcalc.bridge.readers.keras_reader.read_keras` (its HDF5 side, run in a child
+  process, is :mod:`paramcalc.bridge.readers.keras_h5`)
 * ``pytorch`` (``.pt``, ``.pth``, ``.bin``, ``.ckpt``; zip archives holding ``data.pkl``; raw
   pickles): dispatched to ``read_pickle(path: pathlib.Path) -> StoredModel`` imported lazily
   from ``paramcalc.bridge.readers.pickle_reader`` (a separate module, not part of this package
@@ -26,15 +27,16 @@ Formats and readers:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from ...core.architecture import Component
 from ...core.spec import RecurrentSpec
@@ -306,6 +308,20 @@ def zip_members(path: Path, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
             )
         members[name] = info
     return members
+
+
+@contextlib.contextmanager
+def zip_archive(
+    path: Path, fileobj: IO[bytes] | None = None
+) -> Iterator[tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]]:
+    """The archive at ``path`` (read from ``fileobj`` if given) and its members, checked by
+    :func:`zip_members` before any is read; a file that is not a zip archive is one line."""
+    try:
+        zf = zipfile.ZipFile(fileobj if fileobj is not None else path)
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise refuse(path, f"not a valid zip archive ({short_reason(e)})") from None
+    with zf:
+        yield zf, zip_members(path, zf)
 
 
 def read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:

@@ -339,14 +339,7 @@ def _read_node(scan: _Scan, graph: _Graph, node: Any, where: str) -> _Node | Non
     """The node's attributes and the stored tensors behind its inputs (``None``: not traceable)."""
     op = node.op_type
     attrs = _attrs(scan.onnx, node)
-    direction = str(attrs.get("direction", "forward")).lower()
-    if direction not in DIRECTIONS:
-        raise refuse(scan.path, f"{where}: unknown direction {direction!r}")
-    dirs = 2 if direction == "bidirectional" else 1
-    acts = [str(a).lower() for a in attrs.get("activations", ["Tanh"] * dirs)] or ["tanh"]
-    ct = cell_for("onnx", op, acts[0] if len(set(acts)) == 1 else None)
-    if ct is None:  # pragma: no cover - the caller passes only the registry's operators
-        raise refuse(scan.path, f"{where}: {op} is not a recurrent operator paramcalc models")
+    ct, dirs, acts = _cell(scan, op, attrs, where)
     inputs = [*node.input, *([""] * 8)]
     if not inputs[1] or not inputs[2]:
         raise refuse(scan.path, f"{where}: an {op} node needs inputs W and R")
@@ -356,15 +349,37 @@ def _read_node(scan: _Scan, graph: _Graph, node: Any, where: str) -> _Node | Non
         if src.why:
             scan.unverified.append(f"{where}: {op} input {role}: {src.why}; the layer is not identified")
             return None
-    stored = {t.name: t for t in scan.tensors}
-    numel = {r: sum(stored[n].numel for n in src.names) for r, src in sources.items()}
-    direct = {r: stored[src.names[0]].shape for r, src in sources.items() if not src.via}
-    for r, name in roles:
-        if sources[r].via and name in graph.declared:
-            direct[r] = graph.declared[name]
+    numel, direct = _sizes(scan, graph, sources, dict(roles))
     x = graph.declared.get(inputs[0]) or graph.shapes.get(inputs[0], ((),))[0]
     x_dim = x[-1] if x and x[-1] > 0 else None
     return _Node(op, where, ct, attrs, dirs, acts, sources, numel, direct, x_dim)
+
+
+def _sizes(
+    scan: _Scan, graph: _Graph, sources: dict[str, _Source], inputs: dict[str, str]
+) -> tuple[dict[str, int], dict[str, tuple[int, ...]]]:
+    """Per weight input: the elements of the stored tensors it is built from, and its shape
+    where it is known (stored as it is, or declared by the file for a built value)."""
+    stored = {t.name: t for t in scan.tensors}
+    numel = {r: sum(stored[n].numel for n in src.names) for r, src in sources.items()}
+    direct = {r: stored[src.names[0]].shape for r, src in sources.items() if not src.via}
+    for r, name in inputs.items():
+        if sources[r].via and name in graph.declared:
+            direct[r] = graph.declared[name]
+    return numel, direct
+
+
+def _cell(scan: _Scan, op: str, attrs: dict[str, Any], where: str) -> tuple[CellType, int, list[str]]:
+    """The registered cell of a recurrent node, its number of directions and its activations."""
+    direction = str(attrs.get("direction", "forward")).lower()
+    if direction not in DIRECTIONS:
+        raise refuse(scan.path, f"{where}: unknown direction {direction!r}")
+    dirs = 2 if direction == "bidirectional" else 1
+    acts = [str(a).lower() for a in attrs.get("activations", ["Tanh"] * dirs)] or ["tanh"]
+    ct = cell_for("onnx", op, acts[0] if len(set(acts)) == 1 else None)
+    if ct is None:  # pragma: no cover - the caller passes only the registry's operators
+        raise refuse(scan.path, f"{where}: {op} is not a recurrent operator paramcalc models")
+    return ct, dirs, acts
 
 
 def _hidden(scan: _Scan, n: _Node) -> int | None:

@@ -20,7 +20,6 @@ from typing import Any
 
 from ...results.text import plural
 from . import (
-    FoundLayer,
     StoredModel,
     StoredTensor,
     missing_extra,
@@ -139,6 +138,28 @@ def read_safetensors(path: str | os.PathLike[str]) -> StoredModel:
     except ImportError:
         raise missing_extra(".safetensors", "safetensors", "safetensors") from None
     header = read_header(p, size)
+    names, metadata, specs = _tensor_specs(p, safetensors.SafetensorError)
+    tensors = [StoredTensor(n, *specs[n], key=_offsets_key(header.get(n))) for n in names]
+    aliases = _aliases(tensors, metadata)
+    notes = _metadata_notes(aliases, metadata)
+    ties = len([t for t in tensors if t.key is not None]) - len({t.key for t in tensors if t.key is not None})
+    if ties > len(aliases):
+        notes.append("some tensors share data offsets: tied tensors are counted once")
+    return StoredModel(
+        source=f"safetensors file {p}",
+        format="safetensors",
+        tensors=tuple(tensors),
+        layers=(),
+        convention="torch",
+        notes=tuple(notes),
+    )
+
+
+def _tensor_specs(
+    p: os.PathLike[str], library_error: type[Exception]
+) -> tuple[list[str], dict[str, str], dict[str, tuple[tuple[int, ...], str]]]:
+    """The tensors' names (in file order where the library says it), the ``__metadata__``, and
+    each tensor's shape and dtype, by the safetensors library."""
     try:
         with _open(p) as f:
             names = list(f.offset_keys()) if hasattr(f, "offset_keys") else sorted(f.keys())
@@ -147,18 +168,26 @@ def read_safetensors(path: str | os.PathLike[str]) -> StoredModel:
             for name in names:
                 sl = f.get_slice(name)
                 specs[name] = (tuple(int(d) for d in sl.get_shape()), _dtype(str(sl.get_dtype())))
-    except safetensors.SafetensorError as e:
+    except library_error as e:
         raise refuse(p, f"not a valid safetensors file ({short_reason(e)})") from None
     except OSError as e:
         raise refuse(p, e.strerror or short_reason(e)) from None
+    return names, metadata, specs
 
-    tensors = [StoredTensor(n, *specs[n], key=_offsets_key(header.get(n))) for n in names]
-    notes: list[str] = []
+
+def _aliases(tensors: list[StoredTensor], metadata: dict[str, str]) -> list[tuple[str, str]]:
+    """Names ``save_model`` dropped for a tied tensor (``__metadata__``: dropped -> kept),
+    appended to ``tensors`` with the kept tensor's key."""
     by_name = {t.name: t for t in tensors}
     aliases = [(k, v) for k, v in metadata.items() if k not in by_name and v in by_name]
     for dropped, kept in aliases:
         t = by_name[kept]
         tensors.append(StoredTensor(dropped, t.shape, t.dtype, t.key))
+    return aliases
+
+
+def _metadata_notes(aliases: list[tuple[str, str]], metadata: dict[str, str]) -> list[str]:
+    notes: list[str] = []
     if aliases:
         shown = ", ".join(f"{a} -> {b}" for a, b in aliases[:MAX_SHOWN])
         more = f" and {len(aliases) - MAX_SHOWN} more" if len(aliases) > MAX_SHOWN else ""
@@ -176,15 +205,4 @@ def read_safetensors(path: str | os.PathLike[str]) -> StoredModel:
         if len(text) > 300:
             text = text[:297] + "..."
         notes.append(f"__metadata__: {text}{more}")
-    ties = len([t for t in tensors if t.key is not None]) - len({t.key for t in tensors if t.key is not None})
-    if ties > len(aliases):
-        notes.append("some tensors share data offsets: tied tensors are counted once")
-    layers: tuple[FoundLayer, ...] = ()
-    return StoredModel(
-        source=f"safetensors file {p}",
-        format="safetensors",
-        tensors=tuple(tensors),
-        layers=layers,
-        convention="torch",
-        notes=tuple(notes),
-    )
+    return notes
