@@ -607,18 +607,31 @@ def peak(g: Grid, path_of: Any, mode: str, dtype: str | None = None) -> Any:
     return out
 
 
-def inference_bytes(g: Grid, **caps: bool) -> Any:
-    """The inference peak of one call (``CostResult.inference_bytes``; ``caps`` as :func:`paths`)."""
-    return peak(g, paths(g, "inference", **caps), "inference")
+def _paths(g: Grid, mode: str, dtype: str | None, caps: dict[str, bool] | None) -> Any:
+    c = caps or {}
+    return paths(
+        g,
+        mode,
+        dtype,
+        onednn=c.get("onednn", True),
+        onednn_bf16=c.get("onednn_bf16", False),
+        onednn_fp16=c.get("onednn_fp16", False),
+    )
 
 
-def training_bytes(g: Grid, **caps: bool) -> Any:
+def inference_bytes(g: Grid, caps: dict[str, bool] | None = None) -> Any:
+    """The inference peak of one call (``CostResult.inference_bytes``; ``caps``: the keyword
+    arguments of :func:`paths`, the kernel capabilities of the CPU)."""
+    return peak(g, _paths(g, "inference", None, caps), "inference")
+
+
+def training_bytes(g: Grid, caps: dict[str, bool] | None = None) -> Any:
     """The training peak of one call with Adam's moments (``CostResult.training_bytes``). An int8
     workload gets the fp16 figures at one byte an element, as the cost model gives them."""
     dtype = "fp16" if g.workload.dtype == "int8" else None
     s = sizes(g, dtype)
     total = s.dirs * (layer_params(g, s, 0) + (s.nl - 1) * layer_params(g, s, 1))
-    out = peak(g, paths(g, "training", dtype, **caps), "training", dtype) + 2 * total * s.nb
+    out = peak(g, _paths(g, "training", dtype, caps), "training", dtype) + 2 * total * s.nb
     return out // 2 if dtype else out
 
 
