@@ -292,6 +292,10 @@ class TorchBinding:
     state carried by the driver). With per-sequence lengths a stack gets ``module(x, lengths)``:
     ``x`` padded, its sequences sorted longest first, ``lengths`` a CPU int64 tensor; with
     ``packed_input`` (``torch.nn`` and paramcalc's own modules) it gets a ``PackedSequence``.
+    ``scan``: for a recurrence linear in ``h`` (``h_t = a_t ⊙ h_{t-1} + b_t``), a function that
+    runs a whole layer and direction at once as a parallel scan (``"package.module:attr"`` or a
+    callable, see ``paramcalc.bridge.modules``); paramcalc's reference module then runs it
+    instead of stepping ``step``, which still defines the cell (and runs its single-step form).
     """
 
     nn_class: str | None = None
@@ -301,6 +305,7 @@ class TorchBinding:
     runner: Runner = "stack"
     step: str | Callable[..., Any] | None = None
     packed_input: bool = False
+    scan: str | Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -651,7 +656,7 @@ def _check_binding(cell: CellType) -> None:
     for attr in ("nn_class", "mode", "nonlinearity"):
         if getattr(b, attr) is not None and not isinstance(getattr(b, attr), str):
             raise ParamcalcError(f"torch.{attr} must be a string or None")
-    for attr in ("reference", "step"):
+    for attr in ("reference", "step", "scan"):
         ref = getattr(b, attr)
         if isinstance(ref, str):
             mod, colon, name = ref.partition(":")
@@ -846,6 +851,11 @@ def _step(name: str) -> str:
     return f"paramcalc.bridge.modules:{name}_step"
 
 
+def _scan(name: str) -> str:
+    """Where paramcalc's reference module finds the parallel scan of a built-in linear recurrence."""
+    return f"paramcalc.bridge.modules:{name}_scan"
+
+
 def _builtin() -> tuple[CellType, ...]:
     return (*_torch_cells(), *_paper_cells(), *_scan_cells())
 
@@ -926,13 +936,20 @@ def _scan_cells() -> tuple[CellType, ...]:
             templates=gated_templates(recurrent="none"),
             equations=_MINGRU_EQ,
             display_name="minGRU",
-            torch=TorchBinding(step=_step("mingru"), packed_input=True),
+            torch=TorchBinding(step=_step("mingru"), packed_input=True, scan=_scan("mingru")),
             bias_vectors_allowed=(0, 1),
             default_bias_vectors=1,
             recurrence="scan",
             source="Feng et al. 2024 (minGRU): one nn.Linear(d, Dh) per block (z, h̃), stored stacked",
             elementwise_ops=(("add", 1), ("sub", 1), ("mul", 2), ("sigmoid", 1)),
-            memory=MemoryRules(reference=Saved(4, -1, "z_t, n_t, 1 - z_t and the chunked projection")),
+            memory=MemoryRules(
+                reference=Saved(
+                    14,
+                    0,
+                    "the log-space scan's intermediates (the projection, the gates, log a, A, log|b|, and "
+                    "per sign of b its mask, log-cumsum-exp and exp)",
+                )
+            ),
         ),
         CellType(
             name="minlstm",
@@ -941,14 +958,19 @@ def _scan_cells() -> tuple[CellType, ...]:
             templates=gated_templates(recurrent="none"),
             equations=_MINLSTM_EQ,
             display_name="minLSTM",
-            torch=TorchBinding(step=_step("minlstm"), packed_input=True),
+            torch=TorchBinding(step=_step("minlstm"), packed_input=True, scan=_scan("minlstm")),
             bias_vectors_allowed=(0, 1),
             default_bias_vectors=1,
             recurrence="scan",
             source="Feng et al. 2024 (minLSTM): one nn.Linear(d, Dh) per block (f, i, h̃), stored stacked",
             elementwise_ops=(("add", 2), ("div", 2), ("mul", 2), ("sigmoid", 2)),
             memory=MemoryRules(
-                reference=Saved(8, -1, "f_t, i_t, f + i, f/(f+i), i/(f+i), n_t and the chunked projection")
+                reference=Saved(
+                    17,
+                    0,
+                    "the log-space scan's intermediates (the projection, log f, log i, their log-sum, "
+                    "log a, A, i', b, log|b|, and per sign of b its mask, log-cumsum-exp and exp)",
+                )
             ),
         ),
     )

@@ -436,6 +436,9 @@ class PredictResult(Result):
 
     def notes(self) -> list[str]:
         out = [MODEL_NOTE]
+        ran = timing_spec(self.spec)[1]
+        if ran:
+            out.append(ran.replace("timed as", "predicted for", 1))
         if self.workload.training:
             out.append(
                 "training: forward GEMMs + backward dX (M, N, K) and dW (K, M, N) per forward GEMM "
