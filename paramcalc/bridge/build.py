@@ -100,11 +100,15 @@ def reference_kind(spec: RecurrentSpec) -> str:
     return "parallel scan" if ct.torch.scan is not None and not ct.single_step else "Python step loop"
 
 
+#: How a table names each way a reference module runs (:func:`reference_kind`), briefly.
+SHORT_KINDS = {"parallel scan": "scan", "Python step loop": "step loop", "own module": "own module"}
+
+
 def kernel_label(path: str, spec: RecurrentSpec) -> str:
     """A kernel path as a table shows it: a reference module's says how it runs
-    (``reference (Python step loop)``, ``reference (parallel scan)``)."""
+    (``reference (step loop)``: a Python loop over the steps; ``reference (scan)``: a parallel scan)."""
     kind = reference_kind(spec) if path == "reference" else ""
-    return f"{path} ({kind})" if kind else path
+    return f"{path} ({SHORT_KINDS[kind]})" if kind else path
 
 
 #: torch indexes a tensor's elements with int64: no tensor can hold more.

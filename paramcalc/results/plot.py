@@ -255,7 +255,8 @@ def plot_devices(result: MergedResult, path: str | os.PathLike[str], *, title: s
 
 
 def plot_result(result: Any, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
-    """Draw a compare result as bars, a sweep as lines, merged devices as grouped bars."""
+    """Draw a compare result as bars, a sweep as lines, merged devices as grouped bars, a design's
+    front against its feasible configurations."""
     from ..studies.compare import CompareResult
     from ..studies.sweep import SweepResult
     from ..timing.merge import MergedResult
@@ -266,4 +267,8 @@ def plot_result(result: Any, path: str | os.PathLike[str], *, title: str | None 
         return plot_sweep(result, path, title=title)
     if isinstance(result, MergedResult):
         return plot_devices(result, path, title=title)
+    if getattr(result, "KIND", None) == "design":
+        from .designplot import plot_design
+
+        return plot_design(result, path, title=title)
     raise ParamcalcError(f"nothing to plot for a {type(result).__name__}")

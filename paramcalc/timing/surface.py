@@ -22,7 +22,8 @@ and reads the rest off a surface fitted to them:
 :func:`predict_grid` is then :mod:`~paramcalc.timing.predict`'s model over a
 :class:`~paramcalc.core.bulk.Grid`: Σ calls × the surface's time of each GEMM of the cost
 model's list (:func:`paramcalc.core.bulk.gemm_terms`), + elementwise bytes at the copy
-bandwidth, + the operator calls one call dispatches × the per-call overhead. The dispatch counts
+bandwidth (a scan's work: its unit-steps at the time per unit-step measured on its module),
++ the operator calls one call dispatches × the per-call overhead. The dispatch counts
 are recorded on the cell's module at one and two layers and extended linearly in layers (every
 layer runs the same code); the per-call overhead is the one-layer module's.
 """
@@ -39,6 +40,7 @@ from ..core import bulk
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 from ..results.render import plural
+from .gemm import runs_once
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
@@ -71,6 +73,8 @@ class SpeedSource(Protocol):
     def copy_bandwidth(self) -> float: ...
     def dispatch(self, spec: RecurrentSpec, dtype: str) -> tuple[int, int, int]: ...
     def op_seconds(self, spec: RecurrentSpec, dtype: str) -> float: ...
+    def scan_seconds(self, spec: RecurrentSpec, dtype: str, training: bool) -> float: ...
+    def capabilities(self) -> dict[str, Any]: ...
     def notes(self) -> list[str]: ...
 
 
@@ -124,6 +128,21 @@ class DeviceSpeed:
     def op_seconds(self, spec: RecurrentSpec, dtype: str) -> float:
         self._keys.append(self.timer.op_key(spec, dtype)[0])
         return self.timer.op_seconds(spec, dtype)
+
+    def scan_seconds(self, spec: RecurrentSpec, dtype: str, training: bool) -> float:
+        self._keys.append(self.timer.scan_key(spec, dtype, training))
+        return self.timer.scan_seconds(spec, dtype, training)
+
+    def capabilities(self) -> dict[str, Any]:
+        """What decides the kernel paths on this device (``device_type``, oneDNN's and cuDNN's
+        availability: :func:`paramcalc.bridge.devices.kernel_capabilities`), and on CUDA the
+        device's facts for the memory model (``cuda``)."""
+        from ..bridge.devices import cuda_setup, kernel_capabilities
+
+        caps = kernel_capabilities(self.timer.dev)
+        if caps["device_type"] == "cuda":
+            caps["cuda"] = cuda_setup(self.timer.dev)
+        return caps
 
     def notes(self) -> list[str]:
         t = self.timer
@@ -345,8 +364,14 @@ def predict_grid(g: bulk.Grid, surface: GemmSurface, source: SpeedSource) -> Gri
         count = np.asarray(t.count, dtype=float)
         if bool(np.any(count > 0)):
             gemm += count * surface(np.maximum(t.m, 1), np.maximum(t.k, 1), np.maximum(t.n, 1))
-    elementwise = np.asarray(bulk.elementwise_bytes(g), dtype=float) / source.copy_bandwidth()
     calls, op_s = dispatch_arrays(g, source)
+    probe = _probe(g, 1, 1, False)
+    if runs_once(probe):  # a scan's work is measured on its module, per unit-step
+        s = bulk.sizes(g)
+        per = source.scan_seconds(probe, g.workload.dtype, g.workload.training)
+        elementwise = per * np.asarray(s.h * s.nl * s.dirs, dtype=float) * s.n
+    else:
+        elementwise = np.asarray(bulk.elementwise_bytes(g), dtype=float) / source.copy_bandwidth()
     return GridSpeed(gemm, elementwise, calls * op_s)
 
 
