@@ -42,7 +42,9 @@ FRONT_COLUMNS = (
     Column(
         "predicted_ms", "float", unit="ms", doc="the speed model with GEMM times off the throughput surface"
     ),
-    Column("tokens_per_s", "float", unit="1/s", doc="time steps of the batch per predicted second"),
+    Column(
+        "tokens_per_s", "float", unit="1/s", wide=True, doc="time steps of the batch per predicted second"
+    ),
     Column("kernel", "str", doc="the kernel path that would run (reference: how paramcalc's module runs)"),
     Column("measured_ms", "float", unit="ms", doc="the measured median (verified points only)"),
     Column("measured_over_predicted", "float", doc="measured_ms / predicted_ms (verified points only)"),
@@ -306,7 +308,9 @@ class DesignResult(Result):
                 runs_meta("design", [record(row.spec, row.workload, row.bench, None) for row in timed])
             )
         if self.partial:
-            out.update(partial=True, rows_planned=self.planned)
+            out.update(
+                partial=True, rows_planned=self.planned, rows_done=len(self.rows), rows_what="verified points"
+            )
         return out
 
     def context(self) -> list[tuple[str, str]]:
