@@ -64,7 +64,12 @@ def _dtypes(text: str) -> tuple[str, ...]:
     "--rows", type=int, default=DEFAULT_ROWS, show_default=True, help="Front rows printed (0: all)."
 )
 @click.option(
-    "--by", "view", type=click.Choice(["front", "excluded", "surface"]), default="front", show_default=True
+    "--by",
+    "view",
+    type=click.Choice(["front", "excluded", "surface"]),
+    default="front",
+    show_default=True,
+    help="The front, the excluded regions (and why), or the GEMM shapes timed for the surface.",
 )
 @plot_options
 @output_options
