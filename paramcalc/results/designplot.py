@@ -29,7 +29,7 @@ def plot_design(result: Any, path: str | os.PathLike[str], *, title: str | None 
     fig.set_size_inches(11.5, 4.6)
     budgets = result.request.budgets
     panels = (
-        ("seconds", 1e3, "predicted time per call (ms)", budgets.max_time),
+        ("seconds", 1e3, "time per call (ms)", budgets.max_time),
         ("memory", 2.0**-20, "memory (MiB)", budgets.max_memory),
     )
     for ax, (figure, scale, label, limit) in zip(axes, panels, strict=True):
@@ -38,10 +38,11 @@ def plot_design(result: Any, path: str | os.PathLike[str], *, title: str | None 
         ax.set_xlabel("parameters")
         if budgets.max_params is not None:
             ax.axvline(budgets.max_params, color="black", linestyle="--", linewidth=0.8)
-    axes[0].set_title("Predicted time (front by cell; grey: feasible)")
+    measured = " (circles: measured)" if result.rows else ""
+    axes[0].set_title(f"Predicted time{measured}")
     memory = "training with Adam" if result.training else "inference peak"
     axes[1].set_title(f"Memory ({memory})")
-    axes[0].legend(fontsize="small", title="front")
+    axes[0].legend(fontsize="small", title="front (grey: feasible)")
     fig.suptitle(title or result.title(), fontsize="medium")
     return _save(fig, target, fmt)
 

@@ -616,7 +616,7 @@ def design(
         source = DeviceSpeed(device, threads=threads, cache=cache, cache_dir=cache_dir)
     result = search(request, source, on_gemm)
     if count and result.points:
-        timing = TimingOptions(True, False, device, threads, min_run_time, seed, cache, cache_dir)
+        timing = TimingOptions(True, True, device, threads, min_run_time, seed, cache, cache_dir)
         return verify_front(result, count, timing, on_row=on_row, output=output)
     if output is not None:
         result.export(output)
@@ -640,7 +640,9 @@ def verify_front(
     output: str | os.PathLike[str] | None = None,
 ) -> DesignResult:
     """``result`` with ``count`` of its front points (spread along it) timed on the device by the
-    studies runner: measured/predicted per point, each written to ``output`` as it finishes."""
+    studies runner: measured/predicted per point, each written to ``output`` as it finishes. With
+    ``timing.predict``, each is also predicted with its own GEMMs timed (``paramcalc.predict``):
+    how far the surface is from the exact shapes' timings."""
     chosen = result.spread(count)
     pairs = [(p.spec, replace(result.request.workload, dtype=p.dtype)) for p in chosen]
     return run(

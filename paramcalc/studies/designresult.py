@@ -48,6 +48,13 @@ FRONT_COLUMNS = (
     Column("kernel", "str", doc="the kernel path that would run (reference: how paramcalc's module runs)"),
     Column("measured_ms", "float", unit="ms", doc="the measured median (verified points only)"),
     Column("measured_over_predicted", "float", doc="measured_ms / predicted_ms (verified points only)"),
+    Column(
+        "exact_ms",
+        "float",
+        unit="ms",
+        wide=True,
+        doc="the speed model with every GEMM timed at its own shape (paramcalc predict; verified points)",
+    ),
 )
 EXCLUDED_COLUMNS = (
     Column("cell", "str"),
@@ -130,21 +137,26 @@ class DesignResult(Result):
         """The verified rows by (spec, dtype)."""
         return {(r.spec, r.workload.dtype): r for r in self.rows if r.bench is not None}
 
-    def ratios(self) -> list[float]:
-        """measured / predicted of every verified point."""
+    def ratios(self, exact: bool = False) -> list[float]:
+        """measured / predicted of every verified point (``exact``: predicted / its prediction
+        with every GEMM timed at its own shape, where the verification made one)."""
         found = self.measured()
         out = []
         for p in self.points:
             row = found.get((p.spec, p.dtype))
-            if row is not None and row.bench is not None:
+            if row is None or row.bench is None:
+                continue
+            if not exact:
                 out.append(row.bench.median_s / p.seconds)
+            elif row.prediction is not None:
+                out.append(p.seconds / row.prediction.seconds)
         return out
 
     # -- the tables ---------------------------------------------------------------------------
     def _columns(self) -> tuple[Column, ...]:
         from dataclasses import replace
 
-        hide = {"measured_ms", "measured_over_predicted"} if not self.rows else set()
+        hide = {"measured_ms", "measured_over_predicted", "exact_ms"} if not self.rows else set()
         if all(p.spec.proj_size == 0 for p in self.points):
             hide.add("proj_size")
         if len(self.request.space.dtypes) == 1:
@@ -180,6 +192,9 @@ class DesignResult(Result):
                     "kernel": p.kernel,
                     "measured_ms": None if b is None else b.median_s * 1e3,
                     "measured_over_predicted": None if b is None else b.median_s / p.seconds,
+                    "exact_ms": None
+                    if row is None or row.prediction is None
+                    else row.prediction.seconds * 1e3,
                 }
             )
         return Table.from_records(self._columns(), records)
@@ -208,11 +223,16 @@ class DesignResult(Result):
         ]
         lines += self._excluded_lines()
         lines.append(self._time_line())
-        ratios = self.ratios()
+        ratios, exact = self.ratios(), self.ratios(exact=True)
         if ratios:
             lines.append(
                 f"verified: {plural(len(ratios), 'front point')} timed on the device; measured/predicted "
                 f"median {statistics.median(ratios):.3g} (range {min(ratios):.3g} to {max(ratios):.3g})"
+            )
+        if exact:
+            lines.append(
+                f"the surface against each point's own GEMMs timed (exact_ms, wide): predicted/exact median "
+                f"{statistics.median(exact):.3g} (range {min(exact):.3g} to {max(exact):.3g})"
             )
         return lines
 

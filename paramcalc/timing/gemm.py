@@ -95,8 +95,10 @@ MAX_TRIES = 2
 OP_STEPS = 8
 #: The module a scan's work per hidden unit and step is timed on: hidden units, batch, steps.
 SCAN_PROBE = (256, 16, 64)
-#: A cached scan timing over this many copy-bandwidth operations per unit and step is suspect.
-SCAN_SUSPECT_OPS = 2000
+#: What a cached scan timing is judged against: this many elements copied per unit and step (a
+#: log-space scan measured 0.15 to 0.5 µs per unit-step on a 2-core EPYC, 1,000 to 3,000 copies'
+#: worth); over :data:`SUSPECT_FACTOR` times that, it is suspect.
+SCAN_ESTIMATE_COPIES = 2000
 #: Seconds of small GEMMs before the first timing of a process (threads awake, clocks up).
 SPIN_UP_S = 0.2
 #: Warm-up: calls (at least two) for this many seconds before a shape is judged slow or fast.
@@ -878,8 +880,8 @@ class DeviceTimer:
         """
         key = self.scan_key(spec, dtype, training)
 
-        def estimate() -> float:  # each unit-step as SCAN_SUSPECT_OPS / 20 copied elements
-            return SCAN_SUSPECT_OPS / SUSPECT_FACTOR * 8 / self.probe().bytes_per_s
+        def estimate() -> float:  # each unit-step as SCAN_ESTIMATE_COPIES fp32 elements copied
+            return SCAN_ESTIMATE_COPIES * 8 / self.probe().bytes_per_s
 
         what = f"scan of {spec.cell_type.display_name} ({'training' if training else 'inference'})"
         return self._cached(key, what, lambda: self._time_scan(spec, dtype, training), estimate).median_s
