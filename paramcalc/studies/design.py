@@ -184,35 +184,49 @@ def _fits(name: str) -> str:
     return ""
 
 
+def _cells(cells: Any) -> tuple[list[str], dict[str, str]]:
+    """The cells named (default: every registered one) and why each does not fit ("" if it does)."""
+    named = cell_names(cells, "cells") if cells is not None else [c.name for c in registered_cells()]
+    assert named is not None
+    why = {n: _fits(n) for n in named}
+    if cells is not None and all(why.values()):
+        raise ParamcalcError(f"no cell to search: {'; '.join(f'{n}: {w}' for n, w in why.items())}")
+    return named, why
+
+
+def _proj_sizes(proj: Any) -> tuple[int, ...]:
+    """Projection sizes, 0 (none) among them if given: checked as sizes, sorted."""
+    from .sweep import axis_values
+
+    values = (proj,) if isinstance(proj, int) else tuple(proj)
+    sizes = axis_values([v for v in values if v != 0], "proj_sizes") if any(v != 0 for v in values) else ()
+    return tuple(sorted({*sizes, *(0 for v in values if v == 0)}))
+
+
+def _dtypes(dtypes: Any, base: str) -> tuple[str, ...]:
+    """The dtypes searched (default: the workload's), each one GEMMs can be timed in."""
+    given = (dtypes,) if isinstance(dtypes, str) else tuple(dtypes or (base,))
+    chosen = tuple(str(d).strip().lower() for d in given)
+    bad = [d for d in chosen if d not in DESIGN_DTYPES]
+    if bad:
+        raise ParamcalcError(f"dtypes must be among {', '.join(DESIGN_DTYPES)} (timed GEMMs), got {bad[0]!r}")
+    return tuple(dict.fromkeys(chosen))
+
+
 def make_space(
     cells: Any, hidden: Any, layers: Any, proj: Any, directions: Any, dtypes: Any, base_dtype: str
 ) -> Space:
     """The checked space: cells (default: every registered entry that fits), sizes, dtypes."""
     from .sweep import axis_values
 
-    named = cell_names(cells, "cells") if cells is not None else [c.name for c in registered_cells()]
-    assert named is not None
-    why = {n: _fits(n) for n in named}
-    if cells is not None and all(why.values()):
-        raise ParamcalcError(f"no cell to search: {'; '.join(f'{n}: {w}' for n, w in why.items())}")
-    p = proj if not isinstance(proj, int) else (proj,)
-    proj_values = (
-        (0, *axis_values([v for v in p if v != 0], "proj_sizes")) if any(v != 0 for v in p) else (0,)
-    )
-    dirs = axis_values(directions, "directions", maximum=2)
-    chosen = tuple(
-        str(d).strip().lower() for d in ((dtypes,) if isinstance(dtypes, str) else dtypes or (base_dtype,))
-    )
-    bad = [d for d in chosen if d not in DESIGN_DTYPES]
-    if bad:
-        raise ParamcalcError(f"dtypes must be among {', '.join(DESIGN_DTYPES)} (timed GEMMs), got {bad[0]!r}")
+    named, why = _cells(cells)
     return Space(
         tuple(n for n in named if not why[n]),
         axis_values(hidden, "hidden_sizes"),
         axis_values(layers, "num_layers", maximum=MAX_LAYERS),
-        tuple(sorted(set(proj_values))),
-        tuple(sorted(dirs)),
-        tuple(dict.fromkeys(chosen)),
+        _proj_sizes(proj),
+        tuple(sorted(axis_values(directions, "directions", maximum=2))),
+        _dtypes(dtypes, base_dtype),
         tuple((n, w) for n, w in why.items() if w),
     )
 
@@ -269,6 +283,8 @@ def _cartesian(ct: Any, space: Space) -> tuple[Any, ...]:
     import numpy as np
 
     proj = np.asarray(space.proj if ct.projection else (0,))
+    if not proj.size:
+        return tuple(np.zeros(0, dtype=np.int64) for _ in range(7))
     axes = np.meshgrid(np.asarray(space.hidden), np.asarray(space.layers), proj, np.asarray(space.directions))
     h, nl, p, nd = (a.reshape(-1) for a in axes)
     ok = (p == 0) | (p < h)
