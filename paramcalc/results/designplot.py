@@ -57,16 +57,35 @@ def _panel(ax: Any, result: Any, figure: str, scale: float, limit: float | None)
     cells = list(dict.fromkeys(p.spec.cell for p in result.points))
     for i, cell in enumerate(cells):
         mine = [p for p in result.points if p.spec.cell == cell]
-        ax.scatter([p.params for p in mine], [getattr(p, figure) * scale for p in mine], s=22,
-                   color=f"C{i}", edgecolors="black", linewidths=0.4, label=cell, zorder=3)  # fmt: skip
+        ax.scatter(
+            [p.params for p in mine],
+            [getattr(p, figure) * scale for p in mine],
+            s=22,
+            color=f"C{i}",
+            edgecolors="black",
+            linewidths=0.4,
+            label=cell,
+            zorder=3,
+        )
     if figure == "seconds":
         found = result.measured()
-        measured = [(p.params, found[(p.spec, p.dtype)].bench.median_s) for p in result.points
-                    if (p.spec, p.dtype) in found]  # fmt: skip
+        measured = [
+            (p.params, found[(p.spec, p.dtype)].bench.median_s)
+            for p in result.points
+            if (p.spec, p.dtype) in found
+        ]
         if measured:
             mx, my = zip(*measured, strict=True)
-            ax.scatter(mx, np.asarray(my) * scale, s=40, facecolors="none", edgecolors="black",
-                       linewidths=1.0, label="measured", zorder=4)  # fmt: skip
+            ax.scatter(
+                mx,
+                np.asarray(my) * scale,
+                s=40,
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.0,
+                label="measured",
+                zorder=4,
+            )
     if limit is not None:
         ax.axhline(limit * scale, color="black", linestyle="--", linewidth=0.8)
     ax.set_xscale("log")

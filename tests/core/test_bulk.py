@@ -96,8 +96,14 @@ def test_counts_flops_memory_and_state_equal_the_engine(g):
         c = cost(spec, wl)
         a = cost(spec, wl, backward="autograd")
         assert int(params[i]) == pc.total_params(spec)
-        assert _costs(g, i, two) == (c.macs_per_step, c.macs, c.forward_flops, c.backward_flops, c.flops,
-                                     c.flops_per_sequence)  # fmt: skip
+        assert _costs(g, i, two) == (
+            c.macs_per_step,
+            c.macs,
+            c.forward_flops,
+            c.backward_flops,
+            c.flops,
+            c.flops_per_sequence,
+        )
         assert _costs(g, i, auto)[2:] == (a.forward_flops, a.backward_flops, a.flops, a.flops_per_sequence)
         assert int(inference[i]) == c.inference_bytes
         assert int(training[i]) == c.training_bytes

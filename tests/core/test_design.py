@@ -110,8 +110,12 @@ def test_every_region_names_the_hidden_sizes_it_excluded(result):
     reg = next(
         r for r in result.excluded if r.cell == "gru" and r.reason.startswith("parameters") and r.layers == 2
     )
-    over = [h for h in SPACE["hidden_sizes"] if pc.total_params(pc.RecurrentSpec("gru", 20, h, num_layers=2,
-            bidirectional=reg.directions == 2)) > 60_000]  # fmt: skip
+    over = [
+        h
+        for h in SPACE["hidden_sizes"]
+        if pc.total_params(pc.RecurrentSpec("gru", 20, h, num_layers=2, bidirectional=reg.directions == 2))
+        > 60_000
+    ]
     assert reg.configs == len(over) and reg.hidden == f"≥ {min(over):,}"
 
 
@@ -256,8 +260,26 @@ def stub_device(monkeypatch):
     monkeypatch.setattr(surface, "DeviceSpeed", lambda *a, **k: StubSpeed())
 
 
-ARGS = ["design", "-d", "20", "--batch", "8", "--seq-len", "12", "--train", "--cells", "lstm,gru,mingru",
-        "-H", "16:128:16", "-L", "1:3", "--proj-size", "0,8,32", "--max-params", "60k"]  # fmt: skip
+ARGS = [
+    "design",
+    "-d",
+    "20",
+    "--batch",
+    "8",
+    "--seq-len",
+    "12",
+    "--train",
+    "--cells",
+    "lstm,gru,mingru",
+    "-H",
+    "16:128:16",
+    "-L",
+    "1:3",
+    "--proj-size",
+    "0,8,32",
+    "--max-params",
+    "60k",
+]
 
 
 def test_the_command_prints_the_front(stub_device, tmp_path):

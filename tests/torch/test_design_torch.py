@@ -101,8 +101,8 @@ def test_the_scan_is_a_linear_recurrence_in_log_space():
         h = a[t] * h + b[t]
         want.append(h)
     torch.testing.assert_close(linear_scan(a.log(), b, h0), torch.stack(want))
-    torch.testing.assert_close(linear_scan(a.log(), b), torch.stack([torch.tensor([1.0]), torch.tensor([-1.75]),
-                               torch.tensor([-1.75]), torch.tensor([2.825])]).double())  # fmt: skip
+    zero_start = torch.tensor([[1.0], [-1.75], [-1.75], [2.825]], dtype=torch.float64)  # h_0 = 0 by hand
+    torch.testing.assert_close(linear_scan(a.log(), b), zero_start)
 
 
 def test_the_scan_runs_on_meta_with_a_packed_batch():
@@ -147,8 +147,8 @@ STACKS = ["rnn", "lstm", "gru", "cifg", "mgu", "indrnn", "mingru", "minlstm"]
 @pytest.mark.parametrize("cell", STACKS)
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_dispatched_calls_grow_linearly_in_layers(cell, bidirectional):
-    ops = [dispatched_ops(pc.RecurrentSpec(cell, 4, 4, num_layers=n, bidirectional=bidirectional), "fp32", "cpu")
-           for n in (1, 2, 3, 4)]  # fmt: skip
+    specs = [pc.RecurrentSpec(cell, 4, 4, num_layers=n, bidirectional=bidirectional) for n in (1, 2, 3, 4)]
+    ops = [dispatched_ops(s, "fp32", "cpu") for s in specs]
     for n in (2, 3):
         for i in (0, 1):
             assert ops[n][i] == ops[0][i] + n * (ops[1][i] - ops[0][i])
@@ -187,8 +187,13 @@ def test_the_bulk_speed_model_is_predicts(cell, mode, tmp_path):
 
 # --- verify ----------------------------------------------------------------------------------------------
 
-SMALL = {"cells": ["lstm", "gru"], "hidden_sizes": (8, 16, 32), "num_layers": (1, 2), "proj_sizes": (0,),
-         "directions": (1,)}  # fmt: skip
+SMALL = {
+    "cells": ["lstm", "gru"],
+    "hidden_sizes": (8, 16, 32),
+    "num_layers": (1, 2),
+    "proj_sizes": (0,),
+    "directions": (1,),
+}
 
 
 def test_verify_times_front_points_and_reports_measured_over_predicted(tmp_path):
