@@ -114,30 +114,54 @@ def design(
     """
     from ..core.workload import Workload
     from ..studies.design import design as run_design
+    from ..studies.design import verify_count
 
     check_targets(output, plot)
+    if rows < 0:
+        raise ParamcalcError(f"--rows must be 0 (all) or a positive number, got {rows}")
     workload = Workload(batch, seq_len, mode="training" if train else "inference")
     args = _library_args(kw)
-    verified = bool(args["verify"] or args["bench"])
-    try:
-        with gemm_progress(quiet) as on_gemm, progress(_planned(args), "verifying", quiet) as on_row:
-            result = run_design(
-                input_size,
-                workload,
-                on_gemm=on_gemm,
-                on_row=on_row,
-                output=output if verified else None,
-                **args,
-            )
-    except Interrupted as stop:
-        from .timingcmds import keep_partial
+    timing = {k: args.pop(k) for k in ("verify", "bench", "min_run_time", "seed")}
+    verify_count(timing["verify"], timing["bench"])  # a mistake is told before the search
+    if timing["verify"] or timing["bench"]:
+        from ..timing.base import check_min_run_time
 
+        check_min_run_time(timing["min_run_time"])
+    with gemm_progress(quiet) as on_gemm:
+        result = run_design(input_size, workload, on_gemm=on_gemm, **args)
+    if timing["verify"] or timing["bench"]:
+        result = _verify(result, timing, args, quiet, fmt, wide, output)
+    _show(result, fmt, view, wide, rows, output, plot)
+
+
+def _verify(
+    result: Any,
+    timing: dict[str, Any],
+    args: dict[str, Any],
+    quiet: bool,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+) -> Any:
+    """Time the front points asked for, with progress and the time left; keep them when interrupted."""
+    from ..studies.design import verify_count, verify_front
+    from ..studies.runner import TimingOptions
+    from .timingcmds import keep_partial, warn_timings
+
+    count = min(verify_count(timing["verify"], timing["bench"]), len(result.points))
+    if not count:
+        return result
+    options = TimingOptions(
+        True, True, args["device"], args["threads"], timing["min_run_time"], timing["seed"]
+    )
+    try:
+        with progress(count, "verifying", quiet) as on_row:
+            result = verify_front(result, count, options, on_row=on_row, output=output)
+    except Interrupted as stop:
         keep_partial(stop, fmt, wide, output)
         raise
-    from .timingcmds import warn_timings
-
     warn_timings([r.bench for r in result.rows if r.bench is not None])
-    _show(result, fmt, view, wide, rows, output, plot)
+    return result
 
 
 def _library_args(kw: dict[str, Any]) -> dict[str, Any]:
@@ -156,20 +180,12 @@ def _library_args(kw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _planned(args: dict[str, Any]) -> int:
-    """Rows the verification will time, for the progress bar (every front point with --bench:
-    unknown until the front is found, so the bar counts up to the --verify number or nothing)."""
-    return int(args["verify"] or 0)
-
-
 def _show(
     result: Any, fmt: str, view: str, wide: bool, rows: int, output: str | None, plot: str | None
 ) -> None:
     """Print the view (the front thinned to ``rows`` in a text format), export and plot it whole."""
     from ..results.render import MACHINE_FORMATS
 
-    if rows < 0:
-        raise ParamcalcError(f"--rows must be 0 (all) or a positive number, got {rows}")
     shown = result.showing(rows) if rows and fmt not in MACHINE_FORMATS and view == "front" else result
     emit(shown, fmt, None, view=view, wide=wide)
     if output:

@@ -633,7 +633,7 @@ def design(
     _check_size(space)
     budgets = Budgets.of(max_params, max_memory, max_time, min_tokens_per_s, max_state)
     request = Request(check_size("input_size", input_size), wl, space, budgets, _objectives(objectives))
-    count = _verify_count(verify, bench)
+    count = verify_count(verify, bench)
     if output is not None:
         from ..results.export import check_export_target
 
@@ -651,7 +651,7 @@ def design(
     return result
 
 
-def _verify_count(verify: Any, bench: bool) -> int:
+def verify_count(verify: Any, bench: bool) -> int:
     if isinstance(verify, bool) or not isinstance(verify, int) or not 0 <= verify <= 10_000:
         raise ParamcalcError(f"verify must be a number of front points in 0..10000, got {verify!r}")
     if bench and verify:

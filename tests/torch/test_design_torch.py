@@ -242,3 +242,43 @@ def test_an_interrupted_verification_keeps_a_partial_file(tmp_path, monkeypatch)
     assert text.splitlines()[-1] == "# partial: 2 of 4 verified points (the run was interrupted)"
     frame = pd.read_csv(out, comment="#")
     assert len(frame) == len(partial.points) and frame["measured_ms"].notna().sum() == 2
+
+
+def test_the_command_verifies_with_progress_and_keeps_an_interrupted_run(tmp_path, monkeypatch):
+    from paramcalc.timing import surface
+    from tests.helpers import invoke
+
+    monkeypatch.setattr(surface, "DeviceSpeed", lambda *a, **k: StubSpeed())
+    real, calls = B.bench, []
+
+    def bench(spec, workload, **kw):
+        calls.append(spec)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(spec, workload, **kw)
+
+    monkeypatch.setattr(B, "bench", bench)
+    out = tmp_path / "front.csv"
+    args = ["design", "-d", "4", "--batch", "2", "--seq-len", "3", "--cells", "lstm,gru", "-H", "8,16,32"]
+    r = invoke(
+        *args,
+        "-L",
+        "1:2",
+        "--directions",
+        "1",
+        "--proj-size",
+        "0",
+        "--threads",
+        "1",
+        "--min-time",
+        "0.01",
+        "--bench",
+        "--output",
+        str(out),
+    )
+    assert r.exit_code == 130, r.output
+    err = [ln for ln in r.stderr.splitlines() if ln]
+    assert err[0].startswith("verifying: 1 of ") and "left" in err[0]
+    assert err[-2].startswith("interrupted: 2 of ") and err[-2].endswith(f"kept in {out} (marked partial)")
+    assert out.read_text().splitlines()[-1].startswith("# partial: 2 of ")
+    assert r.stdout.startswith("design: ") and "(partial: 2 of " in r.stdout.splitlines()[0]
