@@ -60,6 +60,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "sweep": ("paramcalc.studies.sweep", "sweep"),
     "CompareResult": ("paramcalc.studies.compare", "CompareResult"),
     "SweepResult": ("paramcalc.studies.sweep", "SweepResult"),
+    "design": ("paramcalc.studies.design", "design"),
+    "DesignResult": ("paramcalc.studies.designresult", "DesignResult"),
     "Architecture": ("paramcalc.core.architecture", "Architecture"),
     "ArchitectureCount": ("paramcalc.core.architecture", "ArchitectureCount"),
     "load_architecture": ("paramcalc.core.architecture", "load_architecture"),
@@ -92,6 +94,7 @@ __all__ = [
     "CompareResult",
     "CostResult",
     "CountResult",
+    "DesignResult",
     "FlopCheck",
     "Interrupted",
     "LayerFormula",
@@ -116,6 +119,7 @@ __all__ = [
     "cost",
     "count",
     "count_architecture",
+    "design",
     "explain",
     "flop_check",
     "gated_templates",
@@ -163,6 +167,8 @@ if TYPE_CHECKING:  # pragma: no cover - the names type checkers see
     from .core.workload import Workload
     from .results.base import Result, Status
     from .studies.compare import CompareResult, compare
+    from .studies.design import design
+    from .studies.designresult import DesignResult
     from .studies.sweep import SweepResult, sweep
     from .studies.timed import bench
     from .timing.benchmark import BenchResult

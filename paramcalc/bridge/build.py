@@ -85,6 +85,32 @@ def module_label(spec: RecurrentSpec) -> str:
     return f"the cell's registered module {ref if isinstance(ref, str) else getattr(ref, '__name__', ref)}"
 
 
+def reference_kind(spec: RecurrentSpec) -> str:
+    """How the module :func:`build_module` builds for ``spec`` runs, when it is not a ``torch.nn``
+    module: ``"parallel scan"`` (paramcalc's reference module of a cell whose entry gives a scan,
+    ``TorchBinding.scan``: the whole sequence at once, in ``⌈log₂ T⌉`` levels), ``"Python step
+    loop"`` (paramcalc's reference module: one step after another from Python), ``"own module"``
+    (a registered cell's own factory); ``""`` for a ``torch.nn`` module."""
+    target = torch_equivalent(spec)
+    ct = target.cell_type
+    if ct.torch_native(target):
+        return ""
+    if ct.torch.reference is not None:
+        return "own module"
+    return "parallel scan" if ct.torch.scan is not None and not ct.single_step else "Python step loop"
+
+
+#: How a table names each way a reference module runs (:func:`reference_kind`), briefly.
+SHORT_KINDS = {"parallel scan": "scan", "Python step loop": "step loop", "own module": "own module"}
+
+
+def kernel_label(path: str, spec: RecurrentSpec) -> str:
+    """A kernel path as a table shows it: a reference module's says how it runs
+    (``reference (step loop)``: a Python loop over the steps; ``reference (scan)``: a parallel scan)."""
+    kind = reference_kind(spec) if path == "reference" else ""
+    return f"{path} ({SHORT_KINDS[kind]})" if kind else path
+
+
 #: torch indexes a tensor's elements with int64: no tensor can hold more.
 TORCH_MAX_NUMEL = 2**63 - 1
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
@@ -218,6 +219,60 @@ def minlstm_step(w: Weights, gx: Tensor, state: State, k: Knobs, zero_state: boo
 StepFn = Callable[[Weights, Tensor, State, Knobs, bool], tuple[Tensor, State]]
 
 
+# --- the parallel scans of the linear recurrences (each entry's TorchBinding.scan names its own) ---
+# scan(weights, gx, h0, knobs) -> h of every step: gx is a layer and direction's input projection
+# (T, B, G·Dh), time first; h0 the initial h (B, Dh), None for zeros; the result is (T, B, Dh).
+
+
+def linear_scan(log_a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
+    """``h_t = a_t ⊙ h_{t-1} + b_t`` for every step ``t`` of dim 0, as a parallel scan in log space.
+
+    Heinsen's method (2023), as Feng et al. (2024) run minGRU and minLSTM: with ``A_t = Σ_{s≤t} log
+    a_s``, ``h_t = exp(A_t) ⊙ (h_0 + Σ_{s≤t} b_s ⊙ exp(-A_s))``, the sum a ``logcumsumexp`` of
+    ``log b_s - A_s``: ``⌈log₂ T⌉`` dependent levels instead of ``T`` steps, and no ``exp(-A_s)``
+    ever formed (it overflows on a long sequence). ``b`` and ``h_0`` may be negative: their positive
+    and negative parts are scanned apart and subtracted (a part that is zero at a step enters as
+    the dtype's smallest normal number, so no ``-inf`` reaches the gradient, whose ``NaN`` it
+    would be). 16-bit inputs are
+    scanned in fp32 (the cumulative sums lose too much in 16 bits) and the result cast back.
+    """
+    dtype = b.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        log_a, b = log_a.float(), b.float()
+        h0 = None if h0 is None else h0.float()
+    a_star = torch.cumsum(log_a, dim=0)
+    if h0 is not None:  # h_0 enters as step 0, with A_0 = 0
+        a_star = torch.cat([a_star.new_zeros((1, *a_star.shape[1:])), a_star])
+        b = torch.cat([h0.unsqueeze(0), b])
+    tiny = torch.finfo(b.dtype).tiny
+    magnitude = torch.log(b.abs() + tiny)
+    parts = []
+    for sign in (b > 0, b < 0):
+        mask = sign.to(b.dtype)  # a factor, not a selection: the gradient of log|b| is 0 off the part
+        log_part = magnitude * mask + math.log(tiny) * (1 - mask) - a_star
+        parts.append(torch.exp(a_star + torch.logcumsumexp(log_part, dim=0)))
+    h = parts[0] - parts[1]
+    h = h if h0 is None else h[1:]
+    return h.to(dtype)
+
+
+def mingru_scan(w: Weights, gx: Tensor, h0: Tensor | None, k: Knobs) -> Tensor:
+    """minGRU as a scan: ``a_t = 1 - z_t = σ(-x_z)``, in logs ``logsigmoid(-x_z)``; ``b_t = z_t ⊙ n_t``."""
+    z, n = gx.chunk(2, dim=-1)
+    return linear_scan(F.logsigmoid(-z), torch.sigmoid(z) * n, h0)
+
+
+def minlstm_scan(w: Weights, gx: Tensor, h0: Tensor | None, k: Knobs) -> Tensor:
+    """minLSTM as a scan: ``a_t = f_t / (f_t + i_t)``, ``b_t = i_t / (f_t + i_t) ⊙ n_t``, in logs."""
+    f, i, n = gx.chunk(3, dim=-1)
+    log_f, log_i = F.logsigmoid(f), F.logsigmoid(i)
+    log_total = torch.logaddexp(log_f, log_i)
+    return linear_scan(log_f - log_total, torch.exp(log_i - log_total) * n, h0)
+
+
+ScanFn = Callable[[Weights, Tensor, "Tensor | None", Knobs], Tensor]
+
+
 #: The :class:`Weights` field of each tensor kind (the first tensor of the kind fills it).
 _SLOTS = {"input": "ih", "recurrent": "hh", "recurrent_diag": "hh", "bias": "b_ih", "projection": "hr"}
 
@@ -239,20 +294,35 @@ def step_function(ct: CellType) -> StepFn:
             f"cell {ct.name} has no torch module: give its TorchBinding a reference (a module factory) "
             "or a step function for paramcalc's reference module"
         )
-    if isinstance(ref, str):
-        mod, _, attr = ref.partition(":")
-        try:
-            fn = getattr(importlib.import_module(mod), attr, None)
-        except Exception as exc:  # a plugin's broken module: name it, never an internal error
-            raise ParamcalcError(
-                f"cell {ct.name}: its step function {ref} failed to import: {type(exc).__name__}: {exc}"
-            ) from None
-        if not callable(fn):
-            raise ParamcalcError(
-                f"cell {ct.name}: cannot load its step function {ref!r}: {mod} has no {attr!r}"
-            )
-        return fn  # type: ignore[no-any-return]
-    return ref
+    return _load(ct, ref, "step function")
+
+
+def scan_function(ct: CellType) -> ScanFn | None:
+    """The parallel scan the entry names (``TorchBinding.scan``), or ``None`` (run step by step)."""
+    ref = ct.torch.scan
+    if ref is None:
+        return None
+    if len(ct.state_names) != 1:
+        raise ParamcalcError(
+            f"cell {ct.name}: a scan carries h alone, but the cell's states are {ct.state_names}"
+        )
+    return _load(ct, ref, "scan")
+
+
+def _load(ct: CellType, ref: str | Callable[..., Any], what: str) -> Callable[..., Any]:
+    """A callable of the entry's torch binding (``"package.module:attr"`` imported)."""
+    if not isinstance(ref, str):
+        return ref
+    mod, _, attr = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(mod), attr, None)
+    except Exception as exc:  # a plugin's broken module: name it, never an internal error
+        raise ParamcalcError(
+            f"cell {ct.name}: its {what} {ref} failed to import: {type(exc).__name__}: {exc}"
+        ) from None
+    if not callable(fn):
+        raise ParamcalcError(f"cell {ct.name}: cannot load its {what} {ref!r}: {mod} has no {attr!r}")
+    return fn  # type: ignore[no-any-return]
 
 
 def torch_layout(spec: RecurrentSpec) -> RecurrentSpec:
@@ -270,6 +340,7 @@ class _Reference(nn.Module):
         self.spec = torch_layout(spec)
         ct = self.spec.cell_type
         self.step = step_function(ct)
+        self.scan = scan_function(ct)
         self.states = ct.state_names
         act = _ACTIVATIONS.get(ct.nonlinearity or "tanh")
         if act is None:
@@ -437,6 +508,8 @@ class ReferenceRecurrent(_Reference):
         sequences, longest first). Forward, the state sheds the rows of the sequences that have
         ended; in reverse, the sequences whose last step is ``t`` join with their initial state.
         """
+        if self.scan is not None:
+            return self._run_scan(w, x, batch_sizes, start, zero_state, reverse)
         gx = _linear(x, w.ih, w.b_ih)  # the input GEMM, once for every token of the layer
         offsets = [0]
         for b in batch_sizes:
@@ -458,6 +531,46 @@ class ReferenceRecurrent(_Reference):
         # the rows of sequences that ended early follow the running ones (shortest ended first)
         final = tuple(torch.cat([v, *(e[i] for e in reversed(ended))]) for i, v in enumerate(state))
         return torch.cat(outputs), final
+
+    def _run_scan(
+        self, w: Weights, x: Tensor, batch_sizes: list[int], start: State, zero_state: bool, reverse: bool
+    ) -> tuple[Tensor, State]:
+        """One layer and direction as the cell's parallel scan (``TorchBinding.scan``), over the
+        tokens laid out ``(T, B, ·)``: a batch of equal lengths as it is (reversed in time for the
+        reverse direction), a packed one gathered so that each sequence starts at row 0 (in
+        reverse, at its own last step) and the padding follows its last step, where the scan's
+        causality keeps it from the real steps. The positions come from ``batch_sizes`` alone."""
+        assert self.scan is not None
+        gx = _linear(x, w.ih, w.b_ih)  # the input GEMM, once for every token of the layer
+        steps, rows = len(batch_sizes), batch_sizes[0]
+        h0 = None if zero_state else start[0]
+        if all(b == rows for b in batch_sizes):
+            seq = gx.reshape(steps, rows, gx.shape[-1])
+            h = self.scan(w, seq.flip(0) if reverse else seq, h0, self.knobs)
+            final = h[-1]
+            return (h.flip(0) if reverse else h).reshape(steps * rows, h.shape[-1]), (final,)
+        src, last = _scan_positions(batch_sizes, reverse, x.device)
+        padded = gx.new_zeros(steps * rows, gx.shape[-1]).index_copy(0, src, gx)
+        h = self.scan(w, padded.reshape(steps, rows, gx.shape[-1]), h0, self.knobs)
+        flat = h.reshape(steps * rows, h.shape[-1])
+        return flat.index_select(0, src), (flat.index_select(0, last),)
+
+
+def _scan_positions(batch_sizes: list[int], reverse: bool, device: Any) -> tuple[Tensor, Tensor]:
+    """For a packed batch (time-major tokens, ``batch_sizes[t]`` running at step ``t``, longest
+    first): each token's row in the ``(T·B)`` layout a scan runs over, and each sequence's last
+    row there. Sequence ``b`` of length ``n_b`` takes rows ``j·B + b`` for ``j < n_b``, ``j = t``,
+    or ``n_b - 1 - t`` in reverse."""
+    sizes = torch.tensor(batch_sizes, dtype=torch.long)
+    steps, rows = len(batch_sizes), batch_sizes[0]
+    offsets = torch.cumsum(sizes, 0) - sizes
+    t_of = torch.repeat_interleave(torch.arange(steps), sizes)
+    b_of = torch.arange(int(sizes.sum())) - torch.repeat_interleave(offsets, sizes)
+    lengths = (sizes[:, None] > torch.arange(rows)[None, :]).sum(0)
+    j = lengths[b_of] - 1 - t_of if reverse else t_of
+    src = j * rows + b_of
+    last = (lengths - 1) * rows + torch.arange(rows)
+    return src.to(device), last.to(device)
 
 
 class ReferenceCell(_Reference):
@@ -505,6 +618,8 @@ __all__ = [
     "ReferenceRecurrent",
     "Weights",
     "build_reference",
+    "linear_scan",
+    "scan_function",
     "step_function",
     "torch_layout",
 ]

@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("paramcalc.cli.predictcmds", "predict"),
     "compare": ("paramcalc.cli.timingcmds", "compare"),
     "sweep": ("paramcalc.cli.timingcmds", "sweep"),
+    "design": ("paramcalc.cli.designcmd", "design"),
 }
 
 
@@ -109,6 +110,7 @@ def cli(debug: bool) -> None:
       paramcalc check lstm -d 28 -H 256 -L 2
       paramcalc compare -d 28 -H 256 -L 2 --batch 64 --seq-len 28 --bench
       paramcalc predict lstm -d 28 -H 256 -L 2 --batch 64 --seq-len 28
+      paramcalc design -d 80 --batch 32 --seq-len 200 --train --max-params 5M --max-memory 1GiB
     """
 
 

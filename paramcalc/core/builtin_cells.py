@@ -192,6 +192,11 @@ def _step(name: str) -> str:
     return f"paramcalc.bridge.modules:{name}_step"
 
 
+def _scan(name: str) -> str:
+    """Where paramcalc's reference module finds the parallel scan of a built-in linear recurrence."""
+    return f"paramcalc.bridge.modules:{name}_scan"
+
+
 def builtin_cells() -> tuple[CellType, ...]:
     """The built-in entries, in the registry's order."""
     return (*_torch_cells(), *_paper_cells(), *_scan_cells())
@@ -273,13 +278,20 @@ def _scan_cells() -> tuple[CellType, ...]:
             templates=gated_templates(recurrent="none"),
             equations=_MINGRU_EQ,
             display_name="minGRU",
-            torch=TorchBinding(step=_step("mingru"), packed_input=True),
+            torch=TorchBinding(step=_step("mingru"), packed_input=True, scan=_scan("mingru")),
             bias_vectors_allowed=(0, 1),
             default_bias_vectors=1,
             recurrence="scan",
             source="Feng et al. 2024 (minGRU): one nn.Linear(d, Dh) per block (z, h̃), stored stacked",
             elementwise_ops=(("add", 1), ("sub", 1), ("mul", 2), ("sigmoid", 1)),
-            memory=MemoryRules(reference=Saved(4, -1, "z_t, n_t, 1 - z_t and the chunked projection")),
+            memory=MemoryRules(
+                reference=Saved(
+                    14,
+                    0,
+                    "the log-space scan's intermediates (the projection, the gates, log a, A, log|b|, and "
+                    "per sign of b its mask, log-cumsum-exp and exp)",
+                )
+            ),
         ),
         CellType(
             name="minlstm",
@@ -288,14 +300,19 @@ def _scan_cells() -> tuple[CellType, ...]:
             templates=gated_templates(recurrent="none"),
             equations=_MINLSTM_EQ,
             display_name="minLSTM",
-            torch=TorchBinding(step=_step("minlstm"), packed_input=True),
+            torch=TorchBinding(step=_step("minlstm"), packed_input=True, scan=_scan("minlstm")),
             bias_vectors_allowed=(0, 1),
             default_bias_vectors=1,
             recurrence="scan",
             source="Feng et al. 2024 (minLSTM): one nn.Linear(d, Dh) per block (f, i, h̃), stored stacked",
             elementwise_ops=(("add", 2), ("div", 2), ("mul", 2), ("sigmoid", 2)),
             memory=MemoryRules(
-                reference=Saved(8, -1, "f_t, i_t, f + i, f/(f+i), i/(f+i), n_t and the chunked projection")
+                reference=Saved(
+                    17,
+                    0,
+                    "the log-space scan's intermediates (the projection, log f, log i, their log-sum, "
+                    "log a, A, i', b, log|b|, and per sign of b its mask, log-cumsum-exp and exp)",
+                )
             ),
         ),
     )

@@ -296,6 +296,10 @@ class TorchBinding:
     state carried by the driver). With per-sequence lengths a stack gets ``module(x, lengths)``:
     ``x`` padded, its sequences sorted longest first, ``lengths`` a CPU int64 tensor; with
     ``packed_input`` (``torch.nn`` and paramcalc's own modules) it gets a ``PackedSequence``.
+    ``scan``: for a recurrence linear in ``h`` (``h_t = a_t ⊙ h_{t-1} + b_t``), a function that
+    runs a whole layer and direction at once as a parallel scan (``"package.module:attr"`` or a
+    callable, see ``paramcalc.bridge.modules``); paramcalc's reference module then runs it
+    instead of stepping ``step``, which still defines the cell (and runs its single-step form).
     """
 
     nn_class: str | None = None
@@ -305,6 +309,7 @@ class TorchBinding:
     runner: Runner = "stack"
     step: str | Callable[..., Any] | None = None
     packed_input: bool = False
+    scan: str | Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -641,7 +646,7 @@ def _check_binding(cell: CellType) -> None:
     for attr in ("nn_class", "mode", "nonlinearity"):
         if getattr(b, attr) is not None and not isinstance(getattr(b, attr), str):
             raise ParamcalcError(f"torch.{attr} must be a string or None")
-    for attr in ("reference", "step"):
+    for attr in ("reference", "step", "scan"):
         ref = getattr(b, attr)
         if isinstance(ref, str):
             mod, colon, name = ref.partition(":")

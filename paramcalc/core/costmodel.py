@@ -437,11 +437,11 @@ class CostResult(Result):
     def notes(self) -> list[str]:
         out = [f"convention: {self.convention}"]
         if self.scan_levels is not None:
+            runs = "a parallel scan" if self.spec.cell_type.torch.scan else "the sequential form"
             out.append(
                 f"{self.spec.cell_type.display_name}'s recurrence is linear in h: a parallel scan takes "
                 f"{plural(self.scan_levels, 'dependent level')} (L·⌈log₂ T⌉) instead of "
-                f"{plural(self.critical_path_steps, 'step')}; paramcalc's reference module runs the "
-                "sequential form"
+                f"{plural(self.critical_path_steps, 'step')}; paramcalc's reference module runs {runs}"
             )
         return out + list(self.memory_notes)
 

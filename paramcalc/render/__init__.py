@@ -8,6 +8,6 @@ cheap: tabulate, pandas, pyarrow, openpyxl and matplotlib are imported only when
 a file written or a figure made.
 """
 
-from . import draw, export, plot
+from . import designplot, draw, export, plot
 
-__all__ = ["draw", "export", "plot"]
+__all__ = ["designplot", "draw", "export", "plot"]

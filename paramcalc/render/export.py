@@ -293,7 +293,8 @@ def _comment_line(mark: str, meta: dict[str, Any], table: Table) -> str:
     if not meta.get("partial"):
         return ""
     planned = meta.get("rows_planned", "?")
-    return f"{mark} partial: {len(table.rows)} of {planned} rows (the run was interrupted)\n"
+    done, what = meta.get("rows_done", len(table.rows)), meta.get("rows_what", "rows")
+    return f"{mark} partial: {done} of {planned} {what} (the run was interrupted)\n"
 
 
 #: What an export's disk space check counts per row: generous (a timed row is under 1 KB of CSV,

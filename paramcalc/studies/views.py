@@ -87,13 +87,20 @@ def row_values(r: Row, benched: bool, predicted: bool) -> dict[str, Any]:
             iqr_ms=b.iqr_s * 1e3 if b.spread_known else None,
             tokens_per_s=b.tokens_per_s,
             gflop_per_s=b.flop_per_s / 1e9,
-            kernel=b.kernel_path,
+            kernel=_kernel(b),
         )
     if predicted and p is not None:
         out.update(predicted_ms=p.seconds * 1e3, predicted_tokens_per_s=p.tokens_per_s)
     if benched and predicted:
         out["measured_over_predicted"] = _ratio(b, p)
     return out
+
+
+def _kernel(b: BenchResult) -> str:
+    """The kernel path that ran; a reference module's says how it runs (step loop or scan)."""
+    from ..bridge.build import kernel_label
+
+    return kernel_label(b.kernel_path, b.spec)
 
 
 def _ratio(b: BenchResult | None, p: PredictResult | None) -> float | None:
@@ -121,6 +128,7 @@ def predict_notes(preds: Sequence[PredictResult]) -> list[str]:
     from ..timing.predict import MODEL_NOTE
 
     out = [MODEL_NOTE]
+    out += reference_notes([p.spec for p in preds], "predicted for")
     out += sorted({p.fused + "; no measured/predicted ratio" for p in preds if p.fused})
     tiled = sum(1 for p in preds if any(g.tiles for g in p.gemms))
     if tiled:
@@ -129,6 +137,22 @@ def predict_notes(preds: Sequence[PredictResult]) -> list[str]:
         )
     out += sorted({n for p in preds for n in p.cache_notes})
     return out
+
+
+def reference_notes(specs: Sequence[Any], verb: str) -> list[str]:
+    """One line per way of running among ``specs`` that is not a ``torch.nn`` module, naming the
+    cells run that way: ``MGU, CIFG: predicted for paramcalc's reference module (a Python step
+    loop): a correctness reference, not an optimised kernel``."""
+    from ..timing.base import timing_spec
+
+    by_note: dict[str, list[str]] = {}
+    for spec in specs:
+        note = timing_spec(spec)[1]
+        if "correctness reference" in note:
+            names = by_note.setdefault(note.replace("timed as", verb, 1), [])
+            if spec.cell_type.display_name not in names:
+                names.append(spec.cell_type.display_name)
+    return [f"{', '.join(names)}: {note}" for note, names in by_note.items()]
 
 
 def noise_notes(benches: Sequence[BenchResult]) -> list[str]:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..bridge.build import is_torch_native, module_label, torch_equivalent
+from ..bridge.build import is_torch_native, module_label, reference_kind, torch_equivalent
 from ..bridge.devices import cpu_count
 from ..core.spec import RecurrentSpec
 from ..core.workload import Workload
@@ -105,7 +105,9 @@ def timing_spec(spec: RecurrentSpec) -> tuple[RecurrentSpec, str]:
                 f"timed as torch.nn.{twin.cell_type.torch.nn_class} with two bias vectors per gate block: "
                 "torch has no one-bias module, and the second vector is one fused add per gate element"
             )
-    return target, f"timed as {module_label(target)}: a correctness reference, not an optimised kernel"
+    kind = reference_kind(target)
+    how = f" (a {kind})" if kind and kind != "own module" else ""
+    return target, f"timed as {module_label(target)}{how}: a correctness reference, not an optimised kernel"
 
 
 class TimedRun(Protocol):

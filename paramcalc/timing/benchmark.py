@@ -53,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..bridge.build import is_torch_native
+from ..bridge.build import is_torch_native, kernel_label
 from ..bridge.devices import (
     PeakMemory,
     check_run_memory,
@@ -446,7 +446,7 @@ class BenchResult(Result):
     def _table(self, view: str) -> Table:
         values = {
             **key_values(self.spec, self.workload, self.environment()),
-            "kernel": self.kernel_path,
+            "kernel": kernel_label(self.kernel_path, self.spec),
             "runs": len(self.times),
             "calls_per_run": self.number_per_run,
             "time_ms": self.median_s * 1e3,

@@ -26,8 +26,9 @@ its notes):
   bandwidth = ``2 · nbytes / median`` (every byte read once and written once).
 * **per-operator overhead**: what one operator call costs in dispatch and launch however small
   its tensors, per kernel path: a 4-unit copy of the module run for 8 and 24 steps, the extra
-  time per step over the calls per step (:meth:`DeviceTimer.op_seconds`); ``torch.add`` of 64
-  elements where the path dispatches nothing per step. Cached beside the copy timing.
+  time per step over the calls per step (:meth:`DeviceTimer.op_seconds`); a module that runs its
+  recurrence as one scan, one forward of the copy over its calls; ``torch.add`` of 64 elements
+  where the path dispatches nothing per step. Cached beside the copy timing.
 * **the cache**: one JSON file per device name and torch version in :func:`cache_dir`
   (``$PARAMCALC_CACHE_DIR``, else ``$XDG_CACHE_HOME/paramcalc``, else
   ``~/.cache/paramcalc``), keyed by dtype, math mode (TF32 or not), shape and thread count.
@@ -92,6 +93,12 @@ MIN_RUNS = 5
 MAX_TRIES = 2
 #: Steps of the short run that times the per-call overhead of a kernel path (the long run: 3 ×).
 OP_STEPS = 8
+#: The module a scan's work per hidden unit and step is timed on: hidden units, batch, steps.
+SCAN_PROBE = (256, 16, 64)
+#: What a cached scan timing is judged against: this many elements copied per unit and step (a
+#: log-space scan measured 0.15 to 0.5 µs per unit-step on a 2-core EPYC, 1,000 to 3,000 copies'
+#: worth); over :data:`SUSPECT_FACTOR` times that, it is suspect.
+SCAN_ESTIMATE_COPIES = 2000
 #: Seconds of small GEMMs before the first timing of a process (threads awake, clocks up).
 SPIN_UP_S = 0.2
 #: Warm-up: calls (at least two) for this many seconds before a shape is judged slow or fast.
@@ -790,11 +797,13 @@ class DeviceTimer:
 
     def op_key(self, spec: RecurrentSpec | None = None, dtype: str = "fp32") -> tuple[str, int]:
         """The cache key of a kernel path's per-call overhead (:meth:`op_seconds`), and the
-        operator calls per step that path dispatches (0: the tiny ``torch.add`` stands in)."""
+        operator calls per step that path dispatches (0: the tiny ``torch.add`` stands in); for
+        a module that runs a layer's recurrence as one scan, the calls of one forward."""
         if spec is not None:
             from ..bridge.driver import dispatched_ops, tiny_spec
 
-            calls = dispatched_ops(spec, dtype, self.dev)[2]
+            once, _, calls = dispatched_ops(spec, dtype, self.dev)
+            calls = calls or (once if runs_once(spec) else 0)
             if calls:
                 text = json.dumps([tiny_spec(spec).to_dict(), dtype], sort_keys=True)
                 return f"op:{hashlib.sha1(text.encode()).hexdigest()[:10]}:t{self.threads}", calls
@@ -814,7 +823,10 @@ class DeviceTimer:
         key, calls = self.op_key(spec, dtype)
 
         def time() -> Timing:
-            timing = self._time_steps(spec, dtype, calls) if calls and spec is not None else None
+            timing = None
+            if calls and spec is not None:
+                timed = self._time_forward if runs_once(spec) else self._time_steps
+                timing = timed(spec, dtype, calls)
             return timing or self._time_op()
 
         def estimate() -> float:
@@ -849,6 +861,74 @@ class DeviceTimer:
             runs=min(short.runs, long.runs),
             noisy=short.noisy or long.noisy,
         )
+
+    def scan_key(self, spec: RecurrentSpec, dtype: str, training: bool) -> str:
+        """The cache key of :meth:`scan_seconds` for ``spec``'s module, dtype and mode."""
+        text = json.dumps([scan_probe(spec).to_dict(), dtype, training], sort_keys=True)
+        return f"ew:{hashlib.sha1(text.encode()).hexdigest()[:10]}:t{self.threads}"
+
+    def scan_seconds(self, spec: RecurrentSpec, dtype: str = "fp32", training: bool = False) -> float:
+        """Seconds per hidden unit and step of one layer and direction of a module that runs its
+        recurrence as one scan (:func:`runs_once`), timed once and cached.
+
+        A log-space scan does dozens of elementwise operations per element, logarithms and
+        exponentials among them, where the cell's equations count a few: priced at the copy
+        bandwidth by the equations' count, it would be predicted many times too fast. So it is
+        measured on its module (:data:`SCAN_PROBE` sizes: one call, or a training step, less its
+        operator calls at :meth:`op_seconds`, over the units × steps; the input GEMM at 4 input
+        features is a rounding error there).
+        """
+        key = self.scan_key(spec, dtype, training)
+
+        def estimate() -> float:  # each unit-step as SCAN_ESTIMATE_COPIES fp32 elements copied
+            return SCAN_ESTIMATE_COPIES * 8 / self.probe().bytes_per_s
+
+        what = f"scan of {spec.cell_type.display_name} ({'training' if training else 'inference'})"
+        return self._cached(key, what, lambda: self._time_scan(spec, dtype, training), estimate).median_s
+
+    def _time_scan(self, spec: RecurrentSpec, dtype: str, training: bool) -> Timing:
+        import contextlib as ctx
+
+        import torch
+
+        from ..bridge.driver import dispatched_ops, make_case
+        from ..core.workload import Workload
+
+        hidden, batch, steps = SCAN_PROBE
+        probe = scan_probe(spec)
+        self._warm_up()
+        case = make_case(
+            probe, Workload(batch, steps, dtype=dtype, mode="training" if training else "inference"), self.dev
+        )
+        case.module.train(training)
+        call = case.callable(training)
+
+        def run() -> None:
+            with ctx.nullcontext() if training else torch.no_grad():
+                call()
+
+        t = time_call(run, self.dev, self.host_threads(), self.min_run_time)
+        calls = dispatched_ops(probe, dtype, self.dev)[0] * (3 if training else 1)
+        units = hidden * batch * steps
+        median = max(t.median_s - calls * self.op_seconds(probe, dtype), t.median_s / 2) / units
+        return replace(t, median_s=max(median, MIN_SECONDS), iqr_s=t.iqr_s / units)
+
+    def _time_forward(self, spec: RecurrentSpec, dtype: str, calls: int) -> Timing | None:
+        """A scan's per-call overhead: one forward of its 4-unit copy (:data:`OP_STEPS` steps, where
+        every call is dispatch) over the calls it makes."""
+        import torch
+
+        from ..bridge.driver import step_case
+
+        self._warm_up()
+        case = step_case(spec, dtype, self.dev, OP_STEPS)
+
+        def run() -> None:
+            with torch.no_grad():
+                case.forward()
+
+        t = time_call(run, self.dev, self.host_threads(), self.min_run_time)
+        return replace(t, median_s=max(t.median_s / calls, MIN_SECONDS), iqr_s=t.iqr_s / calls)
 
     def _time_op(self) -> Timing:
         import torch
@@ -888,6 +968,26 @@ class DeviceTimer:
         import torch
 
         return self.threads or torch.get_num_threads()
+
+
+def scan_probe(spec: RecurrentSpec) -> RecurrentSpec:
+    """The one-layer, one-direction module of ``spec``'s cell a scan's work is timed on."""
+    return spec.replace(
+        input_size=4,
+        hidden_size=SCAN_PROBE[0],
+        proj_size=0,
+        num_layers=1,
+        bidirectional=False,
+        merge_mode="concat",
+    )
+
+
+def runs_once(spec: RecurrentSpec) -> bool:
+    """Whether ``spec``'s module runs each layer's recurrence as one scan (its operator calls do
+    not grow with the steps: the per-call overhead is read off one forward)."""
+    from ..bridge.build import reference_kind
+
+    return reference_kind(spec) == "parallel scan"
 
 
 def _fmt_s(seconds: float) -> str:
@@ -965,7 +1065,7 @@ def read_cache(path: Path, identity: dict[str, str]) -> tuple[dict[str, Timing],
     return gemm, copy, problem
 
 
-_COPY_KEY_RE = re.compile(r"^(op:([0-9a-f]{10}:)?)?t\d+$")
+_COPY_KEY_RE = re.compile(r"^((op|ew):([0-9a-f]{10}:)?)?t\d+$")
 
 
 def _entries(section: Any, key_re: re.Pattern[str], dropped: list[str]) -> dict[str, Timing]:

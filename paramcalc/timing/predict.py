@@ -339,6 +339,10 @@ class PredictResult(Result):
     cache_notes: tuple[str, ...] = ()
     timed_now: int = 0
     cost: CostResult | None = field(default=None, compare=False)
+    #: Seconds per hidden unit and step of a module that runs its recurrence as one scan, measured
+    #: on its module (:meth:`~paramcalc.timing.gemm.DeviceTimer.scan_seconds`): the elementwise
+    #: term is then that times the unit-steps; 0 for every other module.
+    scan_s: float = 0.0
 
     @property
     def dispatch_s(self) -> float:
@@ -416,8 +420,8 @@ class PredictResult(Result):
             f"predicted time per call: {fmt_seconds(self.seconds)} = GEMMs {fmt_seconds(self.gemm_s)} "
             f"({plural(self.gemm_call_count, 'call')} of {plural(len(self.gemms), 'distinct shape')}) + "
             "elementwise "
-            f"{fmt_seconds(self.elementwise_s)} ({fmt_bytes(self.elementwise_bytes)} at "
-            f"{self.copy_bandwidth / 1e9:,.1f} GB/s) + dispatch {fmt_seconds(self.dispatch_s)} "
+            f"{fmt_seconds(self.elementwise_s)} ({self._elementwise_basis()}) + dispatch "
+            f"{fmt_seconds(self.dispatch_s)} "
             f"({plural(self.dispatch_ops, 'operator call')} at {self.op_s * 1e6:.2f} µs); "
             f"{self.tokens_per_s:,.0f} tokens/s",
         ]
@@ -434,13 +438,28 @@ class PredictResult(Result):
             )
         return lines
 
+    def _elementwise_basis(self) -> str:
+        if self.scan_s:
+            return f"the scan, {self.scan_s * 1e9:.3g} ns per unit-step measured on its module"
+        return f"{fmt_bytes(self.elementwise_bytes)} at {self.copy_bandwidth / 1e9:,.1f} GB/s"
+
     def notes(self) -> list[str]:
         out = [MODEL_NOTE]
+        ran = timing_spec(self.spec)[1]
+        if ran:
+            out.append(ran.replace("timed as", "predicted for", 1))
         if self.workload.training:
             out.append(
                 "training: forward GEMMs + backward dX (M, N, K) and dW (K, M, N) per forward GEMM "
                 "(M, K, N), no dX for the layer-0 input nor the first step's recurrent GEMM; "
                 "elementwise and dispatch 3 × forward"
+            )
+        if self.scan_s:
+            out.append(
+                f"elementwise: the module runs the recurrence as one scan, whose work is measured on its "
+                f"module: {self.scan_s * 1e9:.3g} ns per hidden unit and step of a layer and direction, "
+                f"{unit_steps(self.spec, self.workload):,} of them (the equations' op count at the copy "
+                "bandwidth is not used)"
             )
         if self.fused:
             out.append(self.fused + "; the prediction overestimates it")
@@ -571,7 +590,10 @@ def _plan(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         ops = (0, 0, 0)
         note = f"dispatch overhead left out: the operator calls could not be counted ({first[:120]})"
-    return _Plan(spec, workload, c, calls, requests, k, mm, ops, note, probe if ops[2] else None, bucket_note)
+    from .gemm import runs_once
+
+    timed_probe = probe if ops[2] or (ops[0] and runs_once(probe)) else None
+    return _Plan(spec, workload, c, calls, requests, k, mm, ops, note, timed_probe, bucket_note)
 
 
 def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
@@ -589,11 +611,14 @@ def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
     passes = 3 if w.training else 1
     ew_bytes = passes * (c.bias_ops + c.elementwise_ops) * 2 * w.dtype_bytes
     bw = timer.copy_bandwidth()
+    scan_s = _scan_seconds(plan, timer)
     once, per_step, _ = plan.ops
     dispatch_ops = passes * (once + w.steps * per_step)
     notes = [n for n in (timer.cache_problem, timer.write_problem, plan.ops_note, plan.bucket_note) if n]
     keys = [timer.gemm_key(r, t) for r in plan.requests.values() for t in timer.tiles(r)]
     op_s = timer.op_seconds(plan.probe, w.dtype)
+    if scan_s and plan.probe is not None:
+        keys.append(timer.scan_key(plan.probe, w.dtype, w.training))
     notes += timer.suspect_notes([*keys, timer.copy_key, timer.op_key(plan.probe, w.dtype)[0]])
     if not timer.use_cache:
         notes.append("no GEMM cache: every shape was timed for this prediction")
@@ -608,7 +633,7 @@ def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
         gemm_s=sum(s.seconds for s in shares),
         elementwise_bytes=ew_bytes,
         copy_bandwidth=bw,
-        elementwise_s=ew_bytes / bw,
+        elementwise_s=scan_s * unit_steps(plan.spec, w) if scan_s else ew_bytes / bw,
         gemm_call_count=sum(g.calls for g in plan.calls),
         kernel=plan.kernel,
         fused=fused,
@@ -619,7 +644,24 @@ def _result(plan: _Plan, timer: DeviceTimer, fused: str) -> PredictResult:
         cache_notes=tuple(notes),
         timed_now=timer.timed,
         cost=c,
+        scan_s=scan_s,
     )
+
+
+def unit_steps(spec: RecurrentSpec, workload: Workload) -> int:
+    """Hidden units × real steps × layers × directions: what a scan's elementwise work scales with."""
+    return spec.hidden_size * workload.tokens * spec.num_layers * spec.num_directions
+
+
+def _scan_seconds(plan: _Plan, timer: DeviceTimer) -> float:
+    """Seconds per unit-step of a module that runs its recurrence as one scan (0: not one)."""
+    from .gemm import runs_once
+
+    probe = plan.probe
+    if probe is None or not runs_once(probe):
+        return 0.0
+    w = plan.workload
+    return timer.scan_seconds(probe, w.dtype, w.training)
 
 
 def make_timer(

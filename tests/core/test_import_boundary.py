@@ -40,8 +40,10 @@ TORCH_EDGE = """
 import paramcalc.checks.tensorcheck, paramcalc.checks.flopcount, paramcalc.checks.inspection
 import paramcalc.timing.benchmark, paramcalc.bridge.build, paramcalc.bridge.devices
 import paramcalc.bridge.statedict, paramcalc.bridge.readers.pickle_reader, paramcalc.cli
+import paramcalc.studies.design, paramcalc.cli.designcmd
 import paramcalc as pc
 assert callable(pc.check) and callable(pc.bench) and callable(pc.flop_check) and callable(pc.inspect)
+assert callable(pc.design)
 """
 
 
@@ -81,6 +83,7 @@ CASES = {
     "cli compare": cli("compare", "-d", "28", "-H", "256", "-L", "2", "--equal", "params", "-f", "csv"),
     "cli sweep": cli("sweep", "-d", "28", "-H", "64:256:64", "--cells", "lstm,mingru"),
     "cli report": cli("report", str(ARCHS / "awd_lstm_lm.toml"), "--by", "component"),
+    "cli design help": cli("design", "--help"),
 }
 
 

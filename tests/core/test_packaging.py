@@ -114,7 +114,7 @@ def _fake_checkout(tmp_path, codes: dict[str, int]):
     tools = {
         "python": f'echo "pytest $*" >> {calls}; exit {codes["pytest"]}',
         "ruff": f'echo "ruff $1" >> {calls}; [ "$1" = check ] && exit {codes["ruff"]}; exit 0',
-        "mypy": f'echo mypy >> {calls}; exit {codes["mypy"]}',
+        "mypy": f"echo mypy >> {calls}; exit {codes['mypy']}",
     }
     for name, body in tools.items():
         tool = bin_dir / name

@@ -165,9 +165,7 @@ def _prediction(seconds: float):
     return types.SimpleNamespace(seconds=seconds, bound_applies=True, fused="", notes=lambda: [])
 
 
-@pytest.mark.parametrize(
-    "predicted, far", [(1.0, None), (0.6, None), (1.9, None), (57.0, 57.0), (0.25, 4.0)]
-)
+@pytest.mark.parametrize("predicted, far", [(1.0, None), (0.6, None), (1.9, None), (57.0, 57.0), (0.25, 4.0)])
 def test_a_ratio_far_from_one_is_flagged(predicted, far):
     r = made_result(prediction=_prediction(predicted))  # measured: 1.0 s
     assert r.measured_over_predicted == pytest.approx(1 / predicted)
@@ -454,7 +452,6 @@ def test_one_bench_coerces_once_and_evaluates_the_memory_model_once(monkeypatch)
     assert r.prediction is not None and r.prediction.cost is r.cost
 
 
-
 def test_bench_measures_and_the_caller_attaches_the_prediction(monkeypatch):
     """timing's bench measures only (no prediction, no predict argument); pc.bench predicts the
     kernel path that ran, with the cost the measurement holds."""
@@ -487,6 +484,7 @@ def test_a_timed_compare_evaluates_each_rows_memory_model_once(monkeypatch):
     for row in r.rows:
         assert row.memory == row.bench.memory_estimate == row.bench.predicted_peak_bytes
         assert row.memory == peak_bytes(row.spec, WL)
+
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_the_timed_module_is_flattened_after_its_last_cast(monkeypatch, dtype):

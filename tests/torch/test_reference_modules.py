@@ -620,7 +620,9 @@ def _flop_params() -> list[Any]:
     for spec in _flop_cases():
         for lengths, tag in ((None, "padded"), ((5, 3, 2), "packed")):
             fast = (lengths is None and spec.cell not in seen) or (
-                lengths is not None and spec.cell in ("rnn", "lstm", "gru") and spec.bidirectional
+                lengths is not None
+                and spec.cell in ("rnn", "lstm", "gru")
+                and spec.bidirectional
                 and spec == S(spec.cell, D_IN, DH, num_layers=2, bidirectional=True)
             )
             marks = () if fast else (pytest.mark.slow,)
@@ -688,6 +690,7 @@ def test_a_third_party_style_indrnn_with_two_biases_is_counted_and_checked() -> 
     """IndRNN as several packages write it: nn.Linear(d, Dh) (weight and bias) for the input, and a
     recurrent weight u and a recurrent bias, both (Dh,). Its count is paramcalc's with two bias
     vectors, and ``check`` passes for that layout."""
+
     class ThirdPartyIndRNN(nn.Module):
         def __init__(self, d: int, h: int) -> None:
             super().__init__()
