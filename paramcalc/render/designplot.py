@@ -36,7 +36,7 @@ def plot_design(result: Any, path: str | os.PathLike[str], *, title: str | None 
         ax.set_ylabel(label)
         ax.set_xlabel("parameters")
         if budgets.max_params is not None:
-            ax.axvline(budgets.max_params, color="black", linestyle="--", linewidth=0.8)
+            ax.axvline(budgets.max_params, color="black", linestyle="dashed", linewidth=0.8)
     measured = " (circles: measured)" if result.rows else ""
     axes[0].set_title(f"Predicted time{measured}")
     memory = "training with Adam" if result.training else "inference peak"
@@ -88,7 +88,7 @@ def _panel(ax: Any, result: Any, figure: str, scale: float, limit: float | None)
                 zorder=4,
             )
     if limit is not None:
-        ax.axhline(limit * scale, color="black", linestyle="--", linewidth=0.8)
+        ax.axhline(limit * scale, color="black", linestyle="dashed", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.grid(True, which="major", alpha=0.3)
