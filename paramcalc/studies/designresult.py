@@ -17,7 +17,7 @@ from ..results.base import Result
 from ..results.table import Column, Table
 from ..results.text import plural
 from ..timing.surface import GemmSurface
-from .design import OBJECTIVES, Point, Region, Request
+from .designspace import OBJECTIVES, Point, Region, Request
 from .runner import Row
 
 FRONT_COLUMNS = (

@@ -20,6 +20,7 @@ from torch import nn
 import paramcalc.bridge.devices as devices
 import paramcalc.bridge.driver as driver
 import paramcalc.studies.timed as T
+import paramcalc.timing.base as TB
 import paramcalc.timing.benchmark as B
 from paramcalc import ParamcalcError, RecurrentSpec, Workload
 from paramcalc.core.costmodel import cost
@@ -407,6 +408,7 @@ def test_bench_notes_oversubscription_measured_before_timing(monkeypatch):
     _, fn = fake_calls(clock, [1e-3])
     monkeypatch.setattr(B, "other_load", lambda: 3.0)
     monkeypatch.setattr(B, "cpu_count", lambda: 2)
+    monkeypatch.setattr(TB, "cpu_count", lambda: 2)  # threads=2 allowed where this process has one CPU
     monkeypatch.setattr(B, "timer_for", lambda dev: clock)
     monkeypatch.setattr(driver.Case, "callable", lambda self, train: fn)
     r = bench(threads=1, predict=False)

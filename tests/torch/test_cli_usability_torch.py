@@ -101,7 +101,10 @@ def test_torch_commands_default_tables_fit_120_columns(args, tmp_path, monkeypat
 
 
 def test_merged_runs_fit_120_columns(tmp_path, monkeypatch):
+    import paramcalc.timing.base as timing_base
+
     monkeypatch.setenv("PARAMCALC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(timing_base, "cpu_count", lambda: 2)  # 2 threads where the process has 1 CPU
     files = []
     for threads in ("1", "2"):
         out = tmp_path / f"t{threads}.json"
