@@ -1,0 +1,54 @@
+"""Read a Hugging Face ``config.json`` into a :class:`~paramcalc.core.blocks.LanguageModel`.
+
+Offline, without weights and without ``transformers``: the file is read as JSON (a regular file
+of at most :data:`MAX_BYTES`, so a FIFO or ``/dev/zero`` is one line, not a hang), its
+``model_type`` picks the reader registered for it (:func:`~paramcalc.core.blocks.model_reader`),
+and the reader assembles the model from the registry's blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ...core.blocks import LanguageModel, model_reader
+from ...core.files import read_text
+from ...errors import ParamcalcError
+
+#: Largest config.json read (published ones are a few kB).
+MAX_BYTES = 1 << 20
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object of ``path`` (one line when it is missing, not JSON or not an object)."""
+    text = read_text(path, MAX_BYTES, "config.json")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParamcalcError(f"{os.fspath(path)} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise ParamcalcError(
+            f"{os.fspath(path)}: a config.json holds a JSON object, got {type(data).__name__}"
+        )
+    return data
+
+
+def model_from_config(config: Mapping[str, Any], source: str = "") -> LanguageModel:
+    """The model a configuration describes (one line naming a missing or unsupported
+    ``model_type``)."""
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ParamcalcError(f"{source or 'config'}: no model_type, so it is not a Hugging Face config.json")
+    model = model_reader(model_type)(config)
+    if source:
+        from dataclasses import replace
+
+        model = replace(model, source=source)
+    return model
+
+
+def read_hf_config(path: str | os.PathLike[str]) -> LanguageModel:
+    """The model of the ``config.json`` at ``path``."""
+    return model_from_config(load_config(path), os.fspath(path))

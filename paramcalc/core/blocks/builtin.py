@@ -1,0 +1,4 @@
+"""The built-in blocks and ``config.json`` readers: importing a family's module registers its
+entries (:func:`~.base.register_block`) and readers (:func:`~.base.register_model_type`)."""
+
+from __future__ import annotations
