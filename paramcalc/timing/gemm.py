@@ -60,9 +60,7 @@ import contextlib
 import functools
 import hashlib
 import json
-import math
 import os
-import re
 import statistics
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -70,18 +68,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.files import CACHE_ENV as CACHE_ENV  # re-exported: the variable that moves the cache
-from ..core.files import CacheBusy, cache_dir, cache_lock, read_cache_file
+from ..core.files import CacheBusy, cache_dir, cache_lock
 from ..errors import ParamcalcError
 from ..results.text import plural
 from .base import check_min_run_time, check_threads, num_threads, timer_for
+
+# The cache file's format and the tile plan live in their own modules; their names stay
+# importable from here, where the timer that uses them is.
+from .gemmcache import BUSY_LOAD as BUSY_LOAD
+from .gemmcache import MAX_CACHE_FILE as MAX_CACHE_FILE
+from .gemmcache import MAX_SECONDS as MAX_SECONDS
+from .gemmcache import MIN_SECONDS as MIN_SECONDS
+from .gemmcache import SCHEMA as SCHEMA
+from .gemmcache import OutOfBounds as OutOfBounds
+from .gemmcache import Timing as Timing
+from .gemmcache import cache_file as cache_file
+from .gemmcache import read_cache as read_cache
+from .tiles import ACCEL_OPERAND_BUDGET as ACCEL_OPERAND_BUDGET
+from .tiles import CPU_OPERAND_BUDGET as CPU_OPERAND_BUDGET
+from .tiles import SPLIT_K_RATIO as SPLIT_K_RATIO
+from .tiles import Tile as Tile
+from .tiles import operand_bytes as operand_bytes
+from .tiles import tile_plan as tile_plan
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ..core.spec import RecurrentSpec
 
-#: Schema of the cache file; another value makes the file foreign (ignored, then replaced).
-SCHEMA = "paramcalc.gemm-cache/1"
 #: Environment variable naming the cache folder (it wins over ``XDG_CACHE_HOME``).
 #: Default seconds of timing per GEMM shape (before the adaptive noise check).
 DEFAULT_GEMM_MIN_RUN_TIME = 0.02
@@ -105,25 +119,13 @@ SPIN_UP_S = 0.2
 WARMUP_S = 0.05
 #: A call slower than this is sampled twice when timed as single calls (else three times).
 SLOW_CALL_S = 0.1
-#: Bytes of ``A + B + C`` one timed GEMM may allocate on a CPU, and on an accelerator.
-CPU_OPERAND_BUDGET = 128 * 2**20
-ACCEL_OPERAND_BUDGET = 2**30
-#: ``K`` is split only when it exceeds this many times the operand's other dimension.
-SPLIT_K_RATIO = 16
 #: Bytes of each tensor of the copy-bandwidth probe (beyond the last-level caches).
 COPY_BYTES = {"cpu": 64 * 2**20, "cuda": 512 * 2**20, "mps": 256 * 2**20}
-#: Largest cache file read back (a bigger one is foreign).
-MAX_CACHE_FILE = 32 * 2**20
-#: Physical bounds of a cached time per call: no torch call is faster, no tile slower.
-MIN_SECONDS = 1e-9
-MAX_SECONDS = 3600.0
 #: A cached timing more than this many times the probe's estimate for its shape is suspect. On a
 #: 2-core CPU under a load average of 5 (one thread, four runs), 23 shapes from (2, 4, 24) to
 #: (1024, 1024, 1024), skinny and GEMV-like ones included, took 0.4 to 12.3 × the estimate; a
 #: timing 50 × too slow is caught for any shape that runs at 0.4 × its estimate or slower.
 SUSPECT_FACTOR = 20.0
-#: A 1-minute load average above this many runnable tasks per usable CPU: the machine is busy.
-BUSY_LOAD = 1.0
 #: Seconds a save waits for another process's lock on the cache before giving up (no save).
 LOCK_TIMEOUT_S = 10.0
 #: The probe: side of its cube GEMM per device type, and at least this many calls and seconds.
@@ -132,167 +134,6 @@ PROBE_CALLS = 3
 PROBE_S = 0.005
 #: paramcalc dtype names the cache knows, with their element sizes.
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
-
-_KEY_RE = re.compile(r"^(fp32|fp16|bf16):(ieee|tf32):(\d+)x(\d+)x(\d+):t(\d+)$")
-
-
-# --- where the cache lives -------------------------------------------------------------------
-
-
-def cache_file(folder: Path, device_type: str, device_name: str, torch_version: str) -> Path:
-    """The cache file of one device name and torch version inside ``folder``."""
-    digest = hashlib.sha256(f"{device_type}\0{device_name}\0{torch_version}".encode()).hexdigest()[:12]
-    return folder / f"gemm-{device_type}-{digest}.json"
-
-
-# --- tiling large shapes ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tile:
-    """``count`` GEMMs of shape ``(m, k, n)`` that stand in for (part of) a larger one."""
-
-    m: int
-    k: int
-    n: int
-    count: int
-
-    @property
-    def macs(self) -> int:
-        return self.m * self.k * self.n * self.count
-
-
-def operand_bytes(m: int, k: int, n: int, elem: int) -> int:
-    """Bytes of ``A (M×K)``, ``B (N×K)`` and ``C (M×N)``."""
-    return (m * k + n * k + m * n) * elem
-
-
-def _pieces(size: int, tile: int) -> list[tuple[int, int]]:
-    """``(length, count)`` covering ``size`` with tiles of ``tile`` and one remainder."""
-    full, rest = divmod(size, tile)
-    out = [(tile, full)] if full else []
-    if rest:
-        out.append((rest, 1))
-    return out
-
-
-def tile_plan(m: int, k: int, n: int, elem: int, budget: int) -> tuple[Tile, ...]:
-    """Tiles whose operands fit ``budget`` bytes and whose MACs add up to ``m·k·n`` exactly.
-
-    ``((m, k, n, 1),)`` when the whole GEMM fits. Otherwise a dimension of the largest operand
-    is halved (rounding up) until a tile fits: ``N`` of ``B``, ``M`` of ``A``, the larger of
-    ``M`` and ``N`` of ``C``. ``K`` is halved only when it is more than :data:`SPLIT_K_RATIO`
-    times the operand's other dimension (a split-K GEMM also adds its partial products, which
-    the tiles' times leave out).
-    """
-    if min(m, k, n) < 1 or elem < 1 or budget < 3 * elem:
-        raise ParamcalcError(f"cannot tile a GEMM of shape ({m}, {k}, {n}) into {budget} bytes")
-    tm, tk, tn = m, k, n
-    while operand_bytes(tm, tk, tn, elem) > budget:
-        a, b, c = tm * tk, tn * tk, tm * tn
-        if c > a and c > b:
-            if tm >= tn:
-                tm = -(-tm // 2)
-            else:
-                tn = -(-tn // 2)
-            continue
-        other = tn if b >= a else tm  # the operand's dimension besides K
-        if other > 1 and tk <= SPLIT_K_RATIO * other:
-            if b >= a:
-                tn = -(-tn // 2)
-            else:
-                tm = -(-tm // 2)
-        else:
-            tk = -(-tk // 2)
-    tiles = [
-        Tile(pm, pk, pn, cm * ck * cn)
-        for pm, cm in _pieces(m, tm)
-        for pk, ck in _pieces(k, tk)
-        for pn, cn in _pieces(n, tn)
-    ]
-    assert sum(t.macs for t in tiles) == m * k * n  # exact in MACs, by construction
-    return tuple(tiles)
-
-
-# --- one timing ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Timing:
-    """A measured median per call, its IQR, how many runs, whether it is noisy, and the load
-    it was taken under (``None`` in files written before paramcalc recorded it)."""
-
-    median_s: float
-    iqr_s: float
-    runs: int
-    noisy: bool
-    #: How many times this shape has been timed (a noisy or suspect timing is retried up to
-    #: :data:`MAX_TRIES`).
-    tries: int = 1
-    #: The 1-minute load average when it was taken, and the CPUs the process could use.
-    load: float | None = None
-    cpus: int | None = None
-
-    @property
-    def busy(self) -> bool:
-        """Taken while more tasks wanted to run than there were CPUs (:data:`BUSY_LOAD`)."""
-        return self.load is not None and self.cpus is not None and self.load > BUSY_LOAD * self.cpus
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "median_s": self.median_s,
-            "iqr_s": self.iqr_s,
-            "runs": self.runs,
-            "noisy": self.noisy,
-            "tries": self.tries,
-        }
-        if self.load is not None and self.cpus is not None:
-            out.update(load=round(self.load, 2), cpus=self.cpus)
-        return out
-
-    @classmethod
-    def from_json(cls, value: Any) -> Timing:
-        """A timing from the cache; ``ValueError`` for anything that is not one
-        (:class:`OutOfBounds` for a number beyond :data:`MIN_SECONDS` .. :data:`MAX_SECONDS`)."""
-        if not isinstance(value, dict):
-            raise ValueError("not an object")
-        med, iqr = _number(value.get("median_s")), _number(value.get("iqr_s"))
-        if not MIN_SECONDS <= med <= MAX_SECONDS:
-            raise OutOfBounds(f"median_s {med!r}")
-        if not 0 <= iqr <= MAX_SECONDS:
-            raise OutOfBounds(f"iqr_s {iqr!r}")
-        runs, tries = _count(value.get("runs")), _count(value.get("tries", 1))
-        noisy = value.get("noisy")
-        if not isinstance(noisy, bool):
-            raise ValueError("noisy must be a boolean")
-        load, cpus = value.get("load"), value.get("cpus")
-        if load is not None or cpus is not None:
-            load, cpus = _number(load), _count(cpus)
-            if not 0 <= load <= 1e6:
-                raise OutOfBounds(f"load {load!r}")
-        return cls(med, iqr, runs, noisy, tries, load, cpus)
-
-
-class OutOfBounds(ValueError):
-    """A cached number no measurement gives: the entry is dropped (with a note), the file kept."""
-
-
-def _number(x: Any) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise ValueError("times must be numbers")
-    try:
-        value = float(x)
-    except OverflowError:  # an integer of hundreds of digits
-        raise OutOfBounds(f"{str(x)[:12]}... ({len(str(x))} digits)") from None
-    if not math.isfinite(value):
-        raise OutOfBounds(repr(value))
-    return value
-
-
-def _count(x: Any) -> int:
-    if isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= 2**31:
-        raise ValueError("runs, tries and cpus must be positive integers")
-    return x
 
 
 def host_load() -> tuple[float | None, int]:
@@ -1017,68 +858,3 @@ def _tf32(dev: torch.device, math_mode: str) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old
-
-
-def _read_regular(path: Path) -> tuple[bytes | None, str]:
-    """The bytes of the regular file at ``path`` (at most :data:`MAX_CACHE_FILE` + 1), or ``None``
-    and why not: :func:`paramcalc.core.files.read_cache_file` (no link followed, no FIFO read)."""
-    return read_cache_file(path, MAX_CACHE_FILE, f"the cache {str(path)!r}")
-
-
-def read_cache(path: Path, identity: dict[str, str]) -> tuple[dict[str, Timing], dict[str, Timing], str]:
-    """Entries of the cache at ``path`` if it is valid and ``identity``'s; else empty and why.
-
-    Whatever the file holds, the answer is entries and at most one line: a link, a FIFO, a file
-    over :data:`MAX_CACHE_FILE`, invalid or too deeply nested JSON, another schema or identity
-    make it ignored; entries with times beyond the physical bounds are dropped, the rest kept.
-    """
-    data, problem = _read_regular(path)
-    if data is None:
-        return {}, {}, problem
-    where = f"the cache {str(path)!r}"
-    if len(data) > MAX_CACHE_FILE:
-        return {}, {}, f"{where} is larger than {MAX_CACHE_FILE:,} bytes: ignored"
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except RecursionError:
-        return {}, {}, f"{where} is not valid JSON (nested too deeply): ignored, rebuilt"
-    except (UnicodeDecodeError, ValueError):
-        return {}, {}, f"{where} is not valid JSON: ignored, rebuilt"
-    if not isinstance(doc, dict):
-        return {}, {}, f"{where} is not a paramcalc GEMM cache: ignored, rebuilt"
-    for key, want in identity.items():
-        if doc.get(key) != want:
-            other = f"another {key.replace('_', ' ')} ({str(doc.get(key))[:60]!r})"
-            return {}, {}, f"{where} is for {other}: ignored, rebuilt"
-
-    dropped: list[str] = []
-    try:
-        gemm = _entries(doc.get("gemm"), _KEY_RE, dropped)
-        copy = _entries(doc.get("copy"), _COPY_KEY_RE, dropped)
-    except ValueError as exc:
-        return {}, {}, f"{where} has a wrong schema ({str(exc)[:120]}): ignored, rebuilt"
-    if dropped:
-        problem = (
-            f"{where}: {plural(len(dropped), 'timing')} outside physical bounds ({MIN_SECONDS:g} s to "
-            f"{MAX_SECONDS:g} s per call, finite) ignored: {'; '.join(dropped[:3])}"
-        )
-    return gemm, copy, problem
-
-
-_COPY_KEY_RE = re.compile(r"^((op|ew):([0-9a-f]{10}:)?)?t\d+$")
-
-
-def _entries(section: Any, key_re: re.Pattern[str], dropped: list[str]) -> dict[str, Timing]:
-    """One section of the cache: ``ValueError`` for a malformed one, out-of-bounds entries
-    appended to ``dropped`` and left out."""
-    if not isinstance(section, dict):
-        raise ValueError("gemm and copy must be objects")
-    out = {}
-    for k, v in section.items():
-        if not isinstance(k, str) or not key_re.match(k):
-            raise ValueError(f"bad key {str(k)[:40]!r}")
-        try:
-            out[k] = Timing.from_json(v)
-        except OutOfBounds as exc:
-            dropped.append(f"{k} ({str(exc)[:40]})")
-    return out

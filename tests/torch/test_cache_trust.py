@@ -20,6 +20,7 @@ import pytest
 
 from paramcalc import RecurrentSpec, Workload
 from paramcalc.timing import gemm as G
+from paramcalc.timing import gemmcache
 from paramcalc.timing import predict as P
 from tests.helpers import invoke
 
@@ -264,7 +265,7 @@ def test_deeply_nested_json_is_a_note_not_a_recursion_error(cache_dir):
 
 
 def test_a_cache_file_over_the_cap_is_ignored(cache_dir, monkeypatch):
-    monkeypatch.setattr(G, "MAX_CACHE_FILE", 100)
+    monkeypatch.setattr(gemmcache, "MAX_CACHE_FILE", 100)
     t0 = timer()
     write_cache(t0, gemm={gkey(4, 4, 4): entry(2e-6), gkey(8, 8, 8): entry(2e-6)})
     assert "larger than 100 bytes" in timer().cache_problem
