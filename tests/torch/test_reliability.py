@@ -72,7 +72,12 @@ def test_threads_beyond_the_cpus_is_one_line_not_a_segfault():
 #: thus lands at a known moment, whatever the machine's load: no sleep decides when.
 SIGINT_BOOT = textwrap.dedent(
     """
-    import importlib.abc, os, runpy, sys, time
+    import importlib.abc, os, runpy, signal, sys, time
+
+    # A shell without job control starts background jobs with SIGINT ignored, and an ignored
+    # signal stays ignored across exec (Python then installs no handler): put back the handler
+    # an interactive shell's child has, so the test does not depend on how it was launched.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def ready_then_wait():
         os.write(int(os.environ["READY_FD"]), b"r")
