@@ -28,6 +28,7 @@ from ..bridge import statedict
 from ..bridge.devices import resolve_device
 from ..bridge.readers import Part, StoredModel
 from ..core.architecture import Component, Recurrent
+from ..core.blocks.report import ModelReport
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 from ..results.base import Result, Status
@@ -323,8 +324,13 @@ def _describe(exc: BaseException) -> str:
 # --- saved files -------------------------------------------------------------------------------
 
 
-def inspect(path: str | Path) -> Analysis:
+def inspect(path: str | Path, *, check: bool = False) -> Analysis | ModelReport:
     """Read every layer of a saved model back as specs, with analytic vs stored counts.
+
+    A Hugging Face ``config.json`` (a ``.json`` file) is read by its ``model_type`` into a
+    :class:`~paramcalc.core.blocks.report.ModelReport` instead (formulas per tensor, totals);
+    ``check=True`` compares it with ``transformers``' model built on the meta device
+    (:func:`paramcalc.checks.hfcheck.inspect_config`). ``check`` applies to those files only.
 
     PyTorch checkpoints and safetensors files are read from tensor names and shapes (layers
     inferred by :func:`paramcalc.bridge.statedict.infer_components`); ONNX and Keras files name
@@ -333,6 +339,18 @@ def inspect(path: str | Path) -> Analysis:
     ``unverified`` (not ``ok``) when something could not be checked: a recurrent layer the
     reader could not identify, ties a meta-device checkpoint cannot show.
     """
+
+    if str(path).lower().endswith(".json"):
+        from .hfcheck import inspect_config
+
+        return inspect_config(path, check=check)
+    if check:
+        raise ParamcalcError("`check=True` applies to a config.json; a saved model is checked as it is read")
+    return inspect_saved(path)
+
+
+def inspect_saved(path: str | Path) -> Analysis:
+    """:func:`inspect` of a saved model (not a ``config.json``)."""
     from ..bridge.readers import model_path, read_model
 
     model = read_model(model_path(path, "inspect"))
@@ -434,7 +452,7 @@ def unseen_ties_note(shapes: dict[str, tuple[int, ...]], buffers: frozenset[str]
     )
 
 
-def inspect_checkpoint(path: str | Path) -> Analysis:
+def inspect_checkpoint(path: str | Path) -> Analysis | ModelReport:
     """Deprecated alias of :func:`inspect` (renamed in 0.2.0)."""
     import warnings
 

@@ -161,16 +161,29 @@ def report_cmd(
 @click.option(
     "--by",
     "view",
-    type=click.Choice(["module", "tensor"]),
-    default="module",
-    show_default=True,
-    help="One row per module (analytic vs actual) or per tensor.",
+    type=click.Choice(["module", "tensor", "formula"]),
+    default=None,
+    help="One row per module (analytic vs actual; the default) or per tensor; for a config.json "
+    "one row per tensor of a layer with its formula (formula, the default) or every tensor.",
 )
 @click.option("--device", default=None, help="For package.module:factory: cpu (default) or meta.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="For a config.json: build the transformers model on the meta device and compare every "
+    "tensor's name and shape ([hf] extra).",
+)
 @output_options
 @click.pass_context
 def inspect_cmd(
-    ctx: click.Context, target: str, view: str, device: str | None, fmt: str, wide: bool, output: str | None
+    ctx: click.Context,
+    target: str,
+    view: str | None,
+    device: str | None,
+    check: bool,
+    fmt: str,
+    wide: bool,
+    output: str | None,
 ) -> None:
     """Analyse a saved model FILE or a model built by package.module:factory.
 
@@ -183,6 +196,10 @@ def inspect_cmd(
         every recurrent layer is read back from names and shapes;
         an ONNX model ([onnx]): its LSTM/GRU/RNN nodes and their attributes;
         a Keras .keras or .h5 file ([keras]): its layers from the config;
+      a Hugging Face config.json (model_type mamba, falcon_mamba, mamba2,
+        rwkv, ...): the model's tensors with their formulas and totals;
+        --check builds it with transformers on the meta device ([hf]) and
+        compares every tensor (docs/blocks.md);
     or
       package.module:factory, a callable (or an nn.Module) that is imported and
       called with no arguments, under --device (meta builds it with no memory).
@@ -204,20 +221,38 @@ def inspect_cmd(
       paramcalc inspect data/models/rows_lstm.safetensors
       paramcalc inspect data/models/rows_lstm.onnx
       paramcalc inspect data/models/rows_lstm.keras
+      paramcalc inspect data/hf/mamba-130m.json --check
       paramcalc inspect mypkg.models:build_lm
       paramcalc inspect mypkg.models:build_lm --device meta --format json
     """
     import os
 
-    from ..checks.inspection import analyze, inspect, load_factory, spec_line
+    from ..checks.inspection import analyze, inspect_saved, load_factory, spec_line
 
     check_targets(output)
+    if target.lower().endswith(".json") and os.path.lexists(target):
+        from ..checks.hfcheck import inspect_config
+
+        if device is not None:
+            raise ParamcalcError("--device applies to package.module:factory, not to a file")
+        if view == "module":
+            raise ParamcalcError("a config.json is shown --by formula or --by tensor")
+        report = inspect_config(target, check=check)
+        emit(report, fmt, output, view=view or "formula", wide=wide)
+        if not report.ok:
+            ctx.exit(1)
+        return
+    if check:
+        raise ParamcalcError("--check applies to a config.json")
+    if view == "formula":
+        raise ParamcalcError("--by formula applies to a config.json")
+    view = view or "module"
     if os.path.lexists(target):
         if device is not None:
             raise ParamcalcError("--device applies to package.module:factory, not to a file")
         if target.lower().endswith(".toml"):
             raise ParamcalcError(f"{target}: a TOML architecture; use paramcalc report {target}")
-        analysis = inspect(target)
+        analysis = inspect_saved(target)
     elif ":" in target and "/" not in target.partition(":")[0]:
         analysis = analyze(load_factory(target, device or "cpu"))
     else:
