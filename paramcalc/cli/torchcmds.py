@@ -157,14 +157,15 @@ def report_cmd(
 
 
 @click.command("inspect")
-@click.argument("target")
+@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 @click.option(
     "--by",
     "view",
-    type=click.Choice(["module", "tensor", "formula"]),
+    type=click.Choice(["module", "tensor", "formula", "context", "model"]),
     default=None,
     help="One row per module (analytic vs actual; the default) or per tensor; for a config.json "
-    "one row per tensor of a layer with its formula (formula, the default) or every tensor.",
+    "one row per tensor of a layer with its formula (formula, the default) or every tensor; for a "
+    "comparison one row per model and context (context, the default) or per model.",
 )
 @click.option("--device", default=None, help="For package.module:factory: cpu (default) or meta.")
 @click.option(
@@ -173,14 +174,30 @@ def report_cmd(
     help="For a config.json: build the transformers model on the meta device and compare every "
     "tensor's name and shape ([hf] extra).",
 )
+@click.option(
+    "--context",
+    "contexts",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Compare config.json models at this context length (repeat it; default 2048 and 32768 "
+    "when several models are given).",
+)
+@click.option(
+    "--dtype",
+    default="bf16",
+    show_default=True,
+    help="With several models or --context: the dtype of the state and KV cache (fp32, fp16, bf16).",
+)
 @output_options
 @click.pass_context
 def inspect_cmd(
     ctx: click.Context,
-    target: str,
+    targets: tuple[str, ...],
     view: str | None,
     device: str | None,
     check: bool,
+    contexts: tuple[int, ...],
+    dtype: str,
     fmt: str,
     wide: bool,
     output: str | None,
@@ -204,6 +221,13 @@ def inspect_cmd(
       package.module:factory, a callable (or an nn.Module) that is imported and
       called with no arguments, under --device (meta builds it with no memory).
 
+    \b
+    Several config.json files (or names of the bundled ones: mamba-130m,
+    rwkv-4-169m, ...; data/hf), or one with --context, are compared side by
+    side: parameters, FLOPs per token, the state at each context and the KV
+    cache of an attention model of the same width and depth (--by context or
+    --by model).
+
     Per module: the analytic count (formula) vs the actual (stored) one; layers
     with no adapter are "counted, no formula". Nothing in a file is trusted
     beyond its names and shapes (docs/inspect.md).
@@ -222,14 +246,29 @@ def inspect_cmd(
       paramcalc inspect data/models/rows_lstm.onnx
       paramcalc inspect data/models/rows_lstm.keras
       paramcalc inspect data/hf/mamba-130m.json --check
+      paramcalc inspect mamba-130m rwkv-4-169m --context 2048 --context 32768
       paramcalc inspect mypkg.models:build_lm
       paramcalc inspect mypkg.models:build_lm --device meta --format json
     """
     import os
 
-    from ..checks.inspection import analyze, inspect_saved, load_factory, spec_line
-
     check_targets(output)
+    if len(targets) > 1 or contexts:
+        from ..studies.modelcompare import compare_models
+
+        if check or device is not None:
+            raise ParamcalcError("--check and --device apply to one TARGET, not to a comparison")
+        if view not in (None, "context", "model"):
+            raise ParamcalcError("a comparison of models is shown --by context or --by model")
+        compared = compare_models(list(targets), contexts or (2048, 32768), dtype)
+        emit(compared, fmt, output, view=view or "context", wide=wide)
+        return
+    target = targets[0]
+    if not os.path.lexists(target) and not target.lower().endswith(".json") and ":" not in target:
+        from ..bridge.readers.hf_config import bundled_configs
+
+        if target in bundled_configs():
+            target = os.fspath(bundled_configs()[target])
     if target.lower().endswith(".json") and os.path.lexists(target):
         from ..checks.hfcheck import inspect_config
 
@@ -244,9 +283,11 @@ def inspect_cmd(
         return
     if check:
         raise ParamcalcError("--check applies to a config.json")
-    if view == "formula":
-        raise ParamcalcError("--by formula applies to a config.json")
+    if view in ("formula", "context", "model"):
+        raise ParamcalcError(f"--by {view} applies to a config.json")
     view = view or "module"
+    from ..checks.inspection import analyze, inspect_saved, load_factory, spec_line
+
     if os.path.lexists(target):
         if device is not None:
             raise ParamcalcError("--device applies to package.module:factory, not to a file")

@@ -152,7 +152,7 @@ class ModelReport(Result):
         return f"{m.name}: {m.model_type}, {plural(len(m.blocks), 'block')}, d_model {m.d_model}{src}"
 
     def headline(self) -> str:
-        return f"{self.model.name}: {self.model.params:,} parameters"
+        return f"{self.model.name}: {plural(self.model.params, 'parameter')}"
 
     def summary(self, view: str | None = None) -> list[str]:
         m = self.model
@@ -160,7 +160,7 @@ class ModelReport(Result):
         tie = "tied with the head" if m.tied else f"untied head {emb:,}"
         blocks = sum(b.params for b in m.blocks)
         lines = [
-            f"total {m.params:,} parameters: embedding {emb:,} ({tie}), blocks {blocks:,}, "
+            f"total {plural(m.params, 'parameter')}: embedding {emb:,} ({tie}), blocks {blocks:,}, "
             f"final {sum(t.numel for t in m.final):,}",
             f"forward {m.flops_per_token():,} FLOPs per token (head included); "
             f"state {fmt_bytes(m.state_bytes())} per sequence in float32",
