@@ -286,14 +286,21 @@ def inspect_cmd(
     if view in ("formula", "context", "model"):
         raise ParamcalcError(f"--by {view} applies to a config.json")
     view = view or "module"
-    from ..checks.inspection import analyze, inspect_saved, load_factory, spec_line
+    from ..checks.inspection import Analysis, analyze, inspect, load_factory, spec_line
+    from ..core.blocks.report import ModelReport
 
     if os.path.lexists(target):
         if device is not None:
             raise ParamcalcError("--device applies to package.module:factory, not to a file")
         if target.lower().endswith(".toml"):
             raise ParamcalcError(f"{target}: a TOML architecture; use paramcalc report {target}")
-        analysis = inspect_saved(target)
+        found = inspect(target)
+        if isinstance(found, ModelReport):  # a language model recognised from its tensors
+            emit(found, fmt, output, view="tensor" if view == "tensor" else "formula", wide=wide)
+            if not found.ok:
+                ctx.exit(1)
+            return
+        analysis: Analysis = found
     elif ":" in target and "/" not in target.partition(":")[0]:
         analysis = analyze(load_factory(target, device or "cpu"))
     else:

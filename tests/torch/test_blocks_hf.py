@@ -167,3 +167,30 @@ def test_check_without_transformers_is_one_line(tmp_path: Path, monkeypatch: pyt
     path.write_text(json.dumps(CONFIGS[0]))
     monkeypatch.setitem(sys.modules, "transformers", None)
     assert "pip install 'paramcalc[hf]'" in one_line_error(invoke("inspect", str(path), "--check"))
+
+
+@pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[3], CONFIGS[6]], ids=["mamba", "mamba2", "rwkv"])
+def test_inspect_safetensors_recognises_the_blocks(config: dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("safetensors", reason="the [safetensors] extra writes the file")
+    from safetensors.torch import save_file
+
+    cfg = {k: v for k, v in config.items() if k != "model_type"}
+    model = transformers.AutoModelForCausalLM.from_config(
+        transformers.AutoConfig.for_model(config["model_type"], **cfg)
+    )
+    tensors = {n: p.detach().contiguous() for n, p in model.named_parameters()}
+    path = tmp_path / "model.safetensors"
+    save_file(tensors, str(path))
+    report = pc.inspect(path)
+    assert isinstance(report, pc.ModelReport) and report.ok
+    assert report.model.params == sum(t.numel() for t in tensors.values())
+    r = invoke("inspect", str(path))
+    assert r.exit_code == 0, r.output
+    assert "tensors agree -> ok" in r.stdout
+    # a tensor missing from the file is a disagreement
+    first = next(n for n in tensors if n.endswith(".D") or n.endswith("time_first"))
+    del tensors[first]
+    save_file(tensors, str(path))
+    r = invoke("inspect", str(path), "--by", "tensor")
+    assert r.exit_code == 1, r.output
+    assert "missing" in r.stdout
