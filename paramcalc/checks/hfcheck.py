@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..bridge.readers.hf_config import load_config, model_from_config
+from ..bridge.readers.hf_config import load_config, read_hf_config
 from ..core.blocks import LanguageModel
 from ..core.blocks.report import ModelReport
 from ..errors import ParamcalcError
@@ -61,11 +61,10 @@ def inspect_config(path: str | os.PathLike[str], *, check: bool = False) -> Mode
     """The model a Hugging Face ``config.json`` describes (its ``model_type`` picks the reader):
     tensors, formulas, totals; with ``check=True`` each tensor against ``transformers``' model
     built on the meta device (``ModelReport.ok``)."""
-    config = load_config(path)
-    model = model_from_config(config, os.fspath(path))
+    model = read_hf_config(path)
     if not check:
         return ModelReport(model)
-    actual = hf_shapes(config, model)
+    actual = hf_shapes(load_config(path), model)
     _transformers()
     import transformers
 

@@ -51,8 +51,17 @@ def model_from_config(config: Mapping[str, Any], source: str = "") -> LanguageMo
 
 
 def read_hf_config(path: str | os.PathLike[str]) -> LanguageModel:
-    """The model of the ``config.json`` at ``path``."""
-    return model_from_config(load_config(path), os.fspath(path))
+    """The model of the ``config.json`` at ``path``, named by its ``_name_or_path``, else by the
+    file (``mamba-130m.json``: ``mamba-130m``; ``.../mamba-130m-hf/config.json``: the folder)."""
+    config = load_config(path)
+    model = model_from_config(config, os.fspath(path))
+    if not config.get("_name_or_path"):
+        from dataclasses import replace
+
+        p = Path(os.fspath(path)).resolve()
+        name = p.parent.name if p.stem == "config" and p.parent.name else p.stem
+        model = replace(model, name=name)
+    return model
 
 
 def bundled_configs() -> dict[str, Path]:

@@ -72,16 +72,22 @@ class ModelReport(Result):
         d = m.d_model
         vocab = "vocab" if m.vocab == m.vocab_padded else "vocab_padded"
         rows: dict[tuple[str, str, str, int], int] = {}
+        first: dict[tuple[str, str, str, int], str] = {}
         rows[(m.embedding, f"{vocab}·d_model", f"{m.vocab_padded}·{d}", m.vocab_padded * d)] = 1
         for b in m.blocks:
             for name, sym, num, value in b.formulas():
                 key = (_INDEX.sub(".{i}.", name), sym, num, value)
                 rows[key] = rows.get(key, 0) + 1
+                first.setdefault(key, name)
         for t in m.final:
             rows[(t.name, "·".join(["d_model"] * len(t.shape)), str(t.numel), t.numel)] = 1
         if m.head is not None:
             rows[(m.head, f"{vocab}·d_model", f"{m.vocab_padded}·{d}", m.vocab_padded * d)] = 1
-        return [FormulaRow(k[0], n, k[1], k[2], k[3]) for k, n in rows.items()]
+        # a tensor of one layer only (RWKV's pre_ln on block 0) keeps its own name
+        return [
+            FormulaRow(first[k] if n == 1 and k in first else k[0], n, k[1], k[2], k[3])
+            for k, n in rows.items()
+        ]
 
     def check_rows(self) -> list[tuple[str, tuple[int, ...] | None, tuple[int, ...] | None, str]]:
         """``(name, paramcalc shape, actual shape, status)`` for every tensor of either side."""
@@ -112,6 +118,7 @@ class ModelReport(Result):
             status: dict[str, list[str]] = {}
             for name, _s, _a, st in self.check_rows():
                 status.setdefault(_INDEX.sub(".{i}.", name), []).append(st)
+                status.setdefault(name, []).append(st)
             cols = FORMULA_COLUMNS + ((CHECK_COLUMNS[1],) if checked else ())
             rows = []
             for r in self.formula_rows():
