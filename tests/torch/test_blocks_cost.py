@@ -57,6 +57,12 @@ MAMBA2 = {
 RWKV = {"model_type": "rwkv", "hidden_size": 32, "num_hidden_layers": L, "vocab_size": 50}
 
 
+def assert_step_used_cache(model: Any, ids: Any, step_out: Any) -> None:
+    """The cached step's logits are those of the whole prompt plus the token: the cache was used."""
+    full = model(torch.cat([ids, ids[:, :1]], dim=1)).logits[:, -1]
+    assert torch.allclose(step_out.logits[:, -1], full, atol=1e-4)
+
+
 def gemm_per_token(config: dict[str, Any]) -> int:
     m = model_from_config(config)
     return sum(b.flops_breakdown()["gemm"] for b in m.blocks) + m.head_flops_per_token()
@@ -76,8 +82,9 @@ def test_mamba_flops_and_state() -> None:
     assert conv == 2 * d_inner * k
     assert counts["convolution"] == L * conv * (T + k - 1)
     # one generated token with the cache: the GEMMs, the head and C·h
-    step, _ = counted(model, input_ids=ids[:, :1], cache_params=out.cache_params, use_cache=True)
+    step, step_out = counted(model, input_ids=ids[:, :1], cache=out.cache_params, use_cache=True)
     assert step["mm"] + step["bmm"] == gemm_per_token(MAMBA) + L * 2 * d_inner * d_state
+    assert_step_used_cache(model, ids, step_out)
     # the scan's elementwise work is what the counter cannot see
     scan = model_from_config(MAMBA).blocks[0].flops_breakdown()["scan"]
     assert scan > 2 * d_inner * d_state
@@ -103,8 +110,9 @@ def test_mamba2_flops_and_state() -> None:
     assert counts["mm"] == T * gemm_per_token(MAMBA2)
     assert counts["convolution"] == L * 2 * channels * k * (T + k - 1)
     # the chunked SSD prefill's bmm work depends on the chunk size: not the per-token form priced
-    step, _ = counted(model, input_ids=ids[:, :1], cache_params=out.cache_params, use_cache=True)
+    step, step_out = counted(model, input_ids=ids[:, :1], cache=out.cache_params, use_cache=True)
     assert step["mm"] == gemm_per_token(MAMBA2)
+    assert_step_used_cache(model, ids, step_out)
     assert step["bmm"] == L * 2 * d_inner * d_state  # y = C·h, one token
     ours = model_from_config(MAMBA2)
     layer = out.cache_params.layers[0]
@@ -123,8 +131,9 @@ def test_rwkv_flops_and_state() -> None:
     # by hand: key, value, receptance, output 32·32 each; ffn key 128·32, receptance 32·32, value 32·128
     assert gemm_per_token(RWKV) == 2 * (L * (4 * 1024 + 4096 + 1024 + 4096) + 1600)
     assert counts == {"mm": T * gemm_per_token(RWKV)}
-    step, _ = counted(model, input_ids=ids[:, :1], state=out.state, use_cache=True)
+    step, step_out = counted(model, input_ids=ids[:, :1], state=out.state, use_cache=True)
     assert step == {"mm": gemm_per_token(RWKV)}
+    assert_step_used_cache(model, ids, step_out)
     # state: five (batch, hidden, layers) tensors (x_prev of both mixes, num, den, max)
     ours = model_from_config(RWKV)
     assert [tuple(s.shape) for s in out.state] == [(1, 32, L)] * 5
