@@ -264,11 +264,12 @@ def inspect_cmd(
         emit(compared, fmt, output, view=view or "context", wide=wide)
         return
     target = targets[0]
+    bundled = ""
     if not os.path.lexists(target) and not target.lower().endswith(".json") and ":" not in target:
         from ..bridge.readers.hf_config import bundled_configs
 
         if target in bundled_configs():
-            target = os.fspath(bundled_configs()[target])
+            bundled, target = target, os.fspath(bundled_configs()[target])
     if target.lower().endswith(".json") and os.path.lexists(target):
         from ..checks.hfcheck import inspect_config
 
@@ -277,6 +278,11 @@ def inspect_cmd(
         if view == "module":
             raise ParamcalcError("a config.json is shown --by formula or --by tensor")
         report = inspect_config(target, check=check)
+        if bundled:
+            import dataclasses
+
+            model = dataclasses.replace(report.model, source=f"bundled data/hf/{bundled}.json")
+            report = dataclasses.replace(report, model=model)
         emit(report, fmt, output, view=view or "formula", wide=wide)
         if not report.ok:
             ctx.exit(1)
