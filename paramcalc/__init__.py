@@ -56,11 +56,15 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Status": ("paramcalc.results.base", "Status"),
     # the rest
     "explain": ("paramcalc.core.explain", "explain"),
+    "explain_block": ("paramcalc.core.blocks.explainblock", "explain_block"),
     "compare": ("paramcalc.studies.compare", "compare"),
     "sweep": ("paramcalc.studies.sweep", "sweep"),
     "CompareResult": ("paramcalc.studies.compare", "CompareResult"),
     "SweepResult": ("paramcalc.studies.sweep", "SweepResult"),
     "design": ("paramcalc.studies.design", "design"),
+    "compare_models": ("paramcalc.studies.modelcompare", "compare_models"),
+    "ModelComparison": ("paramcalc.studies.modelcompare", "ModelComparison"),
+    "ModelReport": ("paramcalc.core.blocks.report", "ModelReport"),
     "DesignResult": ("paramcalc.studies.designresult", "DesignResult"),
     "Architecture": ("paramcalc.core.architecture", "Architecture"),
     "ArchitectureCount": ("paramcalc.core.architecture", "ArchitectureCount"),
@@ -98,6 +102,8 @@ __all__ = [
     "FlopCheck",
     "Interrupted",
     "LayerFormula",
+    "ModelComparison",
+    "ModelReport",
     "ParamcalcError",
     "ParamcalcWarning",
     "PredictResult",
@@ -116,11 +122,13 @@ __all__ = [
     "build_module",
     "check",
     "compare",
+    "compare_models",
     "cost",
     "count",
     "count_architecture",
     "design",
     "explain",
+    "explain_block",
     "flop_check",
     "gated_templates",
     "get_cell",
@@ -148,6 +156,8 @@ if TYPE_CHECKING:  # pragma: no cover - the names type checkers see
     from .checks.inspection import Analysis, analyze, inspect, inspect_checkpoint
     from .checks.tensorcheck import CheckResult, check
     from .core.architecture import Architecture, ArchitectureCount, count_architecture, load_architecture
+    from .core.blocks.explainblock import explain_block
+    from .core.blocks.report import ModelReport
     from .core.cells import (
         CELLS,
         CellType,
@@ -169,6 +179,7 @@ if TYPE_CHECKING:  # pragma: no cover - the names type checkers see
     from .studies.compare import CompareResult, compare
     from .studies.design import design
     from .studies.designresult import DesignResult
+    from .studies.modelcompare import ModelComparison, compare_models
     from .studies.sweep import SweepResult, sweep
     from .studies.timed import bench
     from .timing.benchmark import BenchResult

@@ -28,6 +28,7 @@ from ..bridge import statedict
 from ..bridge.devices import resolve_device
 from ..bridge.readers import Part, StoredModel
 from ..core.architecture import Component, Recurrent
+from ..core.blocks.report import ModelReport
 from ..core.spec import RecurrentSpec
 from ..errors import ParamcalcError
 from ..results.base import Result, Status
@@ -323,8 +324,17 @@ def _describe(exc: BaseException) -> str:
 # --- saved files -------------------------------------------------------------------------------
 
 
-def inspect(path: str | Path) -> Analysis:
+def inspect(path: str | Path, *, check: bool = False) -> Analysis | ModelReport:
     """Read every layer of a saved model back as specs, with analytic vs stored counts.
+
+    A safetensors file of a Mamba, Mamba-2 or RWKV-4 language model (Hugging Face names) is
+    recognised from its tensors (:mod:`paramcalc.core.blocks.fromtensors`): the result is then a
+    ``ModelReport`` checked against the stored tensors.
+
+    A Hugging Face ``config.json`` (a ``.json`` file) is read by its ``model_type`` into a
+    :class:`~paramcalc.core.blocks.report.ModelReport` instead (formulas per tensor, totals);
+    ``check=True`` compares it with ``transformers``' model built on the meta device
+    (:func:`paramcalc.checks.hfcheck.inspect_config`). ``check`` applies to those files only.
 
     PyTorch checkpoints and safetensors files are read from tensor names and shapes (layers
     inferred by :func:`paramcalc.bridge.statedict.infer_components`); ONNX and Keras files name
@@ -333,9 +343,31 @@ def inspect(path: str | Path) -> Analysis:
     ``unverified`` (not ``ok``) when something could not be checked: a recurrent layer the
     reader could not identify, ties a meta-device checkpoint cannot show.
     """
+
+    if str(path).lower().endswith(".json"):
+        from .hfcheck import inspect_config
+
+        return inspect_config(path, check=check)
+    if check:
+        raise ParamcalcError("`check=True` applies to a config.json; a saved model is checked as it is read")
+    from ..bridge.readers import model_path, read_model
+    from ..core.blocks.fromtensors import model_from_tensors
+
+    stored = read_model(model_path(path, "inspect"))
+    if stored.format == "safetensors":
+        shapes = {t.name: t.shape for t in stored.tensors}
+        lm = model_from_tensors(shapes, stored.source)
+        if lm is not None:
+            return ModelReport(lm, shapes, "the stored tensors")
+    return inspect_saved(path, stored)
+
+
+def inspect_saved(path: str | Path, model: StoredModel | None = None) -> Analysis:
+    """:func:`inspect` of a saved model (not a ``config.json``); ``model``: the file already read."""
     from ..bridge.readers import model_path, read_model
 
-    model = read_model(model_path(path, "inspect"))
+    if model is None:
+        model = read_model(model_path(path, "inspect"))
     constants = {t.name: t.not_parameter for t in model.tensors if t.not_parameter}
     found = {n for layer in model.layers for n in layer.tensors}
     found.update(n for c in model.components for n in c.tensors)
@@ -434,7 +466,7 @@ def unseen_ties_note(shapes: dict[str, tuple[int, ...]], buffers: frozenset[str]
     )
 
 
-def inspect_checkpoint(path: str | Path) -> Analysis:
+def inspect_checkpoint(path: str | Path) -> Analysis | ModelReport:
     """Deprecated alias of :func:`inspect` (renamed in 0.2.0)."""
     import warnings
 

@@ -262,7 +262,7 @@ def cost(
 
 
 @click.command()
-@spec_options()
+@spec_options(hidden_required=False, input_required=False)
 @output_options
 def explain(cell: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> None:
     """The equations of CELL and what every tensor multiplies, for the given sizes.
@@ -272,14 +272,32 @@ def explain(cell: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> N
     tensor with its shape, the term it enters and why it has that shape: the
     seed note's "weight_ih is (1024, 28) because four gate blocks" as a command.
 
+    CELL may also name a block of today's recurrent language models (mamba,
+    mamba2, rwkv, ...): its equations, numbered, and the tensor behind each
+    term, with its shape rule over the block's sizes (no -d/-H needed).
+
     \b
     Examples:
       paramcalc explain lstm -d 28 -H 256
       paramcalc explain gru -d 28 -H 256 --convention keras --no-reset-after
       paramcalc explain mgu -d 28 -H 256
       paramcalc explain lstm -d 40 -H 512 --proj-size 128 --peephole
+      paramcalc explain mamba
     """
-    from ..core.explain import explain as explain_
+    from ..core.blocks.base import registered_blocks
 
     check_targets(output)
+    key = cell.strip().lower().replace("-", "_")
+    block = next((b for b in registered_blocks() if b.name == key), None)
+    if block is not None:
+        from ..core.blocks.explainblock import explain_block
+
+        emit(explain_block(block), fmt, output, wide=wide)
+        return
+    from ..core.cells import get_cell
+    from ..core.explain import explain as explain_
+
+    get_cell(cell)  # an unknown name: the registry's one line
+    if kw["input_size"] is None:
+        raise ParamcalcError("give the input size: -d/--input-size")
     emit(explain_(build_spec(cell, kw)), fmt, output, wide=wide)

@@ -157,20 +157,50 @@ def report_cmd(
 
 
 @click.command("inspect")
-@click.argument("target")
+@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 @click.option(
     "--by",
     "view",
-    type=click.Choice(["module", "tensor"]),
-    default="module",
-    show_default=True,
-    help="One row per module (analytic vs actual) or per tensor.",
+    type=click.Choice(["module", "tensor", "formula", "context", "model"]),
+    default=None,
+    help="One row per module (analytic vs actual; the default) or per tensor; for a config.json "
+    "one row per tensor of a layer with its formula (formula, the default) or every tensor; for a "
+    "comparison one row per model and context (context, the default) or per model.",
 )
 @click.option("--device", default=None, help="For package.module:factory: cpu (default) or meta.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="For a config.json: build the transformers model on the meta device and compare every "
+    "tensor's name and shape ([hf] extra).",
+)
+@click.option(
+    "--context",
+    "contexts",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Compare config.json models at this context length (repeat it; default 2048 and 32768 "
+    "when several models are given).",
+)
+@click.option(
+    "--dtype",
+    default="bf16",
+    show_default=True,
+    help="With several models or --context: the dtype of the state and KV cache (fp32, fp16, bf16).",
+)
 @output_options
 @click.pass_context
 def inspect_cmd(
-    ctx: click.Context, target: str, view: str, device: str | None, fmt: str, wide: bool, output: str | None
+    ctx: click.Context,
+    targets: tuple[str, ...],
+    view: str | None,
+    device: str | None,
+    check: bool,
+    contexts: tuple[int, ...],
+    dtype: str,
+    fmt: str,
+    wide: bool,
+    output: str | None,
 ) -> None:
     """Analyse a saved model FILE or a model built by package.module:factory.
 
@@ -183,9 +213,20 @@ def inspect_cmd(
         every recurrent layer is read back from names and shapes;
         an ONNX model ([onnx]): its LSTM/GRU/RNN nodes and their attributes;
         a Keras .keras or .h5 file ([keras]): its layers from the config;
+      a Hugging Face config.json (model_type mamba, falcon_mamba, mamba2,
+        rwkv, ...): the model's tensors with their formulas and totals;
+        --check builds it with transformers on the meta device ([hf]) and
+        compares every tensor (docs/blocks.md);
     or
       package.module:factory, a callable (or an nn.Module) that is imported and
       called with no arguments, under --device (meta builds it with no memory).
+
+    \b
+    Several config.json files (or names of the bundled ones: mamba-130m,
+    rwkv-4-169m, ...; data/hf), or one with --context, are compared side by
+    side: parameters, FLOPs per token, the state at each context and the KV
+    cache of an attention model of the same width and depth (--by context or
+    --by model).
 
     Per module: the analytic count (formula) vs the actual (stored) one; layers
     with no adapter are "counted, no formula". Nothing in a file is trusted
@@ -204,20 +245,68 @@ def inspect_cmd(
       paramcalc inspect data/models/rows_lstm.safetensors
       paramcalc inspect data/models/rows_lstm.onnx
       paramcalc inspect data/models/rows_lstm.keras
+      paramcalc inspect data/hf/mamba-130m.json --check
+      paramcalc inspect mamba-130m rwkv-4-169m --context 2048 --context 32768
       paramcalc inspect mypkg.models:build_lm
       paramcalc inspect mypkg.models:build_lm --device meta --format json
     """
     import os
 
-    from ..checks.inspection import analyze, inspect, load_factory, spec_line
-
     check_targets(output)
+    if len(targets) > 1 or contexts:
+        from ..studies.modelcompare import compare_models
+
+        if check or device is not None:
+            raise ParamcalcError("--check and --device apply to one TARGET, not to a comparison")
+        if view not in (None, "context", "model"):
+            raise ParamcalcError("a comparison of models is shown --by context or --by model")
+        compared = compare_models(list(targets), contexts or (2048, 32768), dtype)
+        emit(compared, fmt, output, view=view or "context", wide=wide)
+        return
+    target = targets[0]
+    bundled = ""
+    if not os.path.lexists(target) and not target.lower().endswith(".json") and ":" not in target:
+        from ..bridge.readers.hf_config import bundled_configs
+
+        if target in bundled_configs():
+            bundled, target = target, os.fspath(bundled_configs()[target])
+    if target.lower().endswith(".json") and os.path.lexists(target):
+        from ..checks.hfcheck import inspect_config
+
+        if device is not None:
+            raise ParamcalcError("--device applies to package.module:factory, not to a file")
+        if view == "module":
+            raise ParamcalcError("a config.json is shown --by formula or --by tensor")
+        report = inspect_config(target, check=check)
+        if bundled:
+            import dataclasses
+
+            model = dataclasses.replace(report.model, source=f"bundled data/hf/{bundled}.json")
+            report = dataclasses.replace(report, model=model)
+        emit(report, fmt, output, view=view or "formula", wide=wide)
+        if not report.ok:
+            ctx.exit(1)
+        return
+    if check:
+        raise ParamcalcError("--check applies to a config.json")
+    if view in ("formula", "context", "model"):
+        raise ParamcalcError(f"--by {view} applies to a config.json")
+    view = view or "module"
+    from ..checks.inspection import Analysis, analyze, inspect, load_factory, spec_line
+    from ..core.blocks.report import ModelReport
+
     if os.path.lexists(target):
         if device is not None:
             raise ParamcalcError("--device applies to package.module:factory, not to a file")
         if target.lower().endswith(".toml"):
             raise ParamcalcError(f"{target}: a TOML architecture; use paramcalc report {target}")
-        analysis = inspect(target)
+        found = inspect(target)
+        if isinstance(found, ModelReport):  # a language model recognised from its tensors
+            emit(found, fmt, output, view="tensor" if view == "tensor" else "formula", wide=wide)
+            if not found.ok:
+                ctx.exit(1)
+            return
+        analysis: Analysis = found
     elif ":" in target and "/" not in target.partition(":")[0]:
         analysis = analyze(load_factory(target, device or "cpu"))
     else:

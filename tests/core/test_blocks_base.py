@@ -60,8 +60,8 @@ def test_knob_removes_tensor() -> None:
 @pytest.mark.parametrize(
     ("sizes", "message"),
     [
-        ({"d_model": 10, "expand": 2}, "needs the size(s) width"),
-        ({"d_model": 10, "expand": 2, "width": 4, "heads": 2}, "has no size(s) heads"),
+        ({"d_model": 10, "expand": 2}, "needs the size width"),
+        ({"d_model": 10, "expand": 2, "width": 4, "heads": 2}, "has no size heads"),
         ({"d_model": -1, "expand": 2, "width": 4}, "d_model must be an integer >= 0"),
         ({"d_model": True, "expand": 2, "width": 4}, "d_model must be an integer >= 0"),
     ],
@@ -74,7 +74,7 @@ def test_bad_sizes_are_one_line(sizes: dict[str, int], message: str) -> None:
 def test_bad_entries_refused_when_made() -> None:
     with pytest.raises(ParamcalcError, match=r"not allowed|rule"):
         BlockType("bad", "bad", ("a",), (BlockTensor("w", ("a - 1",)),))
-    with pytest.raises(ParamcalcError, match="appear twice"):
+    with pytest.raises(ParamcalcError, match="appears twice"):
         BlockType("bad", "bad", ("a",), (BlockTensor("w", ("a",)), BlockTensor("w", ("a",))))
     with pytest.raises(ParamcalcError, match="'when' names no size"):
         BlockType("bad", "bad", ("a",), (BlockTensor("w", ("a",), when="b"),))

@@ -84,6 +84,9 @@ CASES = {
     "cli sweep": cli("sweep", "-d", "28", "-H", "64:256:64", "--cells", "lstm,mingru"),
     "cli report": cli("report", str(ARCHS / "awd_lstm_lm.toml"), "--by", "component"),
     "cli design help": cli("design", "--help"),
+    "cli inspect config.json": cli("inspect", str(ROOT / "data" / "hf" / "mamba-130m.json")),
+    "cli inspect models": cli("inspect", "mamba-130m", "rwkv-4-169m", "--context", "4096"),
+    "cli explain block": cli("explain", "mamba2"),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ...core.blocks import LanguageModel, model_reader
@@ -50,5 +51,54 @@ def model_from_config(config: Mapping[str, Any], source: str = "") -> LanguageMo
 
 
 def read_hf_config(path: str | os.PathLike[str]) -> LanguageModel:
-    """The model of the ``config.json`` at ``path``."""
-    return model_from_config(load_config(path), os.fspath(path))
+    """The model of the ``config.json`` at ``path``, named by its ``_name_or_path``, else by the
+    file (``mamba-130m.json``: ``mamba-130m``; ``.../mamba-130m-hf/config.json``: the folder)."""
+    config = load_config(path)
+    model = model_from_config(config, os.fspath(path))
+    if not config.get("_name_or_path"):
+        from dataclasses import replace
+
+        p = Path(os.fspath(path)).resolve()
+        name = p.parent.name if p.stem == "config" and p.parent.name else p.stem
+        model = replace(model, name=name)
+    return model
+
+
+def bundled_configs() -> dict[str, Path]:
+    """The published configs installed with paramcalc (``data/hf``), by name (the file's stem):
+    ``mamba-130m``, ``falcon-mamba-7b``, ``mamba-codestral-7b``, ``rwkv-4-169m``, ... (their
+    published sizes are in ``data/hf/index.json``)."""
+    from importlib.resources import files
+
+    folder = files("paramcalc").joinpath("data").joinpath("hf")
+    out = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json") and entry.name != "index.json" and entry.is_file():
+            out[entry.name[: -len(".json")]] = Path(str(entry))
+    return dict(sorted(out.items()))
+
+
+def find_config(name_or_path: str | os.PathLike[str]) -> Path:
+    """``name_or_path`` if such a file exists, else the bundled config of that name
+    (``mamba-130m``); one line naming the bundled ones otherwise."""
+    if os.path.lexists(name_or_path):
+        return Path(name_or_path)
+    bundled = bundled_configs()
+    key = os.fspath(name_or_path).removesuffix(".json")
+    if key in bundled:
+        return bundled[key]
+    raise ParamcalcError(
+        f"{os.fspath(name_or_path)}: no such file, and no bundled config of that name "
+        f"(bundled: {', '.join(bundled)})"
+    )
+
+
+def read_published(name_or_path: str | os.PathLike[str]) -> LanguageModel:
+    """The model of a config.json path, or of a bundled config named ``name_or_path``."""
+    path = find_config(name_or_path)
+    model = read_hf_config(path)
+    if not os.path.lexists(name_or_path):
+        from dataclasses import replace
+
+        model = replace(model, name=path.stem, source=f"bundled {path.stem}")
+    return model

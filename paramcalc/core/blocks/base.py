@@ -128,16 +128,28 @@ class BlockType:
         env = {**self.defaults, **sizes}
         missing = [s for s in self.sizes if s not in env]
         if missing:
-            raise ParamcalcError(f"block {self.name!r} needs the size(s) {', '.join(missing)}")
+            raise ParamcalcError(f"block {self.name!r} needs {_sizes(missing)}")
         unknown = sorted(set(env) - set(self.sizes))
         if unknown:
-            raise ParamcalcError(f"block {self.name!r} has no size(s) {', '.join(unknown)}")
+            raise ParamcalcError(f"block {self.name!r} has no {_sizes(unknown).removeprefix('the ')}")
         for key, value in env.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ParamcalcError(
                     f"block {self.name!r}: size {key} must be an integer >= 0, got {value!r}"
                 )
         return Block(self, dict(env), prefix)
+
+
+def _sizes(names: Sequence[str]) -> str:
+    """``the size width`` or ``the sizes a, b``."""
+    return f"the size{'s' if len(names) != 1 else ''} {', '.join(names)}"
+
+
+def _names(noun: str, names: Sequence[str]) -> str:
+    """``tensor name w appears`` or ``tensor names v, w appear``."""
+    if len(names) == 1:
+        return f"{noun} {names[0]} appears"
+    return f"{noun}s {', '.join(names)} appear"
 
 
 def validate_block(block: BlockType) -> None:
@@ -149,7 +161,7 @@ def validate_block(block: BlockType) -> None:
     names = [t.name for t in block.tensors]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ParamcalcError(f"block {block.name!r}: tensor name(s) {', '.join(dup)} appear twice")
+        raise ParamcalcError(f"block {block.name!r}: {_names('tensor name', dup)} twice")
     if block.form not in FORMS:
         raise ParamcalcError(f"block {block.name!r}: form must be one of {', '.join(FORMS)}")
     for t in block.tensors:

@@ -2,3 +2,5 @@
 entries (:func:`~.base.register_block`) and readers (:func:`~.base.register_model_type`)."""
 
 from __future__ import annotations
+
+from . import mamba, rwkv  # noqa: F401  (register on import)
