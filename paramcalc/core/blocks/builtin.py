@@ -2,3 +2,5 @@
 entries (:func:`~.base.register_block`) and readers (:func:`~.base.register_model_type`)."""
 
 from __future__ import annotations
+
+from . import griffin, xlstm  # noqa: F401  (each registers its blocks and config.json readers)
