@@ -280,6 +280,12 @@ def read_xlstm(config: Mapping[str, Any]) -> LanguageModel:
         "lm_head is never tied to the embedding: xLSTMForCausalLM declares no tied weights",
         "gate pre-activations and logits are soft-capped (tanh, no parameters)",
     ]
+    cache_layers = config.get("num_hidden_layers", 32)
+    if cache_layers is not None and cache_layers != layers:
+        notes.append(
+            f"{layers} blocks (num_blocks), but transformers' xLSTMCache allocates state for "
+            f"num_hidden_layers = {cache_layers} layers"
+        )
     if config.get("tie_word_embeddings"):
         notes.append("tie_word_embeddings is true but transformers' xLSTM does not tie: lm_head counted")
     return LanguageModel(
