@@ -57,12 +57,13 @@ def _assert_same_tensors(config: dict[str, Any]) -> LanguageModel:
 
 # --- the shipped configs ---------------------------------------------------------------------------
 
-#: Published sizes (model cards and papers): xLSTM-7B "7B" (the Hub lists 6.87B), RecurrentGemma-2B
-#: 2.7B (2.0B without the embedding), RecurrentGemma-9B 8.58B (7.53B without the embedding).
-#: transformers' count on meta is the exact reference; the published size is checked to its digits.
+#: Published sizes: xLSTM 7B "a 7-billion-parameter LLM" (Beck et al. 2025, abstract);
+#: RecurrentGemma-2B 2.68B and -9B 8.58B in total (the RecurrentGemma report's table of model
+#: sizes). transformers' count on meta is the exact reference; the published size is checked to
+#: the digits it is published with.
 SHIPPED = [
-    ("xlstm-7b.json", 6.87e9, 0.005e9),
-    ("recurrentgemma-2b.json", 2.7e9, 0.05e9),
+    ("xlstm-7b.json", 7e9, 0.15e9),
+    ("recurrentgemma-2b.json", 2.68e9, 0.005e9),
     ("recurrentgemma-9b.json", 8.58e9, 0.005e9),
 ]
 
@@ -83,9 +84,9 @@ def test_shipped_config_equals_transformers_and_published_size(
 
 
 def test_recurrentgemma_2b_non_embedding_size() -> None:
-    """The RecurrentGemma report's 2.0B non-embedding parameters (2B model)."""
+    """ "A pre-trained model with 2B non-embedding parameters" (RecurrentGemma report, abstract)."""
     ours = read_hf_config(DATA / "hf" / "recurrentgemma-2b.json")
-    assert abs(ours.params - 256000 * 2560 - 2.03e9) < 0.01e9
+    assert abs(ours.params - 256000 * 2560 - 2e9) < 0.05e9
 
 
 # --- random small configurations (hypothesis) ------------------------------------------------------
