@@ -215,3 +215,25 @@ def test_reader_notes() -> None:
     assert "does not tie" in notes and "num_hidden_layers = 32" in notes
     notes = " ".join(model_from_config({**GRIFFIN, "head_dim": 3}).notes)
     assert "head_dim 3 is not used" in notes and "intermediate_size // 2 = 5" in notes
+
+
+def test_slstm_by_hand() -> None:
+    from paramcalc.core.blocks.xlstm import package_ffn_width
+
+    b = get_block("slstm").bind({"d_model": 8, "heads": 2, "head_dim": 4, "conv_kernel": 3})
+    # LayerNorm 8; conv 8·3 + 8; four headwise gates 2·4·4; recurrent kernel 2·4·16 (CUDA layout
+    # (2, 4, 16) by default); bias 4·8; group norm 8
+    assert b.params == 8 + 24 + 8 + 4 * 32 + 128 + 32 + 8
+    assert {t.name: t.shape for t in b.tensors()}["xlstm.slstm_cell._recurrent_kernel_"] == (2, 4, 16)
+    vanilla = get_block("slstm").bind({"d_model": 8, "heads": 2, "head_dim": 4, "conv_kernel": 0, "cuda": 0})
+    assert {t.name: t.shape for t in vanilla.tensors()}["xlstm.slstm_cell._recurrent_kernel_"] == (2, 16, 4)
+    assert "xlstm.conv1d.conv.weight" not in {t.name for t in vanilla.tensors()}
+    # GEMMs 2·(128 + 128), conv 2·24, scan 19·8, extra: conv bias 8 + residual 8
+    assert b.flops_breakdown() == {"gemm": 512, "conv": 48, "scan": 152, "extra": 16}
+    assert vanilla.flops_breakdown()["extra"] == 8
+    assert b.state_elements() == {"slstm_state": 32, "conv_state": 24}
+    # 1.3·8 = 10.4 -> 64 (multiple 64), 16 (multiple 8), 8 rounded down
+    assert (package_ffn_width(8), package_ffn_width(8, multiple=8)) == (64, 16)
+    assert package_ffn_width(8, multiple=8, round_up=False) == 8
+    ffn = get_block("xlstm_gated_ffn").bind({"d_model": 8, "ffn_dim": 16})
+    assert ffn.params == 8 + 32 * 8 + 8 * 16

@@ -25,6 +25,11 @@ qk_dim_factor)`` and ``v_dim = int(hidden_size · v_dim_factor)``, not rounded (
 ``qk_dim`` property and ``xLSTMCache`` round them up to a multiple of 64; the two agree for
 published models, whose widths are multiples of 64).
 
+The sLSTM has no ``transformers`` model type: ``slstm`` and ``xlstm_gated_ffn`` follow the
+``xlstm`` package's ``sLSTMBlock`` (names under ``xlstm_block_stack.blocks.{i}.`` there), with
+no ``config.json`` reader: bind them with their sizes (``package_ffn_width`` gives the package's
+feed-forward width).
+
 FLOPs beyond the GEMMs (``scan_flops``: the recurrent step, per head, with ``dk = qk_head_dim``
 and ``dv = v_head_dim``): ``q/√dk`` (dk), ``k vᵀ`` (dk·dv), ``i·(k vᵀ)`` (dk·dv), ``f·C``
 (dk·dv), their sum (dk·dv), ``n`` (3dk), ``Cᵀq`` (2dk·dv), ``nᵀq`` (2dk) and the division
@@ -208,6 +213,127 @@ MLSTM = register_block(_mlstm_type(fused=False))
 MLSTM_FUSED = register_block(_mlstm_type(fused=True))
 XLSTM_FFN = register_block(_ffn_type(fused=False))
 XLSTM_FFN_FUSED = register_block(_ffn_type(fused=True))
+
+
+# --- sLSTM (the xlstm package's layout; no transformers model type) ----------------------------------
+
+PACKAGE_REFERENCE = "Beck et al., xLSTM (arXiv:2405.04517); the xlstm package (NX-AI), xlstm.blocks.slstm"
+_S = "xlstm."
+_CELL = _S + "slstm_cell."
+
+SLSTM = register_block(
+    BlockType(
+        name="slstm",
+        title="xLSTM sLSTM block (the xlstm package): pre-LayerNorm, causal conv, headwise gates, "
+        "recurrent kernel per head, exponential gating",
+        sizes=("d_model", "heads", "head_dim", "conv_kernel", "group_norm_weight", "cuda"),
+        tensors=(
+            BlockTensor("xlstm_norm.weight", ("d_model",), "norm", note="LayerNorm, no bias"),
+            BlockTensor(
+                _S + "conv1d.conv.weight",
+                ("d_model", "1", "conv_kernel"),
+                "conv",
+                when="conv_kernel",
+                note="causal depthwise conv feeding the i and f gates",
+            ),
+            BlockTensor(_S + "conv1d.conv.bias", ("d_model",), when="conv_kernel"),
+            *(
+                BlockTensor(
+                    f"{_S}{g}gate.weight",
+                    ("heads", "head_dim", "head_dim"),
+                    "gemm",
+                    note="headwise (block-diagonal) input projection",
+                )
+                for g in "fizo"
+            ),
+            BlockTensor(
+                _CELL + "_recurrent_kernel_",
+                ("heads", "head_dim if cuda == 1 else 4·head_dim", "4·head_dim if cuda == 1 else head_dim"),
+                "gemm",
+                note="recurrent weights of the four gates per head (layout by backend)",
+            ),
+            BlockTensor(_CELL + "_bias_", ("4·d_model",), note="the four gates' biases"),
+            BlockTensor(
+                _S + "group_norm.weight",
+                ("d_model",),
+                "norm",
+                when="group_norm_weight",
+                note="layer norm per head",
+            ),
+        ),
+        equations=(
+            (
+                "x̂_t = LayerNorm(x_t); x̃_t = SiLU(Conv1D(x̂)_t)",
+                ("xlstm_norm.weight", _S + "conv1d.conv.weight"),
+            ),
+            (
+                "ĩ_t = W_fgate x̃_t + R_i y_{t−1} + b_i,  f̃_t = W_igate x̃_t + R_f y_{t−1} + b_f"
+                " (W headwise, R per head; the package's fgate module feeds the input gate)",
+                (_S + "fgate.weight", _S + "igate.weight", _CELL + "_recurrent_kernel_", _CELL + "_bias_"),
+            ),
+            (
+                "z̃_t = W_z x̂_t + R_z y_{t−1} + b_z,  õ_t = W_o x̂_t + R_o y_{t−1} + b_o",
+                (_S + "zgate.weight", _S + "ogate.weight", _CELL + "_recurrent_kernel_", _CELL + "_bias_"),
+            ),
+            ("m_t = max(ĩ_t, log σ(f̃_t) + m_{t−1})", (_S + "fgate.weight", _S + "igate.weight")),
+            (
+                "i_t = min(exp(ĩ_t − m_t), 1), f_t = min(exp(log σ(f̃_t) + m_{t−1} − m_t), 1)",
+                (_S + "fgate.weight", _S + "igate.weight"),
+            ),
+            ("c_t = f_t c_{t−1} + i_t tanh(z̃_t), n_t = f_t n_{t−1} + i_t", (_S + "zgate.weight",)),
+            (
+                "y_t = σ(õ_t) c_t / n_t;  out_t = x_t + GroupNorm(y_t)",
+                (_S + "ogate.weight", _S + "group_norm.weight"),
+            ),
+        ),
+        # per channel: W x + R y + b (2 adds × 4 gates), m (add, max), the two exponents (2),
+        # c (3), n (2), y (2); exp, tanh, σ, log σ and the clamps not counted
+        scan_flops="19·d_model",
+        extra_flops="d_model + (d_model if conv_kernel > 0 else 0)",
+        state=(
+            StateTerm("slstm_state", ("4", "d_model"), "y, c, n, m"),
+            StateTerm("conv_state", ("conv_kernel", "d_model"), "the step's conv window (kernel × d)"),
+        ),
+        form="sequential",
+        defaults={"conv_kernel": 4, "group_norm_weight": 1, "cuda": 1},
+        reference=PACKAGE_REFERENCE,
+    )
+)
+
+XLSTM_GATED_FFN = register_block(
+    BlockType(
+        name="xlstm_gated_ffn",
+        title="xLSTM gated feed-forward of the xlstm package (LayerNorm, stacked gate and up projection)",
+        sizes=("d_model", "ffn_dim", "use_bias"),
+        tensors=(
+            BlockTensor("ffn_norm.weight", ("d_model",), "norm", note="LayerNorm, no bias"),
+            BlockTensor("ffn.proj_up.weight", ("2·ffn_dim", "d_model"), "gemm", note="gate and up, stacked"),
+            BlockTensor("ffn.proj_up.bias", ("2·ffn_dim",), when="use_bias"),
+            BlockTensor("ffn.proj_down.weight", ("d_model", "ffn_dim"), "gemm"),
+            BlockTensor("ffn.proj_down.bias", ("d_model",), when="use_bias"),
+        ),
+        equations=(
+            (
+                "y = x + W_down (GeLU(W_gate u) ⊙ W_up u), u = LayerNorm(x)",
+                ("ffn_norm.weight", "ffn.proj_up.weight", "ffn.proj_down.weight"),
+            ),
+        ),
+        extra_flops="ffn_dim + d_model + use_bias·(2·ffn_dim + d_model)",
+        defaults={"use_bias": 0},
+        reference=PACKAGE_REFERENCE,
+    )
+)
+
+
+def package_ffn_width(
+    d_model: int, proj_factor: float = 1.3, multiple: int = 64, round_up: bool = True
+) -> int:
+    """The xlstm package's feed-forward width: ``proj_factor · d_model`` rounded up (or down) to
+    a multiple of ``multiple`` (``UpProjConfigMixin``)."""
+    import math
+
+    ratio = proj_factor * d_model / multiple
+    return int((math.ceil(ratio) if round_up else math.floor(ratio)) * multiple)
 
 
 # --- the config.json reader -----------------------------------------------------------------------
