@@ -195,6 +195,7 @@ def test_shipped_configs_are_json_with_their_model_type() -> None:
         ({**XLSTM, "qk_dim_factor": -1}, "qk_dim_factor must be a number > 0"),
         ({**XLSTM, "v_dim_factor": "1"}, "v_dim_factor must be a number > 0"),
         ({**XLSTM, "num_heads": 0}, "num_heads must be an integer >= 1"),
+        ({**XLSTM, "num_hidden_layers": "2"}, "num_hidden_layers must be an integer >= 1"),
         ({**GRIFFIN, "lru_width": 13}, "lru_width 13 must be a multiple of num_attention_heads 2"),
         ({**GRIFFIN, "num_key_value_heads": 3}, "num_key_value_heads 3 exceeds num_attention_heads 2"),
         ({**GRIFFIN, "block_types": ["recurrent", "mlp"]}, "block_types holds 'mlp'"),
@@ -212,7 +213,16 @@ def test_reader_refusals_are_one_line(config: dict[str, Any], message: str) -> N
 
 def test_reader_notes() -> None:
     notes = " ".join(model_from_config({**XLSTM, "tie_word_embeddings": True, "num_hidden_layers": 32}).notes)
-    assert "does not tie" in notes and "num_hidden_layers = 32" in notes
+    assert "does not tie" in notes and "num_hidden_layers = 32 layers" in notes
+    notes = " ".join(model_from_config({**XLSTM, "num_blocks": 2, "num_hidden_layers": None}).notes)
+    assert "xLSTMCache" not in notes
+    notes = " ".join(model_from_config({**XLSTM, "num_hidden_layers": 1}).notes)
+    assert "xLSTMCache" not in notes
+    notes = " ".join(model_from_config({k: v for k, v in XLSTM.items() if k != "num_hidden_layers"}).notes)
+    assert (
+        "1 block (num_blocks), but transformers' xLSTMCache allocates state for num_hidden_layers = 32"
+        in notes
+    )
     notes = " ".join(model_from_config({**GRIFFIN, "head_dim": 3}).notes)
     assert "head_dim 3 is not used" in notes and "intermediate_size // 2 = 5" in notes
 

@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ParamcalcError
+from ...results.text import plural
 from .base import (
     BlockTensor,
     BlockType,
@@ -287,10 +288,10 @@ def read_recurrent_gemma(config: Mapping[str, Any]) -> LanguageModel:
     mlp = (GRIFFIN_MLP, {"d_model": d_model, "ffn_dim": ffn_dim}, "")
     pattern = [[recurrent if kind == "recurrent" else attention, mlp] for kind in kinds]
     notes = [
-        f"layer pattern {', '.join(kinds)} cycled over {layers} layers",
+        f"layer pattern {', '.join(kinds)} cycled over {plural(layers, 'layer')}",
         f"MLP width intermediate_size // 2 = {ffn_dim}",
         f"attention head_dim = hidden_size // num_attention_heads = {head_dim} "
-        f"(transformers ignores a head_dim key), {kv_heads} key/value head(s), window {window}",
+        f"(transformers ignores a head_dim key), {plural(kv_heads, 'key/value head')}, window {window}",
         "embedding scaled by √hidden_size and logits soft-capped (no parameters)",
         "lm_head tied to the embedding" if tied else "lm_head stored separately (tie_word_embeddings false)",
     ]

@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ParamcalcError
+from ...results.text import plural
 from .base import (
     BlockTensor,
     BlockType,
@@ -406,11 +407,13 @@ def read_xlstm(config: Mapping[str, Any]) -> LanguageModel:
         "lm_head is never tied to the embedding: xLSTMForCausalLM declares no tied weights",
         "gate pre-activations and logits are soft-capped (tanh, no parameters)",
     ]
-    cache_layers = config.get("num_hidden_layers", 32)
-    if cache_layers is not None and cache_layers != layers:
+    # transformers: num_hidden_layers (default 32) sizes the cache, num_blocks the model
+    cache_layers = layers if config.get("num_hidden_layers", 32) is None else 32
+    cache_layers = config_int(config, "num_hidden_layers", default=cache_layers, minimum=1)
+    if cache_layers != layers:
         notes.append(
-            f"{layers} blocks (num_blocks), but transformers' xLSTMCache allocates state for "
-            f"num_hidden_layers = {cache_layers} layers"
+            f"{plural(layers, 'block')} (num_blocks), but transformers' xLSTMCache allocates state "
+            f"for num_hidden_layers = {plural(cache_layers, 'layer')}"
         )
     if config.get("tie_word_embeddings"):
         notes.append("tie_word_embeddings is true but transformers' xLSTM does not tie: lm_head counted")
