@@ -60,8 +60,8 @@ def test_knob_removes_tensor() -> None:
 @pytest.mark.parametrize(
     ("sizes", "message"),
     [
-        ({"d_model": 10, "expand": 2}, "needs the size(s) width"),
-        ({"d_model": 10, "expand": 2, "width": 4, "heads": 2}, "has no size(s) heads"),
+        ({"d_model": 10, "expand": 2}, "needs the size width"),
+        ({"d_model": 10, "expand": 2, "width": 4, "heads": 2}, "has no size heads"),
         ({"d_model": -1, "expand": 2, "width": 4}, "d_model must be an integer >= 0"),
         ({"d_model": True, "expand": 2, "width": 4}, "d_model must be an integer >= 0"),
     ],

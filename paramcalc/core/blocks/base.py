@@ -128,10 +128,12 @@ class BlockType:
         env = {**self.defaults, **sizes}
         missing = [s for s in self.sizes if s not in env]
         if missing:
-            raise ParamcalcError(f"block {self.name!r} needs the size(s) {', '.join(missing)}")
+            word = "size" if len(missing) == 1 else "sizes"
+            raise ParamcalcError(f"block {self.name!r} needs the {word} {', '.join(missing)}")
         unknown = sorted(set(env) - set(self.sizes))
         if unknown:
-            raise ParamcalcError(f"block {self.name!r} has no size(s) {', '.join(unknown)}")
+            word = "size" if len(unknown) == 1 else "sizes"
+            raise ParamcalcError(f"block {self.name!r} has no {word} {', '.join(unknown)}")
         for key, value in env.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ParamcalcError(
@@ -149,7 +151,7 @@ def validate_block(block: BlockType) -> None:
     names = [t.name for t in block.tensors]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ParamcalcError(f"block {block.name!r}: tensor name(s) {', '.join(dup)} appear twice")
+        raise ParamcalcError(f"block {block.name!r}: tensor names appear twice: {', '.join(dup)}")
     if block.form not in FORMS:
         raise ParamcalcError(f"block {block.name!r}: form must be one of {', '.join(FORMS)}")
     for t in block.tensors:
