@@ -300,3 +300,22 @@ def test_hawk_prefill_flops_against_counter() -> None:
     # per layer 2·lru·w per output; the padded conv has tokens + w − 1 outputs
     assert conv == 2 * (2 * 48 * 4)
     assert flops == tokens * (_gemm(ours) + 2 * 50 * 32) + 2 * (2 * 48 * 4) * (tokens + 3)
+
+
+@pytest.mark.parametrize("tokens", [3, 6])
+def test_griffin_prefill_attention_counts_masked_work(tokens: int) -> None:
+    """A prefill's eager attention multiplies all tokens × tokens scores, masked or not (the
+    counter's count); paramcalc counts the min(t + 1, window) keys token t reads."""
+    ours = model_from_config(GRIFFIN_TINY)
+    hf = _hf_model(GRIFFIN_TINY, device="cpu")
+    cache = transformers.DynamicCache(config=hf.config)
+    flops = _counted(lambda: _prefill(hf, tokens, cache))
+    per_key = 2 * 2 * 2 * 16  # QKᵀ and AV, 2 heads of head_dim 16
+    conv = 2 * (2 * 48 * 4) * (tokens + 3)  # two recurrent layers, tokens + w − 1 padded outputs
+    assert flops == tokens * (_gemm(ours) + 2 * 50 * 32) + conv + per_key * tokens * tokens
+    read = sum(min(t + 1, 4) for t in range(tokens))  # 1 + 2 + 3 (+ 4 + 4 + 4)
+    attention = ours.blocks[4]
+    assert (
+        sum(attention.flops_breakdown(ctx=t)["extra"] for t in range(tokens))
+        == tokens * 2 * 32 + per_key * read
+    )
