@@ -3,4 +3,4 @@ entries (:func:`~.base.register_block`) and readers (:func:`~.base.register_mode
 
 from __future__ import annotations
 
-from . import mamba, rwkv  # noqa: F401  (register on import)
+from . import griffin, mamba, rwkv, xlstm  # noqa: F401  (each registers its blocks and config.json readers)
