@@ -284,7 +284,7 @@ def explain(cell: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> N
       paramcalc explain lstm -d 40 -H 512 --proj-size 128 --peephole
       paramcalc explain mamba
     """
-    from ..core.blocks.base import registered_blocks
+    from ..core.blocks import registered_blocks
 
     check_targets(output)
     key = cell.strip().lower().replace("-", "_")

@@ -362,47 +362,12 @@ def register_block(block: BlockType, *, replace_existing: bool = False) -> Block
     return block
 
 
-def get_block(name: str) -> BlockType:
-    """The registered block ``name`` (one line naming the known ones otherwise)."""
-    _load_builtins()
-    try:
-        return _BLOCKS[_key(name)]
-    except (KeyError, AttributeError):
-        known = ", ".join(sorted(_BLOCKS)) or "none"
-        raise ParamcalcError(f"unknown block {name!r}; known blocks: {known}") from None
-
-
-def registered_blocks() -> tuple[BlockType, ...]:
-    _load_builtins()
-    return tuple(_BLOCKS.values())
-
-
 def register_model_type(model_type: str, reader: ConfigReader, *, replace_existing: bool = False) -> None:
     """Make ``reader`` turn a ``config.json`` of ``model_type`` into a :class:`LanguageModel`."""
     key = _key(model_type)
     if key in _READERS and not replace_existing:
         raise ParamcalcError(f"model type {model_type!r} already has a reader")
     _READERS[key] = reader
-
-
-def model_types() -> tuple[str, ...]:
-    _load_builtins()
-    return tuple(sorted(_READERS))
-
-
-def model_reader(model_type: str) -> ConfigReader:
-    """The reader of ``model_type`` (one line naming the supported ones otherwise)."""
-    _load_builtins()
-    try:
-        return _READERS[_key(model_type)]
-    except (KeyError, AttributeError):
-        raise ParamcalcError(
-            f"model type {model_type!r} is not supported; supported: {', '.join(sorted(_READERS))}"
-        ) from None
-
-
-def _load_builtins() -> None:
-    from . import builtin  # noqa: F401  (registers the built-in blocks and readers on import)
 
 
 # --- helpers for readers ------------------------------------------------------------------------

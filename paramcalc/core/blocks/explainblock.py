@@ -9,7 +9,8 @@ from typing import Any
 
 from ...results.base import Result
 from ...results.table import Column, Table
-from .base import BlockType, get_block
+from .base import BlockType
+from .registry import get_block
 
 BLOCK_COLUMNS = (
     Column("tensor", "str"),

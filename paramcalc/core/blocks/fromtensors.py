@@ -13,7 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .base import LanguageModel, model_reader
+from .base import LanguageModel
+from .registry import model_reader
 
 Shapes = Mapping[str, tuple[int, ...]]
 
