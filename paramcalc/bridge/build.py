@@ -20,6 +20,7 @@ from ..core.architecture import (
     Attention,
     BatchNorm1d,
     BatchNorm2d,
+    BlockStack,
     Component,
     Conv1d,
     Conv2d,
@@ -230,6 +231,11 @@ def _component_module(c: Component, dev: Any, dtype: Any) -> nn.Module:
         )
     if isinstance(c, Attention):
         return additive_attention(c, dev, dtype)
+    if isinstance(c, BlockStack):
+        raise ParamcalcError(
+            f"component {c.name!r} ({c.kind}): a registry block is not built in torch here; check such "
+            "a model against transformers with `paramcalc inspect config.json --check`"
+        )
     raise ParamcalcError(f"component {c.name!r} ({c.kind}): paramcalc cannot build it in torch")
 
 

@@ -564,6 +564,65 @@ def _flags(obj: Any, *names: str) -> None:
 
 
 @dataclass(frozen=True)
+class BlockStack(Component):
+    """``num_layers`` copies of a registered block (:mod:`paramcalc.core.blocks`: ``mamba``,
+    ``rwkv``, ``mlstm``, ``rglru``, ...) with the sizes ``sizes``, layer ``i``'s tensors named
+    ``{i}.`` plus the block's own names (``layers.3.mixer.in_proj.weight`` in a component
+    ``layers``). The features in and out are the block's ``d_model`` (a residual
+    block keeps its width)."""
+
+    block: str = ""
+    sizes: tuple[tuple[str, int], ...] = ()
+    num_layers: int = 1
+
+    torch_class: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sizes", tuple(sorted(dict(self.sizes).items())))
+        _sizes(self, "num_layers")
+        self._bound(0)  # checks the block's name and its sizes, one line naming the problem
+
+    def _bound(self, i: int) -> Any:
+        from ..blocks import get_block
+
+        return get_block(self.block).bind(dict(self.sizes), f"{i}.")
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]  # the block's registry name
+        return str(self._bound(0).type.name)
+
+    @property
+    def in_features(self) -> int | None:
+        return dict(self.sizes).get("d_model")
+
+    def out_features(self, incoming: int | None) -> int | None:
+        return dict(self.sizes).get("d_model", incoming)
+
+    def tensors(self) -> tuple[TensorFormula, ...]:
+        out = []
+        for i in range(self.num_layers):
+            bound = self._bound(i)
+            shapes = {t.name: t.shape for t in bound.tensors()}
+            out += [_tensor(name, shapes[name], sym, num) for name, sym, num, _ in bound.formulas()]
+        return tuple(out)
+
+    def formula(self) -> str:
+        one = self._bound(0)
+        per = one.params
+        lead = f"{self.num_layers}·" if self.num_layers > 1 else ""
+        return f"{lead}{per:,} per {one.type.name} block = {self.num_layers * per:,}"
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes)
+        return f"{self.num_layers} × {self.block}({sizes})"
+
+    def remark(self) -> str:
+        return (
+            "a block of paramcalc's registry: counted from its entry (paramcalc explain " + self.block + ")"
+        )
+
+
+@dataclass(frozen=True)
 class Custom(Component):
     """Any layer described by its tensors: what a user's adapter returns for its own module.
 

@@ -18,6 +18,7 @@ from .components import (
     Attention,
     BatchNorm1d,
     BatchNorm2d,
+    BlockStack,
     Component,
     Conv1d,
     Conv2d,
@@ -243,13 +244,38 @@ def _component_from_table(
     if kind in CELLS or kind in ALIASES or (kind not in KIND_KEYS and find_cell(kind) is not None):
         return _recurrent_from_table(table, name, kind, incoming)
     keys = KIND_KEYS.get(kind)
+    if keys is None and kind in block_kinds():
+        return _block_from_table(table, name, kind, incoming)
     if keys is None:
         raise ParamcalcError(
             f"unknown kind {kind!r}{plugin_note()}: expected one of "
-            f"{', '.join([*recurrent_kinds(), *KIND_KEYS])}"
+            f"{', '.join([*recurrent_kinds(), *KIND_KEYS, *block_kinds()])}"
         )
     _no_unknown(set(table) - keys - {"name", "kind"}, keys)
     return _BUILDERS[kind](table, name, incoming, plane)
+
+
+def block_kinds() -> list[str]:
+    """The registered blocks (:mod:`paramcalc.core.blocks`), each a component kind."""
+    from ..blocks import registered_blocks
+
+    return [b.name for b in registered_blocks()]
+
+
+def _block_from_table(table: Mapping[str, Any], name: str, kind: str, incoming: int | None) -> BlockStack:
+    """A stack of a registered block: ``num_layers`` and the block's sizes (``d_model`` taken
+    from the source when left out; the entry's defaults fill the rest)."""
+    from ..blocks import get_block
+
+    entry = get_block(kind)
+    keys = {"num_layers", *entry.sizes}
+    _no_unknown(set(table) - keys - {"name", "kind"}, keys)
+    sizes = {k: v for k, v in table.items() if k in entry.sizes}
+    if "d_model" in entry.sizes and "d_model" not in sizes and incoming is not None:
+        sizes["d_model"] = incoming
+    return BlockStack(
+        name, block=entry.name, sizes=tuple(sizes.items()), num_layers=table.get("num_layers", 1)
+    )
 
 
 def _recurrent_from_table(table: Mapping[str, Any], name: str, kind: str, incoming: int | None) -> Recurrent:
