@@ -233,8 +233,8 @@ def _component_module(c: Component, dev: Any, dtype: Any) -> nn.Module:
         return additive_attention(c, dev, dtype)
     if isinstance(c, BlockStack):
         raise ParamcalcError(
-            f"component {c.name!r} ({c.kind}): a registry block is not built in torch here; check such "
-            "a model against transformers with `paramcalc inspect config.json --check`"
+            f"component {c.name!r} ({c.kind}): a registry block is not built in torch here; inspect "
+            "the model's config.json with `check=True` to compare it with transformers"
         )
     raise ParamcalcError(f"component {c.name!r} ({c.kind}): paramcalc cannot build it in torch")
 
