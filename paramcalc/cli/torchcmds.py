@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -250,43 +251,90 @@ def inspect_cmd(
       paramcalc inspect mypkg.models:build_lm
       paramcalc inspect mypkg.models:build_lm --device meta --format json
     """
-    import os
-
     check_targets(output)
     if len(targets) > 1 or contexts:
-        from ..studies.modelcompare import compare_models
-
-        if check or device is not None:
-            raise ParamcalcError("--check and --device apply to one TARGET, not to a comparison")
-        if view not in (None, "context", "model"):
-            raise ParamcalcError("a comparison of models is shown --by context or --by model")
-        compared = compare_models(list(targets), contexts or (2048, 32768), dtype)
-        emit(compared, fmt, output, view=view or "context", wide=wide)
+        _inspect_models(targets, view, device, check, contexts, dtype, fmt, wide, output)
         return
-    target = targets[0]
-    bundled = ""
-    if not os.path.lexists(target) and not target.lower().endswith(".json") and ":" not in target:
-        from ..bridge.readers.hf_config import bundled_configs
-
-        if target in bundled_configs():
-            bundled, target = target, os.fspath(bundled_configs()[target])
+    target, bundled = _bundled_target(targets[0])
     if target.lower().endswith(".json") and os.path.lexists(target):
-        from ..checks.hfcheck import inspect_config
+        code = _inspect_config(target, bundled, view, device, check, fmt, wide, output)
+    else:
+        code = _inspect_analysis(target, view, device, check, fmt, wide, output)
+    if code:
+        ctx.exit(code)
 
-        if device is not None:
-            raise ParamcalcError("--device applies to package.module:factory, not to a file")
-        if view == "module":
-            raise ParamcalcError("a config.json is shown --by formula or --by tensor")
-        report = inspect_config(target, check=check)
-        if bundled:
-            import dataclasses
 
-            model = dataclasses.replace(report.model, source=f"bundled data/hf/{bundled}.json")
-            report = dataclasses.replace(report, model=model)
-        emit(report, fmt, output, view=view or "formula", wide=wide)
-        if not report.ok:
-            ctx.exit(1)
-        return
+def _inspect_models(
+    targets: tuple[str, ...],
+    view: str | None,
+    device: str | None,
+    check: bool,
+    contexts: tuple[int, ...],
+    dtype: str,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+) -> None:
+    """``inspect a.json b.json --context N``: language models side by side."""
+    from ..studies.modelcompare import compare_models
+
+    if check or device is not None:
+        raise ParamcalcError("--check and --device apply to one TARGET, not to a comparison")
+    if view not in (None, "context", "model"):
+        raise ParamcalcError("a comparison of models is shown --by context or --by model")
+    compared = compare_models(list(targets), contexts or (2048, 32768), dtype)
+    emit(compared, fmt, output, view=view or "context", wide=wide)
+
+
+def _bundled_target(target: str) -> tuple[str, str]:
+    """``target``, or the path of the bundled config.json it names (``mamba-130m``), and that name."""
+    if os.path.lexists(target) or target.lower().endswith(".json") or ":" in target:
+        return target, ""
+    from ..bridge.readers.hf_config import bundled_configs
+
+    found = bundled_configs().get(target)
+    return (os.fspath(found), target) if found is not None else (target, "")
+
+
+def _inspect_config(
+    target: str,
+    bundled: str,
+    view: str | None,
+    device: str | None,
+    check: bool,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+) -> int:
+    """``inspect config.json``: the model's tensors with their formulas (``--check``: against
+    transformers); the exit code."""
+    from ..checks.hfcheck import inspect_config
+
+    if device is not None:
+        raise ParamcalcError("--device applies to package.module:factory, not to a file")
+    if view == "module":
+        raise ParamcalcError("a config.json is shown --by formula or --by tensor")
+    report = inspect_config(target, check=check)
+    if bundled:
+        import dataclasses
+
+        model = dataclasses.replace(report.model, source=f"bundled data/hf/{bundled}.json")
+        report = dataclasses.replace(report, model=model)
+    emit(report, fmt, output, view=view or "formula", wide=wide)
+    return 0 if report.ok else 1
+
+
+def _inspect_analysis(
+    target: str,
+    view: str | None,
+    device: str | None,
+    check: bool,
+    fmt: str,
+    wide: bool,
+    output: str | None,
+) -> int:
+    """``inspect FILE`` or ``inspect package.module:factory``: every layer, analytic vs stored;
+    the exit code of the verdict."""
     if check:
         raise ParamcalcError("--check applies to a config.json")
     if view in ("formula", "context", "model"):
@@ -303,9 +351,7 @@ def inspect_cmd(
         found = inspect(target)
         if isinstance(found, ModelReport):  # a language model recognised from its tensors
             emit(found, fmt, output, view="tensor" if view == "tensor" else "formula", wide=wide)
-            if not found.ok:
-                ctx.exit(1)
-            return
+            return 0 if found.ok else 1
         analysis: Analysis = found
     elif ":" in target and "/" not in target.partition(":")[0]:
         analysis = analyze(load_factory(target, device or "cpu"))
@@ -317,9 +363,7 @@ def inspect_cmd(
         for p, s in analysis.specs.items()
     }
     emit(analysis, fmt, output, view=view, wide=wide, lines=lambda line: stacks.get(line, line))
-    code = _verdict_exit(analysis.status)
-    if code:
-        ctx.exit(code)
+    return _verdict_exit(analysis.status)
 
 
 def _verdict_exit(status: Any) -> int:

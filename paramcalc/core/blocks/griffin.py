@@ -229,10 +229,8 @@ def _block_types(config: Mapping[str, Any]) -> list[str]:
     return list(value)
 
 
-def read_recurrent_gemma(config: Mapping[str, Any]) -> LanguageModel:
-    """The model of a ``recurrent_gemma`` ``config.json`` (``transformers``' defaults where a key
-    is missing: those of RecurrentGemma-2B, except that ``num_key_value_heads`` defaults to
-    ``num_attention_heads``)."""
+def _griffin_sizes(config: Mapping[str, Any]) -> dict[str, int]:
+    """The sizes of a ``recurrent_gemma`` configuration, checked as transformers needs them."""
     d_model = config_int(config, "hidden_size", default=2560, minimum=1)
     layers = config_int(config, "num_hidden_layers", default=26, minimum=1)
     vocab = config_int(config, "vocab_size", default=256000, minimum=1)
@@ -257,6 +255,29 @@ def read_recurrent_gemma(config: Mapping[str, Any]) -> LanguageModel:
     conv_width = config_int(config, "conv1d_width", default=4, minimum=1)
     ffn_dim = config_int(config, "intermediate_size", default=3 * d_model, minimum=2) // 2
     attention_bias = int(config_bool(config, "attention_bias", False))
+    return {
+        "d_model": d_model,
+        "layers": layers,
+        "vocab": vocab,
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "lru_width": lru_width,
+        "head_dim": head_dim,
+        "window": window,
+        "conv_width": conv_width,
+        "ffn_dim": ffn_dim,
+        "attention_bias": attention_bias,
+    }
+
+
+def read_recurrent_gemma(config: Mapping[str, Any]) -> LanguageModel:
+    """The model of a ``recurrent_gemma`` ``config.json`` (``transformers``' defaults where a key
+    is missing: those of RecurrentGemma-2B, except that ``num_key_value_heads`` defaults to
+    ``num_attention_heads``)."""
+    z = _griffin_sizes(config)
+    d_model, layers, vocab, heads, kv_heads = z["d_model"], z["layers"], z["vocab"], z["heads"], z["kv_heads"]
+    lru_width, head_dim, window, conv_width = z["lru_width"], z["head_dim"], z["window"], z["conv_width"]
+    ffn_dim, attention_bias = z["ffn_dim"], z["attention_bias"]
     tied = config_bool(config, "tie_word_embeddings", True)
     kinds = _block_types(config)
 
