@@ -120,3 +120,23 @@ def test_config_reader_refusals(tmp_path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(ParamcalcError, match="FIFO"):
         read_hf_config(fifo)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("num_hidden_layers", 10**6, "num_hidden_layers must be at most 10,000"),
+        ("hidden_size", 2**31, "hidden_size must be at most 2,147,483,647"),
+        ("vocab_size", 10**40, "vocab_size must be at most 2,147,483,647"),
+    ],
+)
+def test_config_sizes_are_bounded_like_every_size(tmp_path, key: str, value: int, message: str) -> None:
+    """A config that would take minutes (a million layers) or describe no real tensor is one line,
+    at once: the bounds every paramcalc size has (MAX_LAYERS, 2**31 - 1)."""
+    from paramcalc.core.blocks.base import config_int
+    from paramcalc.core.spec import MAX_LAYERS
+
+    config = {"model_type": "mamba", "hidden_size": 8, "num_hidden_layers": 2, "vocab_size": 16, key: value}
+    with pytest.raises(ParamcalcError, match=message):
+        model_from_config(config)
+    assert config_int({"n": MAX_LAYERS}, "n", maximum=MAX_LAYERS) == MAX_LAYERS

@@ -75,6 +75,7 @@ def test_d_model_comes_from_the_source(tmp_path: Path) -> None:
         ("dt_rank = 48", "dt_rank = 48\nheads = 3", "unknown key heads"),
         ("dt_rank = 48", "dt_rank = 48\nd_model = -1", "d_model"),
         ("num_layers = 24", "num_layers = 0", "num_layers"),
+        ("num_layers = 24", "num_layers = 1000000", "num_layers must be at most 10,000"),
     ],
 )
 def test_bad_block_keys_are_one_line(tmp_path: Path, old: str, new: str, message: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 from ...errors import ParamcalcError
 from ..params import count as count_spec
 from ..params import total_params
-from ..spec import RecurrentSpec, check_size
+from ..spec import MAX_LAYERS, RecurrentSpec, check_size
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _C = TypeVar("_C", bound="Component")
@@ -579,7 +579,7 @@ class BlockStack(Component):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sizes", tuple(sorted(dict(self.sizes).items())))
-        _sizes(self, "num_layers")
+        object.__setattr__(self, "num_layers", check_size("num_layers", self.num_layers, maximum=MAX_LAYERS))
         self._bound(0)  # checks the block's name and its sizes, one line naming the problem
 
     def _bound(self, i: int) -> Any:

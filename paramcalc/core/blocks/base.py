@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from ...errors import ParamcalcError
 from .. import shapes
+from ..spec import MAX_SIZE
 
 #: A size every block may use in its cost and state rules: the context length (tokens so far).
 CONTEXT = "ctx"
@@ -133,7 +134,7 @@ class BlockType:
         if unknown:
             raise ParamcalcError(f"block {self.name!r} has no {_sizes(unknown).removeprefix('the ')}")
         for key, value in env.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
                 raise ParamcalcError(
                     f"block {self.name!r}: size {key} must be an integer >= 0, got {value!r}"
                 )
@@ -373,14 +374,23 @@ def register_model_type(model_type: str, reader: ConfigReader, *, replace_existi
 # --- helpers for readers ------------------------------------------------------------------------
 
 
-def config_int(config: Mapping[str, Any], *keys: str, default: int | None = None, minimum: int = 0) -> int:
-    """The first of ``keys`` present in ``config`` as an integer >= ``minimum`` (one line naming
-    the key when it is missing or not an integer)."""
+def config_int(
+    config: Mapping[str, Any],
+    *keys: str,
+    default: int | None = None,
+    minimum: int = 0,
+    maximum: int = MAX_SIZE,
+) -> int:
+    """The first of ``keys`` present in ``config`` as an integer in ``[minimum, maximum]`` (one
+    line naming the key when it is missing, not an integer or out of range: a size is at most
+    2**31 - 1, a layer count at most :data:`~paramcalc.core.spec.MAX_LAYERS`, as everywhere)."""
     for key in keys:
         if key in config and config[key] is not None:
             value = config[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ParamcalcError(f"config.json: {key} must be an integer >= {minimum}, got {value!r}")
+            if value > maximum:
+                raise ParamcalcError(f"config.json: {key} must be at most {maximum:,}, got {value:,}")
             return value
     if default is not None:
         return default

@@ -41,6 +41,7 @@ from typing import Any
 
 from ...errors import ParamcalcError
 from ...results.text import plural
+from ..spec import MAX_LAYERS
 from .base import (
     BlockTensor,
     BlockType,
@@ -232,7 +233,7 @@ def _block_types(config: Mapping[str, Any]) -> list[str]:
 def _griffin_sizes(config: Mapping[str, Any]) -> dict[str, int]:
     """The sizes of a ``recurrent_gemma`` configuration, checked as transformers needs them."""
     d_model = config_int(config, "hidden_size", default=2560, minimum=1)
-    layers = config_int(config, "num_hidden_layers", default=26, minimum=1)
+    layers = config_int(config, "num_hidden_layers", default=26, minimum=1, maximum=MAX_LAYERS)
     vocab = config_int(config, "vocab_size", default=256000, minimum=1)
     heads = config_int(config, "num_attention_heads", default=10, minimum=1)
     kv_heads = config_int(config, "num_key_value_heads", default=heads, minimum=1)

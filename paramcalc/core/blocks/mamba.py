@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ParamcalcError
+from ..spec import MAX_LAYERS
 from .base import (
     BlockTensor,
     BlockType,
@@ -186,7 +187,7 @@ def _backbone(
     config: Mapping[str, Any], block: BlockType, sizes: dict[str, int], tie_default: bool, notes: list[str]
 ) -> LanguageModel:
     hidden = sizes["d_model"]
-    layers = config_int(config, "num_hidden_layers", "n_layer", minimum=1)
+    layers = config_int(config, "num_hidden_layers", "n_layer", minimum=1, maximum=MAX_LAYERS)
     vocab, padded, vnotes = _vocab(config)
     tied = config_bool(config, "tie_word_embeddings", tie_default)
     blocks = layer_blocks([[(block, sizes, "")]], layers, "backbone.layers.{i}.")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..spec import MAX_LAYERS
 from .base import (
     BlockTensor,
     BlockType,
@@ -132,7 +133,7 @@ def read_rwkv(config: Mapping[str, Any]) -> LanguageModel:
     """An ``rwkv`` ``config.json`` (``RwkvConfig``: ``attention_hidden_size`` defaults to
     ``hidden_size``, ``intermediate_size`` to ``4·hidden_size``)."""
     hidden = config_int(config, "hidden_size", minimum=1)
-    layers = config_int(config, "num_hidden_layers", minimum=1)
+    layers = config_int(config, "num_hidden_layers", minimum=1, maximum=MAX_LAYERS)
     sizes = {
         "d_model": hidden,
         "d_att": config_int(config, "attention_hidden_size", default=hidden, minimum=1),

@@ -46,6 +46,7 @@ from typing import Any
 
 from ...errors import ParamcalcError
 from ...results.text import plural
+from ..spec import MAX_LAYERS
 from .base import (
     BlockTensor,
     BlockType,
@@ -365,7 +366,7 @@ def read_xlstm(config: Mapping[str, Any]) -> LanguageModel:
             f"config.json: embedding_dim {embedding_dim} differs from hidden_size {d_model} "
             "(transformers' default when hidden_size is missing is 4096); the blocks use hidden_size"
         )
-    layers = config_int(config, "num_blocks", "num_hidden_layers", default=32, minimum=1)
+    layers = config_int(config, "num_blocks", "num_hidden_layers", default=32, minimum=1, maximum=MAX_LAYERS)
     heads = config_int(config, "num_heads", default=8, minimum=1)
     vocab = config_int(config, "vocab_size", default=50304, minimum=1)
     use_bias = config_bool(config, "use_bias", False)
@@ -409,7 +410,9 @@ def read_xlstm(config: Mapping[str, Any]) -> LanguageModel:
     ]
     # transformers: num_hidden_layers (default 32) sizes the cache, num_blocks the model
     cache_layers = layers if config.get("num_hidden_layers", 32) is None else 32
-    cache_layers = config_int(config, "num_hidden_layers", default=cache_layers, minimum=1)
+    cache_layers = config_int(
+        config, "num_hidden_layers", default=cache_layers, minimum=1, maximum=MAX_LAYERS
+    )
     if cache_layers != layers:
         notes.append(
             f"{plural(layers, 'block')} (num_blocks), but transformers' xLSTMCache allocates state "
