@@ -114,6 +114,9 @@ def test_config_reader_refusals(tmp_path) -> None:
         read_hf_config(bad)
     with pytest.raises(ParamcalcError, match="not supported"):
         model_from_config({"model_type": "no_such_model"})
+    bad.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ParamcalcError, match="nested too deeply"):
+        read_hf_config(bad)
     with pytest.raises(ParamcalcError, match="no such file"):
         read_hf_config(tmp_path / "missing.json")
     fifo = tmp_path / "fifo.json"

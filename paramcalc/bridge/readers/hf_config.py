@@ -27,6 +27,8 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     text = read_text(path, MAX_BYTES, "config.json")
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ParamcalcError(f"{os.fspath(path)} is not a config.json: JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ParamcalcError(f"{os.fspath(path)} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
     if not isinstance(data, dict):
