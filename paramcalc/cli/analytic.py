@@ -294,10 +294,15 @@ def explain(cell: str, fmt: str, wide: bool, output: str | None, **kw: Any) -> N
 
         emit(explain_block(block), fmt, output, wide=wide)
         return
-    from ..core.cells import get_cell
+    from ..core.cells import find_cell, get_cell
     from ..core.explain import explain as explain_
 
-    get_cell(cell)  # an unknown name: the registry's one line
+    if find_cell(cell) is None:
+        blocks = ", ".join(b.name for b in registered_blocks())
+        try:
+            get_cell(cell)  # the registry's one line, with the blocks named too
+        except ParamcalcError as exc:
+            raise ParamcalcError(f"{exc}; or a block: {blocks}") from None
     if kw["input_size"] is None:
         raise ParamcalcError("give the input size: -d/--input-size")
     emit(explain_(build_spec(cell, kw)), fmt, output, wide=wide)

@@ -185,3 +185,11 @@ def test_rwkv_169m_by_hand() -> None:
 def test_bad_configs_one_line(cfg: dict[str, object], message: str) -> None:
     with pytest.raises(ParamcalcError, match=re.escape(message)):
         model_from_config(cfg)
+
+
+def test_explain_of_an_unknown_name_lists_cells_and_blocks() -> None:
+    from tests.helpers import invoke, one_line_error
+
+    line = one_line_error(invoke("explain", "nosuchblock"))
+    assert "unknown cell 'nosuchblock'" in line and "lstm" in line and "or a block:" in line
+    assert "mamba" in line and "rglru" in line
