@@ -1,10 +1,12 @@
 """A language model recognised from its tensors' names and shapes alone (a safetensors file of a
-Hugging Face Mamba, Mamba-2 or RWKV-4 checkpoint, no config.json at hand): the configuration is
-read back from the shapes and handed to the registered reader, whose tensors are then compared
-with the stored ones, name by name.
+Hugging Face Mamba, Mamba-2, RWKV-4, xLSTM or RecurrentGemma checkpoint, no config.json at
+hand): the configuration is read back from the shapes and handed to the registered reader, whose
+tensors are then compared with the stored ones, name by name.
 
 What shapes cannot tell is said in a note: Falcon-Mamba stores Mamba's tensors (read as
-``mamba``); Mamba-2 stores ``n_groups · state_size`` only as a product (read as one group).
+``mamba``); Mamba-2 stores ``n_groups · state_size`` only as a product (read as one group);
+RecurrentGemma's attention window has no tensor (its default, 2,048, is assumed: it changes the
+state and FLOPs, not the parameters).
 """
 
 from __future__ import annotations
@@ -81,11 +83,71 @@ def _rwkv(s: Shapes) -> tuple[dict[str, Any], list[str]] | None:
     return cfg, ["read as rwkv from the tensors' shapes"]
 
 
+def _xlstm(s: Shapes) -> tuple[dict[str, Any], list[str]] | None:
+    pre = "backbone.blocks.0."
+    q = s.get(pre + "mlstm_layer.q.weight")
+    if q is None or "backbone.embeddings.weight" not in s:
+        return None  # the fused weight mode stores qkv together: not read from shapes
+    vocab, hidden = s["backbone.embeddings.weight"]
+    ffn = s[pre + "ffn.proj_up.weight"][0]
+    cfg = {
+        "model_type": "xlstm",
+        "hidden_size": hidden,
+        "embedding_dim": hidden,
+        "num_blocks": _layers(s, r"backbone\.blocks\.(\d+)\.norm_mlstm\.weight"),
+        "num_heads": s[pre + "mlstm_layer.igate_preact.weight"][0],
+        "vocab_size": vocab,
+        "use_bias": pre + "mlstm_layer.q.bias" in s,
+        # factors that give the stored widths back through the reader's int() and floor(), whatever
+        # the rounding of the division (half a unit of slack each way)
+        "qk_dim_factor": (q[0] + 0.5) / hidden,
+        "v_dim_factor": (s[pre + "mlstm_layer.v.weight"][0] + 0.5) / hidden,
+        "ffn_proj_factor": (ffn + 0.5) / hidden,
+        "ffn_round_up_to_multiple_of": 1,
+        "weight_mode": "single",
+    }
+    return cfg, [f"read as xlstm from the tensors' shapes (feed-forward width {ffn} as stored)"]
+
+
+def _griffin(s: Shapes) -> tuple[dict[str, Any], list[str]] | None:
+    if "model.embed_tokens.weight" not in s:
+        return None
+    layers = _layers(s, r"model\.layers\.(\d+)\.temporal_pre_norm\.weight")
+    kinds = [
+        "recurrent" if f"model.layers.{i}.temporal_block.rg_lru.recurrent_param" in s else "attention"
+        for i in range(layers)
+    ]
+    if "recurrent" not in kinds:
+        return None  # the head count is only stored by the RG-LRU's block-diagonal gates
+    first = kinds.index("recurrent")
+    lru = f"model.layers.{first}.temporal_block.rg_lru."
+    heads = s[lru + "input_gate_weight"][0]
+    vocab, hidden = s["model.embed_tokens.weight"]
+    cfg: dict[str, Any] = {
+        "model_type": "recurrent_gemma",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "vocab_size": vocab,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
+        "lru_width": s[lru + "recurrent_param"][0],
+        "conv1d_width": s[f"model.layers.{first}.temporal_block.conv_1d.weight"][-1],
+        "intermediate_size": 2 * s["model.layers.0.mlp_block.gate_proj.weight"][0],
+        "block_types": kinds,
+        "tie_word_embeddings": "lm_head.weight" not in s,
+    }
+    if "attention" in kinds:
+        att = f"model.layers.{kinds.index('attention')}.temporal_block."
+        cfg["num_key_value_heads"] = s[att + "k_proj.weight"][0] // (hidden // heads)
+        cfg["attention_bias"] = att + "q_proj.bias" in s
+    return cfg, ["read as recurrent_gemma from the tensors' shapes; the attention window is not stored"]
+
+
 def config_from_tensors(shapes: Shapes) -> tuple[dict[str, Any], list[str]] | None:
-    """The ``config.json`` keys a Mamba, Mamba-2 or RWKV-4 checkpoint's shapes imply, with notes
-    on what they cannot tell; ``None`` when the names are none of these."""
+    """The ``config.json`` keys a Mamba, Mamba-2, RWKV-4, xLSTM or RecurrentGemma checkpoint's
+    shapes imply, with notes on what they cannot tell; ``None`` when the names are none of these."""
     try:
-        return _mamba(shapes) or _rwkv(shapes)
+        return _mamba(shapes) or _rwkv(shapes) or _xlstm(shapes) or _griffin(shapes)
     except (KeyError, ValueError, TypeError, IndexError):
         return None
 
