@@ -327,11 +327,13 @@ def _describe(exc: BaseException) -> str:
 def inspect(path: str | Path, *, check: bool = False) -> Analysis | ModelReport:
     """Read every layer of a saved model back as specs, with analytic vs stored counts.
 
-    A safetensors file of a Mamba, Mamba-2 or RWKV-4 language model (Hugging Face names) is
-    recognised from its tensors (:mod:`paramcalc.core.blocks.fromtensors`): the result is then a
-    ``ModelReport`` checked against the stored tensors.
+    A safetensors file of a Mamba, Mamba-2, RWKV-4, xLSTM or RecurrentGemma language model
+    (Hugging Face names) is recognised from its tensors
+    (:mod:`paramcalc.core.blocks.fromtensors`): the result is then a ``ModelReport`` checked
+    against the stored tensors.
 
-    A Hugging Face ``config.json`` (a ``.json`` file) is read by its ``model_type`` into a
+    A Hugging Face ``config.json`` (a ``.json`` file, or the name of a bundled published one:
+    ``"mamba-130m"``) is read by its ``model_type`` into a
     :class:`~paramcalc.core.blocks.report.ModelReport` instead (formulas per tensor, totals);
     ``check=True`` compares it with ``transformers``' model built on the meta device
     (:func:`paramcalc.checks.hfcheck.inspect_config`). ``check`` applies to those files only.
@@ -344,6 +346,12 @@ def inspect(path: str | Path, *, check: bool = False) -> Analysis | ModelReport:
     reader could not identify, ties a meta-device checkpoint cannot show.
     """
 
+    import os
+
+    from ..bridge.readers.hf_config import bundled_configs
+
+    if not os.path.lexists(path) and os.fspath(path) in bundled_configs():
+        path = bundled_configs()[os.fspath(path)]  # a bundled published config, by name
     if str(path).lower().endswith(".json"):
         from .hfcheck import inspect_config
 

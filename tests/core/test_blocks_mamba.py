@@ -193,3 +193,12 @@ def test_explain_of_an_unknown_name_lists_cells_and_blocks() -> None:
     line = one_line_error(invoke("explain", "nosuchblock"))
     assert "unknown cell 'nosuchblock'" in line and "lstm" in line and "or a block:" in line
     assert "mamba" in line and "rglru" in line
+
+
+def test_the_library_inspects_a_bundled_config_by_name() -> None:
+    import paramcalc as pc
+
+    # issue 18: Mamba-130m's published configuration gives 129,135,360
+    assert pc.inspect("mamba-130m").model.params == 129_135_360
+    with pytest.raises(ParamcalcError, match="no such file"):
+        pc.inspect("no-such-model")
