@@ -350,8 +350,8 @@ def inspect(path: str | Path, *, check: bool = False) -> Analysis | ModelReport:
 
     from ..bridge.readers.hf_config import bundled_configs
 
-    if not os.path.lexists(path) and os.fspath(path) in bundled_configs():
-        path = bundled_configs()[os.fspath(path)]  # a bundled published config, by name
+    if isinstance(path, str) and not os.path.lexists(path) and path in bundled_configs():
+        path = bundled_configs()[path]  # a bundled published config, by name
     if str(path).lower().endswith(".json"):
         from .hfcheck import inspect_config
 
