@@ -229,10 +229,7 @@ class Block:
 
     def flops_per_token(self, ctx: int = 0) -> int:
         """Forward FLOPs for one token at context ``ctx`` (GEMMs, convolutions, scan, extra)."""
-        env = self._cost_env(ctx)
-        dense = sum(2 * t.numel for t in self.tensors() if t.role in ("gemm", "conv"))
-        rules = (self.type.scan_flops, self.type.extra_flops)
-        return dense + sum(shapes.evaluate(_rule((r,), self.type.cost_sizes)[0], env) for r in rules)
+        return sum(self.flops_breakdown(ctx).values())
 
     def flops_breakdown(self, ctx: int = 0) -> dict[str, int]:
         """FLOPs per token by kind: ``gemm``, ``conv``, ``scan``, ``extra``."""
